@@ -1,0 +1,303 @@
+"""Audio front end: 1 s of 16 kHz audio to an int8 32x32 log-mel image.
+
+Every model, the golden model and the hardware see the same input: the
+log-mel spectrogram of the GSC network (BACKGROUND.md) quantised to int8 in
+[0, 127].  The quantisation is chosen so that the quietest value (-80 dB, the
+``top_db`` floor of ``librosa.power_to_db``) becomes exactly 0: the hardware
+skips zero activations, so quiet time-frequency cells cost nothing.  The
+float model is trained on ``q / 127``, so going from float to integer model
+loses nothing at the input.
+
+Audio policies (what :func:`load_wav` does with awkward files) are strict by
+default: a file that is not 16 kHz mono, is longer than 1 s, is empty or holds
+NaN/inf is rejected with a message that names the fix; ``convert=True``
+resamples, averages channels and keeps the centred second instead.  Clips
+shorter than 1 s are zero-padded at the end, because GSC clips are "at most
+1 s" by construction.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 16000
+N_MELS = 32
+N_FRAMES = 32
+N_FFT = 2048
+HOP = 512
+DB_FLOOR = -80.0
+DB_CEIL = 0.0
+QMIN = 0
+QMAX = 127
+#: int8 steps per dB: the 80 dB range [-80, 0] maps onto [0, 127].
+SCALE = QMAX / (DB_CEIL - DB_FLOOR)
+#: ``librosa.power_to_db``'s default ``amin``: power at or below it everywhere
+#: is treated as digital silence (see :func:`logmel`).
+POWER_AMIN = 1e-10
+FEATURE_SHAPE = (1, N_MELS, N_FRAMES)
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be turned into features, with the fix."""
+
+
+def input_quant_spec() -> dict:
+    """Describe the input features and their quantisation for the NetSpec.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable description: how the float log-mel (dB) is computed
+        and how it maps to int8 ``q = clip(floor((db - db_floor) * scale +
+        0.5), qmin, qmax)``; the float model's input is ``q / qmax``.
+    """
+    return {
+        "kind": "logmel_db",
+        "sample_rate": SAMPLE_RATE,
+        "n_mels": N_MELS,
+        "n_frames": N_FRAMES,
+        "n_fft": N_FFT,
+        "hop_length": HOP,
+        "db_floor": DB_FLOOR,
+        "db_ceil": DB_CEIL,
+        "scale": SCALE,
+        "zero_point": 0,
+        "qmin": QMIN,
+        "qmax": QMAX,
+        "rounding": "half_up",
+    }
+
+
+# --------------------------------------------------------------------------
+# Reading audio
+# --------------------------------------------------------------------------
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Read any soundfile-supported file as float32 [samples, channels]."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file; check the path")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.SoundFileError, TypeError) as err:
+        raise AudioError(
+            f"{path}: not a readable audio file ({err}); give a WAV/FLAC file, "
+            "e.g. convert it with `sox in.mp3 -r 16000 -c 1 out.wav`") from err
+    return data, rate
+
+
+def _to_mono(data: np.ndarray, path: Path, convert: bool) -> np.ndarray:
+    """Average the channels when allowed; the model has one input channel."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    if not convert:
+        raise AudioError(
+            f"{path}: has {data.shape[1]} channels, expected 1 (mono); pass "
+            "convert=True (CLI --convert) to average the channels, or run "
+            "`sox in.wav -c 1 out.wav`")
+    return data.mean(axis=1, dtype=np.float32)
+
+
+def _to_rate(audio: np.ndarray, rate: int, path: Path, convert: bool) -> np.ndarray:
+    """Resample to 16 kHz when allowed; the mel filters assume 16 kHz."""
+    if rate == SAMPLE_RATE:
+        return audio
+    if not convert:
+        raise AudioError(
+            f"{path}: sample rate is {rate} Hz, expected {SAMPLE_RATE} Hz; pass "
+            "convert=True (CLI --convert) to resample, or run "
+            f"`sox in.wav -r {SAMPLE_RATE} out.wav`")
+    import librosa
+
+    return librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE,
+                            res_type="soxr_hq").astype(np.float32)
+
+
+def _to_length(audio: np.ndarray, path: Path, convert: bool) -> np.ndarray:
+    """Zero-pad short clips at the end; crop long ones only when allowed."""
+    n = audio.shape[0]
+    if n < CLIP_SAMPLES:
+        return np.pad(audio, (0, CLIP_SAMPLES - n))
+    if n > CLIP_SAMPLES:
+        if not convert:
+            raise AudioError(
+                f"{path}: is {n / SAMPLE_RATE:.3f} s long ({n} samples), the "
+                f"model takes at most 1 s ({CLIP_SAMPLES} samples); pass "
+                "convert=True (CLI --convert) to keep the centred second, or "
+                "cut it with `sox in.wav out.wav trim START 1`")
+        start = (n - CLIP_SAMPLES) // 2
+        return audio[start:start + CLIP_SAMPLES]
+    return audio
+
+
+def load_wav(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
+    """Load one clip as exactly 1 s of 16 kHz mono float32 audio.
+
+    Parameters
+    ----------
+    path : path-like
+        Audio file (anything libsndfile reads: WAV, FLAC, ...).
+    convert : bool
+        If False (default) a file that is not 16 kHz mono and at most 1 s is
+        an error, so that nothing is changed silently.  If True: resample to
+        16 kHz (soxr, high quality), average the channels, and keep the
+        centred 1 s of a longer clip.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 [16000]; shorter clips are zero-padded at the end.
+
+    Raises
+    ------
+    AudioError
+        Missing or unreadable file, no samples, NaN/inf samples, or (without
+        ``convert``) wrong rate, several channels, longer than 1 s.
+    """
+    path = Path(path)
+    data, rate = _read(path)
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: holds no samples; record or pick another clip")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: holds NaN or infinite samples; the file is "
+                         "corrupt, re-export it as 16-bit PCM")
+    audio = _to_mono(data, path, convert)
+    audio = _to_rate(audio, rate, path, convert)
+    return np.ascontiguousarray(_to_length(audio, path, convert), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------
+
+def logmel(audio: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram in dB relative to the clip's maximum.
+
+    ``librosa.feature.melspectrogram(y, sr=16000, n_mels=32)`` (n_fft 2048,
+    hop 512, centred frames, so 32 frames for 16000 samples) followed by
+    ``librosa.power_to_db(S, ref=np.max)`` (top_db 80): values lie in
+    [-80, 0] dB and the loudest cell is 0 dB, so the features do not depend
+    on the recording level.
+
+    Digital silence is defined: when no mel cell has power above 1e-10
+    (librosa's ``amin``, e.g. all-zero audio) ``ref=np.max`` would call every
+    cell 0 dB, the loudest value; we return -80 dB everywhere instead, which
+    quantises to all zeros, so silence is also silent for the hardware.
+
+    Parameters
+    ----------
+    audio : numpy.ndarray
+        float [16000], finite (see :func:`load_wav`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 [32 mels, 32 frames].
+    """
+    import librosa
+
+    audio = np.asarray(audio)
+    if audio.shape != (CLIP_SAMPLES,):
+        raise ValueError(f"audio has shape {audio.shape}, expected ({CLIP_SAMPLES},): "
+                         "1 s at 16 kHz mono; load it with load_wav()")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio has dtype {audio.dtype}, expected float in [-1, 1]; "
+                         "load it with load_wav()")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio holds NaN or infinite samples")
+    power = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE,
+                                           n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP)
+    if power.max() <= POWER_AMIN:
+        return np.full((N_MELS, N_FRAMES), DB_FLOOR, dtype=np.float32)
+    db = librosa.power_to_db(power, ref=np.max, amin=POWER_AMIN,
+                             top_db=DB_CEIL - DB_FLOOR)
+    return db.astype(np.float32)
+
+
+def quantise_features(db: np.ndarray) -> np.ndarray:
+    """Quantise a dB log-mel to int8 [1, 32, 32] in [0, 127].
+
+    ``q = clip(floor((db + 80) * 127 / 80 + 0.5), 0, 127)``: round half up,
+    computed in float64 so -80 dB is exactly 0 and 0 dB exactly 127.
+    """
+    db = np.asarray(db, dtype=np.float64)
+    if db.shape != (N_MELS, N_FRAMES):
+        raise ValueError(f"log-mel has shape {db.shape}, expected ({N_MELS}, {N_FRAMES})")
+    if np.isnan(db).any():
+        raise ValueError("log-mel holds NaN; cannot quantise")
+    q = np.floor((db - DB_FLOOR) * SCALE + 0.5)
+    return np.clip(q, QMIN, QMAX).astype(np.int8).reshape(FEATURE_SHAPE)
+
+
+def dequantise_features(q: np.ndarray) -> np.ndarray:
+    """The float model's input: ``q / 127`` in [0, 1], float32, same shape.
+
+    Training the float model on exactly these values makes the input
+    quantisation lossless between the float and the integer model.
+    """
+    return (np.asarray(q, dtype=np.float32) / np.float32(QMAX)).astype(np.float32)
+
+
+def audio_to_features(audio: np.ndarray) -> np.ndarray:
+    """int8 [1, 32, 32] features of 1 s of float audio."""
+    return quantise_features(logmel(audio))
+
+
+def wav_to_features(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
+    """int8 [1, 32, 32] features of one audio file (policies of :func:`load_wav`)."""
+    return audio_to_features(load_wav(path, convert=convert))
+
+
+def features_batch(paths: Sequence[str | os.PathLike] | Iterable, *,
+                   convert: bool = False, progress: bool = True) -> np.ndarray:
+    """int8 [n, 1, 32, 32] features of several files, with a progress bar."""
+    from tqdm import tqdm
+
+    paths = list(paths)
+    out = np.zeros((len(paths),) + FEATURE_SHAPE, dtype=np.int8)
+    for i, path in enumerate(tqdm(paths, desc="features", unit="clip",
+                                  disable=not progress)):
+        out[i] = wav_to_features(path, convert=convert)
+    return out
+
+
+def validate_features(x: np.ndarray) -> np.ndarray:
+    """Check user-supplied features and return them as int8 [n, 1, 32, 32].
+
+    Accepts [1, 32, 32] (one clip), [n, 1, 32, 32] or [n, 32, 32], of any
+    integer or float dtype whose values are whole numbers in [0, 127], so a
+    features .npy saved by any tool is taken as long as nothing would change.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape or dtype found and what was expected, NaN, values
+        that are not whole numbers, or values outside [0, 127].
+    """
+    x = np.asarray(x)
+    expected = f"expected [1, {N_MELS}, {N_FRAMES}], [n, 1, {N_MELS}, {N_FRAMES}] or [n, {N_MELS}, {N_FRAMES}]"
+    if x.shape == FEATURE_SHAPE:
+        x = x[None]
+    elif x.ndim == 3 and x.shape[1:] == (N_MELS, N_FRAMES):
+        x = x[:, None]
+    elif not (x.ndim == 4 and x.shape[1:] == FEATURE_SHAPE):
+        raise ValueError(f"features have shape {list(x.shape)}, {expected}")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"features have dtype {x.dtype}, expected int8 (or whole "
+                         "numbers in [0, 127]) of shape [n, 1, 32, 32]")
+    if np.issubdtype(x.dtype, np.floating):
+        if np.isnan(x).any():
+            raise ValueError(f"features of shape {list(x.shape)} hold NaN; expected int8 in [0, 127]")
+        if not np.all(x == np.round(x)):
+            raise ValueError(f"features of shape {list(x.shape)} and dtype {x.dtype} hold "
+                             "non-integer values; expected int8 in [0, 127] (quantise with "
+                             "quantise_features)")
+    if x.size and (x.min() < QMIN or x.max() > QMAX):
+        raise ValueError(f"features of shape {list(x.shape)} hold values in "
+                         f"[{x.min()}, {x.max()}], expected [{QMIN}, {QMAX}]")
+    return np.ascontiguousarray(x, dtype=np.int8)
