@@ -1,0 +1,16 @@
+"""The NetSpec: the versioned contract between exporter, golden model and hardware.
+
+docs/netspec.md defines the on-disk format and every integer rule.
+"""
+
+from .io import ARRAYS_NAME, JSON_NAME, load, load_metadata, save
+from .layers import (EMPTY_SLOT, FORMAT, KWTA, MAX_SHIFT, MULTIPLIER_BITS, VERSION, Conv2d,
+                     InputSpec, Linear, MaxPool2d, NetSpec, NetSpecError, Requant)
+from .random import random_inputs, random_netspec, random_packing, random_requant
+
+__all__ = [
+    "ARRAYS_NAME", "JSON_NAME", "load", "load_metadata", "save", "EMPTY_SLOT", "FORMAT", "KWTA",
+    "MAX_SHIFT", "MULTIPLIER_BITS", "VERSION", "Conv2d", "InputSpec", "Linear", "MaxPool2d",
+    "NetSpec", "NetSpecError", "Requant", "random_inputs", "random_netspec", "random_packing",
+    "random_requant",
+]

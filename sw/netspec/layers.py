@@ -1,0 +1,359 @@
+"""The NetSpec data model: layers, requantisation and the network.
+
+The NetSpec is the one contract between the exporter, the golden model, the
+hardware generator and the simulators (docs/netspec.md defines it). These
+classes hold a NetSpec in memory; every constructor validates its own
+invariants and raises :class:`NetSpecError` naming the layer, the field and
+the rule broken, so a broken file is reported where it is read, not as a
+wrong result three tools later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+import numpy as np
+
+__all__ = [
+    "FORMAT", "VERSION", "EMPTY_SLOT", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS",
+    "MAX_SHIFT", "NetSpecError", "Requant", "Conv2d", "Linear", "MaxPool2d",
+    "KWTA", "InputSpec", "NetSpec",
+]
+
+FORMAT = "cosparse-netspec"
+VERSION = 1
+#: Kernel id of a packed slot that belongs to no kernel (its weight is 0).
+EMPTY_SLOT = 255
+INT8_MIN, INT8_MAX = -128, 127
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+#: Requantisation multipliers are unsigned and fit this many bits.
+MULTIPLIER_BITS = 16
+MAX_SHIFT = 62
+
+
+class NetSpecError(ValueError):
+    """A NetSpec that breaks the format: the message names what and where."""
+
+
+def _fail(where: str, message: str):
+    raise NetSpecError(f"{where}: {message}")
+
+
+def _check_array(where, name, array, dtype, shape):
+    if not isinstance(array, np.ndarray):
+        _fail(where, f"{name} must be a numpy array, got {type(array).__name__}")
+    if array.dtype != np.dtype(dtype):
+        _fail(where, f"{name} must have dtype {np.dtype(dtype).name}, got {array.dtype.name}")
+    if array.shape != tuple(shape):
+        _fail(where, f"{name} must have shape {tuple(shape)}, got {array.shape}")
+
+
+def _check_positive_int(where, name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        _fail(where, f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_shape(where, name, shape, ndim):
+    if (not isinstance(shape, tuple) or len(shape) != ndim
+            or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape)):
+        _fail(where, f"{name} must be a tuple of {ndim} positive integers, got {shape!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """Per-output-channel fixed-point requantisation to int8.
+
+    ``y = clamp((a * multiplier + round_bias) >> shift, out_min, out_max)`` with
+    ``a = acc + bias`` and ``round_bias = 2**(shift-1)`` (0 when shift is 0):
+    an exact integer form of round-half-up of ``a * multiplier / 2**shift``.
+    """
+
+    multiplier: np.ndarray  # int32 [C_out], 0 <= m < 2**MULTIPLIER_BITS
+    shift: np.ndarray  # int32 [C_out], 0 <= s <= MAX_SHIFT
+    out_min: int = INT8_MIN
+    out_max: int = INT8_MAX
+
+    def validate(self, where: str, channels: int):
+        _check_array(where, "requant.multiplier", self.multiplier, np.int32, (channels,))
+        _check_array(where, "requant.shift", self.shift, np.int32, (channels,))
+        if self.multiplier.size and (self.multiplier.min() < 0
+                                     or self.multiplier.max() >= 2 ** MULTIPLIER_BITS):
+            bad = int(np.flatnonzero((self.multiplier < 0)
+                                     | (self.multiplier >= 2 ** MULTIPLIER_BITS))[0])
+            _fail(where, f"requant.multiplier[{bad}] = {int(self.multiplier[bad])} is outside "
+                         f"[0, 2**{MULTIPLIER_BITS})")
+        if self.shift.size and (self.shift.min() < 0 or self.shift.max() > MAX_SHIFT):
+            bad = int(np.flatnonzero((self.shift < 0) | (self.shift > MAX_SHIFT))[0])
+            _fail(where, f"requant.shift[{bad}] = {int(self.shift[bad])} is outside [0, {MAX_SHIFT}]")
+        if not (INT8_MIN <= self.out_min <= self.out_max <= INT8_MAX):
+            _fail(where, f"requant saturation bounds [{self.out_min}, {self.out_max}] must lie "
+                         f"within int8 [{INT8_MIN}, {INT8_MAX}] with out_min <= out_max")
+
+
+@dataclass(frozen=True, eq=False)
+class _PackedLayer:
+    """Shared part of conv2d and linear: complementary-packed int8 weights.
+
+    Output channel ``g * n + kernel_ids[g, f]`` owns packed slot ``(g, f)``;
+    ``kernel_ids == EMPTY_SLOT`` marks a slot of no kernel, whose weight is 0.
+    Because each slot names exactly one kernel, two kernels of a group can
+    never overlap in this form: overlap is caught by the packer instead.
+    """
+
+    name: str
+    n: int
+    weights: np.ndarray  # int8 [groups, fan_in]
+    kernel_ids: np.ndarray  # uint8 [groups, fan_in]
+    bias: np.ndarray  # int32 [out_channels]
+    requant: Requant | None
+
+    @property
+    def groups(self) -> int:
+        return -(-self.out_channels // self.n)
+
+    def kernels_in_group(self, g: int) -> int:
+        """Number of kernels in group ``g`` (the last group may be partial)."""
+        return min(self.n, self.out_channels - g * self.n)
+
+    def _validate_packing(self, where):
+        _check_positive_int(where, "n", self.n)
+        if self.n > 254:
+            _fail(where, f"n = {self.n} exceeds 254 (kernel ids are uint8, 255 is the empty slot)")
+        _check_array(where, "weights", self.weights, np.int8, (self.groups, self.fan_in))
+        _check_array(where, "kernel_ids", self.kernel_ids, np.uint8, (self.groups, self.fan_in))
+        _check_array(where, "bias", self.bias, np.int32, (self.out_channels,))
+        limit = np.minimum(self.n, self.out_channels - np.arange(self.groups) * self.n)[:, None]
+        ids = self.kernel_ids.astype(np.int64)
+        bad = (ids != EMPTY_SLOT) & (ids >= limit)
+        if bad.any():
+            g, f = map(int, np.argwhere(bad)[0])
+            _fail(where, f"kernel_ids[{g}, {f}] = {int(ids[g, f])} is out of range: group {g} has "
+                         f"{int(limit[g, 0])} kernels (ids 0..{int(limit[g, 0]) - 1}, or "
+                         f"{EMPTY_SLOT} for an empty slot)")
+        loaded_empty = (ids == EMPTY_SLOT) & (self.weights != 0)
+        if loaded_empty.any():
+            g, f = map(int, np.argwhere(loaded_empty)[0])
+            _fail(where, f"weights[{g}, {f}] = {int(self.weights[g, f])} sits in an empty slot "
+                         f"(kernel id {EMPTY_SLOT}); empty slots must hold 0")
+        if self.requant is not None:
+            self.requant.validate(where, self.out_channels)
+        bound = self.accumulator_bound()
+        if bound > INT32_MAX:
+            _fail(where, f"worst-case |accumulator + bias| = {bound} overflows int32")
+
+    def dense_weight(self) -> np.ndarray:
+        """Unpacked weights, int8 ``[out_channels, fan_in]`` (zeros off-support)."""
+        dense = np.zeros((self.out_channels, self.fan_in), np.int8)
+        g, f = np.nonzero(self.kernel_ids != EMPTY_SLOT)
+        dense[g * self.n + self.kernel_ids[g, f].astype(np.int64), f] = self.weights[g, f]
+        return dense
+
+    def accumulator_bound(self) -> int:
+        """Largest |acc + bias| any int8 input can produce, over all kernels."""
+        per_kernel = np.abs(self.dense_weight().astype(np.int64)).sum(axis=1) * 128
+        return int((per_kernel + np.abs(self.bias.astype(np.int64))).max(initial=0))
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(_PackedLayer):
+    """2-D convolution, stride 1, no padding ("valid"); fan-in order (c, ky, kx)."""
+
+    in_shape: tuple[int, int, int] = (1, 1, 1)
+    out_channels: int = 1
+    kernel: int = 1
+    kind = "conv2d"
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_shape[0] * self.kernel * self.kernel
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.in_shape
+        return (self.out_channels, h - self.kernel + 1, w - self.kernel + 1)
+
+    def validate(self):
+        where = f"layer {self.name!r} (conv2d)"
+        _check_shape(where, "in_shape", self.in_shape, 3)
+        _check_positive_int(where, "out_channels", self.out_channels)
+        _check_positive_int(where, "kernel", self.kernel)
+        if self.kernel > min(self.in_shape[1:]):
+            _fail(where, f"kernel {self.kernel} is larger than the input {self.in_shape[1:]}")
+        self._validate_packing(where)
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(_PackedLayer):
+    """Fully connected layer; its input is the previous output flattened in (C, H, W) order."""
+
+    in_features: int = 1
+    out_features: int = 1
+    kind = "linear"
+
+    @property
+    def in_shape(self) -> tuple[int]:
+        return (self.in_features,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_features
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
+
+    @property
+    def out_shape(self) -> tuple[int]:
+        return (self.out_features,)
+
+    def validate(self):
+        where = f"layer {self.name!r} (linear)"
+        _check_positive_int(where, "in_features", self.in_features)
+        _check_positive_int(where, "out_features", self.out_features)
+        self._validate_packing(where)
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d:
+    """Non-overlapping max-pool: window = stride = ``size``; H and W divisible by it."""
+
+    name: str
+    in_shape: tuple[int, int, int]
+    size: int
+    kind = "maxpool2d"
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.in_shape
+        return (c, h // self.size, w // self.size)
+
+    def validate(self):
+        where = f"layer {self.name!r} (maxpool2d)"
+        _check_shape(where, "in_shape", self.in_shape, 3)
+        _check_positive_int(where, "size", self.size)
+        if self.in_shape[1] % self.size or self.in_shape[2] % self.size:
+            _fail(where, f"input {self.in_shape[1:]} is not divisible by pool size {self.size}")
+
+
+@dataclass(frozen=True, eq=False)
+class KWTA:
+    """k-winners-take-all: keep the k largest values, zero the rest.
+
+    ``mode="local"``: top-k across channels at each (y, x) of a (C, H, W)
+    input. ``mode="global"``: top-k over the whole input in flat (C, H, W)
+    order. Ties: the lower index (channel, or flat index) wins.
+    """
+
+    name: str
+    in_shape: tuple[int, ...]
+    mode: str
+    k: int
+    kind = "kwta"
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.in_shape
+
+    @property
+    def candidates(self) -> int:
+        """How many values compete for the k places."""
+        return self.in_shape[0] if self.mode == "local" else prod(self.in_shape)
+
+    def validate(self):
+        where = f"layer {self.name!r} (kwta)"
+        if self.mode not in ("local", "global"):
+            _fail(where, f"mode must be 'local' or 'global', got {self.mode!r}")
+        if self.mode == "local":
+            _check_shape(where, "in_shape", self.in_shape, 3)
+        elif not (isinstance(self.in_shape, tuple) and len(self.in_shape) in (1, 3)):
+            _fail(where, f"in_shape must be (C, H, W) or (features,), got {self.in_shape!r}")
+        _check_positive_int(where, "k", self.k)
+        if self.k > self.candidates:
+            _fail(where, f"k = {self.k} is larger than the {self.candidates} values it selects from")
+
+
+@dataclass(frozen=True, eq=False)
+class InputSpec:
+    """The int8 input tensor and how features were quantised into it."""
+
+    shape: tuple[int, int, int]
+    qmin: int = 0
+    qmax: int = 127
+    quant: dict = field(default_factory=dict)
+
+    def validate(self):
+        _check_shape("input", "shape", self.shape, 3)
+        if not (INT8_MIN <= self.qmin <= self.qmax <= INT8_MAX):
+            _fail("input", f"[qmin, qmax] = [{self.qmin}, {self.qmax}] must lie within int8")
+
+
+Layer = Conv2d | Linear | MaxPool2d | KWTA
+
+
+@dataclass(frozen=True, eq=False)
+class NetSpec:
+    """A whole network: input, layers in execution order, class names.
+
+    The last layer is a conv2d or linear without requantisation: its int32
+    ``acc + bias`` are the logits, and the class is their argmax (lowest
+    index wins a tie). Every other packed layer requantises to int8.
+    """
+
+    name: str
+    input: InputSpec
+    layers: tuple
+    classes: tuple[str, ...]
+    version: int = VERSION
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def packed_layers(self) -> list:
+        return [layer for layer in self.layers if isinstance(layer, _PackedLayer)]
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers are {[l.name for l in self.layers]}")
+
+    def validate(self):
+        if self.version != VERSION:
+            _fail("netspec", f"version {self.version} is not supported (this cosparse reads "
+                             f"version {VERSION}); re-export the model with `cosparse export`")
+        self.input.validate()
+        if not self.layers:
+            _fail("netspec", "has no layers")
+        names = [layer.name for layer in self.layers]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            _fail("netspec", f"layer name {duplicate!r} is used twice")
+        shape, int8 = self.input.shape, True
+        for index, layer in enumerate(self.layers):
+            where = f"layer {layer.name!r} ({layer.kind})"
+            expected = (prod(shape),) if isinstance(layer, Linear) else shape
+            if tuple(layer.in_shape) != tuple(expected):
+                _fail(where, f"in_shape {tuple(layer.in_shape)} does not match the previous "
+                             f"output {tuple(shape)}")
+            if isinstance(layer, (KWTA, Conv2d, Linear)) and not int8:
+                _fail(where, "its input is the int32 output of an unrequantised layer; only the "
+                             "last layer may omit requant")
+            layer.validate()
+            last = index == len(self.layers) - 1
+            if isinstance(layer, _PackedLayer):
+                if layer.requant is None and not last:
+                    _fail(where, "has no requant but is not the last layer")
+                if layer.requant is not None and last:
+                    _fail(where, "the last layer must output int32 logits (requant: null)")
+                int8 = layer.requant is not None
+            elif last:
+                _fail(where, "the last layer must be conv2d or linear (its outputs are the logits)")
+            shape = layer.out_shape
+        if len(self.classes) != prod(shape):
+            _fail("netspec", f"{len(self.classes)} class names for {prod(shape)} outputs")
+
+    @property
+    def output_size(self) -> int:
+        return prod(self.layers[-1].out_shape)

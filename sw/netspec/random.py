@@ -1,0 +1,105 @@
+"""Random valid NetSpecs and inputs, for testing every part on more than one network.
+
+Bit-exactness on the one shipped model proves little; these generators make
+networks of random shapes, packing factors, k, empty slots and
+requantisation parameters, so that the golden model, the hardware generator
+and the simulators are checked against each other on cases nobody tuned for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import (EMPTY_SLOT, KWTA, MULTIPLIER_BITS, Conv2d, InputSpec, Linear, MaxPool2d,
+                     NetSpec, Requant)
+
+__all__ = ["random_packing", "random_requant", "random_netspec", "random_inputs"]
+
+
+def random_packing(rng: np.random.Generator, out_channels: int, fan_in: int, n: int,
+                   empty_fraction: float = 0.0):
+    """Random complementary packing: int8 weights and kernel ids ``[groups, fan_in]``.
+
+    Each group's slots are dealt to its kernels in a random order; a random
+    ``empty_fraction`` of slots is left empty (kernel id EMPTY_SLOT, weight 0).
+    """
+    groups = -(-out_channels // n)
+    ids = np.empty((groups, fan_in), np.uint8)
+    for g in range(groups):
+        kernels = min(n, out_channels - g * n)
+        ids[g] = rng.permutation(np.arange(fan_in) % kernels)
+    ids[rng.random(ids.shape) < empty_fraction] = EMPTY_SLOT
+    weights = rng.integers(-128, 128, ids.shape, dtype=np.int16)
+    weights[ids == EMPTY_SLOT] = 0
+    return weights.astype(np.int8), ids
+
+
+def random_requant(rng: np.random.Generator, channels: int, fan_in_per_kernel: float,
+                   input_scale: float = 64.0) -> Requant:
+    """Multipliers and shifts that map a typical accumulator onto int8, with some saturation."""
+    typical = max(1.0, np.sqrt(fan_in_per_kernel) * 74.0 * input_scale)
+    scale = 100.0 / typical * rng.uniform(0.5, 2.0, channels)
+    shift = np.clip(np.floor(np.log2((2 ** MULTIPLIER_BITS - 1) / scale)), 0, 40).astype(np.int32)
+    multiplier = np.clip(np.round(scale * 2.0 ** shift), 0, 2 ** MULTIPLIER_BITS - 1)
+    return Requant(multiplier=multiplier.astype(np.int32), shift=shift)
+
+
+def _packed(rng, kind, name, shape_args, out_channels, fan_in, n, requant, empty_fraction):
+    weights, ids = random_packing(rng, out_channels, fan_in, n, empty_fraction)
+    bias = rng.integers(-2000, 2000, out_channels).astype(np.int32)
+    rq = random_requant(rng, out_channels, fan_in / n) if requant else None
+    return kind(name=name, n=n, weights=weights, kernel_ids=ids, bias=bias, requant=rq,
+                **shape_args)
+
+
+def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
+                   empty_fraction: float = 0.05) -> NetSpec:
+    """A small random conv -> [pool] -> [kwta] -> ... -> linear network.
+
+    Shapes, packing factors n, pool and k-WTA presence, k and mode are all
+    drawn from ``seed``; the result always validates.
+    """
+    rng = np.random.default_rng(seed)
+    in_c = int(rng.integers(1, 3))
+    size = int(rng.integers(6, max_size + 1))
+    shape = (in_c, size, size)
+    layers = []
+    for index in range(int(rng.integers(1, 3))):
+        kernel = int(rng.integers(1, min(4, shape[1]) + 1))
+        out_c = int(rng.integers(2, max_channels + 1))
+        n = int(rng.integers(1, out_c + 1))
+        conv = _packed(rng, Conv2d, f"conv{index + 1}", dict(in_shape=shape, out_channels=out_c,
+                       kernel=kernel), out_c, shape[0] * kernel * kernel, n, True, empty_fraction)
+        layers.append(conv)
+        shape = conv.out_shape
+        if shape[1] % 2 == 0 and shape[2] % 2 == 0 and shape[1] >= 4 and rng.random() < 0.6:
+            layers.append(MaxPool2d(name=f"pool{index + 1}", in_shape=shape, size=2))
+            shape = layers[-1].out_shape
+        if rng.random() < 0.8:
+            layers.append(KWTA(name=f"kwta{index + 1}", in_shape=shape, mode="local",
+                               k=int(rng.integers(1, shape[0] + 1))))
+    features = int(np.prod(shape))
+    if rng.random() < 0.7:
+        hidden = int(rng.integers(4, 33))
+        n = int(rng.integers(1, 9))
+        layers.append(_packed(rng, Linear, "fc1", dict(in_features=features, out_features=hidden),
+                              hidden, features, n, True, empty_fraction))
+        layers.append(KWTA(name="kwta_fc1", in_shape=(hidden,), mode="global",
+                           k=int(rng.integers(1, hidden + 1))))
+        features = hidden
+    classes = int(rng.integers(2, 7))
+    n = int(rng.integers(1, classes + 1))
+    layers.append(_packed(rng, Linear, "out", dict(in_features=features, out_features=classes),
+                          classes, features, n, False, empty_fraction))
+    return NetSpec(name=f"random-{seed}", input=InputSpec(shape=(in_c, size, size), qmin=0,
+                                                          qmax=127),
+                   layers=tuple(layers), classes=tuple(f"class{i}" for i in range(classes)))
+
+
+def random_inputs(spec: NetSpec, batch: int, seed: int = 0, density: float = 0.6) -> np.ndarray:
+    """int8 inputs ``[batch, *input.shape]`` in the input range, about ``density`` non-zero."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, *spec.input.shape)
+    x = rng.integers(spec.input.qmin, spec.input.qmax + 1, shape)
+    x[rng.random(shape) >= density] = 0
+    return np.clip(x, spec.input.qmin, spec.input.qmax).astype(np.int8)
