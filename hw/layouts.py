@@ -1,33 +1,68 @@
 """Stream payloads shared by every engine of the accelerator.
 
 Engines talk through ``amaranth.lib.stream`` interfaces carrying these
-layouts. Between layers, activations travel *sparse*: one beat per non-zero
-value, with its flat index (docs/netspec.md, "Tensors and indices"), so the
-work of the next engine follows the activation density. ``last`` closes the
-activations of one input; an input with no non-zero activation at all is
-sent as a single beat of value 0 with ``last`` set (a zero contributes
-nothing, so it is exact and keeps every input visible downstream).
+layouts, and ``last`` closes the data of one input in every one of them.
+
+- **Sparse** activations travel between layers as one beat per non-zero
+  value with its coordinates: ``(c, y, x)`` for a ``(C, H, W)`` tensor, or
+  ``index`` for an ``(F,)`` tensor, so the next engine's work follows the
+  activation density and no engine has to divide a flat index. The flat
+  index of docs/netspec.md is ``c*H*W + y*W + x``. An input with no
+  non-zero activation at all is sent as a single beat of value 0 with
+  ``last`` set: a zero contributes nothing, so this is exact and keeps every
+  input visible downstream.
+- **Dense** activations (an engine's requantised outputs) travel one value
+  per beat in flat order for a 1-D tensor and in *position-major* order for
+  a 3-D one: for each ``(y, x)`` in raster order, all ``C`` channels in
+  ascending order, which is the order a local k-WTA consumes.
 """
 
-from amaranth import unsigned
+from math import prod
+
+from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
-__all__ = ["activation_layout", "index_bits"]
+__all__ = ["coordinate_bits", "sparse_layout", "dense_layout", "flat_index", "tensor_size"]
 
 
-def index_bits(size: int) -> int:
-    """Bits of a flat index into a tensor of ``size`` elements (at least 1)."""
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"tensor size must be a positive integer, got {size!r}")
-    return max(1, ceil_log2(size))
+def coordinate_bits(extent: int) -> int:
+    """Bits of a coordinate ranging over ``extent`` values (at least 1)."""
+    if not isinstance(extent, int) or isinstance(extent, bool) or extent < 1:
+        raise ValueError(f"tensor extent must be a positive integer, got {extent!r}")
+    return max(1, ceil_log2(extent))
 
 
-def activation_layout(size: int, value_shape=None) -> data.StructLayout:
-    """Sparse activation beat: ``value`` (int8 unless given), flat ``index``, ``last``."""
-    from amaranth import signed
-    return data.StructLayout({
-        "value": signed(8) if value_shape is None else value_shape,
-        "index": unsigned(index_bits(size)),
-        "last": unsigned(1),
-    })
+def _check_shape(shape):
+    if not isinstance(shape, tuple) or len(shape) not in (1, 3):
+        raise TypeError(f"tensor shape must be a tuple (C, H, W) or (F,), got {shape!r}")
+    for extent in shape:
+        coordinate_bits(extent)
+
+
+def sparse_layout(shape: tuple, value_shape=signed(8)) -> data.StructLayout:
+    """One non-zero activation of a ``shape`` tensor: value, coordinates, ``last``."""
+    _check_shape(shape)
+    fields = {"value": value_shape}
+    if len(shape) == 3:
+        fields.update(c=unsigned(coordinate_bits(shape[0])), y=unsigned(coordinate_bits(shape[1])),
+                      x=unsigned(coordinate_bits(shape[2])))
+    else:
+        fields["index"] = unsigned(coordinate_bits(shape[0]))
+    fields["last"] = unsigned(1)
+    return data.StructLayout(fields)
+
+
+def dense_layout(value_shape=signed(8)) -> data.StructLayout:
+    """One value of a dense stream (flat or position-major order) and ``last``."""
+    return data.StructLayout({"value": value_shape, "last": unsigned(1)})
+
+
+def flat_index(shape: tuple, c: int, y: int, x: int) -> int:
+    """docs/netspec.md flat index of ``(c, y, x)`` in a ``(C, H, W)`` tensor."""
+    return (c * shape[1] + y) * shape[2] + x
+
+
+def tensor_size(shape: tuple) -> int:
+    """Number of elements of a tensor shape."""
+    return prod(shape)
