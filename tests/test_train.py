@@ -1,0 +1,129 @@
+"""Tests of training, checkpoints and the train command, on tiny random data."""
+import json
+
+import pytest
+import torch
+
+from cosparse.sw import train as tr
+from cosparse.sw.model import GSCNet, NetConfig
+
+# A small network so each epoch takes a fraction of a second.
+SMALL = NetConfig(conv1_channels=16, conv2_channels=16, hidden=64, n1=4, n2=4, n3=8, n4=2)
+
+
+def _data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randint(0, 128, (n, 1, 32, 32), generator=g).to(torch.int8)
+    y = torch.randint(0, 12, (n,), generator=g)
+    return {"train": (X, y), "validation": (X[:16], y[:16])}
+
+
+def _train(out_dir, epochs, **kw):
+    return tr.train(SMALL, out_dir=out_dir, epochs=epochs, batch_size=16, data=_data(),
+                    progress=False, threads=1, **kw)
+
+
+def test_two_epochs_write_metrics_and_checkpoints(tmp_path):
+    final = _train(tmp_path, 2)
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert set(lines[0]) >= {"train_loss", "train_acc", "val_acc", "lr", "seconds"}
+    assert lines[1]["lr"] == pytest.approx(0.02 * 0.9)
+    assert final == lines[-1]
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    ckpt = tr.read_checkpoint(tmp_path / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["format"] == "cosparse-checkpoint"
+    assert ckpt["version"] == 1 and NetConfig.from_dict(ckpt["config"]) == SMALL
+
+
+def test_resume_continues_exactly(tmp_path):
+    _train(tmp_path / "straight", 3)
+    _train(tmp_path / "split", 2)
+    _train(tmp_path / "split", 3, resume=True)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [1, 2, 3]
+    a = tr.read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = tr.read_checkpoint(tmp_path / "split" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_rejects_changed_arguments(tmp_path):
+    _train(tmp_path, 1)
+    with pytest.raises(ValueError, match="lr=0.5"):
+        _train(tmp_path, 2, resume=True, lr=0.5)
+
+
+def test_load_checkpoint_round_trips_outputs(tmp_path):
+    _train(tmp_path, 1)
+    model = tr.load_checkpoint(tmp_path / "best.pt")
+    assert not model.training
+    ckpt = tr.read_checkpoint(tmp_path / "best.pt")
+    again = GSCNet(SMALL)
+    again.load_state_dict(ckpt["state_dict"])
+    x = torch.rand(5, 1, 32, 32)
+    assert torch.equal(model(x), again.eval()(x))
+    X, y = _data()["validation"]
+    assert tr.evaluate(model, X, y) == ckpt["metrics"]["val_acc"]
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tr.load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a cosparse checkpoint"):
+        tr.load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(ValueError, match="format 'something-else'"):
+        tr.load_checkpoint(other)
+    torch.save({"format": "cosparse-checkpoint", "version": 99}, other)
+    with pytest.raises(ValueError, match="version 99"):
+        tr.load_checkpoint(other)
+
+
+def test_default_checkpoint_is_small(tmp_path):
+    model = GSCNet()
+    tr._save(tr._checkpoint(model, {}), tmp_path / "m.pt")
+    assert (tmp_path / "m.pt").stat().st_size < 1.5e6
+
+
+def test_time_shift_zero_fills_and_keeps_range():
+    q = torch.arange(1, 9, dtype=torch.int8).view(1, 1, 1, 8).repeat(20, 1, 2, 1)
+    out = tr.time_shift(q, 3, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.int8 and out.min() >= 0 and out.max() <= 8
+    for row in out[:, 0, 0]:
+        nz = row[row != 0]
+        # A contiguous run of the original frames, in order.
+        assert torch.equal(nz, torch.arange(int(nz[0]), int(nz[0]) + nz.numel(), dtype=torch.int8))
+
+
+def test_evaluate_and_argmax_ties():
+    model = GSCNet(SMALL).eval()
+    X, y = _data()["train"]
+    preds = tr.predict(model, X)
+    assert preds.shape == y.shape
+    assert tr.evaluate(model, X, preds) == 1.0
+    assert tr.evaluate(model, tr.to_input(X), preds) == 1.0
+
+
+def test_cli_builds_config_and_trains(tmp_path, monkeypatch):
+    import argparse
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda config, *a, **kw: seen.update(config=config, kw=kw))
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = tr.register_cli(sub)
+    args = parser.parse_args(["--data", "d", "--out", "o", "--dense", "--n3", "4",
+                              "--epochs", "2", "--resume"])
+    assert args.func(args) == 0
+    assert seen["config"] == NetConfig.dense_baseline(n3=4)
+    assert seen["kw"]["epochs"] == 2 and seen["kw"]["resume"]
+
+
+def test_train_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of data_root and data"):
+        tr.train(SMALL, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="labels have shape"):
+        tr.train(SMALL, out_dir=tmp_path, data={"train": (torch.zeros(4, 1, 32, 32, dtype=torch.int8),
+                                                          torch.zeros(3)),
+                                                "validation": _data()["validation"]})
