@@ -1,0 +1,88 @@
+"""Quantise, pack and export: packing round trips, overlap errors, fixed point, whole export."""
+
+import numpy as np
+import pytest
+import torch
+
+from cosparse.sw import features, golden, netspec
+from cosparse.sw.export import PackingError, export_model, fixed_point, pack, unpack
+from cosparse.sw.model import GSCNet, NetConfig
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pack_unpack_round_trips_exactly(seed):
+    rng = np.random.default_rng(seed)
+    out, fan_in, n = rng.integers(1, 40), rng.integers(1, 60), rng.integers(1, 9)
+    weights, ids = netspec.random_packing(rng, int(out), int(fan_in), int(n), empty_fraction=0.2)
+    dense = unpack(weights, ids, int(n), int(out))
+    repacked, reids = pack(dense, int(n), support=unpack(np.ones_like(weights), ids, int(n),
+                                                           int(out)) != 0)
+    np.testing.assert_array_equal(repacked, weights)
+    np.testing.assert_array_equal(reids, ids)
+    np.testing.assert_array_equal(unpack(*pack(dense, int(n)), int(n), int(out)), dense)
+
+
+def test_pack_names_overlapping_kernels():
+    w = np.zeros((4, 5), np.int8)
+    w[0, 1] = 3
+    w[1, 1] = -2
+    with pytest.raises(PackingError, match=r"kernels \[0, 1\] of group 0 overlap at fan-in position 1"):
+        pack(w, 2)
+    with pytest.raises(PackingError, match="lies outside kernel 0's support"):
+        pack(w, 4, support=np.zeros_like(w, bool))
+    with pytest.raises(PackingError, match="n must be an integer"):
+        pack(w, 0)
+
+
+def test_fixed_point_is_closest_and_in_range():
+    real = np.array([0.0, 1e-9, 3.1e-3, 0.5, 1.0, 7.25, 1000.0])
+    m, s = fixed_point(real)
+    assert (m >= 0).all() and (m < 2 ** 16).all() and (s >= 0).all() and (s <= 62).all()
+    approx = m / 2.0 ** s
+    assert np.allclose(approx[1:], real[1:], rtol=2e-4)
+    assert m[0] == 0
+
+
+def _calibrated_model(config, seed=0):
+    torch.manual_seed(seed)
+    model = GSCNet(config)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 128, (64, 1, 32, 32)).astype(np.int8)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.from_numpy(features.dequantise_features(x)))
+    return model.eval(), x
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_export_writes_a_valid_netspec_that_follows_the_float_model(tmp_path, dense):
+    config = NetConfig.dense_baseline() if dense else NetConfig()
+    model, x = _calibrated_model(config)
+    spec, quantised = export_model(model, x, tmp_path / "net", metadata={"test": True})
+    loaded = netspec.load(tmp_path / "net")
+    assert [l.kind for l in loaded.layers] == [l.kind for l in spec.layers]
+    assert netspec.load_metadata(tmp_path / "net")["test"] is True
+    if not dense:
+        assert [l.k for l in spec.layers if l.kind == "kwta"] == [8, 8, 150]
+        assert [l.n for l in spec.packed_layers] == [config.n1, config.n2, config.n3, config.n4]
+    result = golden.run(loaded, x)
+    with torch.no_grad():
+        acts = model.forward_with_activations(torch.from_numpy(features.dequantise_features(x)))
+    # The first layer sees the exact input: its integer output is the float one, requantised.
+    conv1 = result.activations["conv1"] * quantised[0].output_scale
+    reference = acts["bn1"].numpy()
+    inside = np.abs(reference) < 127 * quantised[0].output_scale
+    if dense:
+        inside &= reference > 0
+    assert np.abs(conv1 - reference)[inside].max() <= quantised[0].output_scale * 1.5  # output rounding + int8 weights
+    logits = result.logits * quantised[-1].output_scale
+    assert np.corrcoef(logits.ravel(), acts["fc2"].numpy().ravel())[0, 1] > 0.8
+
+
+def test_export_packing_keeps_the_models_assignment(tmp_path):
+    model, x = _calibrated_model(NetConfig())
+    spec, _ = export_model(model, x)
+    conv2 = spec.layer("conv2")
+    ids = model.conv2.slot_kernel.numpy()
+    np.testing.assert_array_equal(conv2.kernel_ids, np.where(ids < 0, 255, ids).astype(np.uint8))
