@@ -1,4 +1,61 @@
+"""The ``cosparse`` command: one subcommand per arrow of the data flow.
+
+    cosparse data synth    make the offline GSC-layout data set (espeak-ng)
+    cosparse train         train the float sparse-sparse (or dense) model
+    cosparse export        quantise + pack a checkpoint into a NetSpec
+    cosparse golden        run the bit-exact integer model of a NetSpec
+    cosparse evaluate      float vs integer accuracy and agreement on a split
+    cosparse generate      NetSpec -> Amaranth design -> Verilog + summary
+
+Each subcommand's module registers its own options; this file only
+assembles them and turns expected errors into one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
 import sys
-def main(argv=None):
-    print("cosparse")
-    return 0
+
+__all__ = ["build_parser", "main"]
+
+#: (module, attribute) of every subcommand's ``register_cli``, in help order.
+_TOP_LEVEL = [
+    ("cosparse.sw.train", "register_cli"),
+    ("cosparse.sw.commands", "register_export"),
+    ("cosparse.sw.commands", "register_golden"),
+    ("cosparse.sw.commands", "register_evaluate"),
+    # ("cosparse.hw.cli", "register_cli"),
+]
+
+
+def _register(subparsers, module, attribute):
+    getattr(importlib.import_module(module), attribute)(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cosparse", description="FPGA accelerator generator for sparse-sparse networks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data = commands.add_parser("data", help="data sets: synthesise the offline GSC stand-in")
+    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    _register(data_commands, "cosparse.sw.data.synth", "register_cli")
+    for module, attribute in _TOP_LEVEL:
+        _register(commands, module, attribute)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"cosparse {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cosparse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

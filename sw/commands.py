@@ -1,0 +1,193 @@
+"""The ``export``, ``golden`` and ``evaluate`` subcommands of ``cosparse``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import assets, golden, inputs, netspec
+from .data.gsc import CLASSES
+
+__all__ = ["register_export", "register_golden", "register_evaluate", "golden_report",
+           "evaluate"]
+
+
+# ---- export -----------------------------------------------------------------
+
+def register_export(subparsers):
+    parser = subparsers.add_parser(
+        "export", help="quantise and pack a trained checkpoint into a NetSpec",
+        description="Fold batch norm, quantise to int8, pack complementary groups and write "
+                    "a NetSpec folder (docs/netspec.md). Activation scales are calibrated on "
+                    "training clips.")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint from `cosparse train`")
+    parser.add_argument("--data", required=True, help="GSC-layout data set for calibration")
+    parser.add_argument("--out", required=True, help="NetSpec folder to write")
+    parser.add_argument("--calibration", type=int, default=2000,
+                        help="training clips used to calibrate activation scales (default 2000)")
+    parser.add_argument("--name", default="gsc-sparse", help="network name in the NetSpec")
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args):
+    from .export import export_model
+    from .train import load_checkpoint, read_checkpoint
+    model = load_checkpoint(args.checkpoint)
+    calibration = inputs.from_dataset(args.data, "train", args.calibration).x
+    metadata = {"checkpoint": str(args.checkpoint),
+                "checkpoint_metrics": read_checkpoint(args.checkpoint).get("metrics", {}),
+                "command": " ".join(["cosparse"] + sys.argv[1:])}
+    spec, _ = export_model(model, calibration, args.out, name=args.name, metadata=metadata)
+    print(f"wrote NetSpec {spec.name!r} to {args.out}: "
+          + ", ".join(f"{l.name} ({l.kind})" for l in spec.layers))
+    return 0
+
+
+# ---- golden -----------------------------------------------------------------
+
+def register_golden(subparsers):
+    parser = subparsers.add_parser(
+        "golden", help="run the bit-exact integer model of a NetSpec",
+        description="Run the golden integer model. With no input option it runs the shipped "
+                    "default model on the shipped sample clips.")
+    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    inputs.add_input_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.set_defaults(func=_run_golden)
+
+
+def _netspec_from(args):
+    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
+    return netspec.load(folder)
+
+
+def _label_name(index: int) -> str | None:
+    return CLASSES[index] if 0 <= index < len(CLASSES) else None
+
+
+def golden_report(spec, data: inputs.Inputs, result: golden.GoldenResult) -> dict:
+    """Per input: label, prediction, logits, per-layer work; and a summary."""
+    classes = list(spec.classes)
+    per_input = []
+    for i, name in enumerate(data.names):
+        label = int(data.labels[i])
+        per_input.append({
+            "name": name, "label": classes[label] if 0 <= label < len(classes) else None,
+            "prediction": classes[int(result.predictions[i])],
+            "logits": result.logits[i].tolist(),
+            "layers": [stats.as_dict(i) for stats in result.stats]})
+    labelled = data.labels >= 0
+    summary = {"inputs": len(data), "labelled": int(labelled.sum()),
+               "correct": int((result.predictions[labelled] == data.labels[labelled]).sum()),
+               "layers": []}
+    summary["accuracy"] = (summary["correct"] / summary["labelled"]) if summary["labelled"] else None
+    for stats in result.stats:
+        useful = float(stats.useful_macs.mean()) if len(data) else 0.0
+        summary["layers"].append({
+            "name": stats.name, "mean_useful_macs": useful, "packed_macs": stats.packed_macs,
+            "dense_macs": stats.dense_macs,
+            "dense_over_useful": stats.dense_macs / useful if useful else None})
+    summary["mean_useful_macs"] = sum(l["mean_useful_macs"] for l in summary["layers"])
+    summary["dense_macs"] = sum(l["dense_macs"] for l in summary["layers"])
+    return {"netspec": spec.name, "inputs": per_input, "summary": summary}
+
+
+def _print_golden(report):
+    rows = report["inputs"]
+    width = max([len(Path(r["name"]).name) for r in rows] + [5])
+    layer_names = [l["name"] for l in report["summary"]["layers"]]
+    print(f"{'input':<{width}}  {'label':<8} {'predicted':<9} ok  "
+          + "  ".join(f"{n + ' MACs':>14}" for n in layer_names))
+    for r in rows:
+        ok = "" if r["label"] is None else ("yes" if r["label"] == r["prediction"] else "NO")
+        print(f"{Path(r['name']).name:<{width}}  {r['label'] or '-':<8} {r['prediction']:<9} "
+              f"{ok:<3} " + "  ".join(f"{l['useful_macs']:>14,}" for l in r["layers"]))
+    s = report["summary"]
+    print()
+    print(f"{'layer':<8} {'useful MACs/input':>18} {'packed MACs':>12} {'dense MACs':>12} "
+          f"{'dense/useful':>12}")
+    for l in s["layers"]:
+        ratio = f"{l['dense_over_useful']:.1f}x" if l["dense_over_useful"] else "-"
+        print(f"{l['name']:<8} {l['mean_useful_macs']:>18,.0f} {l['packed_macs']:>12,} "
+              f"{l['dense_macs']:>12,} {ratio:>12}")
+    total_ratio = s["dense_macs"] / s["mean_useful_macs"] if s["mean_useful_macs"] else 0
+    print(f"{'total':<8} {s['mean_useful_macs']:>18,.0f} {'':>12} {s['dense_macs']:>12,} "
+          f"{total_ratio:>11.1f}x")
+    if s["accuracy"] is not None:
+        print(f"\naccuracy: {s['correct']}/{s['labelled']} = {100 * s['accuracy']:.1f}%")
+
+
+def _run_golden(args):
+    spec = _netspec_from(args)
+    data = inputs.resolve(args)
+    report = golden_report(spec, data, golden.run(spec, data.x, keep_activations=False))
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        _print_golden(report)
+    return 0
+
+
+# ---- evaluate ---------------------------------------------------------------
+
+def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None) -> dict:
+    """Accuracy of the int8 golden model, the float sparse model and (optionally) a dense one."""
+    import torch
+
+    from .features import dequantise_features
+    from .train import load_checkpoint
+
+    def float_predictions(path):
+        model = load_checkpoint(path)
+        with torch.no_grad():
+            logits = torch.cat([model(torch.from_numpy(dequantise_features(chunk)))
+                                for chunk in np.array_split(data.x, max(1, len(data.x) // 512))])
+        return logits.argmax(1).numpy()
+
+    result = golden.run(spec, data.x, keep_activations=False)
+    sparse = float_predictions(checkpoint)
+    report = {"inputs": len(data),
+              "golden_int8_accuracy": float((result.predictions == data.labels).mean()),
+              "float_sparse_accuracy": float((sparse == data.labels).mean()),
+              "golden_agrees_with_float_sparse": float((result.predictions == sparse).mean())}
+    if dense_checkpoint is not None:
+        report["float_dense_accuracy"] = float((float_predictions(dense_checkpoint)
+                                                == data.labels).mean())
+        report["golden_minus_dense_points"] = 100 * (report["golden_int8_accuracy"]
+                                                     - report["float_dense_accuracy"])
+    return report
+
+
+def register_evaluate(subparsers):
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy of the integer model vs the float models on a data set split",
+        description="Accuracy of the golden int8 NetSpec, the float sparse checkpoint it was "
+                    "exported from and, optionally, a float dense baseline, on one split; and "
+                    "how often the int8 and float sparse predictions agree.")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="GSC-layout data set")
+    parser.add_argument("--split", default="testing", choices=("train", "validation", "testing"))
+    parser.add_argument("--limit", type=int, help="use only the first N clips")
+    parser.add_argument("--netspec", metavar="DIR", help="NetSpec (default: shipped model)")
+    parser.add_argument("--checkpoint", help="float sparse checkpoint (default: shipped)")
+    parser.add_argument("--dense-checkpoint", help="float dense baseline checkpoint")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args):
+    spec = _netspec_from(args)
+    checkpoint = args.checkpoint or assets.require(assets.DEFAULT_CHECKPOINT, "default checkpoint")
+    data = inputs.from_dataset(args.dataset, args.split, args.limit)
+    report = evaluate(spec, checkpoint, data, args.dense_checkpoint)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for key, value in report.items():
+            shown = f"{100 * value:.2f}%" if isinstance(value, float) and "points" not in key \
+                else (f"{value:+.2f}" if isinstance(value, float) else value)
+            print(f"{key:<34} {shown}")
+    return 0
