@@ -1,0 +1,96 @@
+"""Hardware configuration of a generated network: how much parallelism each layer gets.
+
+A NetSpec says *what* to compute; an :class:`HwConfig` says *how wide* the
+engine computing it is. Both are needed to build a design, and the summary
+and cycle model read the same config, so one object travels through the
+generator instead of loose keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..sw.netspec import NetSpec
+
+__all__ = ["LayerConfig", "HwConfig", "accumulator_bits"]
+
+
+def accumulator_bits(layer) -> int:
+    """Signed width that holds every partial sum and ``acc + bias`` of a packed layer.
+
+    Every partial sum of ``acc`` is bounded by ``sum |W| * 128``, which is at
+    most the NetSpec's :meth:`accumulator_bound`, so one width serves the
+    accumulators and the biased value sent to requantisation.
+    """
+    return max(layer.accumulator_bound(), 1).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """Parallelism of one packed layer's engine.
+
+    ``lanes`` multipliers serve the layer's ``G`` packed groups; fewer lanes
+    than groups take ``ceil(G / lanes)`` passes (cycles) per activation and
+    offset, trading speed for area. ``acc_bits`` is the accumulator width.
+    """
+
+    lanes: int
+    acc_bits: int
+
+    def passes(self, groups: int) -> int:
+        return -(-groups // self.lanes)
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """Per packed layer :class:`LayerConfig`, in NetSpec order, plus global choices.
+
+    ``ports`` is the number of activation ports per engine (only 1 is built).
+    ``fifo_depth`` is the depth of the stream FIFO placed after every engine
+    and k-WTA (0: direct connection), which absorbs rate differences between
+    neighbouring engines.
+    """
+
+    layers: tuple
+    ports: int = 1
+    fifo_depth: int = 4
+
+    def __post_init__(self):
+        if not isinstance(self.layers, tuple) or not all(isinstance(c, LayerConfig)
+                                                         for c in self.layers):
+            raise TypeError(f"layers must be a tuple of LayerConfig, got {self.layers!r}")
+        if self.ports != 1:
+            raise ValueError(f"ports must be 1 (multi-port engines are not built yet), "
+                             f"got {self.ports!r}")
+        if not isinstance(self.fifo_depth, int) or self.fifo_depth < 0:
+            raise ValueError(f"fifo_depth must be a non-negative integer, got {self.fifo_depth!r}")
+
+    @classmethod
+    def default_for(cls, spec: NetSpec, dense: bool = False, **kwargs) -> "HwConfig":
+        """One lane per packed group (one pass per activation) on every layer.
+
+        ``dense`` describes the dense baseline, whose layers have ``n = 1``
+        and therefore ``out_channels`` groups; pass the NetSpec as given,
+        the unpacking is done here.
+        """
+        layers = []
+        for layer in spec.packed_layers:
+            groups = layer.out_channels if dense else layer.groups
+            layers.append(LayerConfig(lanes=groups, acc_bits=accumulator_bits(layer)))
+        return cls(layers=tuple(layers), **kwargs)
+
+    def validate(self, spec: NetSpec):
+        """Check that this config fits ``spec``; raise ValueError naming the layer and field."""
+        packed = spec.packed_layers
+        if len(self.layers) != len(packed):
+            raise ValueError(f"HwConfig has {len(self.layers)} layer configs but NetSpec "
+                             f"{spec.name!r} has {len(packed)} conv2d/linear layers")
+        for layer, cfg in zip(packed, self.layers):
+            if not isinstance(cfg.lanes, int) or cfg.lanes < 1:
+                raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
+                                 f"got {cfg.lanes!r}")
+            need = accumulator_bits(layer)
+            if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
+                raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "
+                                 f"the accumulator bound {layer.accumulator_bound()} "
+                                 f"(needs {need} bits)")
