@@ -20,9 +20,10 @@ def accumulator_bits(layer) -> int:
 
     Every partial sum of ``acc`` is bounded by ``sum |W| * 128``, which is at
     most the NetSpec's :meth:`accumulator_bound`, so one width serves the
-    accumulators and the biased value sent to requantisation.
+    accumulators and the biased value sent to requantisation (at least 17
+    bits: one signed int8 x int8 product and a sign).
     """
-    return max(layer.accumulator_bound(), 1).bit_length() + 1
+    return max(layer.accumulator_bound().bit_length() + 1, 17)
 
 
 @dataclass(frozen=True)

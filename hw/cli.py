@@ -1,0 +1,52 @@
+"""``cosparse generate``: NetSpec -> Verilog top level and a summary of the design."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["register_cli", "format_table"]
+
+
+def register_cli(subparsers):
+    parser = subparsers.add_parser(
+        "generate", help="NetSpec -> Amaranth design -> Verilog + summary",
+        description="Generate the accelerator for a NetSpec: writes <out>/cosparse_top.v and "
+                    "<out>/summary.json and prints the per-layer summary.")
+    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    parser.add_argument("--dense", action="store_true",
+                        help="build the dense baseline (every weight x every input)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=_run)
+
+
+def format_table(report: dict) -> str:
+    """The summary as a fixed-width table, one row per engine."""
+    head = ("layer", "kind", "out", "G", "n", "lanes", "passes", "weight bits", "acc bits",
+            "cycles/input")
+    rows = [head]
+    for r in report["layers"]:
+        rows.append((r["name"], r["kind"], "x".join(map(str, r["out_shape"])), r["groups"],
+                     r["n"], r["lanes"], r["passes"], r["weight_memory_bits"],
+                     r["accumulator_bits"], f"{r['cycles_per_input']:.0f}"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in rows]
+    lines.append(f"initiation interval ~{report['initiation_interval']:.0f} cycles, "
+                 f"{report['multipliers']} multipliers")
+    return "\n".join(lines)
+
+
+def _run(args):
+    from ..sw import assets, netspec
+    from .generate import generate, summary, write_verilog
+
+    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
+    spec = netspec.load(folder)
+    network = generate(spec, dense=args.dense)
+    path = write_verilog(network, args.out)
+    report = summary(spec, dense=args.dense)
+    report["verilog"] = str(path)
+    Path(args.out, "summary.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0

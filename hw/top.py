@@ -1,0 +1,164 @@
+"""The network top: one engine per packed layer, all running at once on successive inputs.
+
+    features (dense, flat) -> Sparsifier -> engine 1 -> k-WTA | Sparsifier -> engine 2
+        -> ... -> last engine (int32 logits) -> Argmax -> result
+
+A max-pool that directly follows a convolution is fused into that engine's
+drain; a k-WTA (or, without one, a Sparsifier) turns an engine's dense
+output into the next engine's sparse input. Streams join the stages, with a
+small FIFO after each stage so neighbours rarely wait for each other.
+"""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
+from .argmax import Argmax, result_layout
+from .config import HwConfig
+from .engine import ConvEngine, LinearEngine
+from .kwta.global_ import GlobalKWTA
+from .kwta.local import LocalKWTA
+from .layouts import dense_layout
+from .sparsify import Sparsifier
+
+__all__ = ["Stage", "plan", "Network"]
+
+
+class Stage:
+    """One engine of the pipeline: its packed layer, fused pool, and what follows it.
+
+    ``kwta`` is the NetSpec k-WTA layer after the engine (or None);
+    ``in_shape`` is the shape of the activations the engine receives and
+    ``out_shape`` the shape it emits (after the pool).
+    """
+
+    def __init__(self, layer, pool, kwta, in_shape):
+        self.layer, self.pool, self.kwta, self.in_shape = layer, pool, kwta, in_shape
+        if isinstance(layer, Conv2d):
+            c, h, w = layer.out_shape
+            self.out_shape = (c, h // pool, w // pool)
+        else:
+            self.out_shape = tuple(layer.out_shape)
+
+
+def plan(spec: NetSpec) -> list:
+    """Group the NetSpec's layers into engine stages; ValueError names an unsupported order."""
+    if not isinstance(spec, NetSpec):
+        raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
+    stages, layers, i = [], list(spec.layers), 0
+    shape = tuple(spec.input.shape)
+    while i < len(layers):
+        layer = layers[i]
+        if not isinstance(layer, (Conv2d, Linear)):
+            raise ValueError(f"layer {layer.name!r} ({layer.kind}) must follow a conv2d or "
+                             f"linear layer (or its pool) to be built in hardware")
+        i += 1
+        pool = 1
+        if i < len(layers) and isinstance(layers[i], MaxPool2d):
+            if not isinstance(layer, Conv2d):
+                raise ValueError(f"layer {layers[i].name!r}: a max-pool is fused into the "
+                                 f"conv2d before it; it cannot follow {layer.kind}")
+            pool = layers[i].size
+            i += 1
+        kwta = None
+        if i < len(layers) and isinstance(layers[i], KWTA):
+            kwta = layers[i]
+            i += 1
+        stage = Stage(layer, pool, kwta, shape)
+        if kwta is not None and kwta.mode == "global" and len(stage.out_shape) == 3:
+            raise ValueError(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) tensor is not "
+                             f"built (convolutions drain position-major, global k-WTA reads "
+                             f"flat order)")
+        stages.append(stage)
+        shape = stage.out_shape
+    return stages
+
+
+class Network(wiring.Component):
+    """A whole NetSpec as a streaming accelerator.
+
+    Parameters
+    ----------
+    spec : NetSpec
+        The network (already unpacked to ``n = 1`` for the dense baseline).
+    config : HwConfig
+        Per-layer parallelism; validated against ``spec``.
+    skip_zeros : bool
+        False builds the dense baseline: Sparsifiers and k-WTAs pass every
+        value, zeros included, so every engine multiplies every input.
+
+    Ports
+    -----
+    i : ``stream.Signature(dense_layout())``
+        Input features, one int8 per beat in NetSpec flat ``(c, y, x)``
+        order, ``last`` on the final one of each input.
+    o : ``stream.Signature(result_layout(classes))``
+        One beat per input: ``logits`` (int32 array, class order) and ``cls``.
+    busy : ``Out(engines)``
+        Bit ``e`` is high in every cycle engine ``e`` holds work.
+    """
+
+    def __init__(self, spec: NetSpec, config: HwConfig, *, skip_zeros: bool = True):
+        self.stages = plan(spec)
+        if not isinstance(config, HwConfig):
+            raise TypeError(f"config must be an HwConfig, got {type(config).__name__}")
+        config.validate(spec)
+        self._spec, self._config, self._skip = spec, config, bool(skip_zeros)
+        super().__init__({
+            "i": In(stream.Signature(dense_layout())),
+            "o": Out(stream.Signature(result_layout(len(spec.classes)))),
+            "busy": Out(len(self.stages)),
+        })
+
+    def _link(self, m, source, sink, name):
+        """Stream ``source`` into ``sink`` through a FIFO of the configured depth."""
+        depth = self._config.fifo_depth
+        if depth == 0:
+            wiring.connect(m, source, sink)
+            return
+        fifo = SyncFIFOBuffered(width=len(source.payload.as_value()), depth=depth)
+        m.submodules[f"fifo_{name}"] = fifo
+        m.d.comb += [
+            fifo.w_stream.valid.eq(source.valid),
+            fifo.w_stream.payload.eq(source.payload),
+            source.ready.eq(fifo.w_stream.ready),
+            sink.valid.eq(fifo.r_stream.valid),
+            sink.payload.eq(fifo.r_stream.payload),
+            fifo.r_stream.ready.eq(sink.ready),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        skip = self._skip
+        m.submodules.sparsify_in = head = Sparsifier(tuple(self._spec.input.shape),
+                                                     skip_zeros=skip, order="flat")
+        wiring.connect(m, wiring.flipped(self.i), head.i)
+        source = head.o
+        for index, (stage, cfg) in enumerate(zip(self.stages, self._config.layers)):
+            layer = stage.layer
+            if isinstance(layer, Conv2d):
+                engine = ConvEngine(layer, cfg, pool=stage.pool)
+            else:
+                engine = LinearEngine(layer, cfg, in_shape=stage.in_shape)
+            m.submodules[f"engine_{layer.name}"] = engine
+            m.d.comb += self.busy[index].eq(engine.busy)
+            self._link(m, source, engine.i, f"{layer.name}_in")
+            if index == len(self.stages) - 1:
+                m.submodules.argmax = argmax = Argmax(len(self._spec.classes))
+                wiring.connect(m, engine.o, argmax.i)
+                wiring.connect(m, argmax.o, wiring.flipped(self.o))
+                break
+            out_shape = stage.out_shape
+            if stage.kwta is None:
+                order = "position_major" if len(out_shape) == 3 else "flat"
+                after = Sparsifier(out_shape, skip_zeros=skip, order=order)
+            elif stage.kwta.mode == "local":
+                after = LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
+            else:
+                after = GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
+            m.submodules[f"sparse_{layer.name}"] = after
+            wiring.connect(m, engine.o, after.i)
+            source = after.o
+        return m
