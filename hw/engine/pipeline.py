@@ -25,6 +25,9 @@ class PackedEngine(wiring.Component):
     """
 
     def __init__(self, layer, config, scatter, *, out_hw: tuple, pool: int):
+        if not isinstance(pool, int) or pool < 1 or out_hw[0] % pool or out_hw[1] % pool:
+            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
+                             f"the output {out_hw}, got {pool!r}")
         if layer.requant is None and pool != 1:
             raise ValueError(f"layer {layer.name!r}: pool must be 1 without requant")
         self._layer, self._config, self._scatter = layer, config, scatter

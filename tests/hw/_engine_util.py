@@ -1,0 +1,59 @@
+"""Shared helpers of the hardware tests: sparse beats, expected streams, running benches."""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from cosparse.sim.streams import get_until, put_all
+
+
+def sparse_beats(x: np.ndarray, rng=None) -> list:
+    """Non-zero activations of one input as sparse beats (any order is valid; shuffled when
+    ``rng`` is given), with the empty-input rule of hw/layouts.py."""
+    coords = [tuple(map(int, c)) for c in np.argwhere(x != 0)]
+    if rng is not None:
+        rng.shuffle(coords)
+    if not coords:
+        coords = [None]
+    beats = []
+    for i, coord in enumerate(coords):
+        value = 0 if coord is None else int(x[coord])
+        coord = coord or (0,) * x.ndim
+        beat = {"value": value, "last": int(i == len(coords) - 1)}
+        beat.update(dict(zip(("c", "y", "x"), coord)) if x.ndim == 3 else {"index": coord[0]})
+        beats.append(beat)
+    return beats
+
+
+def position_major(t: np.ndarray) -> list:
+    """A (C, H, W) tensor in position-major order (a 1-D one as is)."""
+    return (t.transpose(1, 2, 0) if t.ndim == 3 else t).reshape(-1).tolist()
+
+
+def run_stream_bench(dut, beats: list, expected_count: int, *, stall=0.3, seed=0,
+                     busy=None, max_cycles=200_000):
+    """Drive ``dut.i`` with ``beats`` and collect ``expected_count`` beats of ``dut.o``,
+    both with random stalls. Returns (received payloads, busy cycles of the ``busy`` signal)."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    result = {"out": None, "busy": 0}
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, beats, stall=stall, seed=seed)
+
+    async def consumer(ctx):
+        result["out"] = await get_until(ctx, dut.o, expected_count, stall=stall, seed=seed + 1)
+
+    async def counter(ctx):
+        cycles = 0
+        async for *_, value in ctx.tick().sample(busy):
+            result["busy"] += value
+            cycles += 1
+            if result["out"] is not None or cycles > max_cycles:
+                break
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    if busy is not None:
+        sim.add_testbench(counter, background=True)
+    sim.run()
+    return result["out"], result["busy"]
