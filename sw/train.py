@@ -197,6 +197,17 @@ def resolve_device(device):
     return torch.device(device)
 
 
+def _reset_metrics(path, keep_upto):
+    """Keep only the lines of epochs ``<= keep_upto`` (0: start an empty file).
+
+    A run stopped between writing an epoch's metrics and its ``last.pt``
+    would otherwise leave a duplicate line after resuming.
+    """
+    lines = path.read_text().splitlines() if path.is_file() and keep_upto > 0 else []
+    kept = [line for line in lines if json.loads(line)["epoch"] <= keep_upto]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
 def _batches(n, batch_size, generator):
     """Shuffled index batches; a trailing batch of one is dropped (BatchNorm needs 2)."""
     perm = torch.randperm(n, generator=generator)
@@ -316,6 +327,7 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
                 lr_gamma=lr_gamma, seed=seed, augment=augment, max_shift=max_shift)
     model, optimizer, scheduler, generator, start, best = _start_state(
         config, args, out_dir, resume, device)
+    _reset_metrics(out_dir / "metrics.jsonl", start)
     Xd, yd = X.to(device), y.to(device)
     metrics = {}
     for epoch in range(start + 1, epochs + 1):
@@ -370,6 +382,8 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores; 1 is faster on a busy machine)")
     for flag, (field, kind) in _OVERRIDES.items():
         parser.add_argument(flag, type=kind, default=None, help=f"override NetConfig.{field}")
     parser.set_defaults(func=run_cli)
@@ -388,7 +402,7 @@ def run_cli(args):
     train(config_from_args(args), args.data, args.out, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
           weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
-          device=args.device, resume=args.resume, progress=not args.quiet)
+          device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads)
     return 0
 
 

@@ -47,6 +47,23 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_metrics_restart_and_resume_drop_stale_lines(tmp_path):
+    _train(tmp_path, 2)
+    _train(tmp_path, 1)  # a fresh run in the same folder starts a new file
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [1]
+    with open(tmp_path / "metrics.jsonl", "a") as fh:  # stopped before last.pt was written
+        fh.write(json.dumps({"epoch": 2}) + "\n")
+    _train(tmp_path, 2, resume=True)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [1, 2] and "val_acc" in lines[1]
+
+
+def test_resume_without_checkpoint_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+        _train(tmp_path, 1, resume=True)
+
+
 def test_resume_rejects_changed_arguments(tmp_path):
     _train(tmp_path, 1)
     with pytest.raises(ValueError, match="lr=0.5"):
