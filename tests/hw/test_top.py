@@ -1,0 +1,57 @@
+"""Whole random networks in Amaranth's simulator, bit-exact with the golden model."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosparse.hw.argmax import Argmax
+from cosparse.hw.generate import generate
+from cosparse.hw.top import plan
+from cosparse.sw import golden
+from cosparse.sw.netspec import random_inputs, random_netspec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _engine_util import run_stream_bench  # noqa: E402
+from _net_util import run_network  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 6])
+def test_random_network_bit_exact(seed):
+    spec = random_netspec(seed)
+    xs = random_inputs(spec, 3, seed=seed)
+    logits, classes, busy, _ = run_network(generate(spec), xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
+    assert all(b > 0 for b in busy)
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_dense_baseline_bit_exact_and_slower(seed):
+    spec = random_netspec(seed)
+    xs = random_inputs(spec, 2, seed=seed)
+    expected = golden.run(spec, xs)
+    sparse = run_network(generate(spec), xs, stall=0.0)
+    dense = run_network(generate(spec, dense=True), xs, stall=0.0)
+    for logits, classes, _, _ in (sparse, dense):
+        np.testing.assert_array_equal(logits, expected.logits)
+        np.testing.assert_array_equal(classes, expected.predictions)
+    assert sum(dense[2]) > sum(sparse[2])
+
+
+def test_argmax_lowest_index_wins_ties():
+    argmax = Argmax(4)
+    rows = [[5, 9, 9, -3], [-7, -7, -7, -7], [1, 2, 3, 4]]
+    beats = [{"value": v, "last": int(i == 3)} for row in rows for i, v in enumerate(row)]
+    out, _ = run_stream_bench(argmax, beats, len(rows))
+    assert [int(o.cls) for o in out] == [1, 0, 3]
+    assert [[int(v) for v in o.logits] for o in out] == rows
+
+
+def test_plan_rejects_unsupported_orders():
+    spec = random_netspec(0)
+    with pytest.raises(TypeError, match="NetSpec"):
+        plan("not a netspec")
+    assert [s.layer.name for s in plan(spec)] == [l.name for l in spec.packed_layers]
