@@ -1,0 +1,201 @@
+"""From dense values to the sparse activation stream of hw/layouts.py.
+
+Two pieces:
+
+- :class:`Compactor` enforces the sparse stream's rules on a stream of
+  candidate beats that already carry their coordinates: it drops zeros,
+  moves ``last`` onto the final beat that survives, and turns an input
+  with no survivor into the single value-0 beat. The k-WTA units reuse it,
+  so the rules live in one place.
+- :class:`Sparsifier` counts the coordinates of a dense stream and feeds
+  a :class:`Compactor`.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import dense_layout, sparse_layout
+
+__all__ = ["Compactor", "CoordinateCounter", "Sparsifier"]
+
+ORDERS = ("flat", "position_major")
+
+
+def _check_flag(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+class Compactor(wiring.Component):
+    """Drop the zero beats of a sparse stream and close each input properly.
+
+    ``last`` on the input marks the end of an input, but the beat carrying
+    it may be a zero that is dropped, so the unit holds back the latest
+    surviving beat until it knows whether another survivor follows: one
+    beat is held, one is offered on ``o``, and the unit still passes one
+    beat per cycle (zeros cost their input cycle and nothing downstream).
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(C, H, W)`` or ``(F,)``, for the coordinate fields.
+    skip_zeros : bool
+        When False every beat passes unchanged (the dense baseline).
+
+    Ports
+    -----
+    i : ``In(stream.Signature(sparse_layout(shape)))``
+        Candidate beats; ``value`` may be 0; ``last`` closes an input.
+    o : ``Out(stream.Signature(sparse_layout(shape)))``
+        The non-zero beats in input order, ``last`` on the final one of
+        each input; an input without any is sent as one beat of value 0,
+        coordinates 0, ``last`` 1.
+    """
+
+    def __init__(self, shape: tuple, skip_zeros: bool = True):
+        sparse_layout(shape)  # validates the shape
+        _check_flag("skip_zeros", skip_zeros)
+        self._shape, self._skip = shape, skip_zeros
+        layout = sparse_layout(shape)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = self.i.payload
+        held = Signal(sparse_layout(self._shape))
+        held_valid = Signal()
+        keep = (beat.value != 0) if self._skip else 1
+        o_free = ~self.o.valid | self.o.ready
+        closed = held_valid & held.last
+        # The held beat moves on once its successor (or its input's end) is known.
+        push = o_free & held_valid & (held.last | (self.i.valid & keep))
+        with m.If(closed):
+            m.d.comb += self.i.ready.eq(o_free)
+        with m.Elif(held_valid):
+            m.d.comb += self.i.ready.eq(~keep | o_free)
+        with m.Else():
+            m.d.comb += self.i.ready.eq(1)
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(push):
+            m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1), held_valid.eq(0)]
+
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(keep):
+                m.d.sync += [held.eq(beat), held_valid.eq(1)]
+            with m.Elif(beat.last):
+                with m.If(held_valid & ~held.last):
+                    m.d.sync += held.last.eq(1)
+                with m.Else():
+                    # Nothing of this input survived: the empty-input beat.
+                    m.d.sync += [held.eq(0), held.last.eq(1), held_valid.eq(1)]
+        return m
+
+
+class CoordinateCounter(wiring.Component):
+    """Coordinates of successive elements of a tensor walked in a fixed order.
+
+    ``order="flat"`` walks ``x`` fastest, then ``y``, then ``c`` (NetSpec's
+    flat order); ``"position_major"`` walks ``c`` fastest, then ``x``, then
+    ``y``. A 1-D shape has the single ``index`` coordinate. The counters
+    wrap at their extents and return to 0 on ``restart``.
+
+    Ports
+    -----
+    coord : ``Out(sparse_layout(shape))``
+        The current coordinates (``value`` and ``last`` fields unused, 0).
+    advance : ``In(1)``
+        Step to the next element at the next clock edge.
+    restart : ``In(1)``
+        Return to the first element at the next clock edge (wins over ``advance``).
+    """
+
+    def __init__(self, shape: tuple, order: str = "position_major"):
+        sparse_layout(shape)  # validates the shape
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self._shape, self._order = shape, order
+        super().__init__({"coord": Out(sparse_layout(shape)), "advance": In(1), "restart": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        if len(self._shape) == 1:
+            names = ["index"]
+        else:
+            names = ["x", "y", "c"] if self._order == "flat" else ["c", "x", "y"]
+        extents = dict(zip(("c", "y", "x"), self._shape)) if len(self._shape) == 3 \
+            else {"index": self._shape[0]}
+        counters = {name: Signal(range(extents[name]), name=f"count_{name}") for name in names}
+        for name, counter in counters.items():
+            m.d.comb += self.coord[name].eq(counter)
+        with m.If(self.restart):
+            m.d.sync += [counter.eq(0) for counter in counters.values()]
+        with m.Elif(self.advance):
+            carry = 1
+            for name in names:
+                counter, wrap = counters[name], counters[name] == extents[name] - 1
+                with m.If(carry):
+                    m.d.sync += counter.eq(Mux(wrap, 0, counter + 1))
+                carry = carry & wrap
+        return m
+
+
+class Sparsifier(wiring.Component):
+    """Turn a dense int8 stream into the sparse stream of its non-zero values.
+
+    Each input's beats are numbered from 0 in the stream's order and get
+    the coordinates of that element; ``last`` alone delimits inputs (the
+    count restarts after it). An input must have exactly ``prod(shape)``
+    beats: there is no check in hardware; with fewer, the elements simply
+    get the first coordinates, and with more, the coordinates wrap.
+
+    One beat per cycle in, whatever the density; one per non-zero (at
+    least one per input) out.
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(F,)`` or ``(C, H, W)``.
+    skip_zeros : bool
+        When False every value is passed on (the dense baseline).
+    order : str
+        Order of a 3-D input: ``"position_major"`` (the engines' dense
+        output, hw/layouts.py; the default) or ``"flat"`` (NetSpec
+        ``(c, y, x)`` order: the network input). A 1-D input is flat.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(dense_layout()))``
+        ``value`` (signed(8)) and ``last``.
+    o : ``Out(stream.Signature(sparse_layout(shape)))``
+        ``value``, coordinates (``c``, ``y``, ``x`` or ``index``) and ``last``,
+        in input order.
+    """
+
+    def __init__(self, shape: tuple, skip_zeros: bool = True, order: str = "position_major"):
+        sparse_layout(shape)  # validates the shape
+        _check_flag("skip_zeros", skip_zeros)
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self._shape, self._skip, self._order = shape, skip_zeros, order
+        super().__init__({"i": In(stream.Signature(dense_layout())),
+                          "o": Out(stream.Signature(sparse_layout(shape)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.counter = counter = CoordinateCounter(self._shape, self._order)
+        m.submodules.compactor = compactor = Compactor(self._shape, self._skip)
+        taken = self.i.valid & self.i.ready
+        m.d.comb += [
+            compactor.i.valid.eq(self.i.valid),
+            compactor.i.payload.eq(counter.coord),
+            compactor.i.payload.value.eq(self.i.payload.value),
+            compactor.i.payload.last.eq(self.i.payload.last),
+            self.i.ready.eq(compactor.i.ready),
+            counter.advance.eq(taken),
+            counter.restart.eq(taken & self.i.payload.last),
+        ]
+        wiring.connect(m, compactor.o, wiring.flipped(self.o))
+        return m
