@@ -1,0 +1,142 @@
+"""Local and global k-WTA against sw/golden.py's kwta, under random stalls."""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from cosparse.hw.kwta.local import LocalKWTA
+from cosparse.sim.streams import get_until, put_all
+from cosparse.sw import golden
+from cosparse.sw.netspec import KWTA
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+def close(elements, ndim):
+    """hw/layouts.py's sparse stream of one input from its (coordinates, value) beats."""
+    elements = elements or [((0,) * ndim, 0)]
+    names = ("c", "y", "x") if ndim == 3 else ("index",)
+    return [{"value": v, **dict(zip(names, c)), "last": int(i == len(elements) - 1)}
+            for i, (c, v) in enumerate(elements)]
+
+
+def expected_local(x, k, skip_zeros):
+    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "local", k))[0]
+    channels, height, width = x.shape
+    elements = []
+    for y in range(height):
+        for xx in range(width):
+            column = [(c, int(kept[c, y, xx])) for c in range(channels)]
+            if skip_zeros:  # rank order: value descending, channel ascending
+                column = sorted((e for e in column if e[1] != 0), key=lambda e: (-e[1], e[0]))
+            elements += [((c, y, xx), v) for c, v in column]
+    return close(elements, 3)
+
+
+def expected_global(x, k, skip_zeros):
+    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "global", k))[0]
+    coords = [tuple(map(int, c)) for c in np.ndindex(*x.shape)]  # flat order
+    elements = [(c, int(kept[c])) for c in coords if kept[c] != 0 or not skip_zeros]
+    return close(elements, x.ndim)
+
+
+def stream_order(x, order):
+    if x.ndim == 3 and order == "position_major":
+        return x.transpose(1, 2, 0).reshape(-1).tolist()
+    return x.reshape(-1).tolist()
+
+
+def as_dict(payload, ndim):
+    names = ("c", "y", "x") if ndim == 3 else ("index",)
+    return {"value": int(payload.value), **{n: int(payload[n]) for n in names},
+            "last": int(payload.last)}
+
+
+def run(dut, inputs, order, count, *, stall=0.3, seed=0):
+    beats = []
+    for x in inputs:
+        values = stream_order(x, order)
+        beats += [{"value": int(v), "last": int(i == len(values) - 1)} for i, v in enumerate(values)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    out = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, beats, stall=stall, seed=seed)
+
+    async def consumer(ctx):
+        out.extend(await get_until(ctx, dut.o, count, stall=stall, seed=seed + 1))
+        ctx.set(dut.o.ready, 1)
+        for _ in range(40):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "unexpected extra output beat"
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return [as_dict(p, inputs[0].ndim) for p in out]
+
+
+def random_inputs(rng, shape, count):
+    """Inputs full of ties (a small value range), with all-zero and all-equal ones."""
+    inputs = []
+    for n in range(count):
+        span = int(rng.choice([1, 3, 128]))
+        x = rng.integers(-span, span + 1, shape)
+        if rng.random() < 0.2:
+            x[...] = 0
+        elif rng.random() < 0.1:
+            x[...] = rng.integers(-3, 4)
+        inputs.append(x.astype(np.int8))
+    return inputs
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("skip_zeros", [True, False])
+def test_local_matches_golden(seed, skip_zeros):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 13)), int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+    k = int(rng.integers(1, shape[0] + 1))
+    inputs = random_inputs(rng, shape, 3)
+    expected = [b for x in inputs for b in expected_local(x, k, skip_zeros)]
+    got = run(LocalKWTA(shape, k, skip_zeros=skip_zeros), inputs, "position_major", len(expected),
+              seed=seed)
+    assert got == expected
+
+
+def test_local_one_value_per_cycle():
+    """Never stalled, the input side takes a value every cycle (winners overlap)."""
+    shape, k = (4, 2, 3), 4
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, shape).astype(np.int8)
+    dut = LocalKWTA(shape, k, skip_zeros=False)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    values = stream_order(x, "position_major") * 2
+    accepted = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for i, v in enumerate(values):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, {"value": v, "last": int(i % x.size == x.size - 1)})
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            accepted.append(ready)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert all(accepted)
+
+
+@pytest.mark.parametrize("args, error", [
+    (((4,), 1), TypeError), (((4, 2, 2), 0), ValueError), (((4, 2, 2), 5), ValueError),
+    (((4, 2, 2), 2, 1), TypeError)])
+def test_local_rejects_bad_parameters(args, error):
+    with pytest.raises(error):
+        LocalKWTA(*args)
+
+
+def test_converts_to_verilog():
+    for dut in (LocalKWTA((8, 2, 3), 3), LocalKWTA((5, 1, 1), 5, skip_zeros=False)):
+        assert "module" in verilog.convert(dut, name="kwta")
