@@ -25,7 +25,7 @@ _TOP_LEVEL = [
     ("cosparse.sw.commands", "register_export"),
     ("cosparse.sw.commands", "register_golden"),
     ("cosparse.sw.commands", "register_evaluate"),
-    # ("cosparse.hw.cli", "register_cli"),
+    ("cosparse.hw.cli", "register_cli"),
 ]
 
 
