@@ -5,7 +5,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from cosparse.hw.kwta.local import LocalKWTA
+from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
 from cosparse.sim.streams import get_until, put_all
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
@@ -139,4 +139,74 @@ def test_local_rejects_bad_parameters(args, error):
 
 def test_converts_to_verilog():
     for dut in (LocalKWTA((8, 2, 3), 3), LocalKWTA((5, 1, 1), 5, skip_zeros=False)):
+        assert "module" in verilog.convert(dut, name="kwta")
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("skip_zeros", [True, False])
+def test_global_matches_golden(seed, skip_zeros):
+    rng = np.random.default_rng(100 + seed)
+    shape = (int(rng.integers(1, 40)),) if seed % 2 else \
+        (int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    order = str(rng.choice(["flat", "position_major"])) if len(shape) == 3 else "flat"
+    size = int(np.prod(shape))
+    k = int(rng.choice([1, size, rng.integers(1, size + 1)]))
+    inputs = random_inputs(rng, shape, 3)
+    expected = [b for x in inputs for b in expected_global(x, k, skip_zeros)]
+    dut = GlobalKWTA(shape, k, skip_zeros=skip_zeros, order=order)
+    assert run(dut, inputs, order, len(expected), seed=seed) == expected
+
+
+def test_global_extreme_values():
+    """The scan covers both ends of the int8 range: -128 and 127 as thresholds."""
+    shape = (6,)
+    inputs = [np.array(v, np.int8) for v in ([-128] * 6, [127] * 6, [127, -128, 5, -128, 127, 0],
+                                            [-128, -128, -1, -128, -128, -128])]
+    for k in (1, 3, 6):
+        expected = [b for x in inputs for b in expected_global(x, k, True)]
+        assert run(GlobalKWTA(shape, k), inputs, "flat", len(expected), seed=k) == expected
+
+
+def test_global_cycles_per_input():
+    """Fill of one input overlaps the scan and emit of the previous: S + 257 cycles each."""
+    shape, k, count = (2, 3, 4), 5, 4
+    size = int(np.prod(shape))
+    rng = np.random.default_rng(7)
+    inputs = random_inputs(rng, shape, count)
+    dut = GlobalKWTA(shape, k, skip_zeros=False)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    values = [v for x in inputs for v in stream_order(x, "position_major")]
+    lasts = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, [{"value": int(v), "last": int(i % size == size - 1)}
+                                   for i, v in enumerate(values)])
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(lasts) < count:
+            _, _, valid, last = await ctx.tick().sample(dut.o.valid, dut.o.payload.last)
+            cycle += 1
+            if valid and last:
+                lasts.append(cycle)
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert lasts[0] <= 2 * size + 260
+    assert [b - a for a, b in zip(lasts, lasts[1:])] == [size + 257] * (count - 1)
+
+
+@pytest.mark.parametrize("args, error", [
+    (((4, 4), 1), TypeError), (((4,), 0), ValueError), (((2, 2, 2), 9), ValueError),
+    (((4,), 2, True, "column"), ValueError)])
+def test_global_rejects_bad_parameters(args, error):
+    with pytest.raises(error):
+        GlobalKWTA(*args)
+
+
+def test_global_converts_to_verilog():
+    for dut in (GlobalKWTA((4, 3, 3), 5), GlobalKWTA((30,), 30, skip_zeros=False)):
         assert "module" in verilog.convert(dut, name="kwta")

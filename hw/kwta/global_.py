@@ -1,0 +1,170 @@
+"""Global k-WTA: the k largest values of a whole tensor, by histogram threshold.
+
+Sorting a whole layer is costly; but its values are int8, so a 256-bin
+histogram built while the values arrive says everything a selection needs.
+Scanning it from the top finds the threshold ``T`` with
+``count(> T) < k <= count(>= T)``, and ``t = k - count(> T)``: the winners are
+every value above ``T`` and the first ``t`` values equal to ``T`` in flat
+order (docs/netspec.md's lower-index tie rule). A second pass over the
+buffered tensor in flat order then emits exactly those.
+
+Two banks (value buffer + histogram) alternate, so one input fills a bank
+while the previous one is scanned and emitted from the other. The scan
+clears each bin as it reads it, so a bank's histogram is zero again when the
+bank is handed back to the input side.
+"""
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..layouts import dense_layout, sparse_layout, tensor_size
+from ..sparsify import ORDERS, Compactor, CoordinateCounter
+from .local import _check_kwta
+
+__all__ = ["GlobalKWTA"]
+
+BINS = 256
+
+
+class GlobalKWTA(wiring.Component):
+    """Keep the ``k`` largest values of each input tensor, as a sparse stream.
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(F,)`` or ``(C, H, W)``; ``S = prod(shape)`` values compete.
+    k : int
+        Winners per input, ``1 <= k <= S``.
+    skip_zeros : bool
+        True: emit the non-zero winners (a winner of value 0 contributes
+        nothing). False (dense baseline): emit all ``S`` values, losers as 0.
+    order : str
+        Order of a 3-D input: ``"position_major"`` (default: the engines'
+        dense output, hw/layouts.py) or ``"flat"`` (``(c, y, x)``). A 1-D
+        input is flat.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(dense_layout()))``
+        ``value`` (signed(8)) and ``last`` on the final value of an input,
+        which must have exactly ``S`` beats (not checked: the histogram then
+        describes a different tensor and the winners are unspecified, but
+        each input still yields one closed output).
+    o : ``Out(stream.Signature(sparse_layout(shape)))``
+        The winners in ascending flat index, with ``index`` or ``c, y, x``,
+        ``last`` on the final one; an input without a non-zero winner is the
+        single value-0 beat.
+
+    Cycles: ``S`` to take an input; ``256 + S + 1`` to scan and emit it
+    (one cycle per bin, one per value, one to start the read), overlapped
+    with the next input's fill, so ``S + 257`` per input in a stream when
+    the output is never stalled, and about ``2*S + 260`` from an input's
+    first value to its final output.
+    Memory: two ``S x 8`` buffers (block RAM), two ``256 x ceil_log2(S+1)``
+    histograms (read asynchronously: distributed RAM).
+    """
+
+    def __init__(self, shape: tuple, k: int, skip_zeros: bool = True,
+                 order: str = "position_major"):
+        _check_kwta(shape, k, skip_zeros, dims=(1, 3))
+        size = tensor_size(shape)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= size:
+            raise ValueError(f"k must be an integer in [1, {size}] (the tensor size), got {k!r}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self._shape, self._k, self._skip = shape, k, skip_zeros
+        self._order = order if len(shape) == 3 else "flat"
+        super().__init__({"i": In(stream.Signature(dense_layout())),
+                          "o": Out(stream.Signature(sparse_layout(shape)))})
+
+    def _flat_address(self, coord):
+        if len(self._shape) == 1:
+            return coord.index
+        _, height, width = self._shape
+        return coord.c * (height * width) + coord.y * width + coord.x
+
+    def elaborate(self, platform):
+        m = Module()
+        size, k = tensor_size(self._shape), self._k
+        count_shape = unsigned(size.bit_length())
+        m.submodules.compactor = compactor = Compactor(self._shape, self._skip)
+        wiring.connect(m, compactor.o, wiring.flipped(self.o))
+        m.submodules.fill_counter = fill_at = CoordinateCounter(self._shape, self._order)
+        m.submodules.emit_counter = emit_at = CoordinateCounter(self._shape, "flat")
+
+        fill_bank, drain_bank = Signal(), Signal()
+        full = Signal(2)  # bank b belongs to the drain side while full[b]
+        scanning = Signal(init=1)
+        bin_ = Signal(signed(8), init=BINS // 2 - 1)
+        above = Signal(range(size + 1))  # values counted in the bins above ``bin_``
+        found = Signal()
+        threshold = Signal(signed(8))
+        ties = Signal(range(k + 1))  # winners equal to the threshold
+        ties_taken = Signal(range(k + 1))
+
+        value = self.i.payload.value
+        fill = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(~full.bit_select(fill_bank, 1)),
+                     fill_at.advance.eq(fill), fill_at.restart.eq(fill & self.i.payload.last)]
+        with m.If(fill & self.i.payload.last):
+            m.d.sync += [full.bit_select(fill_bank, 1).eq(1), fill_bank.eq(~fill_bank)]
+
+        issue = Signal()  # read the next buffered value this cycle
+        reading = Signal()  # values left to read in the emit pass
+        bins_read, buffers_read = [], []
+        for bank in range(2):
+            buffer = Memory(shape=signed(8), depth=size, init=[])
+            hist = Memory(shape=count_shape, depth=BINS, init=[])
+            m.submodules[f"buffer{bank}"], m.submodules[f"hist{bank}"] = buffer, hist
+            buf_w, buf_r = buffer.write_port(), buffer.read_port()
+            hist_w, hist_r = hist.write_port(), hist.read_port(domain="comb")
+            mine = fill_bank == bank
+            m.d.comb += [buf_w.addr.eq(self._flat_address(fill_at.coord)), buf_w.data.eq(value),
+                         buf_w.en.eq(fill & mine), buf_r.addr.eq(self._flat_address(emit_at.coord)),
+                         buf_r.en.eq(issue)]
+            with m.If(full[bank]):  # the drain side scans and clears the histogram
+                m.d.comb += [hist_r.addr.eq(bin_), hist_w.addr.eq(bin_), hist_w.data.eq(0),
+                             hist_w.en.eq(scanning & (drain_bank == bank))]
+            with m.Else():  # the input side counts
+                m.d.comb += [hist_r.addr.eq(value), hist_w.addr.eq(value),
+                             hist_w.data.eq(hist_r.data + 1), hist_w.en.eq(fill & mine)]
+            bins_read.append(hist_r.data)
+            buffers_read.append(buf_r.data)
+
+        # Scan: one bin per cycle, from 127 down to -128.
+        in_bin = Mux(drain_bank, bins_read[1], bins_read[0])
+        with m.If(scanning & full.bit_select(drain_bank, 1)):
+            m.d.sync += [bin_.eq(bin_ - 1), above.eq(above + in_bin)]
+            with m.If(~found & (above + in_bin >= k)):
+                m.d.sync += [found.eq(1), threshold.eq(bin_), ties.eq(k - above)]
+            with m.If(bin_ == -BINS // 2):
+                m.d.sync += [scanning.eq(0), reading.eq(1)]
+
+        # Emit: read the buffer in flat order; one value in flight on the read port.
+        held = Signal()
+        held_at = Signal(sparse_layout(self._shape))
+        held_last = Signal()
+        stored = Mux(drain_bank, buffers_read[1], buffers_read[0])
+        tie = (stored == threshold) & (ties_taken < ties)
+        win = (stored > threshold) | tie
+        beat = compactor.i.payload
+        m.d.comb += [compactor.i.valid.eq(held), beat.eq(held_at),
+                     beat.value.eq(Mux(win, stored, 0)), beat.last.eq(held_last)]
+        sent = compactor.i.valid & compactor.i.ready
+        take = ~held | compactor.i.ready
+        m.d.comb += [issue.eq(reading & take), emit_at.advance.eq(issue)]
+        with m.If(take):
+            m.d.sync += [held.eq(reading), held_at.eq(emit_at.coord)]
+        with m.If(issue):
+            last_read = self._flat_address(emit_at.coord) == size - 1
+            m.d.sync += held_last.eq(last_read)
+            with m.If(last_read):
+                m.d.sync += reading.eq(0)
+        with m.If(sent & tie):
+            m.d.sync += ties_taken.eq(ties_taken + 1)
+        with m.If(sent & held_last):
+            m.d.sync += [full.bit_select(drain_bank, 1).eq(0), drain_bank.eq(~drain_bank),
+                         scanning.eq(1), above.eq(0), found.eq(0), ties_taken.eq(0)]
+        return m
