@@ -34,10 +34,7 @@ def requant_input_layout(channels: int, acc_bits: int) -> data.StructLayout:
 
 
 def _int_array(name, values, channels, low, high):
-    try:
-        array = np.asarray(values)
-    except Exception as exc:  # pragma: no cover - numpy's own message is the useful part
-        raise TypeError(f"{name} must be an array of integers, got {values!r}") from exc
+    array = np.asarray(values)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be a 1-D array of integers, got {values!r}")
     if len(array) != channels:

@@ -92,7 +92,7 @@ def random_inputs(rng, shape, count):
     return inputs
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("skip_zeros", [True, False])
 def test_local_matches_golden(seed, skip_zeros):
     rng = np.random.default_rng(seed)
@@ -142,7 +142,7 @@ def test_converts_to_verilog():
         assert "module" in verilog.convert(dut, name="kwta")
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("skip_zeros", [True, False])
 def test_global_matches_golden(seed, skip_zeros):
     rng = np.random.default_rng(100 + seed)
