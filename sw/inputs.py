@@ -50,7 +50,11 @@ def from_wavs(paths, *, convert: bool = False, progress: bool = False) -> Inputs
 
 
 def from_features(path, labels=None) -> Inputs:
-    """Features from a .npy of int8 codes ``[n, 1, 32, 32]`` (or one ``[1, 32, 32]``)."""
+    """Feature codes from a .npy: ``[n, C, H, W]`` or one ``[C, H, W]`` input.
+
+    Only the file is checked here; the shape and value range are checked
+    against the NetSpec that runs them (:func:`cosparse.sw.golden.validate_inputs`).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"features file {path} not found")
@@ -58,7 +62,7 @@ def from_features(path, labels=None) -> Inputs:
         raw = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:
         raise ValueError(f"{path}: not a numpy .npy array ({error or 'empty file'})") from None
-    x = features.validate_features(raw)
+    x = raw[None] if raw.ndim == 3 else raw
     labels = np.full(len(x), -1) if labels is None else np.asarray(labels)
     return Inputs(x, labels, [f"{path.name}[{i}]" for i in range(len(x))])
 
