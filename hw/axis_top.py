@@ -1,0 +1,163 @@
+"""AXI4-Stream-named top level of the generated Network, for cocotb and for boards.
+
+``Network`` (hw/top.py) speaks Amaranth streams whose flattened port names
+(``i__payload``) no AXI tool recognises. ``AxisNetwork`` wraps it with flat,
+AXI4-Stream-named ports, so cocotbext-axi's ``AxiStreamSource`` /
+``AxiStreamSink`` (and a Vitis wrapper later) can drive it directly, and
+adds cycle counters so a test bench need not sample anything every cycle.
+
+Input side: ``s_axis_tdata`` carries ``beat_bytes`` int8 features per beat,
+byte 0 in bits ``[7:0]`` (NetSpec flat ``(c, y, x)`` order). Each input is
+one AXI frame: it starts on a fresh beat and ``tlast`` marks the beat that
+holds its last feature; bytes of that beat past the input's end are ignored.
+A serialiser feeds the Network one feature per cycle; ``s_axis_tready`` is
+high whenever the beat register is empty or being emptied this cycle, so
+back-to-back beats lose no cycle. A ``tlast`` that disagrees with the
+feature count sets the sticky ``error`` bit (the count wins).
+
+Output side: one single-beat frame (``m_axis_tlast`` = 1) per input:
+``logits[k]`` (int32) at bits ``[32k+31:32k]``, then the predicted class,
+zero-padded to whole bytes.
+
+Counters (``counter_bits`` wide, cleared by reset, wrapping):
+``cycles`` counts every cycle; ``busy_cycles`` holds one counter per engine,
+engine ``e`` at bits ``[e*counter_bits +: counter_bits]``, counting the
+cycles its ``busy`` bit is high.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..sw.netspec import NetSpec
+from .config import HwConfig
+from .generate import generate
+
+__all__ = ["AxisNetwork", "result_bits", "result_bytes"]
+
+
+def result_bits(classes: int) -> int:
+    """Bits of one result before padding: int32 logits and the class index."""
+    return 32 * classes + max(1, ceil_log2(classes))
+
+
+def result_bytes(classes: int) -> int:
+    """Bytes of ``m_axis_tdata``."""
+    return -(-result_bits(classes) // 8)
+
+
+class AxisNetwork(wiring.Component):
+    """A NetSpec's accelerator with flat AXI4-Stream ports and per-engine cycle counters.
+
+    Parameters
+    ----------
+    spec : NetSpec
+    config : HwConfig or None
+        As for :func:`cosparse.hw.generate.generate` (default: one lane per group).
+    dense : bool
+        Build the dense baseline instead of the sparse-sparse design.
+    beat_bytes : int
+        Features per input beat, 1 to 64 (``s_axis_tdata`` is ``8 * beat_bytes`` bits).
+    counter_bits : int
+        Width of ``cycles`` and of each engine's busy counter, 16 to 64.
+
+    Ports
+    -----
+    s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : input features.
+    m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : results.
+    busy : Out(engines), the Network's busy bits.
+    cycles : Out(counter_bits); busy_cycles : Out(engines * counter_bits).
+    error : Out(1), sticky: an input frame's ``tlast`` disagreed with its size.
+    """
+
+    def __init__(self, spec: NetSpec, config: HwConfig | None = None, *, dense: bool = False,
+                 beat_bytes: int = 8, counter_bits: int = 48):
+        if not isinstance(spec, NetSpec):
+            raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
+        if (not isinstance(beat_bytes, int) or isinstance(beat_bytes, bool)
+                or not 1 <= beat_bytes <= 64):
+            raise ValueError(f"beat_bytes must be an integer from 1 to 64, got {beat_bytes!r}")
+        if (not isinstance(counter_bits, int) or isinstance(counter_bits, bool)
+                or not 16 <= counter_bits <= 64):
+            raise ValueError(f"counter_bits must be an integer from 16 to 64, "
+                             f"got {counter_bits!r}")
+        self.network = generate(spec, config, dense=dense)
+        self.spec, self.dense = spec, bool(dense)
+        self.beat_bytes, self.counter_bits = beat_bytes, counter_bits
+        self.input_size = 1
+        for extent in spec.input.shape:
+            self.input_size *= extent
+        self.classes = len(spec.classes)
+        self.engines = len(self.network.busy)
+        super().__init__({
+            "s_axis_tdata": In(8 * beat_bytes),
+            "s_axis_tvalid": In(1),
+            "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(8 * result_bytes(self.classes)),
+            "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+            "busy": Out(self.engines),
+            "cycles": Out(counter_bits),
+            "busy_cycles": Out(self.engines * counter_bits),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = net = self.network
+        size, width = self.input_size, self.beat_bytes
+
+        # ---- input: one wide beat -> one feature per cycle ----------------
+        beat = Signal(8 * width)
+        full = Signal()
+        lane = Signal(range(width))
+        pos = Signal(range(size))
+        end_of_input = pos == size - 1
+        take = net.i.valid & net.i.ready
+        beat_done = take & (end_of_input | (lane == width - 1))
+        m.d.comb += [
+            net.i.valid.eq(full),
+            net.i.payload.value.eq(beat.word_select(lane, 8)),
+            net.i.payload.last.eq(end_of_input),
+            self.s_axis_tready.eq(~full | beat_done),
+        ]
+        next_pos = Signal.like(pos)
+        m.d.comb += next_pos.eq(pos)
+        with m.If(take):
+            m.d.comb += next_pos.eq(0)
+            with m.If(~end_of_input):
+                m.d.comb += next_pos.eq(pos + 1)
+            m.d.sync += lane.eq(lane + 1)
+        m.d.sync += pos.eq(next_pos)
+        with m.If(beat_done):
+            m.d.sync += [full.eq(0), lane.eq(0)]
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += [beat.eq(self.s_axis_tdata), full.eq(1)]
+            holds_end = next_pos + width >= size
+            with m.If(holds_end != self.s_axis_tlast):
+                m.d.sync += self.error.eq(1)
+
+        # ---- output: one result per single-beat frame ---------------------
+        m.d.comb += [
+            self.m_axis_tdata.eq(net.o.payload.as_value()),
+            self.m_axis_tvalid.eq(net.o.valid),
+            net.o.ready.eq(self.m_axis_tready),
+            self.m_axis_tlast.eq(1),
+            self.busy.eq(net.busy),
+        ]
+
+        # ---- counters -----------------------------------------------------
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        counters = []
+        for e in range(self.engines):
+            counter = Signal(self.counter_bits, name=f"busy_cycles_{e}")
+            with m.If(net.busy[e]):
+                m.d.sync += counter.eq(counter + 1)
+            counters.append(counter)
+        m.d.comb += self.busy_cycles.eq(Cat(*counters))
+        return m

