@@ -202,6 +202,13 @@ def _localise(spec, x, mismatches, dense, config, enabled):
         return out
     try:
         from .bench_engine import localise
+    except ImportError:
+        out["first_diverging_layer"] = None
+        out["note"] = ("the Network exposes no internal activations and the per-engine replay "
+                       "(sim/bench_engine.py) is not built yet; compare the differing logits "
+                       "with golden_nonzero_per_layer by hand")
+        return out
+    try:
         out.update(localise(spec, x[first], config=config, dense=dense))
     except Exception as error:  # noqa: BLE001 - a diagnostic must not hide the mismatch
         out["first_diverging_layer"] = None

@@ -6,6 +6,8 @@
     cosparse golden        run the bit-exact integer model of a NetSpec
     cosparse evaluate      float vs integer accuracy and agreement on a split
     cosparse generate      NetSpec -> Amaranth design -> Verilog + summary
+    cosparse simulate      cycle-accurate simulation of the Verilog vs the golden model
+    cosparse demo          generate + simulate the shipped default on the shipped samples
 
 Each subcommand's module registers its own options; this file only
 assembles them and turns expected errors into one clear line and exit 2.
@@ -26,6 +28,7 @@ _TOP_LEVEL = [
     ("cosparse.sw.commands", "register_golden"),
     ("cosparse.sw.commands", "register_evaluate"),
     ("cosparse.hw.cli", "register_cli"),
+    ("cosparse.sim.cli", "register_cli"),
 ]
 
 

