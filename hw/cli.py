@@ -23,16 +23,19 @@ def register_cli(subparsers):
 
 def format_table(report: dict) -> str:
     """The summary as a fixed-width table, one row per engine."""
-    head = ("layer", "kind", "out", "G", "n", "lanes", "passes", "weight bits", "acc bits",
-            "cycles/input")
+    head = ("layer", "kind", "out", "G", "n", "lanes", "offsets", "passes", "weight bits",
+            "acc bits", "accumulate", "drain", "cycles/input", "after")
     rows = [head]
     for r in report["layers"]:
+        after = "-" if r["after_cycles"] is None else f"{r['after_cycles']:.0f}"
         rows.append((r["name"], r["kind"], "x".join(map(str, r["out_shape"])), r["groups"],
-                     r["n"], r["lanes"], r["passes"], r["weight_memory_bits"],
-                     r["accumulator_bits"], f"{r['cycles_per_input']:.0f}"))
+                     r["n"], r["lanes"], r["offsets"], r["passes"], r["weight_memory_bits"],
+                     r["accumulator_bits"], f"{r['accumulate_cycles']:.0f}", r["drain_cycles"],
+                     f"{r['cycles_per_input']:.0f}", after))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in rows]
-    lines.append(f"initiation interval ~{report['initiation_interval']:.0f} cycles, "
+    lines.append(f"input: {report['input_cycles']} cycles; initiation interval "
+                 f"~{report['initiation_interval']:.0f} cycles ({report['bottleneck']}), "
                  f"{report['multipliers']} multipliers")
     return "\n".join(lines)
 

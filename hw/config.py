@@ -9,8 +9,10 @@ generator instead of loose keyword arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
-from ..sw.netspec import NetSpec
+from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
+from .engine.tiling import Tiling
 
 __all__ = ["LayerConfig", "HwConfig", "accumulator_bits"]
 
@@ -30,13 +32,18 @@ def accumulator_bits(layer) -> int:
 class LayerConfig:
     """Parallelism of one packed layer's engine.
 
-    ``lanes`` multipliers serve the layer's ``G`` packed groups; fewer lanes
-    than groups take ``ceil(G / lanes)`` passes (cycles) per activation and
-    offset, trading speed for area. ``acc_bits`` is the accumulator width.
+    ``lanes`` groups are multiplied per cycle out of the layer's ``G``
+    packed groups; fewer lanes than groups take ``ceil(G / lanes)`` passes
+    (cycles) per activation and offset tile, trading speed for area.
+    ``offsets`` is the number of kernel offsets a conv engine does per cycle
+    (hw/engine/tiling.py: 1 walks them one by one, ``K*K`` does a whole
+    kernel; 1 for linear layers), so an engine has ``lanes * offsets``
+    multipliers. ``acc_bits`` is the accumulator width.
     """
 
     lanes: int
     acc_bits: int
+    offsets: int = 1
 
     def passes(self, groups: int) -> int:
         return -(-groups // self.lanes)
@@ -68,16 +75,40 @@ class HwConfig:
 
     @classmethod
     def default_for(cls, spec: NetSpec, dense: bool = False, **kwargs) -> "HwConfig":
-        """One lane per packed group (one pass per activation) on every layer.
+        """A balanced pipeline: full-speed convolutions, linear layers as fast as their drain.
 
-        ``dense`` describes the dense baseline, whose layers have ``n = 1``
-        and therefore ``out_channels`` groups; pass the NetSpec as given,
-        the unpacking is done here.
+        A conv engine gets one lane per packed group and the whole kernel as
+        one offset tile, so it spends one cycle per non-zero input. A linear
+        engine drains one channel per cycle, so it gets only the lanes that
+        keep its accumulation (``nonzero inputs * passes``) within its drain
+        (``out_features`` cycles): ``passes = out_features // nonzero``, the
+        non-zero inputs estimated from the k of the k-WTA before it (every
+        input without one). ``dense`` describes the dense baseline: its
+        layers have ``n = 1`` and therefore ``out_channels`` groups, it
+        passes zeros, so k-WTAs do not thin its inputs, and its convolutions
+        walk one kernel offset per cycle (every weight times every input,
+        one lane per kernel); pass the NetSpec as given (packed or already
+        unpacked).
         """
         layers = []
-        for layer in spec.packed_layers:
-            groups = layer.out_channels if dense else layer.groups
-            layers.append(LayerConfig(lanes=groups, acc_bits=accumulator_bits(layer)))
+        nonzero = prod(spec.input.shape)
+        for layer in spec.layers:
+            if isinstance(layer, (Conv2d, Linear)):
+                groups = layer.out_channels if dense else layer.groups
+                if isinstance(layer, Conv2d):
+                    config = LayerConfig(lanes=groups, acc_bits=accumulator_bits(layer),
+                                         offsets=1 if dense else layer.kernel ** 2)
+                else:
+                    passes = min(groups, max(1, layer.out_features // max(1, nonzero)))
+                    config = LayerConfig(lanes=-(-groups // passes),
+                                         acc_bits=accumulator_bits(layer))
+                layers.append(config)
+                nonzero = prod(layer.out_shape)
+            elif isinstance(layer, MaxPool2d):
+                nonzero = prod(layer.out_shape)
+            elif isinstance(layer, KWTA) and not dense:
+                positions = prod(layer.in_shape[1:]) if layer.mode == "local" else 1
+                nonzero = min(nonzero, layer.k * positions)
         return cls(layers=tuple(layers), **kwargs)
 
     def validate(self, spec: NetSpec):
@@ -90,6 +121,17 @@ class HwConfig:
             if not isinstance(cfg.lanes, int) or cfg.lanes < 1:
                 raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
                                  f"got {cfg.lanes!r}")
+            if not isinstance(cfg.offsets, int) or isinstance(cfg.offsets, bool):
+                raise ValueError(f"layer {layer.name!r}: offsets must be an integer, "
+                                 f"got {cfg.offsets!r}")
+            if isinstance(layer, Conv2d):
+                try:
+                    Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), 1)
+                except ValueError as error:
+                    raise ValueError(f"layer {layer.name!r}: {error}") from None
+            elif cfg.offsets != 1:
+                raise ValueError(f"layer {layer.name!r}: offsets must be 1 for a linear layer, "
+                                 f"got {cfg.offsets!r}")
             need = accumulator_bits(layer)
             if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
                 raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "

@@ -16,11 +16,16 @@ import numpy as np
 
 from ..sw import golden
 from ..sw.netspec import Conv2d, NetSpec, random_inputs
+from ..sw.golden import validate_inputs
 from .config import HwConfig
 from .engine.weights import kernel_id_bits
 from .top import Network, plan
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
+
+#: Cycles an engine spends per input besides its work items: the multiply and
+#: read-modify-write pipeline empties before the buffers swap.
+SWAP_CYCLES = 6
 
 #: Module (and file) name of the generated top level.
 TOP_NAME = "cosparse_top"
@@ -47,7 +52,7 @@ def _prepare(spec, config, dense):
     if not isinstance(spec, NetSpec):
         raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
     built = unpack_dense(spec) if dense else spec
-    config = HwConfig.default_for(built) if config is None else config
+    config = HwConfig.default_for(built, dense=dense) if config is None else config
     config.validate(built)
     return built, config
 
@@ -74,43 +79,105 @@ def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
     return path
 
 
+def _tile_counts(size: int, extent: int, tiling, span: int) -> np.ndarray:
+    """Offset tiles (along one axis) that an input at each coordinate reaches."""
+    k = tiling.kernel
+    return np.array([min(k - 1, v) // span - max(0, v - extent + 1) // span + 1
+                     for v in range(size)], np.int64)
+
+
+def _conv_items(x: np.ndarray, tiling, dense: bool) -> np.ndarray:
+    """Work items per input of a conv engine: per input sent, its tiles, times the passes."""
+    sent = np.ones(x.shape, bool) if dense else x != 0
+    per_position = sent.sum(axis=1).astype(np.int64)  # [B, H, W]
+    ty = _tile_counts(x.shape[2], tiling.out_hw[0], tiling, tiling.rows)
+    tx = _tile_counts(x.shape[3], tiling.out_hw[1], tiling, tiling.cols)
+    return (per_position * ty[:, None] * tx[None, :]).sum(axis=(1, 2)) * tiling.passes
+
+
+def _emit_cycles(out: np.ndarray, dense: bool) -> np.ndarray:
+    """Cycles per input of a k-WTA / Sparsifier taking one position per beat: each position
+    costs one cycle per beat it sends, at least one."""
+    if dense:
+        return np.full(len(out), out[0].size)
+    return np.maximum(np.count_nonzero(out, axis=1), 1).sum(axis=(1, 2))
+
+
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             inputs=None) -> dict:
     """Per engine: shapes, packing, parallelism, memories and the analytical cycle model.
 
-    Cycles per input of an engine: accumulate ``work / G * passes`` (``work``
-    = golden useful MACs, or packed MACs for the dense baseline, which skips
-    nothing) plus a few cycles to swap buffers, while the drain of the
-    previous input (one cycle per pre-pool output) overlaps; the engine's
-    interval is the larger of the two. ``inputs`` (int8 batch) defaults to
-    a few random inputs of the NetSpec's input range.
+    Cycles per input of an engine (hw/engine/): ``accumulate`` = work items
+    (conv: per input sent, the offset tiles it reaches, times the passes;
+    linear: inputs sent times passes; the dense baseline sends zeros too)
+    plus a few cycles to swap buffers; ``drain`` = one word per cycle (conv:
+    pre-pool positions times passes) or one channel per cycle (linear). The
+    drain of one input overlaps the accumulation of the next, so the
+    engine's interval is the larger. The unit after each engine (``after``:
+    a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
+    at least one per position for a conv output, ``S + 257`` for a global
+    k-WTA, ``S`` for a scalar Sparsifier; the input Sparsifier takes one
+    feature per cycle. The network's initiation interval is the largest of
+    them all. ``inputs`` (int8 batch) defaults to a few random inputs of the
+    NetSpec's input range.
     """
+    from .engine.tiling import Tiling
+
     built, config = _prepare(spec, config, dense)
     x = random_inputs(spec, 4, seed=0) if inputs is None else inputs
-    stats = {s.name: s for s in golden.run(built, x, keep_activations=False).stats}
+    result = golden.run(built, x)
+    acts = result.activations
+    stats = {st.name: st for st in result.stats}
+    names = [layer.name for layer in built.layers]
     rows = []
+    input_cycles = int(np.prod(spec.input.shape))
     for stage, cfg in zip(plan(built), config.layers):
         layer = stage.layer
-        positions = (int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv2d) else 1)
+        at = names.index(layer.name)
+        x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
-        work = stats[layer.name].packed_macs if dense else float(
-            np.mean(stats[layer.name].useful_macs))
-        accumulate = work / layer.groups * passes
-        drain = positions * layer.out_channels
+        if isinstance(layer, Conv2d):
+            tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes)
+            accumulate = float(np.mean(_conv_items(x_in, tiling, dense)))
+            drain = int(np.prod(layer.out_shape[1:])) * passes
+            banks, depth = tiling.banks, tiling.depth
+        else:
+            sent = x_in.reshape(len(x_in), -1)
+            accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
+            accumulate *= passes
+            drain = layer.out_channels
+            banks, depth = 1, passes
+        # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
+        out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
+        if layer is built.packed_layers[-1]:
+            after = None
+        elif isinstance(layer, Conv2d):
+            after = float(np.mean(_emit_cycles(out, dense)))
+        elif stage.kwta is not None and stage.kwta.mode == "global":
+            after = int(np.prod(stage.out_shape)) + 257
+        else:
+            after = int(np.prod(stage.out_shape))
         rows.append({
             "name": layer.name, "kind": layer.kind, "in_shape": list(stage.in_shape),
             "out_shape": list(stage.out_shape), "pool": stage.pool,
             "kwta": None if stage.kwta is None else f"{stage.kwta.mode} k={stage.kwta.k}",
-            "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "passes": passes,
-            "multipliers": cfg.lanes, "acc_bits": cfg.acc_bits,
+            "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
+            "passes": passes, "multipliers": cfg.lanes * cfg.offsets, "acc_bits": cfg.acc_bits,
+            "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_memory_bits": layer.fan_in * passes * cfg.lanes * (8 + kernel_id_bits(layer.n)),
-            "accumulator_bits": 2 * cfg.lanes * passes * positions * layer.n * cfg.acc_bits,
+            "accumulator_bits": 2 * banks * depth * cfg.lanes * layer.n * cfg.acc_bits,
             "accumulate_cycles": accumulate, "drain_cycles": drain,
-            "cycles_per_input": max(accumulate + 4, drain),
+            "cycles_per_input": max(accumulate + SWAP_CYCLES, drain),
+            "after_cycles": after,
         })
-    interval = max(row["cycles_per_input"] for row in rows)
-    return {"name": built.name, "dense": dense, "layers": rows,
-            "initiation_interval": interval,
+    intervals = [("input", input_cycles)]
+    for row in rows:
+        intervals.append((row["name"], row["cycles_per_input"]))
+        if row["after_cycles"] is not None:
+            intervals.append((f"after {row['name']}", row["after_cycles"]))
+    bottleneck, interval = max(intervals, key=lambda item: item[1])
+    return {"name": built.name, "dense": dense, "layers": rows, "input_cycles": input_cycles,
+            "initiation_interval": interval, "bottleneck": bottleneck,
             "multipliers": sum(row["multipliers"] for row in rows),
             "weight_memory_bits": sum(row["weight_memory_bits"] for row in rows),
             "accumulator_bits": sum(row["accumulator_bits"] for row in rows)}

@@ -15,6 +15,12 @@ layouts, and ``last`` closes the data of one input in every one of them.
   per beat in flat order for a 1-D tensor and in *position-major* order for
   a 3-D one: for each ``(y, x)`` in raster order, all ``C`` channels in
   ascending order, which is the order a local k-WTA consumes.
+- **Dense vector** activations carry a whole position per beat: a
+  convolution engine drains all ``C`` channels of one (pooled) output
+  position at once, so its output is one beat per position, raster order,
+  ``values[c]`` being channel ``c``. A local k-WTA or a Sparsifier takes
+  such a beat per cycle, which is what lets them keep up with an engine
+  that drains ``C`` accumulators per cycle.
 """
 
 from math import prod
@@ -23,7 +29,8 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
-__all__ = ["coordinate_bits", "sparse_layout", "dense_layout", "flat_index", "tensor_size"]
+__all__ = ["coordinate_bits", "sparse_layout", "dense_layout", "dense_vector_layout", "flat_index",
+           "tensor_size"]
 
 
 def coordinate_bits(extent: int) -> int:
@@ -56,6 +63,14 @@ def sparse_layout(shape: tuple, value_shape=signed(8)) -> data.StructLayout:
 def dense_layout(value_shape=signed(8)) -> data.StructLayout:
     """One value of a dense stream (flat or position-major order) and ``last``."""
     return data.StructLayout({"value": value_shape, "last": unsigned(1)})
+
+
+def dense_vector_layout(channels: int, value_shape=signed(8)) -> data.StructLayout:
+    """All ``channels`` values of one position (``values[c]``, channel 0 in the low bits)
+    and ``last`` (on the input's final position)."""
+    coordinate_bits(channels)  # validates the count
+    return data.StructLayout({"values": data.ArrayLayout(value_shape, channels),
+                              "last": unsigned(1)})
 
 
 def flat_index(shape: tuple, c: int, y: int, x: int) -> int:

@@ -1,23 +1,27 @@
 """From dense values to the sparse activation stream of hw/layouts.py.
 
-Two pieces:
+Three pieces:
 
 - :class:`Compactor` enforces the sparse stream's rules on a stream of
   candidate beats that already carry their coordinates: it drops zeros,
   moves ``last`` onto the final beat that survives, and turns an input
   with no survivor into the single value-0 beat. The k-WTA units reuse it,
   so the rules live in one place.
-- :class:`Sparsifier` counts the coordinates of a dense stream and feeds
-  a :class:`Compactor`.
+- :class:`PositionEmitter` turns one position's vector of channel values
+  and a mask of the channels to send into sparse beats, one per cycle,
+  channels ascending; the local k-WTA and the vector Sparsifier use it.
+- :class:`Sparsifier` counts the coordinates of a dense stream (one value
+  or one position per beat) and feeds a :class:`Compactor` or a
+  :class:`PositionEmitter`.
 """
 
-from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import dense_layout, sparse_layout
+from .layouts import dense_layout, dense_vector_layout, sparse_layout
 
-__all__ = ["Compactor", "CoordinateCounter", "Sparsifier"]
+__all__ = ["Compactor", "CoordinateCounter", "emitter_input_layout", "PositionEmitter", "Sparsifier"]
 
 ORDERS = ("flat", "position_major")
 
@@ -142,6 +146,83 @@ class CoordinateCounter(wiring.Component):
         return m
 
 
+def emitter_input_layout(channels: int) -> data.StructLayout:
+    """One position: its ``values``, the channels to send (``mask`` bit ``c``) and ``last``."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(8), channels),
+                              "mask": unsigned(channels), "last": unsigned(1)})
+
+
+class PositionEmitter(wiring.Component):
+    """Send the masked channels of each position as sparse beats, channels ascending.
+
+    A position is held while its beats go out, one per cycle: the lowest
+    channel still in the mask is sent and cleared. A position with an empty
+    mask costs one cycle (a value-0 beat the :class:`Compactor` drops unless
+    it must carry an input's ``last``). Positions are numbered in raster
+    order from 0 and the numbering restarts after ``last``.
+
+    Parameters
+    ----------
+    shape : (C, H, W)
+    skip_zeros : bool
+        Passed to the Compactor: False keeps every beat sent (value-0 ones too).
+
+    Ports
+    -----
+    i : ``In(stream.Signature(emitter_input_layout(C)))``
+    o : ``Out(stream.Signature(sparse_layout(shape)))``
+
+    Cycles per position: ``max(1, popcount(mask))``.
+    """
+
+    def __init__(self, shape: tuple, skip_zeros: bool = True):
+        if not isinstance(shape, tuple) or len(shape) != 3:
+            raise TypeError(f"shape must be a tuple (C, H, W), got {shape!r}")
+        sparse_layout(shape)  # validates the extents
+        _check_flag("skip_zeros", skip_zeros)
+        self._shape, self._skip = shape, skip_zeros
+        super().__init__({"i": In(stream.Signature(emitter_input_layout(shape[0]))),
+                          "o": Out(stream.Signature(sparse_layout(shape)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        channels, height, width = self._shape
+        m.submodules.compactor = compactor = Compactor(self._shape, self._skip)
+        wiring.connect(m, compactor.o, wiring.flipped(self.o))
+        m.submodules.counter = counter = CoordinateCounter((1, height, width), "flat")
+
+        held = Signal(emitter_input_layout(channels))
+        held_y, held_x = Signal.like(counter.coord.y), Signal.like(counter.coord.x)
+        busy = Signal()
+        remaining = held.mask
+        lowest = Const(0, range(channels))
+        for c in reversed(range(channels)):
+            lowest = Mux(remaining[c], c, lowest)
+        rest = Signal(channels)
+        m.d.comb += rest.eq(remaining & (remaining - 1))  # clears the lowest set bit
+        final = rest == 0
+        beat = compactor.i.payload
+        m.d.comb += [
+            compactor.i.valid.eq(busy),
+            beat.value.eq(Mux(remaining == 0, 0, Array(held.values[c] for c in range(channels))[lowest])),
+            beat.c.eq(lowest), beat.y.eq(held_y), beat.x.eq(held_x),
+            beat.last.eq(held.last & final),
+        ]
+        emitted = compactor.i.valid & compactor.i.ready
+        with m.If(emitted):
+            m.d.sync += remaining.eq(rest)
+            with m.If(final):
+                m.d.sync += busy.eq(0)
+
+        taken = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(~busy | (emitted & final)),
+                     counter.advance.eq(taken), counter.restart.eq(taken & self.i.payload.last)]
+        with m.If(taken):
+            m.d.sync += [held.eq(self.i.payload), busy.eq(1), held_y.eq(counter.coord.y),
+                         held_x.eq(counter.coord.x)]
+        return m
+
+
 class Sparsifier(wiring.Component):
     """Turn a dense int8 stream into the sparse stream of its non-zero values.
 
@@ -152,7 +233,10 @@ class Sparsifier(wiring.Component):
     get the first coordinates, and with more, the coordinates wrap.
 
     One beat per cycle in, whatever the density; one per non-zero (at
-    least one per input) out.
+    least one per input) out. With ``vector=True`` a beat is a whole
+    position (``dense_vector_layout(C)``, a conv engine's output) and its
+    non-zero channels go out one per cycle, ascending, through a
+    :class:`PositionEmitter`: ``max(1, non-zeros)`` cycles per position.
 
     Parameters
     ----------
@@ -164,27 +248,46 @@ class Sparsifier(wiring.Component):
         Order of a 3-D input: ``"position_major"`` (the engines' dense
         output, hw/layouts.py; the default) or ``"flat"`` (NetSpec
         ``(c, y, x)`` order: the network input). A 1-D input is flat.
+    vector : bool
+        Take one position per beat (3-D shape, position-major only).
 
     Ports
     -----
     i : ``In(stream.Signature(dense_layout()))``
-        ``value`` (signed(8)) and ``last``.
+        ``value`` (signed(8)) and ``last``; ``dense_vector_layout(C)`` when ``vector``.
     o : ``Out(stream.Signature(sparse_layout(shape)))``
         ``value``, coordinates (``c``, ``y``, ``x`` or ``index``) and ``last``,
         in input order.
     """
 
-    def __init__(self, shape: tuple, skip_zeros: bool = True, order: str = "position_major"):
+    def __init__(self, shape: tuple, skip_zeros: bool = True, order: str = "position_major",
+                 vector: bool = False):
         sparse_layout(shape)  # validates the shape
         _check_flag("skip_zeros", skip_zeros)
+        _check_flag("vector", vector)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-        self._shape, self._skip, self._order = shape, skip_zeros, order
-        super().__init__({"i": In(stream.Signature(dense_layout())),
+        if vector and (len(shape) != 3 or order != "position_major"):
+            raise ValueError(f"a vector Sparsifier takes a (C, H, W) shape in position_major "
+                             f"order, got {shape!r} in {order!r}")
+        self._shape, self._skip, self._order, self._vector = shape, skip_zeros, order, vector
+        layout = dense_vector_layout(shape[0]) if vector else dense_layout()
+        super().__init__({"i": In(stream.Signature(layout)),
                           "o": Out(stream.Signature(sparse_layout(shape)))})
 
     def elaborate(self, platform):
         m = Module()
+        if self._vector:
+            m.submodules.emitter = emitter = PositionEmitter(self._shape, self._skip)
+            values = self.i.payload.values
+            channels = self._shape[0]
+            mask = [values[c] != 0 for c in range(channels)] if self._skip else [Const(1, 1)] * channels
+            m.d.comb += [emitter.i.valid.eq(self.i.valid), self.i.ready.eq(emitter.i.ready),
+                         emitter.i.payload.values.eq(values),
+                         emitter.i.payload.mask.eq(Cat(*mask)),
+                         emitter.i.payload.last.eq(self.i.payload.last)]
+            wiring.connect(m, emitter.o, wiring.flipped(self.o))
+            return m
         m.submodules.counter = counter = CoordinateCounter(self._shape, self._order)
         m.submodules.compactor = compactor = Compactor(self._shape, self._skip)
         taken = self.i.valid & self.i.ready

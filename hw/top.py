@@ -5,7 +5,9 @@
 
 A max-pool that directly follows a convolution is fused into that engine's
 drain; a k-WTA (or, without one, a Sparsifier) turns an engine's dense
-output into the next engine's sparse input. Streams join the stages, with a
+output into the next engine's sparse input. A conv engine's output is one
+vector beat per position (all channels), a linear engine's one value per
+beat. Streams join the stages, with a
 small FIFO after each stage so neighbours rarely wait for each other.
 """
 
@@ -73,6 +75,9 @@ def plan(spec: NetSpec) -> list:
                              f"flat order)")
         stages.append(stage)
         shape = stage.out_shape
+    if isinstance(stages[-1].layer, Conv2d):
+        raise ValueError(f"layer {stages[-1].layer.name!r}: the last layer must be linear in "
+                         f"hardware (its int32 logits go to the argmax one per cycle)")
     return stages
 
 
@@ -152,8 +157,10 @@ class Network(wiring.Component):
                 break
             out_shape = stage.out_shape
             if stage.kwta is None:
-                order = "position_major" if len(out_shape) == 3 else "flat"
-                after = Sparsifier(out_shape, skip_zeros=skip, order=order)
+                # A conv engine emits one position per beat (hw/layouts.py, dense vector).
+                vector = len(out_shape) == 3
+                after = Sparsifier(out_shape, skip_zeros=skip,
+                                   order="position_major" if vector else "flat", vector=vector)
             elif stage.kwta.mode == "local":
                 after = LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
             else:

@@ -2,114 +2,152 @@
 
 Input ``(c, y, x)`` contributes to output ``(y - ky, x - kx)`` through fan-in
 index ``f = c*K*K + ky*K + kx``, for every kernel offset that lands inside
-the output. The scatter walks only those offsets (``ky`` from
-``max(0, y - Ho + 1)`` to ``min(K - 1, y)``, likewise ``kx``), one work item
-per offset and pass, so an input costs exactly the useful products the
-golden model counts and an engine's cycles follow the activation density.
+the output. The scatter walks the offset tiles of :mod:`.tiling` that hold
+at least one such offset, one work item per tile and pass; with the whole
+kernel as one tile (``offsets = K*K``) an input costs one cycle per pass,
+so an engine's cycles are its non-zero inputs times its passes and follow
+the activation density.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import sparse_layout
+from ..layouts import dense_vector_layout, sparse_layout
+from .drain import PositionDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
+from .tiling import Tiling
 
 __all__ = ["ConvScatter", "ConvEngine"]
 
 
+def _lut(values, index):
+    """``values[index]`` for a constant table (a small ROM in logic)."""
+    return Array(Const(v, range(max(values) + 1)) for v in values)[index]
+
+
 class ConvScatter(wiring.Component):
-    """Sparse ``(value, c, y, x)`` stream -> one work item per valid kernel offset and pass.
+    """Sparse ``(value, c, y, x)`` stream -> one work item per useful offset tile and pass.
 
     Parameters
     ----------
     in_shape : (C, H, W)
         Input tensor shape.
-    kernel : int
-        Square kernel size ``K`` (stride 1, valid padding).
-    passes : int
-        Passes per offset (``ceil(groups / lanes)``).
+    tiling : Tiling
+        Kernel size, offset tile, output size and passes.
     """
 
-    def __init__(self, in_shape: tuple, kernel: int, passes: int):
+    def __init__(self, in_shape: tuple, tiling: Tiling):
         if not isinstance(in_shape, tuple) or len(in_shape) != 3:
             raise TypeError(f"in_shape must be a tuple (C, H, W), got {in_shape!r}")
-        if not isinstance(kernel, int) or not 1 <= kernel <= min(in_shape[1:]):
-            raise ValueError(f"kernel must be an integer in [1, {min(in_shape[1:])}], "
-                             f"got {kernel!r}")
-        if not isinstance(passes, int) or passes < 1:
-            raise ValueError(f"passes must be a positive integer, got {passes!r}")
-        self._shape, self._k, self._passes = in_shape, kernel, passes
+        if not isinstance(tiling, Tiling):
+            raise TypeError(f"tiling must be a Tiling, got {tiling!r}")
         c, h, w = in_shape
-        self.out_hw = (h - kernel + 1, w - kernel + 1)
-        positions = self.out_hw[0] * self.out_hw[1]
+        k = tiling.kernel
+        if not 1 <= k <= min(h, w) or tiling.out_hw != (h - k + 1, w - k + 1):
+            raise ValueError(f"tiling (kernel {k}, output {tiling.out_hw}) does not fit the "
+                             f"input {in_shape!r}")
+        self._shape, self._t = in_shape, tiling
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
-            "o": Out(stream.Signature(item_layout(c * kernel * kernel, passes, positions))),
+            "o": Out(stream.Signature(item_layout(tiling, c * tiling.tiles() * tiling.passes))),
             "busy": Out(1),
         })
 
+    def _axis(self, m, coord, tile, size, extent, span, items, name):
+        """Tile range of one coordinate and, per bank row/column, where the tile's offsets go.
+
+        ``span`` is the tile extent along this axis (rows or cols), ``extent``
+        the output extent (Ho or Wo), ``size`` the input extent.
+        """
+        k = self._t.kernel
+        lo = [max(0, v - extent + 1) // span for v in range(size)]
+        hi = [min(k - 1, v) // span for v in range(size)]
+        quot, rem = _lut([v // span for v in range(size)], coord), \
+            _lut([v % span for v in range(size)], coord)
+        quot_signed = Signal(signed(len(quot) + 1), name=f"{name}_quot")
+        m.d.comb += quot_signed.eq(quot)
+        for b in range(span):
+            # Offset i = (rem - b) mod span of tile ``tile`` reaches output coordinate
+            # span * addr + b, with addr = quot - tile - (b > rem).
+            addr = Signal(signed(len(quot) + 2), name=f"{name}_addr{b}")
+            m.d.comb += [
+                addr.eq(quot_signed - tile - (rem < b)),
+                items[b].src.eq(Mux(rem >= b, rem - b, rem + span - b)),
+                items[b].addr.eq(addr),
+                items[b].ok.eq((addr >= 0) & (addr <= (extent - 1 - b) // span)
+                               if extent - 1 - b >= 0 else 0),
+            ]
+        return lo, hi
+
     def elaborate(self, platform):
         m = Module()
-        k, (ho, wo) = self._k, self.out_hw
-        # Range of kernel offsets whose output lies inside the ho x wo output.
-        lo = lambda coord, extent: Mux(coord >= extent, coord - (extent - 1), 0)
-        hi = lambda coord: Mux(coord < k - 1, coord, k - 1)
-
+        t = self._t
+        _, h, w = self._shape
+        ho, wo = t.out_hw
         act = Signal(self.i.payload.shape())
-        ky, kx = Signal(range(k)), Signal(range(k))
-        q = Signal(range(self._passes))
+        ty, tx = Signal(range(t.tiles_y)), Signal(range(t.tiles_x))
+        q = Signal(range(t.passes))
         busy = Signal()
-        at_end = (q == self._passes - 1) & (kx == hi(act.x)) & (ky == hi(act.y))
-
         item = self.o.payload
+        ty_lo, ty_hi = self._axis(m, act.y, ty, h, ho, t.rows, item.rows, "row")
+        tx_lo, tx_hi = self._axis(m, act.x, tx, w, wo, t.cols, item.cols, "col")
+        tx_last, ty_last = tx == _lut(tx_hi, act.x), ty == _lut(ty_hi, act.y)
+        at_end = (q == t.passes - 1) & tx_last & ty_last
+
         m.d.comb += [
             self.busy.eq(busy),
             self.o.valid.eq(busy),
             item.value.eq(act.value),
-            item.f.eq(act.c * (k * k) + ky * k + kx),
+            item.word.eq(((act.c * t.tiles_y + ty) * t.tiles_x + tx) * t.passes + q),
             item.q.eq(q),
-            item.p.eq((act.y - ky) * wo + (act.x - kx)),
             item.last.eq(act.last & at_end),
             self.i.ready.eq(~busy | (self.o.ready & at_end)),
         ]
         with m.If(self.o.valid & self.o.ready):
-            with m.If(q != self._passes - 1):
+            with m.If(q != t.passes - 1):
                 m.d.sync += q.eq(q + 1)
-            with m.Elif(kx != hi(act.x)):
-                m.d.sync += [q.eq(0), kx.eq(kx + 1)]
-            with m.Elif(ky != hi(act.y)):
-                m.d.sync += [q.eq(0), kx.eq(lo(act.x, wo)), ky.eq(ky + 1)]
+            with m.Elif(~tx_last):
+                m.d.sync += [q.eq(0), tx.eq(tx + 1)]
+            with m.Elif(~ty_last):
+                m.d.sync += [q.eq(0), tx.eq(_lut(tx_lo, act.x)), ty.eq(ty + 1)]
             with m.Else():
                 m.d.sync += busy.eq(0)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [act.eq(self.i.payload), busy.eq(1), q.eq(0),
-                         ky.eq(lo(self.i.payload.y, ho)), kx.eq(lo(self.i.payload.x, wo))]
+                         ty.eq(_lut(ty_lo, self.i.payload.y)), tx.eq(_lut(tx_lo, self.i.payload.x))]
         return m
 
 
 class ConvEngine(PackedEngine):
-    """A conv2d layer (with an optional fused max-pool) as a sparse-in, dense-out engine.
+    """A conv2d layer (with an optional fused max-pool) as a sparse-in, dense-vector-out engine.
 
     Parameters
     ----------
     layer : Conv2d
-        The NetSpec layer.
+        The NetSpec layer; it must requantise (a convolution cannot be the
+        last, int32, layer in hardware).
     config : LayerConfig
-        Lanes and accumulator width.
+        Lanes, offsets per cycle and accumulator width.
     pool : int
         Max-pool window fused into the drain (1: none).
 
     Ports
     -----
     i : sparse ``(value, c, y, x)`` activations of ``layer.in_shape``.
-    o : dense int8 outputs in position-major order of the (pooled) output
-        (int32 ``acc + bias`` when ``layer.requant`` is None).
+    o : ``dense_vector_layout(out_channels)``: one beat per (pooled) output
+        position in raster order, all channels.
     busy : high while any input is being accumulated or drained.
     """
 
     def __init__(self, layer, config, pool: int = 1):
-        passes = config.passes(layer.groups)
-        super().__init__(layer, config, ConvScatter(tuple(layer.in_shape), layer.kernel, passes),
-                         out_hw=tuple(layer.out_shape[1:]), pool=pool)
+        if layer.requant is None:
+            raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
+                             f"is not built")
+        out_hw = tuple(layer.out_shape[1:])
+        tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups))
+        scatter = ConvScatter(tuple(layer.in_shape), tiling)
+        super().__init__(layer, config, scatter, tiling,
+                         PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits),
+                         dense_vector_layout(layer.out_channels))

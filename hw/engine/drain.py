@@ -1,166 +1,231 @@
-"""Drain: read every accumulator of a finished input, add bias, requantise, max-pool.
+"""Drains: read the sums of a finished input, add bias, requantise (and max-pool).
 
-The drain walks the (pooled) output in position-major order: for each
-output position, each channel ascending, and (innermost) each position of
-the pool window. Requantisation is monotonic, so the pool can take the max
-of requantised int8 values (docs/netspec.md: conv -> requant -> pool), and
-fusing it here means the pre-pool tensor never leaves the engine. Each entry
-read is cleared, so the buffer is zero when the next input accumulates in it.
+- :class:`PositionDrain` (convolutions) reads one output position per
+  cycle: one accumulator word per bank holds every channel of a position
+  and pass (:mod:`.router`), so a cycle yields ``lanes x n`` channels; a
+  :class:`~cosparse.hw.requant.VectorRequantiser` scales them all at once
+  and a :class:`~.pool.VectorPool` takes the max over the pool window. The
+  output is one vector beat per (pooled) position (hw/layouts.py).
+- :class:`ChannelDrain` (linear layers) emits one channel per cycle, the
+  order the global k-WTA and the argmax consume: it reads each word once
+  and then picks its sums one by one.
+
+Every word read is cleared on the next cycle, so the buffer is zero when
+the next input accumulates in it.
 """
 
-from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth import Array, Const, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout
-from ..requant import Requantiser
+from ..layouts import dense_layout, dense_vector_layout
+from ..requant import Requantiser, VectorRequantiser
+from .pool import VectorPool
 from .router import DrainPort
 
-__all__ = ["WindowMax", "Drain"]
+__all__ = ["PositionDrain", "ChannelDrain"]
 
 
-class WindowMax(wiring.Component):
-    """Max of each run of ``size`` consecutive values of a dense int8 stream.
-
-    The drain emits a pool window's values back to back, so pooling is a
-    running max over a fixed count; ``last`` of the window's final value
-    is kept.
-    """
-
-    def __init__(self, size: int):
-        if not isinstance(size, int) or size < 2:
-            raise ValueError(f"size must be an integer >= 2, got {size!r}")
-        self._size = size
-        super().__init__({"i": In(stream.Signature(dense_layout())),
-                          "o": Out(stream.Signature(dense_layout()))})
-
-    def elaborate(self, platform):
-        m = Module()
-        count = Signal(range(self._size))
-        best = Signal(signed(8))
-        value = self.i.payload.value
-        merged = Mux((count == 0) | (value > best), value, best)
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            with m.If(count == self._size - 1):
-                m.d.sync += [count.eq(0), self.o.valid.eq(1), self.o.payload.value.eq(merged),
-                             self.o.payload.last.eq(self.i.payload.last)]
-            with m.Else():
-                m.d.sync += [count.eq(count + 1), best.eq(merged)]
-        return m
+def _lut(values, index):
+    """``values[index]`` for a constant table."""
+    return Array(Const(v, range(max(values) + 1)) for v in values)[index]
 
 
-class Drain(wiring.Component):
-    """Emit one finished input's outputs from the idle accumulator buffer.
+class PositionDrain(wiring.Component):
+    """Emit one finished convolution input as vector beats, one per (pooled) position.
+
+    The walk is position-major over the pooled output: for each output
+    position (raster order), each position of its pool window, each pass
+    (innermost); one word read per step. A pooled output therefore costs
+    ``size * size * passes`` cycles.
 
     Parameters
     ----------
-    layer : Conv2d or Linear
-        Supplies ``n``, ``out_channels``, ``bias`` and ``requant``.
-    lanes, passes : int
-        Bank organisation (see :class:`Accumulators`).
-    out_hw : (Ho, Wo)
-        Pre-pool output positions ((1, 1) for linear).
+    layer : Conv2d
+        Supplies ``n``, ``out_channels``, ``bias`` and ``requant`` (required).
+    lanes : int
+        Groups per pass.
+    tiling : Tiling
+        Bank organisation and the pre-pool output size.
     pool : int
-        Pool window (1: none); must divide ``Ho`` and ``Wo``.
+        Pool window (1: none); must divide both output extents.
     acc_bits : int
         Accumulator width.
 
     Ports
     -----
     start : pulse: the idle buffer holds a finished input.
-    busy : high from ``start`` until every entry was read and cleared.
+    busy : high from ``start`` until every word was read (and handed to requantisation).
     acc : read/clear port into the idle buffer.
-    o : dense int8 stream (int32 ``acc + bias`` when ``layer.requant`` is None).
+    o : ``dense_vector_layout(out_channels)``.
     """
 
-    def __init__(self, layer, lanes: int, passes: int, out_hw: tuple, pool: int, acc_bits: int):
-        ho, wo = out_hw
+    def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int):
+        ho, wo = tiling.out_hw
         if not isinstance(pool, int) or pool < 1 or ho % pool or wo % pool:
-            raise ValueError(f"pool must be a positive integer dividing {out_hw}, got {pool!r}")
-        if layer.requant is None and pool != 1:
-            raise ValueError("pool must be 1 on a layer without requant (int32 outputs)")
-        self._layer, self._lanes, self._passes = layer, lanes, passes
-        self._out_hw, self._pool, self._acc_bits = out_hw, pool, acc_bits
-        depth = passes * ho * wo * layer.n
-        value = signed(8) if layer.requant is not None else signed(32)
+            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
+                             f"the output {tiling.out_hw}, got {pool!r}")
+        if layer.requant is None:
+            raise ValueError(f"layer {layer.name!r}: a position drain needs requant")
+        self._layer, self._lanes, self._t = layer, lanes, tiling
+        self._pool, self._acc_bits = pool, acc_bits
         super().__init__({
             "start": In(1),
             "busy": Out(1),
-            "acc": Out(DrainPort(lanes, depth, acc_bits)),
-            "o": Out(stream.Signature(dense_layout(value))),
+            "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
+            "o": Out(stream.Signature(dense_vector_layout(layer.out_channels))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        layer, s = self._layer, self._pool
-        ho, wo = self._out_hw
-        channels, n = layer.out_channels, layer.n
+        layer, t, s = self._layer, self._t, self._pool
+        ho, wo = t.out_hw
+        width, passes = self._lanes * layer.n, t.passes
         py, px = Signal(range(ho // s)), Signal(range(wo // s))
         wi, wj = Signal(range(s)), Signal(range(s))
-        c, j = Signal(range(channels)), Signal(range(n))
-        lane, q = Signal(range(self._lanes)), Signal(range(self._passes))
+        q = Signal(range(passes))
         issuing = Signal()
-
-        # Step the walk: window innermost, then channel (as kernel j of lane l of pass q),
-        # then position.
-        window_end = (wi == s - 1) & (wj == s - 1)
-        final = (py == ho // s - 1) & (px == wo // s - 1) & (c == channels - 1) & window_end
+        final = ((py == ho // s - 1) & (px == wo // s - 1) & (wi == s - 1) & (wj == s - 1)
+                 & (q == passes - 1))
 
         def step():
-            m.d.sync += wj.eq(wj + 1)
-            with m.If(wj == s - 1):
-                m.d.sync += [wj.eq(0), wi.eq(wi + 1)]
-                with m.If(wi == s - 1):
-                    m.d.sync += [wi.eq(0), c.eq(c + 1), j.eq(j + 1)]
-                    with m.If(j == n - 1):
-                        m.d.sync += [j.eq(0), lane.eq(lane + 1)]
-                        with m.If(lane == self._lanes - 1):
-                            m.d.sync += [lane.eq(0), q.eq(q + 1)]
-                    with m.If(c == channels - 1):
-                        m.d.sync += [c.eq(0), j.eq(0), lane.eq(0), q.eq(0), px.eq(px + 1)]
+            m.d.sync += q.eq(q + 1)
+            with m.If(q == passes - 1):
+                m.d.sync += [q.eq(0), wj.eq(wj + 1)]
+                with m.If(wj == s - 1):
+                    m.d.sync += [wj.eq(0), wi.eq(wi + 1)]
+                    with m.If(wi == s - 1):
+                        m.d.sync += [wi.eq(0), px.eq(px + 1)]
                         with m.If(px == wo // s - 1):
                             m.d.sync += [px.eq(0), py.eq(py + 1)]
 
-        # Read stage: entry and bias of the value being emitted, held while stalled.
+        # Read stage: the word and the biases of the slice being emitted, held while stalled.
         d_valid, d_last = Signal(), Signal()
-        d_lane = Signal.like(lane)
-        d_c = Signal.like(c)
+        d_q = Signal.like(q)
         out_ready = Signal()
         advance = ~d_valid | out_ready
-        p = (py * s + wi) * wo + px * s + wj
-        m.submodules.bias = bias_mem = Memory(shape=signed(32), depth=channels,
-                                              init=[int(b) for b in layer.bias])
+        oy, ox = Signal(range(ho)), Signal(range(wo))
+        m.d.comb += [oy.eq(py * s + wi), ox.eq(px * s + wj)]
+        bias_row = data.ArrayLayout(signed(self._acc_bits), width)
+        biases = [int(b) for b in layer.bias] + [0] * (passes * width - layer.out_channels)
+        m.submodules.bias = bias_mem = Memory(
+            shape=bias_row, depth=passes,
+            init=[biases[r * width:(r + 1) * width] for r in range(passes)])
         bias = bias_mem.read_port()
         m.d.comb += [
-            self.acc.addr.eq((q * (ho * wo) + p) * n + j),
-            self.acc.lane.eq(lane),
+            self.acc.addr.eq((q * t.bank_h + _lut([v // t.rows for v in range(ho)], oy)) * t.bank_w
+                             + _lut([v // t.cols for v in range(wo)], ox)),
+            self.acc.bank.eq(_lut([v % t.rows for v in range(ho)], oy) * t.cols
+                             + _lut([v % t.cols for v in range(wo)], ox)),
             self.acc.en.eq(advance),
             self.acc.clear.eq(issuing),
-            bias.addr.eq(c),
+            bias.addr.eq(q),
             bias.en.eq(advance),
-            self.busy.eq(issuing | d_valid),
         ]
         with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_lane.eq(lane), d_c.eq(c), d_last.eq(final)]
+            m.d.sync += [d_valid.eq(issuing), d_q.eq(q), d_last.eq(final)]
             with m.If(issuing):
                 step()
                 with m.If(final):
                     m.d.sync += issuing.eq(0)
         with m.If(self.start):
-            m.d.sync += [issuing.eq(1), py.eq(0), px.eq(0), wi.eq(0), wj.eq(0), c.eq(0),
-                         j.eq(0), lane.eq(0), q.eq(0)]
+            m.d.sync += [issuing.eq(1), py.eq(0), px.eq(0), wi.eq(0), wj.eq(0), q.eq(0)]
+
+        rq = layer.requant
+        m.submodules.requant = requant = VectorRequantiser(
+            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
+            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max)
+        m.submodules.pool = pool = VectorPool(layer.out_channels, width, passes, s * s)
+        for e in range(width):
+            m.d.comb += requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
+        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_q),
+                     requant.i.payload.last.eq(d_last), out_ready.eq(requant.i.ready)]
+        wiring.connect(m, requant.o, pool.i)
+        wiring.connect(m, pool.o, wiring.flipped(self.o))
+        m.d.comb += self.busy.eq(issuing | d_valid)
+        return m
+
+
+class ChannelDrain(wiring.Component):
+    """Emit one finished linear input one channel per cycle, in channel order.
+
+    Channel ``c`` is sum ``c mod (lanes*n)`` of the word of pass
+    ``c // (lanes*n)``: each word is read (and cleared) once, when its first
+    channel is due, and the read port holds it while its sums go out.
+
+    Parameters
+    ----------
+    layer : Linear
+        Supplies ``n``, ``out_channels``, ``bias`` and ``requant`` (None: int32 out).
+    lanes : int
+        Groups per pass.
+    tiling : Tiling
+        The single-bank tiling of a linear layer (``depth = passes``).
+    acc_bits : int
+        Accumulator width.
+
+    Ports
+    -----
+    start, busy, acc :
+        As for :class:`PositionDrain`.
+    o : dense int8 stream (int32 ``acc + bias`` when ``layer.requant`` is None).
+    """
+
+    def __init__(self, layer, lanes: int, tiling, acc_bits: int):
+        self._layer, self._lanes, self._t, self._acc_bits = layer, lanes, tiling, acc_bits
+        value = signed(8) if layer.requant is not None else signed(32)
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
+            "o": Out(stream.Signature(dense_layout(value))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self._layer
+        channels, width = layer.out_channels, self._lanes * layer.n
+        c, sum_ = Signal(range(channels)), Signal(range(width))
+        q = Signal(range(self._t.passes))
+        issuing = Signal()
+        final = c == channels - 1
+
+        d_valid, d_last = Signal(), Signal()
+        d_sum, d_c = Signal.like(sum_), Signal.like(c)
+        out_ready = Signal()
+        advance = ~d_valid | out_ready
+        m.submodules.bias = bias_mem = Memory(shape=signed(32), depth=channels,
+                                              init=[int(b) for b in layer.bias])
+        bias = bias_mem.read_port()
+        m.d.comb += [
+            self.acc.addr.eq(q),
+            self.acc.bank.eq(0),
+            # A word is read (and cleared) only when its first sum is due; the port then
+            # holds it.
+            self.acc.en.eq(advance & issuing & (sum_ == 0)),
+            self.acc.clear.eq(1),
+            bias.addr.eq(c),
+            bias.en.eq(advance),
+            self.busy.eq(issuing | d_valid),
+        ]
+        with m.If(advance):
+            m.d.sync += [d_valid.eq(issuing), d_sum.eq(sum_), d_c.eq(c), d_last.eq(final)]
+            with m.If(issuing):
+                m.d.sync += [c.eq(c + 1), sum_.eq(sum_ + 1)]
+                with m.If(sum_ == width - 1):
+                    m.d.sync += [sum_.eq(0), q.eq(q + 1)]
+                with m.If(final):
+                    m.d.sync += issuing.eq(0)
+        with m.If(self.start):
+            m.d.sync += [issuing.eq(1), c.eq(0), sum_.eq(0), q.eq(0)]
 
         a = Signal(signed(self._acc_bits))
-        m.d.comb += a.eq(self.acc.data[d_lane] + bias.data)
+        m.d.comb += a.eq(Array(self.acc.data[e] for e in range(width))[d_sum] + bias.data)
         if layer.requant is None:
             m.d.comb += [self.o.valid.eq(d_valid), self.o.payload.value.eq(a),
                          self.o.payload.last.eq(d_last), out_ready.eq(self.o.ready)]
             return m
-
         rq = layer.requant
         m.submodules.requant = requant = Requantiser(
             channels, self._acc_bits, [int(v) for v in rq.multiplier], [int(v) for v in rq.shift],
@@ -168,10 +233,5 @@ class Drain(wiring.Component):
         m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.a.eq(a),
                      requant.i.payload.channel.eq(d_c), requant.i.payload.last.eq(d_last),
                      out_ready.eq(requant.i.ready)]
-        if s == 1:
-            wiring.connect(m, requant.o, wiring.flipped(self.o))
-        else:
-            m.submodules.pool = pool = WindowMax(s * s)
-            wiring.connect(m, requant.o, pool.i)
-            wiring.connect(m, pool.o, wiring.flipped(self.o))
+        wiring.connect(m, requant.o, wiring.flipped(self.o))
         return m

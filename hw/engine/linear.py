@@ -4,40 +4,44 @@ The sparse input carries ``index`` (1-D input) or ``(c, y, x)`` (the
 flattened output of a convolution); the scatter turns it into the fan-in
 index ``f = c*H*W + y*W + x`` and emits one work item per pass, so an input
 costs ``ceil(groups / lanes)`` cycles and a layer ``nonzero_inputs`` times
-that.
+that. A linear layer is the ``kernel = 1`` case of :mod:`.tiling`: one
+bank, one output position.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import sparse_layout, tensor_size
+from ..layouts import dense_layout, sparse_layout, tensor_size
+from .drain import ChannelDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
+from .tiling import Tiling
 
 __all__ = ["LinearScatter", "LinearEngine"]
 
 
 class LinearScatter(wiring.Component):
-    """Sparse activations -> one work item per pass, at fan-in index ``f``, position 0.
+    """Sparse activations -> one work item per pass, weight word ``f * passes + q``.
 
     Parameters
     ----------
     in_shape : (F,) or (C, H, W)
         Shape of the activation tensor as it arrives (flattened by the layer).
-    passes : int
-        Passes per activation (``ceil(groups / lanes)``).
+    tiling : Tiling
+        The layer's single-bank tiling (``kernel = offsets = 1``).
     """
 
-    def __init__(self, in_shape: tuple, passes: int):
+    def __init__(self, in_shape: tuple, tiling: Tiling):
         if not isinstance(in_shape, tuple) or len(in_shape) not in (1, 3):
             raise TypeError(f"in_shape must be a tuple (F,) or (C, H, W), got {in_shape!r}")
-        if not isinstance(passes, int) or passes < 1:
-            raise ValueError(f"passes must be a positive integer, got {passes!r}")
-        self._shape, self._passes = in_shape, passes
+        if not isinstance(tiling, Tiling) or tiling.kernel != 1 or tiling.out_hw != (1, 1):
+            raise TypeError(f"tiling must be a Tiling of kernel 1 and output (1, 1), "
+                            f"got {tiling!r}")
+        self._shape, self._passes = in_shape, tiling.passes
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
-            "o": Out(stream.Signature(item_layout(tensor_size(in_shape), passes, 1))),
+            "o": Out(stream.Signature(item_layout(tiling, tensor_size(in_shape) * tiling.passes))),
             "busy": Out(1),
         })
 
@@ -53,14 +57,16 @@ class LinearScatter(wiring.Component):
         q = Signal(range(self._passes))
         busy = Signal()
         at_end = q == self._passes - 1
+        item = self.o.payload
         m.d.comb += [
             self.busy.eq(busy),
             self.o.valid.eq(busy),
-            self.o.payload.value.eq(act.value),
-            self.o.payload.f.eq(self._flat(act)),
-            self.o.payload.q.eq(q),
-            self.o.payload.p.eq(0),
-            self.o.payload.last.eq(act.last & at_end),
+            item.value.eq(act.value),
+            item.word.eq(self._flat(act) * self._passes + q),
+            item.q.eq(q),
+            item.rows[0].ok.eq(1),
+            item.cols[0].ok.eq(1),
+            item.last.eq(act.last & at_end),
             self.i.ready.eq(~busy | (self.o.ready & at_end)),
         ]
         with m.If(self.o.valid & self.o.ready):
@@ -80,7 +86,7 @@ class LinearEngine(PackedEngine):
     layer : Linear
         The NetSpec layer.
     config : LayerConfig
-        Lanes and accumulator width.
+        Lanes and accumulator width (``offsets`` must be 1).
     in_shape : tuple
         Shape of the arriving activations: ``(F,)``, or ``(C, H, W)`` after a convolution.
 
@@ -96,5 +102,11 @@ class LinearEngine(PackedEngine):
         if tensor_size(in_shape) != layer.in_features:
             raise ValueError(f"in_shape {in_shape!r} has {tensor_size(in_shape)} elements; "
                              f"layer {layer.name!r} takes {layer.in_features}")
-        passes = config.passes(layer.groups)
-        super().__init__(layer, config, LinearScatter(in_shape, passes), out_hw=(1, 1), pool=1)
+        if config.offsets != 1:
+            raise ValueError(f"layer {layer.name!r}: a linear layer has one offset, "
+                             f"got offsets = {config.offsets!r}")
+        tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
+        value = signed(8) if layer.requant is not None else signed(32)
+        super().__init__(layer, config, LinearScatter(in_shape, tiling), tiling,
+                         ChannelDrain(layer, config.lanes, tiling, config.acc_bits),
+                         dense_layout(value))

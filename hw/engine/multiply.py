@@ -1,94 +1,128 @@
-"""Packed-kernel multiply: one weight-word read, ``lanes`` products per work item."""
+"""Packed-kernel multiply: one weight-word read, ``offsets x lanes`` products per work item.
 
-from amaranth import Module, Signal, signed, unsigned
+A work item is one non-zero activation, one offset tile and one pass. The
+scatter has already worked out, for every accumulator bank, which offset of
+the tile lands in it (``src``), at which entry, and whether that output
+exists (``ok``); see :mod:`.tiling`. This unit reads the word of the tile,
+moves each offset's weights to the bank its output lives in (a rotation by
+the activation's position modulo the tile shape: rows first, then columns,
+two small multiplexers instead of one ``offsets``-way one) and multiplies.
+"""
+
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .weights import kernel_id_bits, weight_words, word_layout
+from .weights import kernel_id_bits, lane_layout, weight_words, word_layout
 
-__all__ = ["item_layout", "product_layout", "PackedMultiply"]
+__all__ = ["bits", "item_layout", "product_layout", "PackedMultiply"]
 
 
-def _bits(extent: int) -> int:
+def bits(extent: int) -> int:
+    """Bits of an unsigned index ranging over ``extent`` values (at least 1)."""
     return max(1, ceil_log2(extent))
 
 
-def item_layout(fan_in: int, passes: int, positions: int) -> data.StructLayout:
-    """One unit of work: activation ``value`` at fan-in index ``f``, pass ``q``, output
-    position ``p``; ``last`` marks the final item of an input."""
-    return data.StructLayout({"value": signed(8), "f": unsigned(_bits(fan_in)),
-                              "q": unsigned(_bits(passes)), "p": unsigned(_bits(positions)),
-                              "last": unsigned(1)})
-
-
-def product_layout(n: int, lanes: int, passes: int, positions: int) -> data.StructLayout:
-    """Products of one item: per lane the int16 product and its kernel id, plus where
-    they go (pass ``q``, position ``p``)."""
+def item_layout(tiling, words: int) -> data.StructLayout:
+    """One unit of work: activation ``value``, weight ``word`` address, pass ``q``, and per
+    bank row (``rows``) and bank column (``cols``) the tile offset that lands there
+    (``src``), its entry coordinate in the bank (``addr``) and whether it exists (``ok``);
+    ``last`` marks the final item of an input."""
+    def axis(extent, span):
+        return data.ArrayLayout(data.StructLayout({
+            "src": unsigned(bits(extent)), "addr": unsigned(bits(span)), "ok": unsigned(1)}),
+            extent)
     return data.StructLayout({
-        "product": data.ArrayLayout(signed(16), lanes),
-        "kernel": data.ArrayLayout(unsigned(kernel_id_bits(n)), lanes),
-        "q": unsigned(_bits(passes)), "p": unsigned(_bits(positions)), "last": unsigned(1)})
+        "value": signed(8), "word": unsigned(bits(words)), "q": unsigned(bits(tiling.passes)),
+        "rows": axis(tiling.rows, tiling.bank_h), "cols": axis(tiling.cols, tiling.bank_w),
+        "last": unsigned(1)})
+
+
+def product_layout(n: int, lanes: int, tiling) -> data.StructLayout:
+    """Products of one item, bank by bank: per lane the int16 product and its kernel id,
+    the bank's entry ``addr`` and ``write`` (one bit per bank: the output exists)."""
+    return data.StructLayout({
+        "product": data.ArrayLayout(data.ArrayLayout(signed(16), lanes), tiling.banks),
+        "kernel": data.ArrayLayout(data.ArrayLayout(unsigned(kernel_id_bits(n)), lanes),
+                                   tiling.banks),
+        "addr": data.ArrayLayout(unsigned(bits(tiling.depth)), tiling.banks),
+        "write": unsigned(tiling.banks), "last": unsigned(1)})
 
 
 class PackedMultiply(wiring.Component):
-    """Multiply an activation by the packed weights of ``lanes`` groups at once.
+    """Multiply an activation by the packed weights of ``lanes`` groups and a tile of offsets.
 
     Complementary packing puts the non-overlapping kernels of a group into
     one packed kernel, so a single product per group and fan-in index does
     the work of ``n`` kernels; the kernel id travels with the product so the
-    router can send it to the right accumulator.
+    accumulators can add it to the right kernel's sum.
 
     Both streams are ``always_ready``: the pipeline behind never stalls
     (accumulator writes always succeed), so items flow one per cycle with a
-    fixed latency of two cycles.
+    fixed latency of three cycles (weight read, rotation to banks, multiply).
 
     Parameters
     ----------
     layer : Conv2d or Linear
         NetSpec layer whose packed weights fill the weight memory.
     lanes : int
-        Multipliers; ``ceil(groups / lanes)`` passes cover every group.
-    positions : int
-        Output positions of the layer (1 for linear).
+        Groups multiplied per cycle; ``ceil(groups / lanes)`` passes cover every group.
+    tiling : Tiling
+        Offset tile and bank grid (:mod:`.tiling`).
     """
 
-    def __init__(self, layer, lanes: int, positions: int):
+    def __init__(self, layer, lanes: int, tiling):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
-        if not isinstance(positions, int) or positions < 1:
-            raise ValueError(f"positions must be a positive integer, got {positions!r}")
-        self._layer = layer
-        self._lanes = lanes
-        self._passes = -(-layer.groups // lanes)
+        self._layer, self._lanes, self._tiling = layer, lanes, tiling
+        self._words = weight_words(layer, lanes, tiling)
         super().__init__({
-            "i": In(stream.Signature(item_layout(layer.fan_in, self._passes, positions),
-                                     always_ready=True)),
-            "o": Out(stream.Signature(product_layout(layer.n, lanes, self._passes, positions),
-                                      always_ready=True)),
+            "i": In(stream.Signature(item_layout(tiling, len(self._words)), always_ready=True)),
+            "o": Out(stream.Signature(product_layout(layer.n, lanes, tiling), always_ready=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        words = weight_words(self._layer, self._lanes)
-        layout = word_layout(self._layer.n, self._lanes)
-        m.submodules.weights = rom = Memory(shape=unsigned(layout.size), depth=len(words),
-                                            init=words)
+        t, lanes = self._tiling, self._lanes
+        layout = word_layout(self._layer.n, lanes, t.offsets)
+        m.submodules.weights = rom = Memory(shape=unsigned(layout.size), depth=len(self._words),
+                                            init=self._words)
         read = rom.read_port()
-        word = layout(read.data)
-        m.d.comb += read.addr.eq(self.i.payload.f * self._passes + self.i.payload.q)
+        m.d.comb += read.addr.eq(self.i.payload.word)
 
         # Stage 1: the word is read; the item's routing fields wait beside it.
-        s1_valid = Signal()
+        v1 = Signal()
         s1 = Signal(self.i.payload.shape())
-        m.d.sync += [s1_valid.eq(self.i.valid), s1.eq(self.i.payload)]
+        m.d.sync += [v1.eq(self.i.valid), s1.eq(self.i.payload)]
 
-        # Stage 2: registered products.
-        m.d.sync += self.o.valid.eq(s1_valid)
-        m.d.sync += [self.o.payload.q.eq(s1.q), self.o.payload.p.eq(s1.p),
-                     self.o.payload.last.eq(s1.last)]
-        for lane in range(self._lanes):
-            m.d.sync += [self.o.payload.product[lane].eq(s1.value * word[lane].weight),
-                         self.o.payload.kernel[lane].eq(word[lane].kernel)]
+        # Stage 2: each bank's weights (rotation: row, then column), entry and write enable.
+        group_bits = lanes * lane_layout(self._layer.n).size
+        row_bits = t.cols * group_bits
+        tile_rows = [read.data[i * row_bits:(i + 1) * row_bits] for i in range(t.rows)]
+        v2, value2, last2 = Signal(), Signal(signed(8)), Signal()
+        weights2 = Signal(data.ArrayLayout(data.ArrayLayout(lane_layout(self._layer.n), lanes),
+                                           t.banks))
+        addr2 = Signal.like(self.o.payload.addr)
+        write2 = Signal(t.banks)
+        m.d.sync += [v2.eq(v1), value2.eq(s1.value), last2.eq(s1.last)]
+        for by in range(t.rows):
+            row = Array(tile_rows)[s1.rows[by].src]
+            columns = [row[j * group_bits:(j + 1) * group_bits] for j in range(t.cols)]
+            for bx in range(t.cols):
+                b = by * t.cols + bx
+                entry = (s1.q * t.bank_h + s1.rows[by].addr) * t.bank_w + s1.cols[bx].addr
+                ok = s1.rows[by].ok & s1.cols[bx].ok
+                # A missing output gets entry 0, so no bank is ever addressed out of range.
+                m.d.sync += [weights2[b].eq(Array(columns)[s1.cols[bx].src]),
+                             addr2[b].eq(Mux(ok, entry, 0)), write2[b].eq(ok)]
+
+        # Stage 3: registered products.
+        m.d.sync += [self.o.valid.eq(v2), self.o.payload.addr.eq(addr2),
+                     self.o.payload.write.eq(write2), self.o.payload.last.eq(last2)]
+        for b in range(t.banks):
+            for lane in range(lanes):
+                m.d.sync += [self.o.payload.product[b][lane].eq(value2 * weights2[b][lane].weight),
+                             self.o.payload.kernel[b][lane].eq(weights2[b][lane].kernel)]
         return m

@@ -1,11 +1,9 @@
 """Assembly of one packed-layer engine: scatter -> multiply -> accumulators -> drain."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout
-from .drain import Drain
 from .multiply import PackedMultiply
 from .router import Accumulators
 
@@ -21,35 +19,27 @@ class PackedEngine(wiring.Component):
     wait costs a few cycles per input and is what keeps every input's sums
     apart.
 
-    Subclasses (:class:`ConvEngine`, :class:`LinearEngine`) pick the scatter.
+    Subclasses (:class:`ConvEngine`, :class:`LinearEngine`) pick the
+    scatter, the tiling and the drain.
     """
 
-    def __init__(self, layer, config, scatter, *, out_hw: tuple, pool: int):
-        if not isinstance(pool, int) or pool < 1 or out_hw[0] % pool or out_hw[1] % pool:
-            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
-                             f"the output {out_hw}, got {pool!r}")
-        if layer.requant is None and pool != 1:
-            raise ValueError(f"layer {layer.name!r}: pool must be 1 without requant")
-        self._layer, self._config, self._scatter = layer, config, scatter
-        self._out_hw, self._pool = out_hw, pool
-        self.passes = config.passes(layer.groups)
-        value = signed(8) if layer.requant is not None else signed(32)
+    def __init__(self, layer, config, scatter, tiling, drain, out_layout):
+        self._layer, self._config = layer, config
+        self._scatter, self._tiling, self._drain = scatter, tiling, drain
         super().__init__({
             "i": In(stream.Signature(scatter.i.payload.shape())),
-            "o": Out(stream.Signature(dense_layout(value))),
+            "o": Out(stream.Signature(out_layout)),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         layer, lanes = self._layer, self._config.lanes
-        positions = self._out_hw[0] * self._out_hw[1]
         m.submodules.scatter = scatter = self._scatter
-        m.submodules.multiply = multiply = PackedMultiply(layer, lanes, positions)
-        m.submodules.accumulators = acc = Accumulators(layer.n, lanes, self.passes, positions,
+        m.submodules.multiply = multiply = PackedMultiply(layer, lanes, self._tiling)
+        m.submodules.accumulators = acc = Accumulators(layer.n, lanes, self._tiling,
                                                        self._config.acc_bits)
-        m.submodules.drain = drain = Drain(layer, lanes, self.passes, self._out_hw, self._pool,
-                                           self._config.acc_bits)
+        m.submodules.drain = drain = self._drain
         wiring.connect(m, wiring.flipped(self.i), scatter.i)
         wiring.connect(m, drain.o, wiring.flipped(self.o))
         wiring.connect(m, drain.acc, acc.drain)
@@ -73,7 +63,5 @@ class PackedEngine(wiring.Component):
         with m.If(swap):
             m.d.sync += [acc.sel.eq(~acc.sel), closed.eq(0), finished.eq(0)]
 
-        in_flight = Signal()
-        m.d.comb += in_flight.eq(closed | multiply.o.valid | scatter.busy)
-        m.d.comb += self.busy.eq(in_flight | drain.busy)
+        m.d.comb += self.busy.eq(closed | multiply.o.valid | scatter.busy | drain.busy)
         return m

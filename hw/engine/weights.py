@@ -1,13 +1,18 @@
 """Packed weight memory: the word layout and its contents.
 
-For fan-in index ``f`` and pass ``q`` the memory holds one wide word of
-``lanes`` lanes; lane ``l`` carries the packed weight and kernel id of group
-``g = q * lanes + l``. One read therefore fetches every product partner of
-an activation in that pass. An empty slot (and a lane past the last group)
-is stored as weight 0 with kernel id 0: adding a zero product to any
-accumulator is exact, so no enable bit and no special case are needed.
+One word holds everything one work item multiplies: for input channel
+``c``, offset tile ``(ty, tx)`` and pass ``q``, the packed weights of the
+tile's ``offsets`` kernel offsets for ``lanes`` groups (lane ``l`` of pass
+``q`` is group ``g = q * lanes + l``). One read therefore fetches every
+product partner of an activation in that tile and pass. A linear layer is
+the ``kernel = 1`` case: one word per fan-in index and pass.
+
+An empty slot (and a lane past the last group) is stored as weight 0 with
+kernel id 0: adding a zero product to any accumulator is exact, so no
+enable bit and no special case are needed.
 """
 
+import numpy as np
 from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
@@ -27,34 +32,37 @@ def lane_layout(n: int) -> data.StructLayout:
     return data.StructLayout({"weight": signed(8), "kernel": unsigned(kernel_id_bits(n))})
 
 
-def word_layout(n: int, lanes: int) -> data.ArrayLayout:
-    """A packed word: ``lanes`` lanes side by side, lane 0 in the low bits."""
-    return data.ArrayLayout(lane_layout(n), lanes)
+def word_layout(n: int, lanes: int, offsets: int = 1) -> data.ArrayLayout:
+    """A packed word: ``offsets`` tile offsets (row-major in the tile) of ``lanes`` lanes,
+    offset 0 lane 0 in the low bits."""
+    return data.ArrayLayout(data.ArrayLayout(lane_layout(n), lanes), offsets)
 
 
-def weight_words(layer, lanes: int) -> list:
-    """Memory contents, address ``f * passes + q``, as integers of :func:`word_layout`.
+def weight_words(layer, lanes: int, tiling) -> list:
+    """Memory contents as integers of :func:`word_layout`.
 
-    ``layer`` is a NetSpec conv2d or linear layer. Building the words with
+    Address ``((c * tiles_y + ty) * tiles_x + tx) * passes + q`` for a conv
+    layer (``tiling`` is its :class:`~.tiling.Tiling`); ``f * passes + q``
+    for a linear layer (``tiling.kernel == 1``). Building the words with
     numpy keeps generation fast for layers with thousands of fan-in positions.
     """
-    import numpy as np
-
     groups, fan_in = layer.weights.shape
-    passes = -(-groups // lanes)
-    kbits = kernel_id_bits(layer.n)
-    lane_bits = 8 + kbits
-    weights = np.zeros((passes * lanes, fan_in), np.int64)
-    kernels = np.zeros((passes * lanes, fan_in), np.int64)
-    weights[:groups] = layer.weights.astype(np.int64) & 0xFF
+    passes, k = tiling.passes, tiling.kernel
+    lane_bits = 8 + kernel_id_bits(layer.n)
     ids = layer.kernel_ids.astype(np.int64)
-    kernels[:groups] = np.where(ids == EMPTY_SLOT, 0, ids)
-    fields = (weights | (kernels << 8)).reshape(passes, lanes, fan_in)
+    fields = np.zeros((passes * lanes, fan_in), np.int64)
+    fields[:groups] = ((layer.weights.astype(np.int64) & 0xFF)
+                       | (np.where(ids == EMPTY_SLOT, 0, ids) << 8))
+    channels = fan_in // (k * k)
+    # (q, l, c, ty, i, tx, j) -> (c, ty, tx, q | i, j, l): one row per word, entries in
+    # word order (offset i*cols + j outer, lane inner).
+    fields = fields.reshape(passes, lanes, channels, tiling.tiles_y, tiling.rows,
+                            tiling.tiles_x, tiling.cols)
+    rows = fields.transpose(2, 3, 5, 0, 4, 6, 1).reshape(-1, tiling.offsets * lanes)
     words = []
-    for f in range(fan_in):
-        for q in range(passes):
-            word = 0
-            for lane, value in enumerate(fields[q, :, f].tolist()):
-                word |= value << (lane * lane_bits)
-            words.append(word)
+    for row in rows.tolist():
+        word = 0
+        for index, value in enumerate(row):
+            word |= value << (index * lane_bits)
+        words.append(word)
     return words

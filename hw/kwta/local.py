@@ -1,24 +1,28 @@
 """Local k-WTA: the k largest of the C channel values at every position.
 
-An engine's dense output is position-major (hw/layouts.py), so the C values
-of one position arrive back to back and a streaming insertion sorter can
-rank them as they come: a k-entry list, kept sorted (value descending,
-channel ascending), takes one value per cycle with k parallel comparisons.
-A value is inserted ahead of an entry only if it is *strictly* greater, so
-an equal value that arrived earlier (a lower channel) stays ahead: exactly
-docs/netspec.md's lower-index tie rule. The k-th entry falls off the end.
+A convolution engine emits one position per beat, all ``C`` channels at
+once (hw/layouts.py, dense vector), so the winners of a position are found
+in parallel rather than by sorting a stream: channel ``c``'s rank is the
+number of channels that beat it,
 
-The list is double buffered: when a position is complete its winners move
-to an output buffer in one cycle, and the next position's values enter the
-sorter while the previous winners stream out through a Compactor.
+    rank[c] = #{ j : v[j] > v[c]  or  (v[j] == v[c] and j < c) }
+
+and ``c`` wins iff ``rank[c] < k``. The comparison decides equal values by
+channel, lower first: exactly docs/netspec.md's lower-index tie rule, and
+exactly ``k`` channels win. That is ``C * (C - 1)`` comparators and ``C``
+popcounts, registered in between (about 4k comparators for C = 64: cheap
+next to an engine's multipliers), so a new position can enter every cycle.
+The winners then leave as sparse beats through a
+:class:`~cosparse.hw.sparsify.PositionEmitter`, one per cycle, in ascending
+channel order.
 """
 
-from amaranth import Array, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import coordinate_bits, dense_layout, sparse_layout
-from ..sparsify import Compactor, CoordinateCounter
+from ..layouts import dense_vector_layout, sparse_layout
+from ..sparsify import PositionEmitter
 
 __all__ = ["LocalKWTA"]
 
@@ -31,13 +35,14 @@ def _check_kwta(shape, k, skip_zeros, dims):
         raise TypeError(f"skip_zeros must be a bool, got {skip_zeros!r}")
 
 
-class _Entries:
-    """``count`` registers of (value, channel, valid): one sorted winner list."""
-
-    def __init__(self, count, channel_bits, name):
-        self.value = [Signal(signed(8), name=f"{name}{j}_value") for j in range(count)]
-        self.channel = [Signal(channel_bits, name=f"{name}{j}_channel") for j in range(count)]
-        self.valid = [Signal(name=f"{name}{j}_valid") for j in range(count)]
+def _popcount(bits):
+    """Number of set bits, as a balanced adder tree (widths grow by one per level)."""
+    if not bits:
+        return Const(0, 1)
+    while len(bits) > 1:
+        bits = [bits[i] + bits[i + 1] if i + 1 < len(bits) else bits[i]
+                for i in range(0, len(bits), 2)]
+    return bits[0]
 
 
 class LocalKWTA(wiring.Component):
@@ -50,26 +55,23 @@ class LocalKWTA(wiring.Component):
     k : int
         Winners per position, ``1 <= k <= C``.
     skip_zeros : bool
-        True: emit each position's non-zero winners in rank order (value
-        descending, then channel ascending); a winner of value 0 is dropped,
-        as it contributes nothing. False (dense baseline): emit all ``C``
-        channels of every position in channel order, losers as 0.
+        True: emit each position's non-zero winners, channels ascending (a
+        winner of value 0 is dropped, as it contributes nothing). False
+        (dense baseline): emit all ``C`` channels of every position, losers
+        as 0.
 
     Ports
     -----
-    i : ``In(stream.Signature(dense_layout()))``
-        Position-major values (for each ``(y, x)`` in raster order, its ``C``
-        channels ascending), ``last`` on the input's final value. An input
-        must have exactly ``C*H*W`` beats (not checked); ``last`` closes the
-        current position and restarts the coordinates.
+    i : ``In(stream.Signature(dense_vector_layout(C)))``
+        One position per beat, raster order, ``last`` on the input's final
+        position. An input must have exactly ``H*W`` beats (not checked).
     o : ``Out(stream.Signature(sparse_layout(shape)))``
         ``value``, ``c``, ``y``, ``x``, ``last`` on the input's final beat;
         an input without a non-zero winner is the single value-0 beat.
 
-    Throughput: one input value per cycle, so ``C*H*W`` cycles per input
-    (the output of a position, ``k`` or ``C`` beats, overlaps the next
-    position's input), plus a latency of ``k + 3`` cycles (``C + 3`` when
-    ``skip_zeros`` is False).
+    Throughput: a position per cycle in; out, one beat per non-zero winner
+    (at least one cycle per position; ``C`` with ``skip_zeros`` False).
+    Latency: three cycles to the emitter.
     """
 
     def __init__(self, shape: tuple, k: int, skip_zeros: bool = True):
@@ -77,82 +79,44 @@ class LocalKWTA(wiring.Component):
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= shape[0]:
             raise ValueError(f"k must be an integer in [1, {shape[0]}] (the channels), got {k!r}")
         self._shape, self._k, self._skip = shape, k, skip_zeros
-        super().__init__({"i": In(stream.Signature(dense_layout())),
+        super().__init__({"i": In(stream.Signature(dense_vector_layout(shape[0]))),
                           "o": Out(stream.Signature(sparse_layout(shape)))})
 
     def elaborate(self, platform):
         m = Module()
-        channels, height, width = self._shape
-        k = self._k
-        cbits = coordinate_bits(channels)
-        m.submodules.counter = counter = CoordinateCounter(self._shape, "position_major")
-        m.submodules.compactor = compactor = Compactor(self._shape, self._skip)
-        wiring.connect(m, compactor.o, wiring.flipped(self.o))
+        channels, k = self._shape[0], self._k
+        m.submodules.emitter = emitter = PositionEmitter(self._shape, self._skip)
+        wiring.connect(m, emitter.o, wiring.flipped(self.o))
 
-        sort = _Entries(k, cbits, "sort")
-        sort_full = Signal()        # the sorter holds a complete position
-        sort_y, sort_x = Signal(range(height)), Signal(range(width))
-        sort_last = Signal()
-        out = _Entries(k, cbits, "out")
-        out_busy = Signal()
-        out_y, out_x = Signal(range(height)), Signal(range(width))
-        out_last = Signal()
-        beats = k if self._skip else channels
-        step = Signal(range(beats))
+        # Stage 1: the position's values. Stage 2: who beats whom. Then rank and mask,
+        # straight into the emitter's holding register.
+        v1, v2 = Signal(), Signal()
+        p1 = Signal(dense_vector_layout(channels))
+        p2 = Signal(dense_vector_layout(channels))
+        beaten = Signal(data.ArrayLayout(channels, channels))  # beaten[c] bit j: j beats c
+        take2 = ~v2 | emitter.i.ready
+        take1 = ~v1 | take2
+        m.d.comb += self.i.ready.eq(take1)
+        with m.If(take1):
+            m.d.sync += [v1.eq(self.i.valid), p1.eq(self.i.payload)]
+        with m.If(take2):
+            m.d.sync += [v2.eq(v1), p2.eq(p1)]
+            for c in range(channels):
+                value = p1.values[c]
+                bits = [(p1.values[j] >= value) if j < c else (p1.values[j] > value)
+                        if j > c else Const(0, 1) for j in range(channels)]
+                m.d.sync += beaten[c].eq(Cat(*bits))
 
-        # Output side: walk the winner buffer into the Compactor.
-        final = step == beats - 1
-        beat = compactor.i.payload
-        if self._skip:
-            m.d.comb += [beat.value.eq(Mux(Array(out.valid)[step], Array(out.value)[step], 0)),
-                         beat.c.eq(Array(out.channel)[step])]
-        else:
-            # At most one entry holds a given channel: a k-input select.
-            value = 0
-            for j in range(k):
-                value = Mux(out.valid[j] & (out.channel[j] == step), out.value[j], value)
-            m.d.comb += [beat.value.eq(value), beat.c.eq(step)]
-        m.d.comb += [beat.y.eq(out_y), beat.x.eq(out_x), beat.last.eq(out_last & final),
-                     compactor.i.valid.eq(out_busy)]
-        emitted = compactor.i.valid & compactor.i.ready
-        with m.If(emitted):
-            m.d.sync += step.eq(Mux(final, 0, step + 1))
-            with m.If(final):
-                m.d.sync += out_busy.eq(0)
-
-        # Hand a complete position over when the output buffer is (about to be) free.
-        transfer = sort_full & (~out_busy | (emitted & final))
-        with m.If(transfer):
-            m.d.sync += [sort_full.eq(0), out_busy.eq(1), out_y.eq(sort_y), out_x.eq(sort_x),
-                         out_last.eq(sort_last)]
-            m.d.sync += [dst.eq(src) for dst, src in zip(out.value + out.channel + out.valid,
-                                                         sort.value + sort.channel + sort.valid)]
-
-        # Input side: insert each value at its rank.
-        value, channel = self.i.payload.value, counter.coord.c
-        taken = self.i.valid & self.i.ready
-        done = (channel == channels - 1) | self.i.payload.last
-        m.d.comb += [self.i.ready.eq(~sort_full | transfer),
-                     counter.advance.eq(taken), counter.restart.eq(taken & self.i.payload.last)]
-        with m.If(taken):
-            with m.If(channel == 0):
-                m.d.sync += [sort.value[0].eq(value), sort.channel[0].eq(channel),
-                             sort.valid[0].eq(1)]
-                m.d.sync += [valid.eq(0) for valid in sort.valid[1:]]
-            with m.Else():
-                ahead = [~sort.valid[j] | (value > sort.value[j]) for j in range(k)]
-                for j in range(k):
-                    # ``ahead`` is monotonic along the sorted list: the new value
-                    # lands where it first holds, and the entries behind shift down.
-                    with m.If(ahead[j] if j == 0 else ahead[j] & ~ahead[j - 1]):
-                        m.d.sync += [sort.value[j].eq(value), sort.channel[j].eq(channel),
-                                     sort.valid[j].eq(1)]
-                    if j:
-                        with m.Elif(ahead[j - 1]):
-                            m.d.sync += [sort.value[j].eq(sort.value[j - 1]),
-                                         sort.channel[j].eq(sort.channel[j - 1]),
-                                         sort.valid[j].eq(sort.valid[j - 1])]
-            with m.If(done):
-                m.d.sync += [sort_full.eq(1), sort_y.eq(counter.coord.y), sort_x.eq(counter.coord.x),
-                             sort_last.eq(self.i.payload.last)]
+        wins, kept = [], []
+        for c in range(channels):
+            rank = _popcount([beaten[c][j] for j in range(channels) if j != c])
+            win = Signal(name=f"win{c}")
+            m.d.comb += win.eq(rank < k)
+            value = p2.values[c]
+            wins.append(win & (value != 0) if self._skip else Const(1, 1))
+            kept.append(Mux(win, value, 0))
+        m.d.comb += [emitter.i.valid.eq(v2), emitter.i.payload.last.eq(p2.last),
+                     emitter.i.payload.mask.eq(Cat(*wins))]
+        for c in range(channels):
+            m.d.comb += emitter.i.payload.values[c].eq(kept[c])
         return m

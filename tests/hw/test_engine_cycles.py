@@ -29,19 +29,53 @@ def keep_top(x, k):
     return flat.reshape(x.shape)
 
 
-def test_conv_cycles_halve_with_half_the_nonzero_inputs():
+def halves(rng, x):
+    """(x with about half its values, that with about half again)."""
+    half = np.where(rng.random(x.shape) < 0.5, x, 0).astype(np.int8)
+    return half, np.where(rng.random(x.shape) < 0.5, half, 0).astype(np.int8)
+
+
+def test_conv_cycles_follow_nonzero_inputs_with_whole_kernel_tiles():
+    """offsets = K*K: one cycle per non-zero input and pass, whatever its position."""
     rng = np.random.default_rng(0)
     layer = conv_layer(rng, c=8, size=6, k=3, out=8, n=2)
-    engine = ConvEngine(layer, LayerConfig(lanes=4, acc_bits=accumulator_bits(layer)))
+    engine = ConvEngine(layer, LayerConfig(lanes=2, acc_bits=accumulator_bits(layer),
+                                           offsets=9))  # G = 4: two passes
     x = rng.integers(1, 128, (2, 8, 6, 6)).astype(np.int8)
-    # Same density everywhere so that useful MACs halve with the count of non-zeros.
-    dense_half = np.where(rng.random(x.shape) < 0.5, x, 0).astype(np.int8)
-    quarter = np.where(rng.random(x.shape) < 0.5, dense_half, 0).astype(np.int8)
-    outputs = 2 * 8 * 16
-    full, half = busy_cycles(engine, dense_half, outputs), busy_cycles(engine, quarter, outputs)
-    macs = [golden.useful_macs(v, layer).sum() for v in (dense_half, quarter)]
-    assert abs(half / full - macs[1] / macs[0]) < 0.25 * macs[1] / macs[0]
-    assert 0.4 < half / full < 0.65
+    half, quarter = halves(rng, x)
+    outputs = 2 * 16
+    full, less = busy_cycles(engine, half, outputs), busy_cycles(engine, quarter, outputs)
+    nonzero = [np.count_nonzero(v) for v in (half, quarter)]
+    assert abs(full - 2 * nonzero[0]) < 0.1 * full  # two passes per input, plus a few
+    assert abs(less / full - nonzero[1] / nonzero[0]) < 0.1
+    assert 0.4 < less / full < 0.65
+
+
+def test_conv_cycles_follow_useful_macs_offset_by_offset():
+    """offsets = 1: one cycle per valid kernel offset of each non-zero input."""
+    rng = np.random.default_rng(1)
+    layer = conv_layer(rng, c=4, size=6, k=3, out=4, n=2)
+    engine = ConvEngine(layer, LayerConfig(lanes=2, acc_bits=accumulator_bits(layer)))
+    x = rng.integers(1, 128, (2, 4, 6, 6)).astype(np.int8)
+    half, quarter = halves(rng, x)
+    full, less = busy_cycles(engine, half, 32), busy_cycles(engine, quarter, 32)
+    macs = [golden.useful_macs(v, layer).sum() / layer.groups for v in (half, quarter)]
+    assert abs(full - macs[0]) < 0.1 * full
+    assert 0.4 < less / full < 0.65
+
+
+def test_conv_cycles_halve_with_n():
+    """At a fixed number of lanes, doubling n halves the groups and so the passes."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(1, 128, (2, 4, 6, 6)).astype(np.int8)
+    x = np.where(rng.random(x.shape) < 0.5, x, 0).astype(np.int8)
+    cycles = {}
+    for n in (2, 4):
+        layer = conv_layer(rng, c=4, size=6, k=3, out=8, n=n)
+        engine = ConvEngine(layer, LayerConfig(lanes=2, acc_bits=accumulator_bits(layer),
+                                               offsets=9))
+        cycles[n] = busy_cycles(engine, x, 32)
+    assert 0.4 < cycles[4] / cycles[2] < 0.625
 
 
 def test_linear_cycles_halve_with_k_and_with_n():

@@ -51,12 +51,21 @@ def test_dense_unpacking_is_exact():
 
 
 def test_summary_cycle_model():
+    """Whole-kernel tiles: one item per non-zero input and pass; one offset per cycle:
+    the useful MACs per group and pass."""
     spec = random_netspec(1)
     x = random_inputs(spec, 4, seed=0)
-    report = summary(spec, inputs=x)
     stats = golden.run(spec, x).stats
-    for row, stat, layer in zip(report["layers"], stats, spec.packed_layers):
-        assert row["accumulate_cycles"] == pytest.approx(np.mean(stat.useful_macs) / layer.groups)
+    default = HwConfig.default_for(spec)
+    single = HwConfig(layers=tuple(LayerConfig(lanes=c.lanes, acc_bits=c.acc_bits)
+                                   for c in default.layers))
+    for config, work in ((single, lambda st, l: np.mean(st.useful_macs) / l.groups),
+                         (default, lambda st, l: np.mean(st.nonzero_inputs))):
+        report = summary(spec, config, inputs=x)
+        for row, stat, layer in zip(report["layers"], stats, spec.packed_layers):
+            assert row["accumulate_cycles"] == pytest.approx(work(stat, layer) * row["passes"])
+            assert row["cycles_per_input"] >= row["drain_cycles"]
+        assert report["initiation_interval"] >= max(r["cycles_per_input"] for r in report["layers"])
     dense = summary(spec, dense=True, inputs=x)
     assert dense["initiation_interval"] >= report["initiation_interval"]
 
@@ -72,6 +81,14 @@ def test_config_errors():
     bad = HwConfig(layers=(LayerConfig(lanes=1, acc_bits=17),) + good.layers[1:])
     with pytest.raises(ValueError, match="acc_bits"):
         generate(spec, bad)
+    conv = spec.packed_layers[0]
+    bad = HwConfig(layers=(LayerConfig(lanes=1, acc_bits=32, offsets=conv.kernel + 1),)
+                   + good.layers[1:])
+    with pytest.raises(ValueError, match="offsets"):
+        generate(spec, bad)
+    with pytest.raises(ValueError, match="offsets"):
+        generate(spec, HwConfig(layers=good.layers[:-1]
+                                + (LayerConfig(lanes=1, acc_bits=32, offsets=2),)))
     with pytest.raises(ValueError, match="ports"):
         HwConfig(layers=good.layers, ports=2)
     with pytest.raises(TypeError, match="NetSpec"):

@@ -5,7 +5,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from cosparse.hw.requant import Requantiser
+from cosparse.hw.requant import Requantiser, VectorRequantiser
 from cosparse.sim.streams import get_until, put_all
 from cosparse.sw.golden import requantise
 from cosparse.sw.netspec.layers import Requant
@@ -59,6 +59,30 @@ def test_matches_golden(seed):
     got = run_requant(dut, beats, stall=0.3, seed=seed)
     assert [int(p.value) for p in got] == expected.tolist()
     assert [int(p.last) for p in got] == lasts.tolist()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vector_matches_golden(seed):
+    """``width`` channels per beat, slice by slice, the last slice padded."""
+    rng = np.random.default_rng(20 + seed)
+    channels, width = int(rng.integers(1, 9)), int(rng.integers(1, 5))
+    slices = -(-channels // width)
+    acc_bits = int(rng.choice([17, 24, 32]))
+    mult = rng.integers(0, 2**16, channels).astype(np.int32)
+    shift = rng.integers(8, 40, channels).astype(np.int32)
+    n = 30
+    a = rng.integers(-2**(acc_bits - 1), 2**(acc_bits - 1), (n, slices * width), dtype=np.int64)
+    sl = rng.integers(0, slices, n)
+    lasts = (rng.random(n) < 0.2).astype(int)
+    dut = VectorRequantiser(channels, width, acc_bits, mult, shift)
+    beats = [{"a": a[i, sl[i] * width:(sl[i] + 1) * width].tolist(), "slice": int(sl[i]),
+              "last": int(lasts[i])} for i in range(n)]
+    got = run_requant(dut, beats, stall=0.3, seed=seed)
+    for i, p in enumerate(got):
+        want = [requantise(a[i:i + 1, [c]], Requant(multiplier=mult[[c]], shift=shift[[c]]))[0, 0]
+                for c in range(sl[i] * width, min(channels, (sl[i] + 1) * width))]
+        assert [int(v) for v in p.values][:len(want)] == want
+        assert int(p.last) == lasts[i]
 
 
 def test_throughput_one_per_cycle():

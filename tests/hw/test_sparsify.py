@@ -95,6 +95,27 @@ def test_matches_model(seed, skip_zeros):
     assert [as_dict(p, len(shape)) for p in got] == expected
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("skip_zeros", [True, False])
+def test_vector_input_matches_model(seed, skip_zeros):
+    """One position per beat (a conv engine's output): the same stream as position-major
+    scalar input, every position's channels ascending."""
+    rng = np.random.default_rng(50 + seed)
+    shape = tuple(int(v) for v in rng.integers(1, 5, 3))
+    inputs = random_inputs(rng, shape, 4)
+    if seed == 1:
+        inputs[0][...] = 0
+    expected = [b for x in inputs for b in expected_beats(x, "position_major", skip_zeros)]
+    beats = []
+    for x in inputs:
+        columns = x.transpose(1, 2, 0).reshape(-1, shape[0]).tolist()
+        beats += [{"values": col, "last": int(i == len(columns) - 1)}
+                  for i, col in enumerate(columns)]
+    dut = Sparsifier(shape, skip_zeros=skip_zeros, vector=True)
+    got = run(dut, beats, len(expected), stall=0.3, seed=seed)
+    assert [as_dict(p, 3) for p in got] == expected
+
+
 def test_short_input_restarts_coordinates():
     """``last`` alone delimits inputs: a short input's elements take the first coordinates."""
     shape = (2, 2, 2)
@@ -134,7 +155,9 @@ def test_one_beat_per_cycle():
 @pytest.mark.parametrize("kwargs, error", [
     ({"shape": (4, 4)}, TypeError), ({"shape": (0,)}, ValueError),
     ({"shape": (4,), "order": "column"}, ValueError),
-    ({"shape": (4,), "skip_zeros": 1}, TypeError)])
+    ({"shape": (4,), "skip_zeros": 1}, TypeError),
+    ({"shape": (4,), "vector": True}, ValueError),
+    ({"shape": (2, 2, 2), "order": "flat", "vector": True}, ValueError)])
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(error):
         Sparsifier(**kwargs)
