@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cosparse.hw.argmax import Argmax
+from cosparse.hw.config import HwConfig, LayerConfig
 from cosparse.hw.generate import generate
 from cosparse.hw.top import plan
 from cosparse.sw import golden
@@ -26,6 +27,19 @@ def test_random_network_bit_exact(seed):
     np.testing.assert_array_equal(logits, expected.logits)
     np.testing.assert_array_equal(classes, expected.predictions)
     assert all(b > 0 for b in busy)
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_random_network_one_offset_one_lane(seed):
+    """The narrowest engines (one offset, one lane: many passes) compute the same integers."""
+    spec = random_netspec(seed)
+    xs = random_inputs(spec, 2, seed=seed)
+    config = HwConfig(layers=tuple(LayerConfig(lanes=1, acc_bits=c.acc_bits)
+                                   for c in HwConfig.default_for(spec).layers))
+    logits, classes, _, _ = run_network(generate(spec, config), xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
 
 
 @pytest.mark.parametrize("seed", [3])
