@@ -79,7 +79,7 @@ class Config:
     clips_per_word: int = 1000
     unknown_clips_per_word: int = 50
     speakers: int = 600
-    snr_db: tuple[float, float] = (10.0, 40.0)
+    snr_db: tuple[float, float] = (15.0, 40.0)
     noise_probability: float = 0.8
     reverb_probability: float = 0.3
     eq_probability: float = 0.5
@@ -361,8 +361,8 @@ def synthesise(out_dir, *, seed: int = 0, clips_per_word: int | None = None,
     clips_per_word : int, optional
         Clips per keyword (default ``Config.clips_per_word`` = 1000).
     unknown_clips_per_word : int, optional
-        Clips per unknown word (default 50, i.e. 2,000 unknown clips, about
-        17% of the clips; the loader adds 10% silence).
+        Clips per unknown word (default 50, i.e. 1,750 unknown clips, about
+        15% of the clips; the loader adds 10% silence).
     words, unknown_words : list of str, optional
         Override the keywords / unknown words (tests use a few).
     config : Config, optional
