@@ -209,7 +209,8 @@ def _localise(spec, x, mismatches, dense, config, enabled):
                        "with golden_nonzero_per_layer by hand")
         return out
     try:
-        out.update(localise(spec, x[first], config=config, dense=dense))
+        out.update(localise(spec, x[first], config=config, dense=dense,
+                            activations=result.activations))
     except Exception as error:  # noqa: BLE001 - a diagnostic must not hide the mismatch
         out["first_diverging_layer"] = None
         out["note"] = f"localisation failed: {type(error).__name__}: {error}"
