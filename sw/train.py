@@ -30,7 +30,7 @@ QMAX = 127
 """Features are int8 in [0, QMAX]; the float model sees q / QMAX."""
 
 #: Training arguments that must not change when a run is resumed.
-_RESUME_FIXED = ("batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
+_RESUME_FIXED = ("optimizer", "batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
                  "augment", "max_shift")
 
 
@@ -249,7 +249,7 @@ def _start_state(config, args, out_dir, resume, device):
         if config is not None and config != saved:
             raise ValueError(f"resume: config {config} differs from the checkpoint's {saved}")
         config = saved
-        changed = [k for k in _RESUME_FIXED if ckpt["train_args"][k] != args[k]]
+        changed = [k for k in _RESUME_FIXED if ckpt["train_args"].get(k, "sgd") != args[k]]
         if changed:
             raise ValueError("resume: training arguments differ from the checkpoint's: " +
                              ", ".join(f"{k}={args[k]!r} (was {ckpt['train_args'][k]!r})"
@@ -257,8 +257,7 @@ def _start_state(config, args, out_dir, resume, device):
     config = NetConfig() if config is None else config
     torch.manual_seed(args["seed"])
     model = GSCNet(config).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args["lr"], momentum=args["momentum"],
-                                weight_decay=args["weight_decay"])
+    optimizer = make_optimizer(args["optimizer"], model.parameters(), args)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args["lr_gamma"])
     generator = torch.Generator().manual_seed(args["seed"])
     epoch, best = 0, -1.0
@@ -272,8 +271,18 @@ def _start_state(config, args, out_dir, resume, device):
     return model, optimizer, scheduler, generator, epoch, best
 
 
+def make_optimizer(name, parameters, args):
+    """``sgd`` (BACKGROUND.md's recipe, with momentum) or ``adam`` (converges in fewer epochs)."""
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=args["lr"], momentum=args["momentum"],
+                               weight_decay=args["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=args["lr"], weight_decay=args["weight_decay"])
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+
+
 def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_size=64, lr=0.02,
-          momentum=0.9, weight_decay=0.0, lr_gamma=0.9, seed=0, augment=True, max_shift=3,
+          optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, seed=0, augment=True, max_shift=3,
           device="auto", resume=False, progress=True, data=None, threads=None):
     """Train a :class:`GSCNet`, checkpointing every epoch.
 
@@ -289,8 +298,10 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         Receives ``metrics.jsonl``, ``last.pt`` and ``best.pt``.
     epochs : int
         Total epochs (a resumed run continues up to this number).
+    optimizer : {"sgd", "adam"}
+        SGD with momentum (the published recipe) or Adam.
     batch_size, lr, momentum, weight_decay, lr_gamma : optimiser settings
-        SGD with ``StepLR(step_size=1, gamma=lr_gamma)``.
+        ``StepLR(step_size=1, gamma=lr_gamma)`` either way; momentum is SGD's.
     seed : int
         Seeds model init, data order and augmentation.
     augment : bool
@@ -323,7 +334,8 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     (X, y), (Xv, yv) = splits["train"], splits["validation"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    args = dict(optimizer=optimizer, batch_size=batch_size, lr=lr, momentum=momentum,
+                weight_decay=weight_decay,
                 lr_gamma=lr_gamma, seed=seed, augment=augment, max_shift=max_shift)
     model, optimizer, scheduler, generator, start, best = _start_state(
         config, args, out_dir, resume, device)
@@ -373,6 +385,8 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                        help="sgd (default, the published recipe) or adam")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -400,7 +414,7 @@ def config_from_args(args):
 def run_cli(args):
     """Entry point of ``cosparse train``; returns the process exit status."""
     train(config_from_args(args), args.data, args.out, epochs=args.epochs,
-          batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
           weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
           device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads)
     return 0
