@@ -174,4 +174,4 @@ def test_synth_cli_registers():
     sub = argparse.ArgumentParser().add_subparsers()
     synth.register_cli(sub)
     args = sub.choices["synth"].parse_args(["--out", "x", "--seed", "5"])
-    assert args.func is synth.cli_synth and args.seed == 5 and args.clips_per_word == 1000
+    assert args.func is synth.cli_synth and args.seed == 5 and args.clips_per_word == synth.Config.clips_per_word
