@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["stream_put", "stream_get", "put_all", "get_until"]
+__all__ = ["stream_put", "stream_get", "put_all", "get_until", "run_stream"]
 
 
 async def stream_put(ctx, stream, payload):
@@ -50,4 +50,34 @@ async def get_until(ctx, stream, count: int, *, stall: float = 0.0, seed: int = 
         while stall and rng.random() < stall:
             await ctx.tick()
         received.append(await stream_get(ctx, stream))
+    return received
+
+
+def run_stream(dut, beats, count: int, *, stall: float = 0.0, seed: int = 0,
+               quiet_cycles: int = 20) -> list:
+    """Simulate a one-in, one-out streaming component: send ``beats`` to ``dut.i``, take ``count``.
+
+    Both sides stall at random (``stall``), and after the ``count``-th
+    output the output is watched for ``quiet_cycles`` more cycles with ready
+    high: any further beat is a duplicate and fails the run.
+    """
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    received = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, beats, stall=stall, seed=seed)
+
+    async def consumer(ctx):
+        received.extend(await get_until(ctx, dut.o, count, stall=stall, seed=seed + 1))
+        ctx.set(dut.o.ready, 1)
+        for _ in range(quiet_cycles):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "unexpected extra output beat"
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
     return received

@@ -6,7 +6,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
-from cosparse.sim.streams import get_until, put_all
+from cosparse.sim.streams import put_all, run_stream
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
 
@@ -68,23 +68,7 @@ def run(dut, inputs, order, count, *, stall=0.3, seed=0):
             continue
         values = stream_order(x, order)
         beats += [{"value": int(v), "last": int(i == len(values) - 1)} for i, v in enumerate(values)]
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    out = []
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, beats, stall=stall, seed=seed)
-
-    async def consumer(ctx):
-        out.extend(await get_until(ctx, dut.o, count, stall=stall, seed=seed + 1))
-        ctx.set(dut.o.ready, 1)
-        for _ in range(40):
-            _, _, valid = await ctx.tick().sample(dut.o.valid)
-            assert not valid, "unexpected extra output beat"
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    out = run_stream(dut, beats, count, stall=stall, seed=seed, quiet_cycles=40)
     return [as_dict(p, inputs[0].ndim) for p in out]
 
 

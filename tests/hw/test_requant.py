@@ -6,7 +6,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.requant import Requantiser, VectorRequantiser
-from cosparse.sim.streams import get_until, put_all
+from cosparse.sim.streams import run_stream
 from cosparse.sw.golden import requantise
 from cosparse.sw.netspec.layers import Requant
 
@@ -15,20 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 
 def run_requant(dut, beats, *, stall, seed):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    out = []
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, beats, stall=stall, seed=seed)
-
-    async def consumer(ctx):
-        out.extend(await get_until(ctx, dut.o, len(beats), stall=stall, seed=seed + 1))
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
+    return run_stream(dut, beats, len(beats), stall=stall, seed=seed)
 
 
 @pytest.mark.parametrize("seed", range(6))

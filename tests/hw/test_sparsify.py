@@ -6,7 +6,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.sparsify import Sparsifier
-from cosparse.sim.streams import get_until, put_all
+from cosparse.sim.streams import run_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -39,25 +39,7 @@ def as_dict(payload, ndim):
 
 
 def run(dut, beats_in, count, *, stall, seed):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    out = []
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, beats_in, stall=stall, seed=seed)
-
-    async def consumer(ctx):
-        out.extend(await get_until(ctx, dut.o, count, stall=stall, seed=seed + 1))
-        # Nothing more may come out: no duplicates.
-        ctx.set(dut.o.ready, 1)
-        for _ in range(20):
-            _, _, valid = await ctx.tick().sample(dut.o.valid)
-            assert not valid, "unexpected extra output beat"
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
+    return run_stream(dut, beats_in, count, stall=stall, seed=seed)
 
 
 def random_inputs(rng, shape, count):
