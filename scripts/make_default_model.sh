@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Rebuild the shipped default model from nothing: data set, float models, NetSpec, samples,
+# and the accuracy figures quoted in README.md. About 30 minutes on 2 CPU cores (two trainings side by side, one thread each).
+#   bash scripts/make_default_model.sh [WORK_DIR]      (default WORK_DIR: runs/default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-runs/default}
+data=data/gsc-synth
+assets=sw/assets
+EPOCHS=${EPOCHS:-24}
+LR=${LR:-0.05}
+
+[ -d "$data" ] || cosparse data synth --out "$data" --seed 0
+cosparse train --data "$data" --out "$work/sparse" --epochs "$EPOCHS" --lr "$LR" --threads 1 --quiet &
+cosparse train --data "$data" --out "$work/dense" --dense --epochs "$EPOCHS" --lr "$LR" --threads 1 --quiet &
+wait
+cosparse export --checkpoint "$work/sparse/best.pt" --data "$data" --out "$assets/default/netspec" \
+  --name gsc-sparse
+cp "$work/sparse/best.pt" "$assets/default/sparse.pt"
+cosparse data synth --out "$assets/samples" --samples --quiet
+cosparse evaluate --dataset "$data" --split testing --dense-checkpoint "$work/dense/best.pt" --json \
+  | tee "$assets/default/evaluation.json"
