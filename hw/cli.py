@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..sw import inputs
+
 __all__ = ["register_cli", "format_table"]
 
 
@@ -13,7 +15,7 @@ def register_cli(subparsers):
         "generate", help="NetSpec -> Amaranth design -> Verilog + summary",
         description="Generate the accelerator for a NetSpec: writes <out>/cosparse_top.v and "
                     "<out>/summary.json and prints the per-layer summary.")
-    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    inputs.add_netspec_argument(parser)
     parser.add_argument("--dense", action="store_true",
                         help="build the dense baseline (every weight x every input)")
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
@@ -41,11 +43,9 @@ def format_table(report: dict) -> str:
 
 
 def _run(args):
-    from ..sw import assets, netspec
     from .generate import generate, summary, write_verilog
 
-    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
-    spec = netspec.load(folder)
+    spec = inputs.load_netspec(args)
     network = generate(spec, dense=args.dense)
     path = write_verilog(network, args.out)
     report = summary(spec, dense=args.dense)

@@ -20,7 +20,7 @@ def register_cli(subparsers):
                     "compare every output with the golden model. Prints each clip and a summary "
                     "of cycles and simulation speed; exits 1 on any mismatch. With no input "
                     "option it runs the shipped sample clips.")
-    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    inputs.add_netspec_argument(parser)
     inputs.add_input_arguments(parser)
     _common(parser)
     parser.set_defaults(func=_run_simulate)
@@ -118,9 +118,7 @@ def _simulate(args, spec, data):
 
 
 def _run_simulate(args):
-    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
-    spec = netspec.load(folder)
-    return _simulate(args, spec, inputs.resolve(args))
+    return _simulate(args, inputs.load_netspec(args), inputs.resolve(args))
 
 
 def _run_demo(args):

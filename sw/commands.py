@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets, golden, inputs, netspec
+from . import assets, golden, inputs
 from .data.gsc import CLASSES
 
 __all__ = ["register_export", "register_golden", "register_evaluate", "golden_report",
@@ -53,15 +53,10 @@ def register_golden(subparsers):
         "golden", help="run the bit-exact integer model of a NetSpec",
         description="Run the golden integer model. With no input option it runs the shipped "
                     "default model on the shipped sample clips.")
-    parser.add_argument("--netspec", metavar="DIR", help="NetSpec folder (default: shipped model)")
+    inputs.add_netspec_argument(parser)
     inputs.add_input_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.set_defaults(func=_run_golden)
-
-
-def _netspec_from(args):
-    folder = args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
-    return netspec.load(folder)
 
 
 def _label_name(index: int) -> str | None:
@@ -121,7 +116,7 @@ def _print_golden(report):
 
 
 def _run_golden(args):
-    spec = _netspec_from(args)
+    spec = inputs.load_netspec(args)
     data = inputs.resolve(args)
     report = golden_report(spec, data, golden.run(spec, data.x, keep_activations=False))
     if args.json:
@@ -171,7 +166,7 @@ def register_evaluate(subparsers):
     parser.add_argument("--dataset", required=True, metavar="DIR", help="GSC-layout data set")
     parser.add_argument("--split", default="testing", choices=("train", "validation", "testing"))
     parser.add_argument("--limit", type=int, help="use only the first N clips")
-    parser.add_argument("--netspec", metavar="DIR", help="NetSpec (default: shipped model)")
+    inputs.add_netspec_argument(parser)
     parser.add_argument("--checkpoint", help="float sparse checkpoint (default: shipped)")
     parser.add_argument("--dense-checkpoint", help="float dense baseline checkpoint")
     parser.add_argument("--json", action="store_true")
@@ -179,7 +174,7 @@ def register_evaluate(subparsers):
 
 
 def _run_evaluate(args):
-    spec = _netspec_from(args)
+    spec = inputs.load_netspec(args)
     checkpoint = args.checkpoint or assets.require(assets.DEFAULT_CHECKPOINT, "default checkpoint")
     data = inputs.from_dataset(args.dataset, args.split, args.limit)
     report = evaluate(spec, checkpoint, data, args.dense_checkpoint)

@@ -17,7 +17,7 @@ from . import assets, features
 from .data.gsc import CLASSES
 
 __all__ = ["Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
-           "resolve", "add_input_arguments"]
+           "resolve", "add_input_arguments", "add_netspec_argument", "load_netspec"]
 
 
 @dataclass
@@ -113,3 +113,15 @@ def resolve(args) -> Inputs:
     if args.dataset:
         return from_dataset(args.dataset, args.split, args.limit)
     return default_samples()
+
+
+def add_netspec_argument(parser):
+    """The shared ``--netspec DIR`` option (default: the shipped model)."""
+    parser.add_argument("--netspec", metavar="DIR",
+                        help="NetSpec folder (default: the shipped default model)")
+
+
+def load_netspec(args):
+    """The NetSpec named by :func:`add_netspec_argument`'s option, validated."""
+    from . import netspec
+    return netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC, "default NetSpec"))

@@ -10,7 +10,6 @@ its int32 logits stay comparable across classes for the argmax.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
