@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets, golden, inputs
+from . import assets, golden, inputs, netspec
 from .data.gsc import CLASSES
 
 __all__ = ["register_export", "register_golden", "register_evaluate", "golden_report",
@@ -129,8 +129,16 @@ def _run_golden(args):
 
 # ---- evaluate ---------------------------------------------------------------
 
-def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None) -> dict:
-    """Accuracy of the int8 golden model, the float sparse model and (optionally) a dense one."""
+def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None,
+             output_scales=None) -> dict:
+    """Accuracy of the int8 golden model, the float sparse model and (optionally) a dense one.
+
+    With the exporter's ``output_scales`` (NetSpec metadata), it also runs
+    the float model with the same int8 roundings in PyTorch
+    (cosparse.sw.export.fake_quant) and reports how often the golden model
+    agrees with it: a clip-by-clip check of exporter and golden model
+    against PyTorch.
+    """
     import torch
 
     from .features import dequantise_features
@@ -149,6 +157,11 @@ def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None) -> di
               "golden_int8_accuracy": float((result.predictions == data.labels).mean()),
               "float_sparse_accuracy": float((sparse == data.labels).mean()),
               "golden_agrees_with_float_sparse": float((result.predictions == sparse).mean())}
+    if output_scales is not None:
+        from .export.fake_quant import predict
+        fake = predict(load_checkpoint(checkpoint), data.x, output_scales)
+        report["float_int8_rounded_accuracy"] = float((fake == data.labels).mean())
+        report["golden_agrees_with_float_int8_rounded"] = float((result.predictions == fake).mean())
     if dense_checkpoint is not None:
         report["float_dense_accuracy"] = float((float_predictions(dense_checkpoint)
                                                 == data.labels).mean())
@@ -177,7 +190,10 @@ def _run_evaluate(args):
     spec = inputs.load_netspec(args)
     checkpoint = args.checkpoint or assets.require(assets.DEFAULT_CHECKPOINT, "default checkpoint")
     data = inputs.from_dataset(args.dataset, args.split, args.limit)
-    report = evaluate(spec, checkpoint, data, args.dense_checkpoint)
+    scales = netspec.load_metadata(args.netspec or assets.DEFAULT_NETSPEC).get("scales")
+    output_scales = ([scales[layer.name]["output"] for layer in spec.packed_layers[:-1]]
+                     if scales else None)
+    report = evaluate(spec, checkpoint, data, args.dense_checkpoint, output_scales)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

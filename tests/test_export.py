@@ -86,3 +86,16 @@ def test_export_packing_keeps_the_models_assignment(tmp_path):
     conv2 = spec.layer("conv2")
     ids = model.conv2.slot_kernel.numpy()
     np.testing.assert_array_equal(conv2.kernel_ids, np.where(ids < 0, 255, ids).astype(np.uint8))
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_golden_follows_the_pytorch_model_with_int8_rounding(dense):
+    """Exporter + golden against PyTorch clip by clip: fake_quant applies the same roundings."""
+    from cosparse.sw.export.fake_quant import predict
+    model, x = _calibrated_model(NetConfig.dense_baseline() if dense else NetConfig(), seed=3)
+    spec, quantised = export_model(model, x)
+    scales = [q.output_scale for q in quantised[:-1]]
+    rng = np.random.default_rng(4)
+    test = rng.integers(0, 128, (200, 1, 32, 32)).astype(np.int8)
+    agree = (predict(model, test, scales) == golden.run(spec, test).predictions).mean()
+    assert agree >= 0.99

@@ -1,0 +1,97 @@
+"""The PyTorch model with the exporter's int8 roundings applied ("fake quantisation").
+
+Post-training quantisation leaves the int8 network choosing other k-WTA
+winners than the float one: at int8 resolution many values tie at the k-th
+place (docs/default-model.md measures it), the integer tie rule breaks them
+by index, and the differences grow layer by layer. This forward pass folds
+batch norm and rounds weights, biases and activations to exactly the int8
+grids the exporter uses, then runs k-WTA on the rounded values with the same
+tie rule. It is an independent PyTorch statement of what the NetSpec should
+compute, so comparing it with the golden model checks the exporter and the
+golden model against PyTorch clip by clip; only the 16-bit requantisation
+multipliers separate the two. Rounding passes gradients straight through,
+ready for quantisation-aware fine-tuning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import features
+from ..model import CompSparseConv2d
+
+__all__ = ["quantised_forward", "predict"]
+
+
+def _straight_through(x, rounded):
+    """``rounded`` in the forward pass, the identity's gradient in the backward pass."""
+    return x + (rounded - x).detach()
+
+
+def _round_half_up(x):
+    return torch.floor(x + 0.5)
+
+
+def _folded(block):
+    layer = block.layer
+    weight = layer.dense_weight_2d()
+    bias = layer.bias if layer.bias is not None else weight.new_zeros(len(weight))
+    if block.bn is None:
+        return weight, bias
+    inv_std = torch.rsqrt(block.bn.running_var + block.bn.eps)
+    return weight * inv_std[:, None], (bias - block.bn.running_mean) * inv_std
+
+
+def quantised_forward(model, x: torch.Tensor, output_scales) -> torch.Tensor:
+    """Logits of ``model`` on float features ``x`` (q / 127) with every int8 rounding applied.
+
+    ``output_scales`` are the int8 scales of every block's output but the
+    last's (cosparse.sw.export.quantise_model's, frozen). Batch norm uses its
+    running statistics and k-WTA its inference k, as in the exported model.
+    """
+    from .export import gsc_blocks
+    blocks = gsc_blocks(model)
+    h, in_scale = x, 1.0 / features.QMAX
+    for index, block in enumerate(blocks):
+        last = index == len(blocks) - 1
+        weight, bias = _folded(block)
+        peak = weight.detach().abs().amax(dim=1)
+        if last:
+            peak = peak.max().expand_as(peak)
+        w_scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+        weight = _straight_through(
+            weight, torch.clamp(torch.round(weight / w_scale[:, None]), -127, 127) * w_scale[:, None])
+        acc_scale = w_scale * in_scale
+        bias = _straight_through(bias, torch.round(bias / acc_scale) * acc_scale)
+        if isinstance(block.layer, CompSparseConv2d):
+            k = block.layer.kernel_size
+            h = F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
+        else:
+            h = F.linear(h.flatten(1), weight, bias)
+        if last:
+            return h
+        scale = output_scales[index]
+        low = 0 if isinstance(block.activation, nn.ReLU) else -128
+        h = _straight_through(h, torch.clamp(_round_half_up(h / scale), low, 127) * scale)
+        if block.pool is not None:
+            h = block.pool(h)
+        if block.activation is not None:
+            h = block.activation(h)
+        in_scale = scale
+    return h
+
+
+@torch.no_grad()
+def predict(model, x_int8: np.ndarray, output_scales, batch: int = 512) -> np.ndarray:
+    """Class per input through :func:`quantised_forward`, in float64 for exact rounding."""
+    model = model.double().eval()
+    try:
+        out = [quantised_forward(model, torch.from_numpy(
+                   features.dequantise_features(x_int8[i:i + batch]).astype(np.float64)),
+                   output_scales).argmax(1) for i in range(0, len(x_int8), batch)]
+    finally:
+        model.float()
+    return torch.cat(out).numpy()
