@@ -219,13 +219,15 @@ def test_gscnet_parameter_counts():
     assert counts["conv1"]["packed"] == 400 and counts["conv2"]["packed"] == 12800
     assert counts["fc1"]["packed"] == 120000 and counts["fc2"]["packed"] == 4500
     assert counts["total"]["dense"] == 2522000
-    assert GSCNet().nonzero_weights()["total"] == 137700
+    # Every structural weight is non-zero except the rare exact 0.0 a random init draws.
+    assert 137700 - 5 <= GSCNet().nonzero_weights()["total"] <= 137700
 
 
 def test_dense_baseline_uses_relu():
     net = GSCNet(NetConfig.dense_baseline())
     assert isinstance(net.kwta1, torch.nn.ReLU) and net.conv2.n == 1
-    assert net.nonzero_weights()["total"] == 2522000
+    # Structural count: a random init can draw an exact 0.0 now and then.
+    assert net.count_parameters()["total"]["packed"] == 2522000
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 12)
 
 
