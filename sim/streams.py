@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["stream_put", "stream_get", "put_all", "get_until", "run_stream"]
+__all__ = ["stream_put", "stream_get", "put_all", "get_until", "run_stream", "accepted_each_cycle"]
 
 
 async def stream_put(ctx, stream, payload):
@@ -81,3 +81,28 @@ def run_stream(dut, beats, count: int, *, stall: float = 0.0, seed: int = 0,
     sim.add_testbench(consumer)
     sim.run()
     return received
+
+
+def accepted_each_cycle(dut, beats) -> list:
+    """Offer one beat of ``beats`` every cycle with the output always ready.
+
+    Returns, per beat, whether ``dut.i.ready`` was high on its cycle: a
+    throughput test checks that it stayed high (one beat per cycle).
+    """
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    accepted = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for beat in beats:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, beat)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            accepted.append(ready)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return accepted

@@ -6,7 +6,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
-from cosparse.sim.streams import put_all, run_stream
+from cosparse.sim.streams import accepted_each_cycle, put_all, run_stream
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
 
@@ -104,22 +104,7 @@ def test_local_one_position_per_cycle():
     shape, k = (6, 2, 3), 1
     rng = np.random.default_rng(0)
     x = rng.integers(1, 100, shape).astype(np.int8)
-    dut = LocalKWTA(shape, k)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    beats = vector_beats(x) * 3
-    accepted = []
-
-    async def bench(ctx):
-        ctx.set(dut.o.ready, 1)
-        for beat in beats:
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, beat)
-            _, _, ready = await ctx.tick().sample(dut.i.ready)
-            accepted.append(ready)
-
-    sim.add_testbench(bench)
-    sim.run()
+    accepted = accepted_each_cycle(LocalKWTA(shape, k), vector_beats(x) * 3)
     assert all(accepted[3:])
 
 

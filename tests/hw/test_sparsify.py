@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from cosparse.hw.sparsify import Sparsifier
-from cosparse.sim.streams import run_stream
+from cosparse.sim.streams import accepted_each_cycle, run_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -115,23 +114,7 @@ def test_one_beat_per_cycle():
     shape = (2, 3, 3)
     rng = np.random.default_rng(0)
     inputs = random_inputs(rng, shape, 3)
-    dut = Sparsifier(shape)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    beats = dense_beats(inputs, "position_major")
-    accepted = []
-
-    async def bench(ctx):
-        ctx.set(dut.o.ready, 1)
-        for beat in beats:
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, beat)
-            _, _, ready = await ctx.tick().sample(dut.i.ready)
-            accepted.append(ready)
-
-    sim.add_testbench(bench)
-    sim.run()
-    assert all(accepted)
+    assert all(accepted_each_cycle(Sparsifier(shape), dense_beats(inputs, "position_major")))
 
 
 @pytest.mark.parametrize("kwargs, error", [
