@@ -22,9 +22,11 @@ def register_export(subparsers):
         "export", help="quantise and pack a trained checkpoint into a NetSpec",
         description="Fold batch norm, quantise to int8, pack complementary groups and write "
                     "a NetSpec folder (docs/netspec.md). Activation scales are calibrated on "
-                    "training clips.")
+                    "training clips, except for a quantisation-aware fine-tuned checkpoint "
+                    "(`cosparse train --qat-from`), whose frozen scales are used as trained.")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint from `cosparse train`")
-    parser.add_argument("--data", required=True, help="GSC-layout data set for calibration")
+    parser.add_argument("--data", required=True, help="GSC-layout data set for calibration "
+                        "(unused for a quantisation-aware fine-tuned checkpoint)")
     parser.add_argument("--out", required=True, help="NetSpec folder to write")
     parser.add_argument("--calibration", type=int, default=2000,
                         help="training clips used to calibrate activation scales (default 2000)")
@@ -36,11 +38,18 @@ def _run_export(args):
     from .export import export_model
     from .train import load_checkpoint, read_checkpoint
     model = load_checkpoint(args.checkpoint)
-    calibration = inputs.from_dataset(args.data, "train", args.calibration).x
+    ckpt = read_checkpoint(args.checkpoint)
+    qat = ckpt.get("qat")
     metadata = {"checkpoint": str(args.checkpoint),
-                "checkpoint_metrics": read_checkpoint(args.checkpoint).get("metrics", {}),
+                "checkpoint_metrics": ckpt.get("metrics", {}),
                 "command": " ".join(["cosparse"] + sys.argv[1:])}
-    spec, _ = export_model(model, calibration, args.out, name=args.name, metadata=metadata)
+    if qat is not None:  # the scales it was fine-tuned with: the NetSpec computes that forward
+        metadata["qat"] = qat
+        calibration, scales = None, qat["output_scales"]
+    else:
+        calibration, scales = inputs.from_dataset(args.data, "train", args.calibration).x, None
+    spec, _ = export_model(model, calibration, args.out, name=args.name, metadata=metadata,
+                           output_scales=scales)
     print(f"wrote NetSpec {spec.name!r} to {args.out}: "
           + ", ".join(f"{l.name} ({l.kind})" for l in spec.layers))
     return 0
@@ -133,16 +142,22 @@ def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None,
              output_scales=None) -> dict:
     """Accuracy of the int8 golden model, the float sparse model and (optionally) a dense one.
 
-    With the exporter's ``output_scales`` (NetSpec metadata), it also runs
-    the float model with the same int8 roundings in PyTorch
-    (cosparse.sw.export.fake_quant) and reports how often the golden model
-    agrees with it: a clip-by-clip check of exporter and golden model
-    against PyTorch.
+    ``float_sparse_accuracy`` and ``golden_agrees_with_float_sparse`` use
+    the checkpoint's plain float forward pass (no rounding). With the
+    exporter's ``output_scales`` (NetSpec metadata), it also runs the model
+    with the same int8 roundings in PyTorch (cosparse.sw.export.fake_quant)
+    and reports how often the golden model agrees with it: a clip-by-clip
+    check of exporter and golden model against PyTorch.
+
+    ``trained_forward`` says which of the two forward passes the checkpoint
+    was trained with: ``"int8_rounded"`` for a quantisation-aware fine-tuned
+    checkpoint (`cosparse train --qat-from`), else ``"float"``;
+    ``golden_agrees_with_trained_forward`` repeats the agreement with that one.
     """
     import torch
 
     from .features import dequantise_features
-    from .train import load_checkpoint
+    from .train import load_checkpoint, read_checkpoint
 
     def float_predictions(path):
         model = load_checkpoint(path)
@@ -162,6 +177,12 @@ def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None,
         fake = predict(load_checkpoint(checkpoint), data.x, output_scales)
         report["float_int8_rounded_accuracy"] = float((fake == data.labels).mean())
         report["golden_agrees_with_float_int8_rounded"] = float((result.predictions == fake).mean())
+    qat = read_checkpoint(checkpoint).get("qat") is not None
+    report["trained_forward"] = "int8_rounded" if qat else "float"
+    trained_key = ("golden_agrees_with_float_int8_rounded" if qat
+                   else "golden_agrees_with_float_sparse")
+    if trained_key in report:
+        report["golden_agrees_with_trained_forward"] = report[trained_key]
     if dense_checkpoint is not None:
         report["float_dense_accuracy"] = float((float_predictions(dense_checkpoint)
                                                 == data.labels).mean())
@@ -175,7 +196,9 @@ def register_evaluate(subparsers):
         "evaluate", help="accuracy of the integer model vs the float models on a data set split",
         description="Accuracy of the golden int8 NetSpec, the float sparse checkpoint it was "
                     "exported from and, optionally, a float dense baseline, on one split; and "
-                    "how often the int8 and float sparse predictions agree.")
+                    "how often the int8 predictions agree with the float sparse model's, run "
+                    "plainly and with the exporter's int8 roundings (for a quantisation-aware "
+                    "fine-tuned checkpoint the latter is the forward pass it was trained with).")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="GSC-layout data set")
     parser.add_argument("--split", default="testing", choices=("train", "validation", "testing"))
     parser.add_argument("--limit", type=int, help="use only the first N clips")

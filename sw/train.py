@@ -8,6 +8,15 @@ floor), which keeps features valid int8 in [0, 127]. A gain change is not
 offered: the features are dB relative to the clip's own maximum
 (``power_to_db(ref=max)``), so a gain has no effect on them.
 
+Quantisation-aware fine-tuning (``qat_from=CHECKPOINT``, ``cosparse train
+--qat-from``) continues a trained model with the forward pass of
+:mod:`cosparse.sw.export.fake_quant`: batch norm folded with its frozen
+running statistics, weights, biases and activations rounded to the int8 grids
+the exporter uses (straight-through gradients), k-WTA with its inference k
+and no boosting. The activation scales are calibrated once, as the exporter
+does, frozen, and stored in the checkpoints (``qat``), and the exporter then
+uses them: the NetSpec computes that forward pass.
+
 Every epoch writes a line to ``OUT/metrics.jsonl``, ``OUT/last.pt`` (model,
 optimiser, scheduler, epoch and RNG states: ``resume=True`` continues
 bit-exactly on CPU) and, when validation accuracy improves, ``OUT/best.pt``.
@@ -31,7 +40,9 @@ QMAX = 127
 
 #: Training arguments that must not change when a run is resumed.
 _RESUME_FIXED = ("optimizer", "batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
-                 "augment", "max_shift")
+                 "augment", "max_shift", "lr_schedule", "qat")
+#: Values of training arguments that checkpoints from before the argument existed imply.
+_RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None}
 
 
 # ---- data --------------------------------------------------------------------
@@ -137,10 +148,13 @@ def evaluate(model, X, y, batch_size=1024):
 
 # ---- checkpoints -------------------------------------------------------------
 
-def _checkpoint(model, metrics, **extra):
-    return {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
+def _checkpoint(model, metrics, qat=None, **extra):
+    ckpt = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "metrics": metrics, **extra}
+    if qat is not None:
+        ckpt["qat"] = qat
+    return ckpt
 
 
 def _save(obj, path):
@@ -220,7 +234,15 @@ def _batches(n, batch_size, generator):
 def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoch):
     from tqdm import tqdm
 
-    model.train()
+    qat = args.get("qat")
+    if qat is None:
+        model.train()
+        forward = model
+    else:  # frozen batch norm statistics, inference k-WTA, int8 roundings
+        from .export.fake_quant import quantised_forward
+        model.eval()
+        scales = qat["output_scales"]
+        forward = lambda xb: quantised_forward(model, xb, scales)  # noqa: E731
     total_loss, correct, seen = 0.0, 0, 0
     steps = math.ceil(X.shape[0] / args["batch_size"])
     for idx in tqdm(_batches(X.shape[0], args["batch_size"], generator), total=steps,
@@ -229,7 +251,7 @@ def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoc
         if args["augment"]:
             q = time_shift(q, args["max_shift"], generator)
         xb, yb = to_input(q).to(device), y[idx].to(device)
-        logits = model(xb)
+        logits = forward(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -240,8 +262,12 @@ def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoc
     return {"train_loss": total_loss / seen, "train_acc": correct / seen}
 
 
-def _start_state(config, args, out_dir, resume, device):
-    """Fresh or resumed (model, optimiser, scheduler, generator, epoch, best)."""
+def _start_state(config, args, out_dir, resume, device, init_state=None):
+    """Fresh or resumed (model, optimiser, scheduler, generator, epoch, best).
+
+    ``init_state``: state dict a fresh run starts from (quantisation-aware
+    fine-tuning) instead of the random init.
+    """
     last = out_dir / "last.pt"
     ckpt = read_checkpoint(last) if resume else None
     if ckpt is not None:
@@ -249,16 +275,21 @@ def _start_state(config, args, out_dir, resume, device):
         if config is not None and config != saved:
             raise ValueError(f"resume: config {config} differs from the checkpoint's {saved}")
         config = saved
-        changed = [k for k in _RESUME_FIXED if ckpt["train_args"].get(k, "sgd") != args[k]]
+        saved_args = {**_RESUME_IMPLIED, **ckpt["train_args"]}
+        changed = [k for k in _RESUME_FIXED + (("epochs",) if "epochs" in args else ())
+                   if saved_args.get(k) != args[k]]
         if changed:
             raise ValueError("resume: training arguments differ from the checkpoint's: " +
-                             ", ".join(f"{k}={args[k]!r} (was {ckpt['train_args'][k]!r})"
+                             ", ".join(f"{k}={args[k]!r} (was {saved_args.get(k)!r})"
                                        for k in changed))
     config = NetConfig() if config is None else config
     torch.manual_seed(args["seed"])
-    model = GSCNet(config).to(device)
+    model = GSCNet(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     optimizer = make_optimizer(args["optimizer"], model.parameters(), args)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args["lr_gamma"])
+    scheduler = make_scheduler(optimizer, args)
     generator = torch.Generator().manual_seed(args["seed"])
     epoch, best = 0, -1.0
     if ckpt is not None:
@@ -269,6 +300,44 @@ def _start_state(config, args, out_dir, resume, device):
         torch.set_rng_state(ckpt["rng"]["torch"])
         epoch, best = ckpt["epoch"], ckpt["best_val_acc"]
     return model, optimizer, scheduler, generator, epoch, best
+
+
+def _qat_start(qat_from, config, data_root, X, calibration, progress):
+    """Config, state dict and ``qat`` record (frozen output scales) of a fine-tuning run."""
+    from .export.export import quantise_model
+
+    ckpt = read_checkpoint(qat_from)
+    if ckpt.get("qat") is not None:
+        raise ValueError(f"{qat_from} is already quantisation-aware fine-tuned; start from the "
+                         f"float checkpoint it came from")
+    saved = NetConfig.from_dict(ckpt["config"])
+    if config is not None and config != saved:
+        raise ValueError(f"qat: config {config} differs from {qat_from}'s {saved}")
+    if calibration < 1:
+        raise ValueError(f"calibration must be >= 1 clip, got {calibration}")
+    model = GSCNet(saved)
+    model.load_state_dict(ckpt["state_dict"])
+    if data_root is not None:
+        from .inputs import from_dataset
+        clips = from_dataset(data_root, "train", calibration, progress=progress).x
+    else:
+        clips = X[:calibration].numpy()
+    scales = [q.output_scale for q in quantise_model(model.eval(), clips)[:-1]]
+    qat = {"from": str(qat_from), "output_scales": scales, "calibration_inputs": int(len(clips))}
+    return saved, ckpt["state_dict"], qat
+
+
+def make_scheduler(optimizer, args):
+    """Per-epoch learning rate: ``step`` (x ``lr_gamma`` every epoch) or ``cosine``.
+
+    ``cosine`` anneals from ``lr`` to 0 over ``args["epochs"]`` epochs
+    (``CosineAnnealingLR``), so the last epoch runs at a small but non-zero rate.
+    """
+    if args["lr_schedule"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args["lr_gamma"])
+    if args["lr_schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args["epochs"])
+    raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {args['lr_schedule']!r}")
 
 
 def make_optimizer(name, parameters, args):
@@ -282,8 +351,9 @@ def make_optimizer(name, parameters, args):
 
 
 def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_size=64, lr=0.02,
-          optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, seed=0, augment=True, max_shift=3,
-          device="auto", resume=False, progress=True, data=None, threads=None):
+          optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, lr_schedule="step", seed=0,
+          augment=True, max_shift=3, device="auto", resume=False, progress=True, data=None,
+          threads=None, qat_from=None, calibration=2000):
     """Train a :class:`GSCNet`, checkpointing every epoch.
 
     Parameters
@@ -301,7 +371,10 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     optimizer : {"sgd", "adam"}
         SGD with momentum (the published recipe) or Adam.
     batch_size, lr, momentum, weight_decay, lr_gamma : optimiser settings
-        ``StepLR(step_size=1, gamma=lr_gamma)`` either way; momentum is SGD's.
+        momentum is SGD's; ``lr_gamma`` the step schedule's factor per epoch.
+    lr_schedule : {"step", "cosine"}
+        ``StepLR(step_size=1, gamma=lr_gamma)`` or cosine annealing from
+        ``lr`` to 0 over ``epochs`` (a resumed cosine run must keep ``epochs``).
     seed : int
         Seeds model init, data order and augmentation.
     augment : bool
@@ -317,6 +390,15 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         ``data_root`` (X integer features in [0, 127]).
     threads : int, optional
         torch CPU threads; default ``os.cpu_count()``.
+    qat_from : path-like, optional
+        Quantisation-aware fine-tuning of this checkpoint (see the module
+        docstring): ``config`` must be None or the checkpoint's; validation
+        accuracy is that of the int8-rounded forward pass.
+    calibration : int
+        Training clips that calibrate the frozen activation scales of
+        quantisation-aware fine-tuning: the exporter's clips
+        (``cosparse.sw.inputs.from_dataset(data_root, "train", calibration)``),
+        or the first ``calibration`` of ``data["train"]``.
 
     Returns
     -------
@@ -336,9 +418,39 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     out_dir.mkdir(parents=True, exist_ok=True)
     args = dict(optimizer=optimizer, batch_size=batch_size, lr=lr, momentum=momentum,
                 weight_decay=weight_decay,
-                lr_gamma=lr_gamma, seed=seed, augment=augment, max_shift=max_shift)
+                lr_gamma=lr_gamma, lr_schedule=lr_schedule, seed=seed, augment=augment,
+                max_shift=max_shift)
+    if lr_schedule == "cosine":
+        args["epochs"] = epochs  # the schedule's length: fixed on resume
+    elif lr_schedule != "step":
+        raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {lr_schedule!r}")
+    init_state = None
+    args["qat"] = None
+    if qat_from is not None:
+        config, init_state, args["qat"] = _qat_start(qat_from, config, data_root, X, calibration,
+                                                     progress)
     model, optimizer, scheduler, generator, start, best = _start_state(
-        config, args, out_dir, resume, device)
+        config, args, out_dir, resume, device, init_state)
+    qat = None  # the checkpoints' record of a fine-tuning run
+    if args["qat"] is not None:
+        from .export.fake_quant import predict as qat_predict
+
+        def val_accuracy():
+            preds = qat_predict(model.cpu(), Xv.numpy(), args["qat"]["output_scales"])
+            model.to(device)
+            return float((torch.as_tensor(preds) == yv).float().mean())
+
+        if start == 0:
+            qat = {**args["qat"], "start_val_acc": val_accuracy()}
+            if progress:
+                print(f"quantisation-aware fine-tuning of {qat_from}: int8-rounded val "
+                      f"{qat['start_val_acc']:.4f} before; output scales "
+                      + ", ".join(f"{s:.5g}" for s in qat["output_scales"]), flush=True)
+        else:
+            qat = read_checkpoint(out_dir / "last.pt")["qat"]
+    else:
+        def val_accuracy():
+            return evaluate(model, Xv, yv)
     _reset_metrics(out_dir / "metrics.jsonl", start)
     Xd, yd = X.to(device), y.to(device)
     metrics = {}
@@ -347,8 +459,9 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         lr_now = optimizer.param_groups[0]["lr"]
         metrics = _train_epoch(model, optimizer, Xd, yd, args, generator, device, progress, epoch)
         scheduler.step()
-        model.update_boost_strength()
-        metrics = {"epoch": epoch, **metrics, "val_acc": evaluate(model, Xv, yv), "lr": lr_now,
+        if qat is None:
+            model.update_boost_strength()
+        metrics = {"epoch": epoch, **metrics, "val_acc": val_accuracy(), "lr": lr_now,
                    "seconds": round(time.perf_counter() - tic, 3)}
         improved = metrics["val_acc"] > best
         best = max(best, metrics["val_acc"])
@@ -360,8 +473,8 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
                   f"train {metrics['train_acc']:.4f} val {metrics['val_acc']:.4f} "
                   f"lr {lr_now:.4g} ({metrics['seconds']:.1f} s)", flush=True)
         if improved:
-            _save(_checkpoint(model, metrics), out_dir / "best.pt")
-        _save(_checkpoint(model, metrics, epoch=epoch, best_val_acc=best, train_args=args,
+            _save(_checkpoint(model, metrics, qat), out_dir / "best.pt")
+        _save(_checkpoint(model, metrics, qat, epoch=epoch, best_val_acc=best, train_args=args,
                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                           rng={"data": generator.get_state(), "torch": torch.get_rng_state()}),
               out_dir / "last.pt")
@@ -387,6 +500,8 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                         help="sgd (default, the published recipe) or adam")
+    parser.add_argument("--lr-schedule", choices=("step", "cosine"), default="step",
+                        help="step (default: x0.9 every epoch) or cosine (to 0 over --epochs)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -394,6 +509,13 @@ def add_arguments(parser):
     parser.add_argument("--dense", action="store_true",
                         help="dense baseline: n=1 everywhere, ReLU instead of k-WTA")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--qat-from", metavar="CHECKPOINT",
+                        help="quantisation-aware fine-tuning of this trained checkpoint: the "
+                             "forward pass rounds to the exporter's int8 grids (scales "
+                             "calibrated once and frozen); use a low --lr")
+    parser.add_argument("--calibration", type=int, default=2000,
+                        help="training clips calibrating the frozen scales of --qat-from "
+                             "(default 2000, as `cosparse export`)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--threads", type=int, default=None,
@@ -413,10 +535,16 @@ def config_from_args(args):
 
 def run_cli(args):
     """Entry point of ``cosparse train``; returns the process exit status."""
-    train(config_from_args(args), args.data, args.out, epochs=args.epochs,
-          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
+    config = config_from_args(args)
+    if args.qat_from is not None:  # the checkpoint's config, unless something was overridden
+        config = None if not (args.dense or any(getattr(args, f) is not None
+                                                for f, _ in _OVERRIDES.values())) else config
+    train(config, args.data, args.out, epochs=args.epochs,
+          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+          lr_schedule=args.lr_schedule, momentum=args.momentum,
           weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
-          device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads)
+          device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads,
+          qat_from=args.qat_from, calibration=args.calibration)
     return 0
 
 

@@ -144,3 +144,122 @@ def test_train_argument_errors(tmp_path):
         tr.train(SMALL, out_dir=tmp_path, data={"train": (torch.zeros(4, 1, 32, 32, dtype=torch.int8),
                                                           torch.zeros(3)),
                                                 "validation": _data()["validation"]})
+
+
+def test_cosine_schedule_anneals_to_zero_and_fixes_its_length(tmp_path):
+    final = _train(tmp_path / "straight", 4, lr_schedule="cosine", lr=0.1)
+    lines = [json.loads(s) for s in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    import math
+    assert [m["lr"] for m in lines] == pytest.approx(
+        [0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+    _train(tmp_path / "half", 2, lr_schedule="cosine", lr=0.1)
+    with pytest.raises(ValueError, match="epochs=4 \\(was 2\\)"):  # the schedule's length
+        _train(tmp_path / "half", 4, lr_schedule="cosine", lr=0.1, resume=True)
+    assert final["epoch"] == 4
+
+
+def test_resume_rejects_a_changed_schedule(tmp_path):
+    _train(tmp_path, 1)
+    with pytest.raises(ValueError, match="lr_schedule='cosine' \\(was 'step'\\)"):
+        _train(tmp_path, 2, resume=True, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        _train(tmp_path / "x", 1, lr_schedule="linear")
+
+
+def test_qat_fine_tunes_through_the_int8_forward_and_the_export_follows_it(tmp_path):
+    import numpy as np
+
+    from cosparse.sw import golden
+    from cosparse.sw.export import export_model
+    from cosparse.sw.export.export import quantise_model
+    from cosparse.sw.export.fake_quant import predict
+    _train(tmp_path / "float", 2)
+    start = tr.read_checkpoint(tmp_path / "float" / "best.pt")
+    final = _train(tmp_path / "qat", 2, qat_from=tmp_path / "float" / "best.pt", calibration=32,
+                   lr=0.005)
+    ckpt = tr.read_checkpoint(tmp_path / "qat" / "best.pt")
+    qat = ckpt["qat"]
+    # Scales calibrated once on the first 32 training clips, as the exporter would, then frozen.
+    float_model = tr.load_checkpoint(tmp_path / "float" / "best.pt")
+    clips = _data()["train"][0][:32].numpy()
+    assert qat["output_scales"] == [q.output_scale for q in quantise_model(float_model, clips)[:-1]]
+    assert qat["calibration_inputs"] == 32 and 0 <= qat["start_val_acc"] <= 1
+    assert final["epoch"] == 2
+    # Batch norm statistics and k-WTA duty cycles are frozen; the weights moved.
+    state = ckpt["state_dict"]
+    assert torch.equal(state["bn1.running_mean"], start["state_dict"]["bn1.running_mean"])
+    assert torch.equal(state["kwta3.duty_cycle"], start["state_dict"]["kwta3.duty_cycle"])
+    assert not torch.equal(state["fc1.packed"], start["state_dict"]["fc1.packed"])
+    # Validation accuracy is the int8-rounded forward's, and the NetSpec exported with the
+    # frozen scales computes that forward.
+    model = tr.load_checkpoint(tmp_path / "qat" / "best.pt")
+    X, y = _data()["validation"]
+    preds = predict(model, X.numpy(), qat["output_scales"])
+    assert float((torch.as_tensor(preds) == y).float().mean()) == ckpt["metrics"]["val_acc"]
+    spec, quantised = export_model(model, None, output_scales=qat["output_scales"])
+    assert [q.output_scale for q in quantised[:-1]] == qat["output_scales"]
+    test = np.random.default_rng(5).integers(0, 128, (100, 1, 32, 32)).astype(np.int8)
+    assert (predict(model, test, qat["output_scales"]) == golden.run(spec, test).predictions).mean() >= 0.99
+
+
+def test_qat_resumes_exactly_and_refuses_a_qat_start(tmp_path):
+    _train(tmp_path / "float", 1)
+    start = tmp_path / "float" / "best.pt"
+    _train(tmp_path / "straight", 3, qat_from=start, calibration=16, lr=0.005)
+    _train(tmp_path / "split", 2, qat_from=start, calibration=16, lr=0.005)
+    _train(tmp_path / "split", 3, qat_from=start, calibration=16, lr=0.005, resume=True)
+    a = tr.read_checkpoint(tmp_path / "straight" / "last.pt")
+    b = tr.read_checkpoint(tmp_path / "split" / "last.pt")
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["qat"] == b["qat"]
+    with pytest.raises(ValueError, match="qat="):  # resuming a QAT run as a plain one
+        _train(tmp_path / "split", 4, lr=0.005, resume=True)
+    with pytest.raises(ValueError, match="already quantisation-aware"):
+        _train(tmp_path / "again", 1, qat_from=tmp_path / "split" / "best.pt")
+    with pytest.raises(ValueError, match="differs from"):
+        tr.train(NetConfig(), out_dir=tmp_path / "x", epochs=1, data=_data(), progress=False,
+                 threads=1, qat_from=start)
+
+
+def test_export_and_evaluate_commands_with_a_qat_checkpoint(tmp_path, monkeypatch):
+    import argparse
+
+    import numpy as np
+
+    from cosparse.sw import commands, inputs, netspec
+    _train(tmp_path / "float", 1)
+    _train(tmp_path / "qat", 1, qat_from=tmp_path / "float" / "best.pt", calibration=16, lr=0.005)
+    ckpt = tmp_path / "qat" / "best.pt"
+    sub = argparse.ArgumentParser().add_subparsers()
+    commands.register_export(sub)
+    args = sub.choices["export"].parse_args(["--checkpoint", str(ckpt), "--data", "unused",
+                                             "--out", str(tmp_path / "spec")])
+    assert args.func(args) == 0  # no data set read: the checkpoint's frozen scales are used
+    meta = netspec.load_metadata(tmp_path / "spec")
+    scales = tr.read_checkpoint(ckpt)["qat"]["output_scales"]
+    assert meta["qat"]["output_scales"] == scales
+    assert [meta["scales"][name]["output"] for name in ("conv1", "conv2", "fc1")] == scales
+    spec = netspec.load(tmp_path / "spec")
+    X, y = _data()["validation"]
+    data = inputs.Inputs(X.numpy(), y.numpy(), [str(i) for i in range(len(y))])
+    report = commands.evaluate(spec, ckpt, data, output_scales=scales)
+    assert report["trained_forward"] == "int8_rounded"
+    assert report["golden_agrees_with_trained_forward"] == report[
+        "golden_agrees_with_float_int8_rounded"]
+    assert "golden_agrees_with_float_sparse" in report  # the plain float forward, still reported
+    plain = commands.evaluate(spec, tmp_path / "float" / "best.pt", data, output_scales=scales)
+    assert plain["trained_forward"] == "float"
+    assert plain["golden_agrees_with_trained_forward"] == plain["golden_agrees_with_float_sparse"]
+    assert np.isclose(report["float_int8_rounded_accuracy"], tr.read_checkpoint(ckpt)["metrics"]["val_acc"])
+
+
+def test_cli_qat_takes_the_checkpoints_config(tmp_path, monkeypatch):
+    import argparse
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda config, *a, **kw: seen.update(config=config, kw=kw))
+    parser = tr.register_cli(argparse.ArgumentParser().add_subparsers())
+    args = parser.parse_args(["--data", "d", "--out", "o", "--qat-from", "c.pt", "--lr", "0.002",
+                              "--lr-schedule", "cosine", "--calibration", "100"])
+    assert args.func(args) == 0
+    assert seen["config"] is None and seen["kw"]["qat_from"] == "c.pt"
+    assert seen["kw"]["calibration"] == 100 and seen["kw"]["lr_schedule"] == "cosine"

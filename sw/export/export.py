@@ -60,18 +60,32 @@ def _folded(block: Block):
 
 
 @torch.no_grad()
-def quantise_model(model, calibration: np.ndarray, blocks=None) -> list[QuantisedLayer]:
-    """Integer parameters of every block, output scales from ``calibration`` (int8 features)."""
+def quantise_model(model, calibration: np.ndarray | None, blocks=None,
+                   output_scales=None) -> list[QuantisedLayer]:
+    """Integer parameters of every block, output scales from ``calibration`` (int8 features).
+
+    ``output_scales`` (every block's but the last's) are used as given
+    instead: a quantisation-aware fine-tuned model keeps the scales it was
+    trained with, and ``calibration`` may then be None.
+    """
     model.eval()
     blocks = gsc_blocks(model) if blocks is None else blocks
-    x = torch.from_numpy(features.dequantise_features(calibration))
-    acts = model.forward_with_activations(x)
+    if output_scales is None:
+        acts = model.forward_with_activations(
+            torch.from_numpy(features.dequantise_features(calibration)))
+    elif len(output_scales) != len(blocks) - 1:
+        raise ValueError(f"need {len(blocks) - 1} output scales, got {len(output_scales)}")
     scale = 1.0 / features.QMAX  # the float model's input is q / QMAX: exact
     quantised = []
     for index, block in enumerate(blocks):
         weight, bias = _folded(block)
         last = index == len(blocks) - 1
-        out_scale = None if last else activation_scale(acts[block.output_stage].numpy())
+        if last:
+            out_scale = None
+        elif output_scales is not None:
+            out_scale = float(output_scales[index])
+        else:
+            out_scale = activation_scale(acts[block.output_stage].numpy())
         q = quantise_layer(weight, bias, scale, out_scale,
                            relu=isinstance(block.activation, nn.ReLU))
         quantised.append(q)
@@ -120,11 +134,13 @@ def _owned(layer) -> np.ndarray:
     return owned.reshape(layer.out_features, layer.fan_in)
 
 
-def export_model(model, calibration: np.ndarray, out_dir=None, *, name="gsc",
-                 metadata: dict | None = None) -> tuple[NetSpec, list[QuantisedLayer]]:
-    """Quantise ``model`` with ``calibration`` features, build its NetSpec, save it if asked."""
+def export_model(model, calibration: np.ndarray | None, out_dir=None, *, name="gsc",
+                 metadata: dict | None = None,
+                 output_scales=None) -> tuple[NetSpec, list[QuantisedLayer]]:
+    """Quantise ``model`` with ``calibration`` features (or the given ``output_scales``,
+    see :func:`quantise_model`), build its NetSpec, save it if asked."""
     blocks = gsc_blocks(model)
-    quantised = quantise_model(model, calibration, blocks)
+    quantised = quantise_model(model, calibration, blocks, output_scales)
     spec = NetSpec(name=name,
                    input=InputSpec(shape=tuple(model.config.in_shape), qmin=features.QMIN,
                                    qmax=features.QMAX, quant=features.input_quant_spec()),
@@ -134,6 +150,7 @@ def export_model(model, calibration: np.ndarray, out_dir=None, *, name="gsc",
         meta = dict(metadata or {})
         meta["scales"] = {layer.name: {"input": q.input_scale, "output": q.output_scale}
                           for layer, q in zip(spec.packed_layers, quantised)}
-        meta["calibration_inputs"] = int(len(calibration))
+        if calibration is not None:
+            meta["calibration_inputs"] = int(len(calibration))
         save(spec, out_dir, metadata=meta)
     return spec, quantised
