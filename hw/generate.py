@@ -19,6 +19,7 @@ from ..sw.netspec import Conv2d, NetSpec, random_inputs
 from ..sw.golden import validate_inputs
 from .config import HwConfig
 from .engine.weights import kernel_id_bits
+from .kwta.local import SEARCH_CYCLES
 from .top import Network, plan
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
@@ -95,12 +96,12 @@ def _conv_items(x: np.ndarray, tiling, dense: bool) -> np.ndarray:
     return (per_position * ty[:, None] * tx[None, :]).sum(axis=(1, 2)) * tiling.passes
 
 
-def _emit_cycles(out: np.ndarray, dense: bool) -> np.ndarray:
+def _emit_cycles(out: np.ndarray, dense: bool, floor: int = 1) -> np.ndarray:
     """Cycles per input of a k-WTA / Sparsifier taking one position per beat: each position
-    costs one cycle per beat it sends, at least one."""
-    if dense:
-        return np.full(len(out), out[0].size)
-    return np.maximum(np.count_nonzero(out, axis=1), 1).sum(axis=(1, 2))
+    costs one cycle per beat it sends, at least ``floor`` (a local k-WTA's search)."""
+    beats = np.full(out.shape[:1] + out.shape[2:], out.shape[1]) if dense else \
+        np.count_nonzero(out, axis=1)
+    return np.maximum(beats, floor).sum(axis=(1, 2))
 
 
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
@@ -115,7 +116,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     drain of one input overlaps the accumulation of the next, so the
     engine's interval is the larger. The unit after each engine (``after``:
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
-    at least one per position for a conv output, ``S + 257`` for a global
+    at least one per position for a conv output (a local k-WTA: at least its
+    search, ``SEARCH_CYCLES``), ``S + 257`` for a global
     k-WTA, ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
     them all. ``inputs`` (int8 batch) defaults to a few random inputs of the
@@ -152,7 +154,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         if layer is built.packed_layers[-1]:
             after = None
         elif isinstance(layer, Conv2d):
-            after = float(np.mean(_emit_cycles(out, dense)))
+            local = stage.kwta is not None and stage.kwta.mode == "local"
+            after = float(np.mean(_emit_cycles(out, dense, SEARCH_CYCLES if local else 1)))
         elif stage.kwta is not None and stage.kwta.mode == "global":
             after = int(np.prod(stage.out_shape)) + 257
         else:

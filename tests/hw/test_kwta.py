@@ -6,6 +6,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
+from cosparse.hw.kwta.local import SEARCH_CYCLES
 from cosparse.sim.streams import accepted_each_cycle, put_all, run_stream
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
@@ -99,13 +100,33 @@ def test_local_matches_golden(seed, skip_zeros):
     assert got == expected
 
 
-def test_local_one_position_per_cycle():
-    """Never stalled, with one winner per position it takes a position every cycle."""
+def test_local_position_every_search():
+    """Never stalled, with one winner per position it takes a position every SEARCH_CYCLES."""
     shape, k = (6, 2, 3), 1
     rng = np.random.default_rng(0)
     x = rng.integers(1, 100, shape).astype(np.int8)
-    accepted = accepted_each_cycle(LocalKWTA(shape, k), vector_beats(x) * 3)
-    assert all(accepted[3:])
+    dut = LocalKWTA(shape, k)
+    beats = vector_beats(x) * 3
+    taken = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        for beat in beats:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, beat)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                if ready:
+                    taken.append(cycle)
+                    break
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert [b - a for a, b in zip(taken, taken[1:])] == [SEARCH_CYCLES] * (len(beats) - 1)
 
 
 @pytest.mark.parametrize("args, error", [
