@@ -5,13 +5,17 @@ Runs the float sparse checkpoint in PyTorch (float64) on a data set split
 with only some of the exporter's int8 roundings applied (weights and biases
 of one layer, or the activations after one layer), and with every layer's
 activation scale multiplied by a factor (a finer grid with more saturation
-below 1). For each, prints the accuracy and the fraction of clips whose
+below 1); and, for scale, the plain float model with its conv1 weights
+multiplied by ``1 + r * N(0, 1)`` for tiny ``r`` (no rounding at all), which
+shows how far the float model's own top-1 moves under perturbations much
+smaller than int8's. For each, prints the accuracy and the fraction of clips whose
 top-1 agrees with the plain float forward. Rounding rules are those of
 cosparse.sw.export.fake_quant (all roundings on = the golden model within
 the 16-bit requantisation multipliers).
 
     python scripts/quant_sensitivity.py --dataset data/gsc-synth \\
         [--checkpoint sw/assets/default/sparse.pt] [--split testing] [--scales 1,0.85,0.7,0.5]
+        [--noise 1e-4,1e-3,4e-3]
 """
 import argparse
 
@@ -63,6 +67,8 @@ def main(argv=None):
     parser.add_argument("--calibration", type=int, default=2000)
     parser.add_argument("--scales", default="1,0.85,0.7,0.5",
                         help="factors on every activation scale, comma separated")
+    parser.add_argument("--noise", default="1e-4,1e-3,4e-3",
+                        help="relative Gaussian noise levels on the float conv1 weights")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_checkpoint(args.checkpoint)
@@ -100,6 +106,15 @@ def main(argv=None):
     for factor in (float(f) for f in args.scales.split(",")):
         show(f"all, activation scales x {factor:g}", predict([1] * 4, [1] * 3,
                                                             [s * factor for s in scales]))
+    packed = model.conv1.packed.detach().clone()
+    for level in (float(r) for r in args.noise.split(",")):
+        noise = torch.randn(packed.shape, generator=torch.Generator().manual_seed(0),
+                            dtype=packed.dtype)
+        with torch.no_grad():
+            model.conv1.packed.copy_(packed * (1 + level * noise))
+        show(f"none; conv1 weights x (1 + {level:g} N(0,1))", predict([0] * 4, [0] * 3))
+    with torch.no_grad():
+        model.conv1.packed.copy_(packed)
 
 
 if __name__ == "__main__":

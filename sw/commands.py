@@ -223,5 +223,5 @@ def _run_evaluate(args):
         for key, value in report.items():
             shown = f"{100 * value:.2f}%" if isinstance(value, float) and "points" not in key \
                 else (f"{value:+.2f}" if isinstance(value, float) else value)
-            print(f"{key:<34} {shown}")
+            print(f"{key:<38} {shown}")
     return 0
