@@ -3,26 +3,37 @@
 Lane ``l`` of pass ``q`` serves group ``g = q * lanes + l``; its product
 belongs to kernel ``j`` (the kernel id) of that group. The accumulators of
 one output position and pass are one memory word of ``lanes x n`` sums
-(lane-major, kernel inside), written with one enable per sum: a product
-updates only the sum of its kernel, and the products of the ``lanes``
-lanes of one item go to different sums of the same word, so they never
-collide. The ``banks`` of :mod:`.tiling` hold disjoint sets of positions and
-take one word write each per cycle, which is what lets a tile of kernel
-offsets be accumulated at once.
+(lane-major, kernel inside). All the lanes of one item work on the same
+position, so the item's read-modify-write takes the whole word: each lane
+replaces its kernel's sum by that sum plus its product, and the word is
+written back whole. The lanes touch different sums of the word, so they
+never collide. The ``banks`` of :mod:`.tiling` hold disjoint sets of
+positions and take one word write each per cycle, which is what lets a tile
+of kernel offsets be accumulated at once.
 
 Accumulation is a read-modify-write over two cycles. A word read in the
-cycle another product to the same sum is written sees the written value
-(the read port is transparent to the write port, sum by sum), and the write
-lands before any later read, so consecutive activations on one sum are
+cycle the previous item's word is written to the same address sees the
+written word (the read port is transparent to the write port), and the
+write lands before any later read, so consecutive activations on one sum are
 neither lost nor counted twice, without a separate forwarding path.
 
 Every bank exists twice: while one buffer accumulates an input, the drain
 reads (and clears to zero) the other, so a new input never waits for the
 previous one's outputs to leave. A drain read returns every sum of one
-position and pass: ``lanes x n`` output channels in one cycle.
+position and pass: ``lanes x n`` output channels in one cycle. One adder per
+lane serves both buffers.
+
+Why whole words, 32-bit aligned sums and no ``Array`` indexing: Verilator,
+which the benches use, evaluates every memory port and every expression
+every cycle. Written with one enable per sum and sums packed at
+``acc_bits``, selecting a lane's sum by its kernel id and the drained bank
+by its number became shifts of whole ~1,400-bit words by a variable amount;
+the default network's conv2 accumulators alone then cost 226 us a cycle and
+636 s to compile. As here: 21 us and 53 s (the unit alone, Verilated,
+random inputs every cycle, this 2-core machine).
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -30,6 +41,37 @@ from amaranth.lib.wiring import In, Out
 from .multiply import bits, product_layout
 
 __all__ = ["DrainPort", "Accumulators"]
+
+
+def slot_bits(acc_bits: int) -> int:
+    """Bits a sum occupies in a memory word: ``acc_bits`` rounded up to whole 32-bit words.
+
+    Sums start on 32-bit boundaries so that a cycle-based simulator reads and
+    writes each as native words instead of shifting the whole memory word
+    (see the module docstring); synthesis drops the always-zero padding bits.
+    """
+    return -(-acc_bits // 32) * 32
+
+
+def _slot(word, index, acc_bits):
+    """Sum ``index`` of a memory word."""
+    slot = slot_bits(acc_bits)
+    return word[index * slot:index * slot + acc_bits].as_signed()
+
+
+def _pick(options, index):
+    """``options[index]``, as an OR of the options masked by ``index == position``.
+
+    The same logic as indexing an :class:`~amaranth.Array`, but every option
+    stays a constant slice: an ``Array`` of slices of one wide word becomes
+    a shift of the whole word by a variable amount, and a chain of
+    multiplexers of wide words is re-evaluated for every bit slice read from
+    it, both of which a cycle-based simulator pays for every cycle.
+    """
+    picked = Mux(index == 0, options[0], 0)
+    for position in range(1, len(options)):
+        picked = picked | Mux(index == position, options[position], 0)
+    return picked
 
 
 class DrainPort(wiring.Signature):
@@ -92,7 +134,6 @@ class Accumulators(wiring.Component):
         m = Module()
         n, lanes, t, acc_bits = self._n, self._lanes, self._tiling, self._acc_bits
         sums = lanes * n
-        everything = (1 << sums) - 1
         # Read-modify-write stage: what the item being written carries.
         s_valid = Signal()
         s = Signal(self.i.payload.shape())
@@ -108,40 +149,47 @@ class Accumulators(wiring.Component):
         with m.If(self.drain.en):
             m.d.sync += d_bank.eq(self.drain.bank)
 
-        idle_words = [[], []]  # per buffer, each bank's read word
+        # ports[buf][b]: the memory ports of every bank, both buffers. A word holds the
+        # lanes x n sums of one position and pass, sum i in bits [slot * i, slot * i + acc_bits).
+        ports = [[None] * t.banks for _ in range(2)]
         for b in range(t.banks):
             for buf in range(2):
-                mem = Memory(shape=unsigned(sums * acc_bits), depth=t.depth, init=[])
+                mem = Memory(shape=unsigned(sums * slot_bits(acc_bits)), depth=t.depth, init=[])
                 m.submodules[f"bank{b}_{buf}"] = mem
-                write = mem.write_port(granularity=acc_bits)
+                write = mem.write_port()
                 read = mem.read_port(transparent_for=(write,))
-                word = data.ArrayLayout(signed(acc_bits), sums)(read.data)
-                idle_words[buf].append(read.data)
-                with m.If(self.sel == buf):
-                    # One sum per lane changes: the kernel's, by the lane's product.
-                    new, enable = [], []
-                    for lane in range(lanes):
-                        kernel = s.kernel[b][lane]
-                        old = Array(word[lane * n + j] for j in range(n))[kernel]
-                        total = Signal(signed(acc_bits), name=f"sum{b}_{buf}_{lane}")
-                        m.d.comb += total.eq(old + s.product[b][lane])
-                        new += [total] * n
-                        enable.append((1 << kernel)[:n])
-                    m.d.comb += [
-                        read.addr.eq(self.i.payload.addr[b]),
-                        write.addr.eq(s.addr[b]),
-                        write.data.eq(Cat(*new)),
-                        write.en.eq(Mux(s_valid & s.write[b], Cat(*enable), 0)),
-                    ]
-                with m.Else():
-                    m.d.comb += [
-                        read.addr.eq(self.drain.addr),
-                        read.en.eq(self.drain.en),
-                        write.addr.eq(c_addr),
-                        write.data.eq(0),
-                        write.en.eq(Mux(c_en & (c_bank == b), everything, 0)),
-                    ]
-        # The idle buffer's word of the bank last read.
-        m.d.comb += self.drain.data.eq(
-            Mux(self.sel, Array(idle_words[0])[d_bank], Array(idle_words[1])[d_bank]))
+                ports[buf][b] = (read, write)
+            # The word comes from whichever buffer accumulates and goes back whole, each
+            # lane's kernel sum replaced by it plus the lane's product (one adder per lane,
+            # shared by the buffers).
+            word = Signal(sums * slot_bits(acc_bits), name=f"word{b}")
+            m.d.comb += word.eq(Mux(self.sel, ports[1][b][0].data, ports[0][b][0].data))
+            slots = []
+            for lane in range(lanes):
+                kernel = s.kernel[b][lane]
+                own = [_slot(word, lane * n + j, acc_bits) for j in range(n)]
+                total = Signal(signed(acc_bits), name=f"sum{b}_{lane}")
+                m.d.comb += total.eq(_pick(own, kernel) + s.product[b][lane])
+                slots += [Cat(Mux(kernel == j, total, own[j]), Const(0, slot_bits(acc_bits) - acc_bits))
+                          for j in range(n)]
+            new = Signal(sums * slot_bits(acc_bits), name=f"new{b}")
+            m.d.comb += new.eq(Cat(*slots))
+            writing = s_valid & s.write[b]
+            for buf in range(2):
+                read, write = ports[buf][b]
+                accumulating = self.sel == buf
+                m.d.comb += [
+                    read.addr.eq(Mux(accumulating, self.i.payload.addr[b], self.drain.addr)),
+                    read.en.eq(accumulating | self.drain.en),
+                    write.addr.eq(Mux(accumulating, s.addr[b], c_addr)),
+                    write.data.eq(Mux(accumulating, new, 0)),
+                    write.en.eq(Mux(accumulating, writing, c_en & (c_bank == b))),
+                ]
+        # The idle buffer's sums of the bank last read.
+        idle = [Signal(sums * slot_bits(acc_bits), name=f"idle{buf}") for buf in range(2)]
+        for buf in range(2):
+            m.d.comb += idle[buf].eq(_pick([ports[buf][b][0].data for b in range(t.banks)], d_bank))
+        for index in range(sums):
+            m.d.comb += self.drain.data[index].eq(
+                Mux(self.sel, _slot(idle[0], index, acc_bits), _slot(idle[1], index, acc_bits)))
         return m
