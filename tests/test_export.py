@@ -99,3 +99,24 @@ def test_golden_follows_the_pytorch_model_with_int8_rounding(dense):
     test = rng.integers(0, 128, (200, 1, 32, 32)).astype(np.int8)
     agree = (predict(model, test, scales) == golden.run(spec, test).predictions).mean()
     assert agree >= 0.99
+
+
+def test_quant_sensitivity_script_matches_fake_quant_with_every_rounding():
+    """scripts/quant_sensitivity.py's ablation forward: all on = fake_quant, all off = float."""
+    import importlib.util
+    from pathlib import Path
+
+    from cosparse.sw.export.fake_quant import quantised_forward
+    path = Path(__file__).resolve().parents[1] / "scripts" / "quant_sensitivity.py"
+    spec = importlib.util.spec_from_file_location("quant_sensitivity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model, x = _calibrated_model(NetConfig(), seed=5)
+    _, quantised = export_model(model, x)
+    scales = [q.output_scale for q in quantised[:-1]]
+    model = model.double()
+    inp = torch.from_numpy(features.dequantise_features(x[:16]).astype(np.float64))
+    with torch.no_grad():
+        torch.testing.assert_close(module.forward(model, inp, scales, [1] * 4, [1] * 3),
+                                   quantised_forward(model, inp, scales))
+        torch.testing.assert_close(module.forward(model, inp, scales, [0] * 4, [0] * 3), model(inp))
