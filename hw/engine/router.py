@@ -20,8 +20,10 @@ neither lost nor counted twice, without a separate forwarding path.
 Every bank exists twice: while one buffer accumulates an input, the drain
 reads (and clears to zero) the other, so a new input never waits for the
 previous one's outputs to leave. A drain read returns every sum of one
-position and pass: ``lanes x n`` output channels in one cycle. One adder per
-lane serves both buffers.
+position and pass: ``lanes x n`` output channels in one cycle, through a
+second, asynchronous read port of each bank (the banks are shallow: one
+entry per position and pass of a bank, distributed RAM) into one register
+that only a drain read loads. One adder per lane serves both buffers.
 
 Why whole words, 32-bit aligned sums and no ``Array`` indexing: Verilator,
 which the benches use, evaluates every memory port and every expression
@@ -30,7 +32,9 @@ every cycle. Written with one enable per sum and sums packed at
 by its number became shifts of whole ~1,400-bit words by a variable amount;
 the default network's conv2 accumulators alone then cost 226 us a cycle and
 636 s to compile. As here: 21 us and 53 s (the unit alone, Verilated,
-random inputs every cycle, this 2-core machine).
+random inputs every cycle, this 2-core machine). The drain's selection
+across banks sits behind the register's enable for the same reason: logic
+that only feeds an enabled register is evaluated only when it loads.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -140,14 +144,11 @@ class Accumulators(wiring.Component):
         m.d.sync += [s_valid.eq(self.i.valid), s.eq(self.i.payload)]
         m.d.comb += self.done.eq(s_valid & s.last)
 
-        # Clears follow the drain's reads by one cycle (a same-cycle write would be seen
-        # by the transparent read).
+        # Clears follow the drain's reads by one cycle (the drain's register holds the word
+        # by then).
         c_en, c_addr, c_bank = Signal(), Signal.like(self.drain.addr), Signal.like(self.drain.bank)
-        d_bank = Signal.like(self.drain.bank)
         m.d.sync += [c_en.eq(self.drain.en & self.drain.clear), c_addr.eq(self.drain.addr),
                      c_bank.eq(self.drain.bank)]
-        with m.If(self.drain.en):
-            m.d.sync += d_bank.eq(self.drain.bank)
 
         # ports[buf][b]: the memory ports of every bank, both buffers. A word holds the
         # lanes x n sums of one position and pass, sum i in bits [slot * i, slot * i + acc_bits).
@@ -158,7 +159,7 @@ class Accumulators(wiring.Component):
                 m.submodules[f"bank{b}_{buf}"] = mem
                 write = mem.write_port()
                 read = mem.read_port(transparent_for=(write,))
-                ports[buf][b] = (read, write)
+                ports[buf][b] = (read, write, mem.read_port(domain="comb"))
             # The word comes from whichever buffer accumulates and goes back whole, each
             # lane's kernel sum replaced by it plus the lane's product (one adder per lane,
             # shared by the buffers).
@@ -175,21 +176,25 @@ class Accumulators(wiring.Component):
             new = Signal(sums * slot_bits(acc_bits), name=f"new{b}")
             m.d.comb += new.eq(Cat(*slots))
             writing = s_valid & s.write[b]
+            # Reads only for items that write the bank: an idle port costs a simulator nothing.
+            reading = self.i.valid & self.i.payload.write[b]
             for buf in range(2):
-                read, write = ports[buf][b]
+                read, write, drain = ports[buf][b]
                 accumulating = self.sel == buf
                 m.d.comb += [
-                    read.addr.eq(Mux(accumulating, self.i.payload.addr[b], self.drain.addr)),
-                    read.en.eq(accumulating | self.drain.en),
+                    read.addr.eq(self.i.payload.addr[b]),
+                    read.en.eq(accumulating & reading),
+                    drain.addr.eq(self.drain.addr),
                     write.addr.eq(Mux(accumulating, s.addr[b], c_addr)),
                     write.data.eq(Mux(accumulating, new, 0)),
                     write.en.eq(Mux(accumulating, writing, c_en & (c_bank == b))),
                 ]
-        # The idle buffer's sums of the bank last read.
-        idle = [Signal(sums * slot_bits(acc_bits), name=f"idle{buf}") for buf in range(2)]
-        for buf in range(2):
-            m.d.comb += idle[buf].eq(_pick([ports[buf][b][0].data for b in range(t.banks)], d_bank))
+        # The drain's register: the idle buffer's word of the bank read. Only a drain read
+        # loads it, so the selection across banks costs a simulator nothing in other cycles.
+        held = Signal(sums * slot_bits(acc_bits))
+        with m.If(self.drain.en):
+            m.d.sync += held.eq(_pick([Mux(self.sel, ports[0][b][2].data, ports[1][b][2].data)
+                                       for b in range(t.banks)], self.drain.bank))
         for index in range(sums):
-            m.d.comb += self.drain.data[index].eq(
-                Mux(self.sel, _slot(idle[0], index, acc_bits), _slot(idle[1], index, acc_bits)))
+            m.d.comb += self.drain.data[index].eq(_slot(held, index, acc_bits))
         return m
