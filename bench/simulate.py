@@ -5,7 +5,9 @@ Not run in CI (these machines are shared and noisy). Prints, for one NetSpec
 
 - the steady-state initiation interval (cycles between results with inputs
   back to back) of the sparse-sparse design, of the dense baseline built by
-  the same generator, and their ratio; inputs/s at an assumed 250 MHz clock;
+  the same generator, and their ratio, per instance and per multiplier (the
+  two designs have different multiplier counts); inputs/s at an assumed
+  250 MHz clock;
 - bit-exactness against the golden model on every input;
 - simulation speed (inputs/s and cycles/s) and the Verilog generation and
   Verilator build times (0 when the build was cached; --fresh forces a build).
@@ -76,7 +78,15 @@ def main(argv=None) -> int:
             "build_seconds", "build_cached")}
         ok = ok and d["all_bit_exact"]
         if s["initiation_interval"] and d["initiation_interval"]:
-            out["dense_over_sparse_interval"] = d["initiation_interval"] / s["initiation_interval"]
+            ratio = d["initiation_interval"] / s["initiation_interval"]
+            out["dense_over_sparse_interval"] = ratio
+            # The two designs differ in size as well as in cycles: per multiplier too.
+            from cosparse.hw.generate import summary
+            multipliers = {"sparse": summary(spec)["multipliers"],
+                           "dense": summary(spec, dense=True)["multipliers"]}
+            out["multipliers"] = multipliers
+            out["dense_over_sparse_per_multiplier"] = \
+                ratio * multipliers["dense"] / multipliers["sparse"]
     if args.json:
         print(json.dumps(out, indent=1))
         return 0 if ok else 1
@@ -91,7 +101,10 @@ def main(argv=None) -> int:
     if dense is not None:
         print(line("dense", dense["summary"]) + f"  [{dense['summary']['inputs']} inputs]")
         if "dense_over_sparse_interval" in out:
-            print(f"speed-up (dense II / sparse II): {out['dense_over_sparse_interval']:.1f}x")
+            print(f"speed-up (dense II / sparse II): {out['dense_over_sparse_interval']:.1f}x per "
+                  f"instance; multipliers sparse {out['multipliers']['sparse']:,}, dense "
+                  f"{out['multipliers']['dense']:,}: "
+                  f"{out['dense_over_sparse_per_multiplier']:.1f}x per multiplier")
     print(f"simulation: {s['sim_inputs_per_second']:,.1f} inputs/s, "
           f"{s['sim_cycles_per_second']:,.0f} cycles/s (sparse stream phase)")
     for name, r in (("sparse", s), ("dense", dense and dense["summary"])):

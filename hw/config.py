@@ -87,11 +87,18 @@ class HwConfig:
         layers have ``n = 1`` and therefore ``out_channels`` groups, it
         passes zeros, so k-WTAs do not thin its inputs, and its convolutions
         walk one kernel offset per cycle (every weight times every input,
-        one lane per kernel); pass the NetSpec as given (packed or already
-        unpacked).
+        one lane per kernel); its linear layers get only the lanes that keep
+        them within the slowest convolution's cycles (all their groups when
+        the net has no convolution), so the baseline is a balanced pipeline
+        too rather than one with 1,500 multipliers idle 99% of the time;
+        pass the NetSpec as given (packed or already unpacked).
         """
         layers = []
         nonzero = prod(spec.input.shape)
+        # The dense baseline's convolutions take every (output position, input channel,
+        # offset) once per cycle; its linear layers need go no faster than the slowest.
+        conv_cycles = max((prod(layer.out_shape[1:]) * layer.fan_in
+                           for layer in spec.layers if isinstance(layer, Conv2d)), default=0)
         for layer in spec.layers:
             if isinstance(layer, (Conv2d, Linear)):
                 groups = layer.out_channels if dense else layer.groups
@@ -99,7 +106,8 @@ class HwConfig:
                     config = LayerConfig(lanes=groups, acc_bits=accumulator_bits(layer),
                                          offsets=1 if dense else layer.kernel ** 2)
                 else:
-                    passes = min(groups, max(1, layer.out_features // max(1, nonzero)))
+                    budget = conv_cycles if dense else layer.out_features
+                    passes = min(groups, max(1, budget // max(1, nonzero)))
                     config = LayerConfig(lanes=-(-groups // passes),
                                          acc_bits=accumulator_bits(layer))
                 layers.append(config)

@@ -70,6 +70,22 @@ def test_summary_cycle_model():
     assert dense["initiation_interval"] >= report["initiation_interval"]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_dense_linear_layers_fit_the_slowest_convolution(seed):
+    """The dense baseline's linear layers get just the lanes that keep them within the
+    slowest convolution's cycles, never more passes than groups."""
+    spec = unpack_dense(random_netspec(seed))
+    report = summary(spec, dense=True)
+    conv = [r["cycles_per_input"] for r in report["layers"] if r["kind"] == "conv2d"]
+    for row, cfg, layer in zip(report["layers"], HwConfig.default_for(spec, dense=True).layers,
+                               spec.packed_layers):
+        if row["kind"] != "linear":
+            continue
+        assert 1 <= cfg.passes(layer.groups) <= layer.groups
+        if conv and cfg.lanes > 1:
+            assert row["accumulate_cycles"] <= max(conv)
+
+
 def test_config_errors():
     spec = random_netspec(0)
     with pytest.raises(ValueError, match="layer configs"):
