@@ -25,19 +25,20 @@ second, asynchronous read port of each bank (the banks are shallow: one
 entry per position and pass of a bank, distributed RAM) into one register
 that only a drain read loads. One adder per lane serves both buffers.
 
-Why whole words, 32-bit aligned sums and no ``Array`` indexing: Verilator,
-which the benches use, evaluates every memory port and every expression
-every cycle. Written with one enable per sum and sums packed at
-``acc_bits``, selecting a lane's sum by its kernel id and the drained bank
-by its number became shifts of whole ~1,400-bit words by a variable amount;
-the default network's conv2 accumulators alone then cost 226 us a cycle and
-636 s to compile. As here: 21 us and 53 s (the unit alone, Verilated,
-random inputs every cycle, this 2-core machine). The drain's selection
+Why whole words and no ``Array`` indexing: Verilator, which the benches
+use, evaluates every memory port and every expression every cycle. Written
+with one enable per sum, selecting a lane's sum by its kernel id and the
+drained bank by its number with an ``Array``, these became shifts of whole
+~1,400-bit words by a variable amount; the default network's conv2
+accumulators alone then cost 226 us a cycle and 636 s to compile. As here
+(measured with sums padded to 32 bits, which turned out not to matter):
+21 us and 53 s (the unit alone, Verilated, random inputs every cycle, this
+2-core machine). The drain's selection
 across banks sits behind the register's enable for the same reason: logic
 that only feeds an enabled register is evaluated only when it loads.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -47,20 +48,9 @@ from .multiply import bits, product_layout
 __all__ = ["DrainPort", "Accumulators"]
 
 
-def slot_bits(acc_bits: int) -> int:
-    """Bits a sum occupies in a memory word: ``acc_bits`` rounded up to whole 32-bit words.
-
-    Sums start on 32-bit boundaries so that a cycle-based simulator reads and
-    writes each as native words instead of shifting the whole memory word
-    (see the module docstring); synthesis drops the always-zero padding bits.
-    """
-    return -(-acc_bits // 32) * 32
-
-
 def _slot(word, index, acc_bits):
     """Sum ``index`` of a memory word."""
-    slot = slot_bits(acc_bits)
-    return word[index * slot:index * slot + acc_bits].as_signed()
+    return word[index * acc_bits:(index + 1) * acc_bits].as_signed()
 
 
 def _pick(options, index):
@@ -151,11 +141,11 @@ class Accumulators(wiring.Component):
                      c_bank.eq(self.drain.bank)]
 
         # ports[buf][b]: the memory ports of every bank, both buffers. A word holds the
-        # lanes x n sums of one position and pass, sum i in bits [slot * i, slot * i + acc_bits).
+        # lanes x n sums of one position and pass, sum i in bits [acc_bits * i, acc_bits * (i + 1)).
         ports = [[None] * t.banks for _ in range(2)]
         for b in range(t.banks):
             for buf in range(2):
-                mem = Memory(shape=unsigned(sums * slot_bits(acc_bits)), depth=t.depth, init=[])
+                mem = Memory(shape=unsigned(sums * acc_bits), depth=t.depth, init=[])
                 m.submodules[f"bank{b}_{buf}"] = mem
                 write = mem.write_port()
                 read = mem.read_port(transparent_for=(write,))
@@ -163,7 +153,7 @@ class Accumulators(wiring.Component):
             # The word comes from whichever buffer accumulates and goes back whole, each
             # lane's kernel sum replaced by it plus the lane's product (one adder per lane,
             # shared by the buffers).
-            word = Signal(sums * slot_bits(acc_bits), name=f"word{b}")
+            word = Signal(sums * acc_bits, name=f"word{b}")
             m.d.comb += word.eq(Mux(self.sel, ports[1][b][0].data, ports[0][b][0].data))
             slots = []
             for lane in range(lanes):
@@ -171,9 +161,8 @@ class Accumulators(wiring.Component):
                 own = [_slot(word, lane * n + j, acc_bits) for j in range(n)]
                 total = Signal(signed(acc_bits), name=f"sum{b}_{lane}")
                 m.d.comb += total.eq(_pick(own, kernel) + s.product[b][lane])
-                slots += [Cat(Mux(kernel == j, total, own[j]), Const(0, slot_bits(acc_bits) - acc_bits))
-                          for j in range(n)]
-            new = Signal(sums * slot_bits(acc_bits), name=f"new{b}")
+                slots += [Mux(kernel == j, total, own[j]) for j in range(n)]
+            new = Signal(sums * acc_bits, name=f"new{b}")
             m.d.comb += new.eq(Cat(*slots))
             writing = s_valid & s.write[b]
             # Reads only for items that write the bank: an idle port costs a simulator nothing.
@@ -191,7 +180,7 @@ class Accumulators(wiring.Component):
                 ]
         # The drain's register: the idle buffer's word of the bank read. Only a drain read
         # loads it, so the selection across banks costs a simulator nothing in other cycles.
-        held = Signal(sums * slot_bits(acc_bits))
+        held = Signal(sums * acc_bits)
         with m.If(self.drain.en):
             m.d.sync += held.eq(_pick([Mux(self.sel, ports[0][b][2].data, ports[1][b][2].data)
                                        for b in range(t.banks)], self.drain.bank))
