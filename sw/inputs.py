@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import assets, features
-from .data.gsc import CLASSES
+from .data.gsc import CLASSES, NOISE_DIR, label_of
 
 __all__ = ["Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
            "resolve", "add_input_arguments", "add_netspec_argument", "load_netspec"]
@@ -33,9 +33,16 @@ class Inputs:
 
 
 def _label_from_path(path: Path) -> int:
-    """Class of a clip from its folder (GSC layout) or a ``<class>_<i>.wav`` name, else -1."""
+    """Class of a clip from its folder (GSC layout) or a ``<class>_<i>.wav`` name, else -1.
+
+    In the GSC layout (``WORD/<speaker>_nohash_<n>.wav``) a folder that is not
+    one of the ten keywords is a word of the "unknown" class, as the data
+    set loader maps it; the background-noise folder holds no labelled clips.
+    """
     if path.parent.name in CLASSES:
         return CLASSES.index(path.parent.name)
+    if "_nohash_" in path.name and path.parent.name and path.parent.name != NOISE_DIR:
+        return label_of(path.parent.name)
     stem = path.stem.rsplit("_", 1)[0]
     return CLASSES.index(stem) if stem in CLASSES else -1
 

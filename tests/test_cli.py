@@ -60,3 +60,20 @@ def test_golden_with_no_arguments_runs_the_shipped_samples(capsys):
     assert len(report["inputs"]) >= 12
     assert all(r["label"] is not None for r in report["inputs"])
     assert report["summary"]["accuracy"] >= 0.75
+
+
+def test_wav_labels_follow_the_gsc_layout(tmp_path):
+    """A keyword folder gives its class, any other word folder of a GSC layout 'unknown',
+    a ``<class>_<i>.wav`` name its class, anything else no label (-1)."""
+    from cosparse.sw.data.gsc import CLASSES
+    from cosparse.sw.inputs import _label_from_path
+
+    cases = {
+        "yes/0a1b_nohash_0.wav": CLASSES.index("yes"),
+        "backward/0a1b_nohash_3.wav": CLASSES.index("unknown"),
+        "_background_noise_/white_noise.wav": -1,
+        "clips/left_1.wav": CLASSES.index("left"),
+        "clips/recording.wav": -1,
+    }
+    for relative, label in cases.items():
+        assert _label_from_path(tmp_path / relative) == label, relative
