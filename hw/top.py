@@ -25,7 +25,7 @@ from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
 
-__all__ = ["Stage", "plan", "Network"]
+__all__ = ["Stage", "plan", "unit_after", "Network"]
 
 
 class Stage:
@@ -79,6 +79,24 @@ def plan(spec: NetSpec) -> list:
         raise ValueError(f"layer {stages[-1].layer.name!r}: the last layer must be linear in "
                          f"hardware (its int32 logits go to the argmax one per cycle)")
     return stages
+
+
+def unit_after(stage, *, skip_zeros: bool = True):
+    """The unit that turns a non-final engine's dense output into the next engine's input.
+
+    The stage's k-WTA (local or global) when it has one, else a
+    :class:`~cosparse.hw.sparsify.Sparsifier`; a conv engine emits one position
+    per beat (hw/layouts.py, dense vector). Shared by :class:`Network` and the
+    unit-by-unit replay of sim/bench_engine.py, so both build the same thing.
+    """
+    out_shape = stage.out_shape
+    if stage.kwta is None:
+        vector = len(out_shape) == 3
+        return Sparsifier(out_shape, skip_zeros=skip_zeros,
+                          order="position_major" if vector else "flat", vector=vector)
+    if stage.kwta.mode == "local":
+        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros)
+    return GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros)
 
 
 class Network(wiring.Component):
@@ -155,16 +173,7 @@ class Network(wiring.Component):
                 wiring.connect(m, engine.o, argmax.i)
                 wiring.connect(m, argmax.o, wiring.flipped(self.o))
                 break
-            out_shape = stage.out_shape
-            if stage.kwta is None:
-                # A conv engine emits one position per beat (hw/layouts.py, dense vector).
-                vector = len(out_shape) == 3
-                after = Sparsifier(out_shape, skip_zeros=skip,
-                                   order="position_major" if vector else "flat", vector=vector)
-            elif stage.kwta.mode == "local":
-                after = LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
-            else:
-                after = GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
+            after = unit_after(stage, skip_zeros=skip)
             m.submodules[f"sparse_{layer.name}"] = after
             wiring.connect(m, engine.o, after.i)
             source = after.o

@@ -161,23 +161,6 @@ def _first_difference(want: np.ndarray, got: np.ndarray):
             "got": int(got.reshape(-1)[i]), "differing": int(len(diff))}
 
 
-def _after_unit(stage, skip):
-    """The unit after a non-final engine, as hw/top.py builds it."""
-    from ..hw.kwta.global_ import GlobalKWTA
-    from ..hw.kwta.local import LocalKWTA
-    from ..hw.sparsify import Sparsifier
-
-    out_shape = stage.out_shape
-    if stage.kwta is None:
-        vector = len(out_shape) == 3
-        return "sparsifier", Sparsifier(out_shape, skip_zeros=skip,
-                                        order="position_major" if vector else "flat",
-                                        vector=vector)
-    if stage.kwta.mode == "local":
-        return "kwta", LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
-    return "kwta", GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip)
-
-
 def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activations=None,
                  stop_at_first: bool = True) -> list:
     """Run every unit of ``spec``'s hardware on golden inputs; one record per unit.
@@ -194,7 +177,7 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
     from ..hw.engine import ConvEngine, LinearEngine
     from ..hw.generate import _prepare, summary
     from ..hw.sparsify import Sparsifier
-    from ..hw.top import plan
+    from ..hw.top import plan, unit_after
     from ..sw.netspec import Conv2d
 
     x = golden.validate_inputs(spec, x)
@@ -277,7 +260,8 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
                   want, got, hung)
             break
         # ---- the k-WTA or sparsifier after the engine ------------------------
-        kind, unit = _after_unit(stage, skip)
+        unit = unit_after(stage, skip_zeros=skip)
+        kind = "sparsifier" if stage.kwta is None else "kwta"
         target = stage.kwta.name if stage.kwta is not None else target
         want = np.asarray(acts[target])
         out, hung = _run_unit(unit, _dense_beats(np.asarray(h).reshape(stage.out_shape)),
