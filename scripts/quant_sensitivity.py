@@ -21,12 +21,10 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cosparse.sw import features, inputs
 from cosparse.sw.export.export import gsc_blocks, quantise_model
-from cosparse.sw.export.fake_quant import _folded, _round_half_up
-from cosparse.sw.model import CompSparseConv2d
+from cosparse.sw.export.fake_quant import _folded, _round_half_up, apply_layer, rounded_parameters
 from cosparse.sw.train import load_checkpoint, read_checkpoint
 
 
@@ -37,18 +35,8 @@ def forward(model, x, scales, round_weights, round_acts):
         last = i == len(blocks) - 1
         weight, bias = _folded(block)
         if round_weights[i]:
-            peak = weight.abs().amax(1)
-            if last:
-                peak = peak.max().expand_as(peak)
-            w_scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak))
-            weight = torch.clamp(torch.round(weight / w_scale[:, None]), -127, 127) * w_scale[:, None]
-            acc = w_scale * in_scale
-            bias = torch.round(bias / acc) * acc
-        if isinstance(block.layer, CompSparseConv2d):
-            k = block.layer.kernel_size
-            h = F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
-        else:
-            h = F.linear(h.flatten(1), weight, bias)
+            weight, bias = rounded_parameters(weight, bias, in_scale, last)
+        h = apply_layer(block, h, weight, bias)
         if last:
             return h
         if round_acts[i]:

@@ -23,7 +23,7 @@ from torch import nn
 from .. import features
 from ..model import CompSparseConv2d
 
-__all__ = ["quantised_forward", "predict"]
+__all__ = ["rounded_parameters", "apply_layer", "quantised_forward", "predict"]
 
 
 def _straight_through(x, rounded):
@@ -45,6 +45,30 @@ def _folded(block):
     return weight * inv_std[:, None], (bias - block.bn.running_mean) * inv_std
 
 
+def rounded_parameters(weight, bias, in_scale: float, last: bool):
+    """Folded ``weight`` and ``bias`` on the exporter's int8 / int32 grids (as floats).
+
+    Weights per output channel (one scale for the whole last layer), clamped
+    to [-127, 127]; the bias on the accumulator's grid (weight scale times
+    input scale).
+    """
+    peak = weight.detach().abs().amax(dim=1)
+    if last:
+        peak = peak.max().expand_as(peak)
+    w_scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+    rounded = torch.clamp(torch.round(weight / w_scale[:, None]), -127, 127) * w_scale[:, None]
+    acc_scale = w_scale * in_scale
+    return rounded, torch.round(bias / acc_scale) * acc_scale
+
+
+def apply_layer(block, h, weight, bias):
+    """``block``'s convolution or linear layer with the given (folded) parameters."""
+    if isinstance(block.layer, CompSparseConv2d):
+        k = block.layer.kernel_size
+        return F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
+    return F.linear(h.flatten(1), weight, bias)
+
+
 def quantised_forward(model, x: torch.Tensor, output_scales) -> torch.Tensor:
     """Logits of ``model`` on float features ``x`` (q / 127) with every int8 rounding applied.
 
@@ -58,19 +82,9 @@ def quantised_forward(model, x: torch.Tensor, output_scales) -> torch.Tensor:
     for index, block in enumerate(blocks):
         last = index == len(blocks) - 1
         weight, bias = _folded(block)
-        peak = weight.detach().abs().amax(dim=1)
-        if last:
-            peak = peak.max().expand_as(peak)
-        w_scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
-        weight = _straight_through(
-            weight, torch.clamp(torch.round(weight / w_scale[:, None]), -127, 127) * w_scale[:, None])
-        acc_scale = w_scale * in_scale
-        bias = _straight_through(bias, torch.round(bias / acc_scale) * acc_scale)
-        if isinstance(block.layer, CompSparseConv2d):
-            k = block.layer.kernel_size
-            h = F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
-        else:
-            h = F.linear(h.flatten(1), weight, bias)
+        rounded_weight, rounded_bias = rounded_parameters(weight, bias, in_scale, last)
+        h = apply_layer(block, h, _straight_through(weight, rounded_weight),
+                        _straight_through(bias, rounded_bias))
         if last:
             return h
         scale = output_scales[index]
