@@ -19,6 +19,9 @@ Output side: one single-beat frame (``m_axis_tlast`` = 1) per input:
 ``logits[k]`` (int32) at bits ``[32k+31:32k]``, then the predicted class,
 zero-padded to whole bytes.
 
+Reset: ``rst`` (synchronous, active high) is registered once before it
+reaches the design, so it takes effect one cycle later (see ``elaborate``).
+
 Counters (``counter_bits`` wide, cleared by reset, wrapping):
 ``cycles`` counts every cycle; ``busy_cycles`` holds one counter per engine,
 engine ``e`` at bits ``[e*counter_bits +: counter_bits]``, counting the
@@ -27,7 +30,7 @@ cycles its ``busy`` bit is high.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -109,7 +112,15 @@ class AxisNetwork(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.network = net = self.network
+        # Everything runs in ``core``: the ``sync`` clock with the ``rst`` input registered
+        # once. A reset straight from a top-level input makes every register's next-state
+        # logic depend on an input, which Verilator then re-evaluates on every evaluation
+        # (both clock edges and every write from the bench), not once per clock.
+        m.domains.core = core = ClockDomain("core", local=True)
+        reset = Signal(init=1)
+        m.d.sync += reset.eq(ResetSignal("sync"))
+        m.d.comb += [core.clk.eq(ClockSignal("sync")), core.rst.eq(reset)]
+        m.submodules.network = net = DomainRenamer("core")(self.network)
         size, width = self.input_size, self.beat_bytes
 
         # ---- input: one wide beat -> one feature per cycle ----------------
@@ -132,15 +143,15 @@ class AxisNetwork(wiring.Component):
             m.d.comb += next_pos.eq(0)
             with m.If(~end_of_input):
                 m.d.comb += next_pos.eq(pos + 1)
-            m.d.sync += lane.eq(lane + 1)
-        m.d.sync += pos.eq(next_pos)
+            m.d.core += lane.eq(lane + 1)
+        m.d.core += pos.eq(next_pos)
         with m.If(beat_done):
-            m.d.sync += [full.eq(0), lane.eq(0)]
+            m.d.core += [full.eq(0), lane.eq(0)]
         with m.If(self.s_axis_tvalid & self.s_axis_tready):
-            m.d.sync += [beat.eq(self.s_axis_tdata), full.eq(1)]
+            m.d.core += [beat.eq(self.s_axis_tdata), full.eq(1)]
             holds_end = next_pos + width >= size
             with m.If(holds_end != self.s_axis_tlast):
-                m.d.sync += self.error.eq(1)
+                m.d.core += self.error.eq(1)
 
         # ---- output: one result per single-beat frame ---------------------
         m.d.comb += [
@@ -152,12 +163,12 @@ class AxisNetwork(wiring.Component):
         ]
 
         # ---- counters -----------------------------------------------------
-        m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.core += self.cycles.eq(self.cycles + 1)
         counters = []
         for e in range(self.engines):
             counter = Signal(self.counter_bits, name=f"busy_cycles_{e}")
             with m.If(net.busy[e]):
-                m.d.sync += counter.eq(counter + 1)
+                m.d.core += counter.eq(counter + 1)
             counters.append(counter)
         m.d.comb += self.busy_cycles.eq(Cat(*counters))
         return m
