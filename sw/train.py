@@ -488,6 +488,7 @@ _OVERRIDES = {  # flag -> (NetConfig field, type)
     "--conv1-density": ("conv1_density", float), "--conv2-density": ("conv2_density", float),
     "--hidden-density": ("hidden_density", float), "--hidden": ("hidden", int),
     "--boost-strength": ("boost_strength", float), "--mask-seed": ("mask_seed", int),
+    "--kwta-noise": ("kwta_noise", float),
 }
 
 

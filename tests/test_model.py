@@ -195,6 +195,32 @@ def test_duty_cycle_running_mean_and_boost_decay():
     assert m.boost_strength.item() == pytest.approx(0.9)
 
 
+def test_training_noise_perturbs_selection_in_train_only():
+    torch.manual_seed(0)
+    x = torch.linspace(0, 1, 64).repeat(2, 1)  # near-ties everywhere at noise 0.5
+    m = KWinners(64, 0.125, boost_strength=0.0, noise=0.5)
+    m.eval()
+    assert torch.equal(m(x), kwta(x, 8, dim=1))  # eval: no noise, no randomness
+    m.train()
+    out = m(x)
+    assert torch.all((out != 0).sum(1) == 8)
+    assert not torch.equal(out != 0, kwta(x, 8, dim=1) != 0)  # other winners ...
+    assert not torch.all(torch.isin(out[out != 0], x))  # ... passing on noisy values
+    m2d = KWinners2d(64, 0.125, boost_strength=0.0, noise=0.5).train()
+    x2d = x.view(1, 2, 64).permute(0, 2, 1).reshape(1, 64, 2, 1)
+    assert not torch.equal(m2d(x2d) != 0, kwta(x2d, 8, dim=1) != 0)
+    with pytest.raises(ValueError, match="noise must be >= 0, got -0.1"):
+        KWinners(64, 0.125, noise=-0.1)
+
+
+def test_gscnet_kwta_noise_reaches_every_kwta():
+    net = GSCNet(NetConfig(kwta_noise=0.2))
+    assert [m.noise for m in net.kwinners().values()] == [0.2, 0.2, 0.2]
+    # Checkpoints written before the option existed load with no noise.
+    old = {k: v for k, v in NetConfig().to_dict().items() if k != "kwta_noise"}
+    assert NetConfig.from_dict(old).kwta_noise == 0.0
+
+
 # ---- GSCNet ------------------------------------------------------------------
 
 def test_gscnet_shapes_and_activation_keys():
@@ -234,7 +260,8 @@ def test_dense_baseline_uses_relu():
 @pytest.mark.parametrize("bad,match", [({"n2": 0}, "n2 must be >= 1, got 0"),
                                        ({"hidden_density": 1.5}, "hidden_density"),
                                        ({"conv2_kernel": 14}, "conv2_kernel = 14"),
-                                       ({"in_shape": (1, 32)}, "in_shape")])
+                                       ({"in_shape": (1, 32)}, "in_shape"),
+                                       ({"kwta_noise": -1.0}, "kwta_noise must be >= 0")])
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         NetConfig(**bad)

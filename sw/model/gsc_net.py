@@ -53,6 +53,11 @@ class NetConfig:
         k-WTA duty cycle averaging period, in samples.
     k_inference_factor : float
         Scale of k in eval mode; keep 1.0 for hardware export.
+    kwta_noise : float
+        Standard deviation of Gaussian noise added to every k-WTA input in
+        training only, in batch-norm units (0 = none). It trains the layers
+        after a k-WTA not to hinge on near-ties at the k-th place, which
+        int8 rounding re-orders: see docs/model.md.
     dense : bool
         Dense activations: ReLU instead of k-WTA. With all ``n* == 1``
         this is the dense baseline (:meth:`dense_baseline`); with ``n > 1``
@@ -79,6 +84,7 @@ class NetConfig:
     boost_strength_factor: float = 0.9
     duty_cycle_period: int = 1000
     k_inference_factor: float = 1.0
+    kwta_noise: float = 0.0
     dense: bool = False
     mask_seed: int = 0
 
@@ -107,6 +113,8 @@ class NetConfig:
             raise ValueError(f"boost_strength_factor must be in [0, 1], got {self.boost_strength_factor}")
         if self.k_inference_factor <= 0:
             raise ValueError(f"k_inference_factor must be > 0, got {self.k_inference_factor}")
+        if not self.kwta_noise >= 0:
+            raise ValueError(f"kwta_noise must be >= 0, got {self.kwta_noise}")
         self.feature_shapes()
 
     def feature_shapes(self):
@@ -207,7 +215,8 @@ class GSCNet(nn.Module):
     def _boost_kwargs(self):
         c = self.config
         return dict(boost_strength=c.boost_strength, boost_strength_factor=c.boost_strength_factor,
-                    duty_cycle_period=c.duty_cycle_period, k_inference_factor=c.k_inference_factor)
+                    duty_cycle_period=c.duty_cycle_period, k_inference_factor=c.k_inference_factor,
+                    noise=c.kwta_noise)
 
     def _kwta2d(self, channels, density):
         if self.config.dense:

@@ -105,10 +105,15 @@ class _KWinnersBase(nn.Module):
         Averaging period of the duty cycles, in samples.
     k_inference_factor : float
         Scales k in eval mode (nupic.torch); 1.0 keeps it equal to training.
+    noise : float
+        Standard deviation of Gaussian noise added to the input in training
+        mode only (0: none). Winners are chosen on, and pass on, the noisy
+        values, so the layers after learn not to depend on which of two
+        near-equal units wins: the re-ordering int8 rounding causes.
     """
 
     def __init__(self, n_duty, density, boost_strength, boost_strength_factor,
-                 duty_cycle_period, k_inference_factor):
+                 duty_cycle_period, k_inference_factor, noise=0.0):
         super().__init__()
         _k_from_density(1, density)
         if boost_strength < 0:
@@ -119,6 +124,9 @@ class _KWinnersBase(nn.Module):
             raise ValueError(f"duty_cycle_period must be >= 1, got {duty_cycle_period}")
         if k_inference_factor <= 0:
             raise ValueError(f"k_inference_factor must be > 0, got {k_inference_factor}")
+        if not noise >= 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.noise = float(noise)
         self.density = float(density)
         self.boost_strength_factor = float(boost_strength_factor)
         self.duty_cycle_period = int(duty_cycle_period)
@@ -141,6 +149,10 @@ class _KWinnersBase(nn.Module):
         training = self.training if training is None else training
         density = self.density if training else self.density * self.k_inference_factor
         return _k_from_density(units, min(density, 1.0), "density * k_inference_factor")
+
+    def _perturbed(self, x):
+        """``x`` plus the training noise (call in training mode only)."""
+        return x + self.noise * torch.randn_like(x) if self.noise else x
 
     def update_boost_strength(self):
         """Decay the boost strength by ``boost_strength_factor`` (once per epoch)."""
@@ -175,7 +187,7 @@ class KWinners(_KWinnersBase):
         Units per sample.
     density : float
         ``k = round(n_units * density)``, at least 1.
-    boost_strength, boost_strength_factor, duty_cycle_period, k_inference_factor
+    boost_strength, boost_strength_factor, duty_cycle_period, k_inference_factor, noise
         See :class:`_KWinnersBase`.
 
     Attributes
@@ -187,11 +199,11 @@ class KWinners(_KWinnersBase):
     """
 
     def __init__(self, n_units, density, boost_strength=1.0, boost_strength_factor=0.9,
-                 duty_cycle_period=1000, k_inference_factor=1.0):
+                 duty_cycle_period=1000, k_inference_factor=1.0, noise=0.0):
         if n_units < 1:
             raise ValueError(f"n_units must be >= 1, got {n_units}")
         super().__init__(n_units, density, boost_strength, boost_strength_factor,
-                         duty_cycle_period, k_inference_factor)
+                         duty_cycle_period, k_inference_factor, noise)
         self.n_units = int(n_units)
         self.local = False
 
@@ -208,6 +220,7 @@ class KWinners(_KWinnersBase):
             raise ValueError(f"KWinners expects [B, {self.n_units}], got {tuple(x.shape)}")
         if not self.training:
             return kwta(x, self.k_inference, dim=1)
+        x = self._perturbed(x)
         out_mask = kwta_mask(x * self._boost_factors(), self.k, dim=1)
         self._update_duty_cycle(out_mask.sum(0, dtype=torch.float), x.shape[0])
         return torch.where(out_mask, x, torch.zeros((), dtype=x.dtype))
@@ -228,7 +241,7 @@ class KWinners2d(_KWinnersBase):
         ``k = round(C*H*W * density)`` per sample.
     local : bool
         Local (per-position, as used for conv layers) or global selection.
-    boost_strength, boost_strength_factor, duty_cycle_period, k_inference_factor
+    boost_strength, boost_strength_factor, duty_cycle_period, k_inference_factor, noise
         See :class:`_KWinnersBase`.
 
     Attributes
@@ -239,11 +252,12 @@ class KWinners2d(_KWinnersBase):
     """
 
     def __init__(self, channels, density, local=True, boost_strength=1.0,
-                 boost_strength_factor=0.9, duty_cycle_period=1000, k_inference_factor=1.0):
+                 boost_strength_factor=0.9, duty_cycle_period=1000, k_inference_factor=1.0,
+                 noise=0.0):
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
         super().__init__(channels, density, boost_strength, boost_strength_factor,
-                         duty_cycle_period, k_inference_factor)
+                         duty_cycle_period, k_inference_factor, noise)
         self.channels = int(channels)
         self.local = bool(local)
 
@@ -274,6 +288,7 @@ class KWinners2d(_KWinnersBase):
         if not self.training:
             mask = self._select(x, x)
         else:
+            x = self._perturbed(x)
             mask = self._select(x * self._boost_factors().view(1, -1, 1, 1), x)
             positions = x.shape[2] * x.shape[3]
             wins = mask.sum((0, 2, 3), dtype=torch.float) / positions
