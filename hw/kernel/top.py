@@ -1,0 +1,143 @@
+"""``Kernel``: the network as a Vitis RTL kernel (``cosparse_kernel``).
+
+A Vitis shell hosts an RTL kernel through fixed port names: ``ap_clk``,
+``ap_rst_n`` (active low), an ``s_axi_control`` AXI4-Lite subordinate with
+the ``ap_ctrl_hs`` registers and ``m_axi_<bundle>`` AXI4 managers. This
+component has exactly those ports (one manager, ``m_axi_gmem``, for both
+buffers, plus the optional ``interrupt``), built from the flat-name helpers
+of :mod:`cosparse.hw.kernel.axi`, so ``verilog.convert(Kernel(...),
+name="cosparse_kernel")`` is the kernel's Verilog as is.
+
+Inside, in the ``sync`` domain of ``ap_clk`` / ``ap_rst_n``: the register
+file (:class:`~.control.Control`), a burst reader streaming the features
+buffer into :class:`~cosparse.hw.axis_top.AxisNetwork` (64-byte beats,
+``tlast`` on each input's last beat) and a record writer storing each
+result in the results buffer. Layout and offsets are those of
+:mod:`cosparse.hw.kernel.regmap`. A run ends (``ap_done``) when every
+record's write response has come back; the cycle counter then holds the
+cycles from ``ap_start`` to ``ap_done``. ``ap_rst_n`` resets everything,
+network included, so a reset in mid-run leaves an idle kernel ready for
+the next start.
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...sw.netspec import NetSpec
+from ..axis_top import AxisNetwork, result_bytes
+from ..config import HwConfig
+from . import regmap
+from .axi import (axi4_read_signature, axi4_signature, axi4_write_signature, axi_lite_signature,
+                  connect_flat, flat_members)
+from .control import Control
+from .dma import BurstReader, RecordWriter
+
+__all__ = ["NAME", "Kernel"]
+
+#: Module name of the kernel's Verilog top level (and the Vitis kernel name).
+NAME = "cosparse_kernel"
+
+
+class Kernel(wiring.Component):
+    """A NetSpec's accelerator behind Vitis RTL-kernel ports.
+
+    Parameters
+    ----------
+    spec : NetSpec
+    config : HwConfig or None
+        As for :func:`cosparse.hw.generate.generate`.
+    dense : bool
+        Build the dense baseline instead of the sparse-sparse design.
+    max_burst : int
+        Longest read burst in beats, 1 to 64.
+
+    Ports
+    -----
+    ap_clk, ap_rst_n : In(1). s_axi_control_* : AXI4-Lite subordinate (12-bit
+    address, 32-bit data). m_axi_gmem_* : AXI4 manager (64-bit address,
+    512-bit data, 1-bit IDs, always 0). interrupt : Out(1).
+    """
+
+    def __init__(self, spec: NetSpec, config: HwConfig | None = None, *, dense: bool = False,
+                 max_burst: int = 64):
+        if not isinstance(spec, NetSpec):
+            raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
+        if config is not None and not isinstance(config, HwConfig):
+            raise TypeError(f"config must be a HwConfig or None, got {type(config).__name__}")
+        self.network = AxisNetwork(spec, config, dense=dense, beat_bytes=regmap.BEAT_BYTES)
+        self.spec, self.dense = spec, self.network.dense
+        self.classes, self.input_size = self.network.classes, self.network.input_size
+        self.engines, self.beat_bytes = self.network.engines, regmap.BEAT_BYTES
+        self.counter_bits = 64
+        self.input_beats = regmap.input_stride(self.input_size) // regmap.BEAT_BYTES
+        self.record_bytes = regmap.record_stride(self.classes)
+        if self.record_bytes > regmap.BOUNDARY_BYTES:
+            raise ValueError(f"{self.classes} classes need {self.record_bytes}-byte result "
+                             f"records; the kernel writes at most {regmap.BOUNDARY_BYTES}")
+        self.reader = BurstReader(max_burst=max_burst,
+                                  length_bits=32 + self.input_beats.bit_length())
+        self.writer = RecordWriter(payload_bits=8 * result_bytes(self.classes),
+                                   record_bytes=self.record_bytes)
+        self._control = axi_lite_signature(regmap.CONTROL_ADDRESS_BITS, regmap.CONTROL_DATA_BITS)
+        self._memory = axi4_signature(regmap.MEMORY_ADDRESS_BITS, regmap.MEMORY_DATA_BITS)
+        super().__init__({
+            "ap_clk": In(1),
+            "ap_rst_n": In(1),
+            **flat_members("s_axi_control", self._control, manager=False),
+            **flat_members("m_axi_gmem", self._memory, manager=True),
+            "interrupt": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
+        m.submodules.control = control = Control()
+        m.submodules.reader = reader = self.reader
+        m.submodules.writer = writer = self.writer
+        m.submodules.network = net = self.network
+        connect_flat(m, self, "s_axi_control", control.bus, self._control, manager=False)
+        reads = axi4_read_signature(regmap.MEMORY_ADDRESS_BITS, regmap.MEMORY_DATA_BITS)
+        writes = axi4_write_signature(regmap.MEMORY_ADDRESS_BITS, regmap.MEMORY_DATA_BITS)
+        connect_flat(m, self, "m_axi_gmem", reader.bus, reads, manager=True)
+        connect_flat(m, self, "m_axi_gmem", writer.bus, writes, manager=True)
+
+        # ---- run control: busy from start until the last record is acknowledged ----
+        busy = Signal()
+        cycles = Signal(64)
+        m.d.comb += [
+            reader.start.eq(control.start), reader.address.eq(control.features),
+            reader.beats.eq(control.count * self.input_beats),
+            writer.start.eq(control.start), writer.address.eq(control.results),
+            writer.records.eq(control.count),
+            control.idle.eq(~busy), control.done.eq(busy & ~writer.busy),
+            control.cycles.eq(cycles),
+            control.error.eq(net.error | reader.error | writer.error),
+            self.interrupt.eq(control.interrupt),
+        ]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(control.done):
+            m.d.sync += busy.eq(0)
+        with m.If(control.start):
+            m.d.sync += [busy.eq(1), cycles.eq(1)]
+
+        # ---- features -> network: tlast on each input's last beat -----------
+        beat = Signal(range(self.input_beats))
+        last = beat == self.input_beats - 1
+        m.d.comb += [
+            net.s_axis_tdata.eq(reader.o.payload), net.s_axis_tvalid.eq(reader.o.valid),
+            net.s_axis_tlast.eq(last), reader.o.ready.eq(net.s_axis_tready),
+        ]
+        with m.If(reader.o.valid & reader.o.ready):
+            m.d.sync += beat.eq(0 if self.input_beats == 1 else beat + 1)
+            with m.If(last):
+                m.d.sync += beat.eq(0)
+
+        # ---- network -> results --------------------------------------------
+        m.d.comb += [writer.i.payload.eq(net.m_axis_tdata), writer.i.valid.eq(net.m_axis_tvalid),
+                     net.m_axis_tready.eq(writer.i.ready)]
+        return m
