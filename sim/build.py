@@ -1,8 +1,12 @@
-"""Generate the AXI4-Stream top level's Verilog and build it for a simulator, cached.
+"""Generate a top level's Verilog and build it for a simulator, cached.
 
+Two top levels can be built (``top``): ``"axis"``, the AXI4-Stream wrapper
+the network benches stream through, and ``"kernel"``, the Vitis RTL kernel
+(:class:`cosparse.hw.kernel.top.Kernel`) the driver's sim backend runs.
 A build is keyed by a content hash of everything that decides the simulated
-design: the NetSpec (every field and array), the HwConfig, the dense flag,
-the wrapper's beat width, the simulator, the cosparse version and the
+design: the top level, the NetSpec (every field and array), the HwConfig,
+the dense flag, the wrapper's beat width, the simulator, the cosparse
+version and the
 source text of ``cosparse.hw`` (so editing the generator invalidates old
 builds). Builds live in ``$COSPARSE_CACHE`` or ``~/.cache/cosparse``, under
 ``sim/<simulator>-<hash>/``; a finished build is marked by ``built.json``
@@ -30,12 +34,14 @@ import numpy as np
 
 from ..sw.netspec import NetSpec
 
-__all__ = ["SIMULATORS", "TOP", "SimulatorMissing", "Build", "cache_root", "design_key",
+__all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "Build", "cache_root", "design_key",
            "find_simulator", "build"]
 
 SIMULATORS = ("verilator", "icarus")
 #: Module name of the simulated top level (the AXI4-Stream wrapper).
 TOP = "cosparse_axis_top"
+#: Module name of each buildable top level.
+TOPS = {"axis": TOP, "kernel": "cosparse_kernel"}
 #: Features per input beat of the simulated wrapper: 512-bit AXI4-Stream words, the
 #: width of the U250 shell's streams. Wider beats mean fewer Python wake-ups per input
 #: (16 rather than 128 for a 32x32 input): 8-byte beats cost the default network about a
@@ -82,8 +88,8 @@ VERILATOR_MAKE = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O2"}
 
 
 #: Verilator control file: only the top level's ports are visible to cocotb.
-PUBLIC_VLT = f"""`verilator_config
-public_flat_rw -module "{TOP}" -var "*"
+PUBLIC_VLT = """`verilator_config
+public_flat_rw -module "{top}" -var "*"
 """
 
 
@@ -107,6 +113,7 @@ class Build:
     cached: bool
     generate_seconds: float
     build_seconds: float
+    top: str = TOP
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -161,16 +168,21 @@ def _version() -> str:
 
 
 def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "verilator",
-               waves: bool = False) -> str:
+               waves: bool = False, top: str = "axis") -> str:
     """Content hash (16 hex digits) of everything that decides a build."""
+    if top not in TOPS:
+        raise ValueError(f"unknown top level {top!r}; choose one of {', '.join(TOPS)}")
     h = hashlib.sha256()
+    if top != "axis":  # keys of the wrapper's builds stay what they were before the kernel
+        _feed(h, top)
     _feed(h, spec)
     _feed(h, config)
     _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
     if simulator == "icarus":  # flags added after the first Icarus builds
         _feed(h, BUILD_ARGS[simulator])
     else:  # flags and control file added after the first Verilator builds
-        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT, sorted(VERILATOR_MAKE.items())])
+        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT.format(top=TOPS[top]),
+                  sorted(VERILATOR_MAKE.items())])
     return h.hexdigest()[:16]
 
 
@@ -213,14 +225,18 @@ def _apply_env(extra: dict):
 
 
 def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "verilator",
-          waves: bool = False, cache: Path | None = None, log=None) -> Build:
-    """Generate and build the wrapper of ``spec`` for ``simulator``; reuse a cached build."""
+          waves: bool = False, cache: Path | None = None, log=None, top: str = "axis") -> Build:
+    """Generate and build ``top`` (see :data:`TOPS`) of ``spec`` for ``simulator``; reuse a
+    cached build."""
     from ..hw.axis_top import AxisNetwork
+    from ..hw.kernel.top import Kernel
 
     env = find_simulator(simulator)
     _apply_env(env)
-    key = design_key(spec, config, dense=dense, simulator=simulator, waves=waves)
-    directory = Path(cache or cache_root()) / "sim" / f"{simulator}-{key}"
+    key = design_key(spec, config, dense=dense, simulator=simulator, waves=waves, top=top)
+    name = TOPS[top]
+    prefix = simulator if top == "axis" else f"{simulator}-{top}"
+    directory = Path(cache or cache_root()) / "sim" / f"{prefix}-{key}"
     marker = directory / "built.json"
     if marker.exists():
         info = json.loads(marker.read_text())
@@ -228,11 +244,12 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         return Build(**info)
 
     start = time.perf_counter()
-    top = AxisNetwork(spec, config, dense=dense, beat_bytes=BEAT_BYTES)
+    design = (AxisNetwork(spec, config, dense=dense, beat_bytes=BEAT_BYTES) if top == "axis"
+              else Kernel(spec, config, dense=dense))
     from amaranth.back import verilog
     directory.mkdir(parents=True, exist_ok=True)
-    source = directory / f"{TOP}.v"
-    source.write_text(verilog.convert(top, name=TOP))
+    source = directory / f"{name}.v"
+    source.write_text(verilog.convert(design, name=name))
     generated = time.perf_counter()
     if log:
         log(f"generated {source} in {generated - start:.1f} s; building with {simulator}...")
@@ -243,21 +260,23 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
     sources = [source]
     if simulator == "verilator":
         control = directory / "public.vlt"
-        control.write_text(PUBLIC_VLT)
+        control.write_text(PUBLIC_VLT.format(top=name))
         sources.append(control)
         flags = os.environ.get("MAKEFLAGS", "").split()
         flags = [f for f in flags if f.split("=")[0] not in VERILATOR_MAKE]
         flags += [f"{name}={value}" for name, value in VERILATOR_MAKE.items()]
         os.environ["MAKEFLAGS"] = " ".join(flags)
         os.environ.setdefault("COCOTB_MAX_PARALLEL_BUILD_JOBS", "2")
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=directory / "build",
+    runner.build(sources=sources, hdl_toplevel=name, build_dir=directory / "build",
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
                  log_file=directory / "build.log")
     built = time.perf_counter()
     result = Build(simulator=simulator, directory=directory, verilog=source, key=key,
-                   engines=top.engines, classes=top.classes, input_size=top.input_size,
-                   beat_bytes=top.beat_bytes, counter_bits=top.counter_bits, cached=False,
-                   generate_seconds=generated - start, build_seconds=built - generated)
+                   engines=design.engines, classes=design.classes,
+                   input_size=design.input_size, beat_bytes=design.beat_bytes,
+                   counter_bits=design.counter_bits, cached=False,
+                   generate_seconds=generated - start, build_seconds=built - generated,
+                   top=name)
     info = result.as_dict()
     info.pop("cached")
     marker.write_text(json.dumps(info, indent=1))
