@@ -201,7 +201,8 @@ class RecordWriter(wiring.Component):
             m.d.sync += aw_pending.eq(0)
 
         last = beat == beats - 1
-        m.d.comb += [bus.wvalid.eq(w_active), bus.wdata.eq(record.word_select(beat, regmap.MEMORY_DATA_BITS)),
+        m.d.comb += [bus.wvalid.eq(w_active),
+                     bus.wdata.eq(record.word_select(beat, regmap.MEMORY_DATA_BITS)),
                      bus.wstrb.eq(-1), bus.wlast.eq(last)]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += beat.eq(beat + 1)

@@ -15,14 +15,21 @@ buffer into :class:`~cosparse.hw.axis_top.AxisNetwork` (64-byte beats,
 result in the results buffer. Layout and offsets are those of
 :mod:`cosparse.hw.kernel.regmap`. A run ends (``ap_done``) when every
 record's write response has come back; the cycle counter then holds the
-cycles from ``ap_start`` to ``ap_done``. ``ap_rst_n`` resets everything,
-network included, so a reset in mid-run leaves an idle kernel ready for
-the next start.
+cycles from ``ap_start`` to ``ap_done``.
+
+Reset: ``ap_rst_n`` resets every register, but not the contents of the
+network's memories. The accumulator buffers are cleared as they are
+drained, so a reset in mid-input would leave partial sums behind for the
+next input. After every reset the kernel therefore first streams
+:data:`SCRUB_INPUTS` all-zero inputs through the network and drops their
+results (``ap_idle`` stays low meanwhile): each passes every engine and
+drains one of its two buffers. That costs about two initiation intervals
+after each reset.
 """
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,10 +42,12 @@ from .axi import (axi4_read_signature, axi4_signature, axi4_write_signature, axi
 from .control import Control
 from .dma import BurstReader, RecordWriter
 
-__all__ = ["NAME", "Kernel"]
+__all__ = ["NAME", "SCRUB_INPUTS", "Kernel"]
 
 #: Module name of the kernel's Verilog top level (and the Vitis kernel name).
 NAME = "cosparse_kernel"
+#: Zero inputs run through the network after a reset: one per accumulator buffer of an engine.
+SCRUB_INPUTS = 2
 
 
 class Kernel(wiring.Component):
@@ -105,6 +114,14 @@ class Kernel(wiring.Component):
         connect_flat(m, self, "m_axi_gmem", reader.bus, reads, manager=True)
         connect_flat(m, self, "m_axi_gmem", writer.bus, writes, manager=True)
 
+        # ---- after reset: zero inputs through the network, results dropped ----
+        scrub_in = Signal(range(SCRUB_INPUTS + 1), init=SCRUB_INPUTS)
+        scrub_out = Signal(range(SCRUB_INPUTS + 1), init=SCRUB_INPUTS)
+        # AxisNetwork registers its reset once, so it leaves reset a cycle after this logic
+        # does: wait two cycles before offering it anything.
+        settled = Signal(2)
+        m.d.sync += settled.eq(Cat(1, settled[0]))
+
         # ---- run control: busy from start until the last record is acknowledged ----
         busy = Signal()
         cycles = Signal(64)
@@ -113,7 +130,7 @@ class Kernel(wiring.Component):
             reader.beats.eq(control.count * self.input_beats),
             writer.start.eq(control.start), writer.address.eq(control.results),
             writer.records.eq(control.count),
-            control.idle.eq(~busy), control.done.eq(busy & ~writer.busy),
+            control.idle.eq(~busy & (scrub_out == 0)), control.done.eq(busy & ~writer.busy),
             control.cycles.eq(cycles),
             control.error.eq(net.error | reader.error | writer.error),
             self.interrupt.eq(control.interrupt),
@@ -125,19 +142,30 @@ class Kernel(wiring.Component):
         with m.If(control.start):
             m.d.sync += [busy.eq(1), cycles.eq(1)]
 
-        # ---- features -> network: tlast on each input's last beat -----------
+        # ---- features (or scrub zeros) -> network: tlast on each input's last beat ----
         beat = Signal(range(self.input_beats))
         last = beat == self.input_beats - 1
-        m.d.comb += [
-            net.s_axis_tdata.eq(reader.o.payload), net.s_axis_tvalid.eq(reader.o.valid),
-            net.s_axis_tlast.eq(last), reader.o.ready.eq(net.s_axis_tready),
-        ]
-        with m.If(reader.o.valid & reader.o.ready):
+        m.d.comb += net.s_axis_tlast.eq(last)
+        with m.If(scrub_in != 0):
+            m.d.comb += [net.s_axis_tdata.eq(0), net.s_axis_tvalid.eq(settled[1])]
+        with m.Else():
+            m.d.comb += [net.s_axis_tdata.eq(reader.o.payload),
+                         net.s_axis_tvalid.eq(reader.o.valid),
+                         reader.o.ready.eq(net.s_axis_tready)]
+        with m.If(net.s_axis_tvalid & net.s_axis_tready):
             m.d.sync += beat.eq(0 if self.input_beats == 1 else beat + 1)
             with m.If(last):
                 m.d.sync += beat.eq(0)
+                with m.If(scrub_in != 0):
+                    m.d.sync += scrub_in.eq(scrub_in - 1)
 
-        # ---- network -> results --------------------------------------------
-        m.d.comb += [writer.i.payload.eq(net.m_axis_tdata), writer.i.valid.eq(net.m_axis_tvalid),
-                     net.m_axis_tready.eq(writer.i.ready)]
+        # ---- network -> results (scrub results dropped) ----------------------
+        with m.If(scrub_out != 0):
+            m.d.comb += net.m_axis_tready.eq(1)
+            with m.If(net.m_axis_tvalid):
+                m.d.sync += scrub_out.eq(scrub_out - 1)
+        with m.Else():
+            m.d.comb += [writer.i.payload.eq(net.m_axis_tdata),
+                         writer.i.valid.eq(net.m_axis_tvalid),
+                         net.m_axis_tready.eq(writer.i.ready)]
         return m

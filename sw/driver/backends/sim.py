@@ -1,0 +1,175 @@
+"""The ``sim`` backend: the Verilator-built kernel, driven through its AXI ports by cocotb.
+
+``load`` builds ``cosparse_kernel`` for the NetSpec through the cached build
+machinery of :mod:`cosparse.sim.build` (``top="kernel"``). Each ``run`` call
+starts one simulator process running :mod:`cosparse.sim.bench_kernel`,
+which writes every features buffer into an ``AxiRam``, performs the
+protocol's register writes with an ``AxiLiteMaster``, polls CTRL for
+ap_done and reads the cycle counter, status and results buffer back.
+
+Buffers sit above 4 GiB (the high address words are exercised) and the
+features buffer starts 64 bytes past a 4 KiB boundary, so the kernel's
+burst splitting is exercised on every run. The clock is the 250 MHz
+assumed for UltraScale+ until a vendor timing report exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...netspec import NetSpec
+from .. import protocol
+from . import RunOutput
+
+__all__ = ["SimBackend", "FEATURES_ADDRESS"]
+
+#: Device address of the features buffer: above 4 GiB, one beat past a 4 KiB boundary.
+FEATURES_ADDRESS = (1 << 32) + 0x1040
+_PAGE = 4096
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+class SimBackend:
+    """The kernel of ``spec`` simulated cycle-accurately (cocotb + Verilator or Icarus).
+
+    Parameters
+    ----------
+    spec : NetSpec
+    config : HwConfig or None; dense : bool
+        As for :class:`cosparse.hw.kernel.top.Kernel`.
+    simulator : str
+        ``"verilator"`` (default) or ``"icarus"``.
+    backpressure : float
+        Probability, per cycle and memory channel, of a stall (0 to 0.9).
+    seed : int
+        Seed of the stalls.
+    cache : path or None
+        Build cache (default :func:`cosparse.sim.build.cache_root`).
+    log : callable or None
+        Receives progress lines (build, run).
+    """
+
+    name = "sim"
+    clock_assumed = True
+
+    def __init__(self, spec: NetSpec, *, config=None, dense: bool = False,
+                 simulator: str = "verilator", backpressure: float = 0.0, seed: int = 0,
+                 cache=None, log=None):
+        from ....sim.run import ASSUMED_CLOCK_HZ
+        if not isinstance(spec, NetSpec):
+            raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
+        if not isinstance(backpressure, (int, float)) or not 0 <= backpressure <= 0.9:
+            raise ValueError(f"backpressure must be a probability from 0 to 0.9, "
+                             f"got {backpressure!r}")
+        self.spec, self.config, self.dense = spec, config, dense
+        self.simulator, self.backpressure, self.seed = simulator, float(backpressure), seed
+        self.cache, self.log = cache, log or (lambda message: None)
+        self.layout = protocol.Layout.of(spec)
+        self.clock_hz = ASSUMED_CLOCK_HZ
+        self.built = None
+        self._interval = None
+
+    def load(self):
+        """Build (or reuse) the kernel's simulation; the analytical interval sizes the watchdog."""
+        from ....hw.generate import summary
+        from ....sim.build import build
+        self.built = build(self.spec, self.config, dense=self.dense, simulator=self.simulator,
+                           cache=self.cache, log=self.log, top="kernel")
+        self.log(("reusing cached build " if self.built.cached else "built ")
+                 + str(self.built.directory))
+        self._interval = summary(self.spec, self.config, dense=self.dense)["initiation_interval"]
+
+    def _max_cycles(self, count: int) -> int:
+        """A generous watchdog: 20 intervals per input plus the pipeline's fill."""
+        beats = self.layout.input_stride // protocol.regmap.BEAT_BYTES
+        return 20 * self._interval * (count + 1) + 64 * beats * count + 100_000
+
+    def run(self, buffers, *, reset_after=None) -> list:
+        """Run each ``(features buffer, count)`` in turn; a list of :class:`RunOutput`.
+
+        ``reset_after`` (one entry per run, None for a normal run) cuts a run
+        with ``ap_rst_n`` that many cycles after its start; that run's entry
+        in the list is None.
+        """
+        if self.built is None:
+            raise RuntimeError("the sim backend is not loaded; call load() first")
+        reset_after = list(reset_after or [None] * len(buffers))
+        if len(reset_after) != len(buffers):
+            raise ValueError(f"reset_after has {len(reset_after)} entries for {len(buffers)} runs")
+        features_end = max(len(b) for b, _ in buffers) + (FEATURES_ADDRESS % _PAGE)
+        results_address = FEATURES_ADDRESS - FEATURES_ADDRESS % _PAGE + _round_up(
+            features_end, _PAGE) + _PAGE
+        results_end = results_address % (1 << 32) + max(
+            self.layout.results_bytes(count) for _, count in buffers)
+        runs, arrays = [], {}
+        for i, ((buffer, count), cut) in enumerate(zip(buffers, reset_after)):
+            if len(buffer) != self.layout.features_bytes(count):
+                raise ValueError(f"run {i}: a features buffer of {len(buffer)} bytes does not "
+                                 f"hold {count} inputs of {self.layout.input_stride} bytes")
+            arrays[f"features_{i}"] = np.asarray(buffer, np.uint8)
+            runs.append({"features_address": FEATURES_ADDRESS, "results_address": results_address,
+                         "count": int(count), "max_cycles": self._max_cycles(count),
+                         "reset_after": cut})
+        settings = {"input_shape": list(self.layout.input_shape), "classes": self.layout.classes,
+                    "memory_size": 1 << max(16, (results_end - 1).bit_length()),
+                    "backpressure": self.backpressure, "seed": self.seed, "runs": runs}
+        runs_root = self.built.directory / "runs"
+        runs_root.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs_root))
+        job, results_path = run_dir / "job.npz", run_dir / "results.npz"
+        report_path = run_dir / "report.json"
+        np.savez(job, settings=np.array(json.dumps(settings)), **arrays)
+        self._simulate(run_dir, {"COSPARSE_KERNEL_JOB": str(job),
+                                 "COSPARSE_KERNEL_RESULTS": str(results_path),
+                                 "COSPARSE_KERNEL_REPORT": str(report_path)})
+        job.unlink(missing_ok=True)
+        if not report_path.exists():
+            raise RuntimeError(f"the {self.simulator} simulation of the kernel did not finish; "
+                               f"see {run_dir / 'sim.log'}")
+        report = json.loads(report_path.read_text())
+        results = np.load(results_path)
+        outputs = []
+        for i, entry in enumerate(report):
+            if entry["reset"]:
+                if not entry["busy_when_reset"]:
+                    raise RuntimeError(f"run {i} ended before its reset_after cycles: the "
+                                       f"reset interrupted nothing")
+                outputs.append(None)
+                continue
+            if not entry["idle_after"]:
+                raise RuntimeError(f"run {i}: the kernel raised ap_done but is not idle")
+            outputs.append(RunOutput(
+                results=results[f"results_{i}"], cycles=entry["cycles"], error=entry["error"],
+                transfer_seconds=entry["transfer_in_seconds"] + entry["transfer_out_seconds"],
+                kernel_seconds=entry["kernel_seconds"]))
+        return outputs
+
+    def _simulate(self, run_dir: Path, env: dict):
+        from cocotb_tools.runner import get_runner
+        runner = get_runner(self.simulator)
+        quiet = logging.getLogger("cocotb")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                runner.test(test_module="cosparse.sim.bench_kernel",
+                            hdl_toplevel=self.built.top, hdl_toplevel_lang="verilog",
+                            build_dir=self.built.directory / "build", test_dir=run_dir,
+                            extra_env=env, log_file=run_dir / "sim.log",
+                            results_xml=str(run_dir / "results.xml"))
+        finally:
+            quiet.setLevel(level)
+
+    def close(self):
+        """Nothing stays open between runs: each run is its own simulator process."""
