@@ -8,6 +8,7 @@
     cosparse generate      NetSpec -> Amaranth design -> Verilog + summary
     cosparse simulate      cycle-accurate simulation of the Verilog vs the golden model
     cosparse demo          generate + simulate the shipped default on the shipped samples
+    cosparse run           inputs through the kernel with the host driver (sim or xrt)
 
 Each subcommand's module registers its own options; this file only
 assembles them and turns expected errors into one clear line and exit 2.
@@ -29,6 +30,7 @@ _TOP_LEVEL = [
     ("cosparse.sw.commands", "register_evaluate"),
     ("cosparse.hw.cli", "register_cli"),
     ("cosparse.sim.cli", "register_cli"),
+    ("cosparse.sw.driver.cli", "register_cli"),
 ]
 
 
