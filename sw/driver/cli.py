@@ -1,0 +1,99 @@
+"""The ``run`` subcommand of ``cosparse``: inputs through the kernel via the driver."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .. import inputs
+from .api import BACKENDS, open_device
+
+__all__ = ["register_cli"]
+
+
+def register_cli(subparsers):
+    parser = subparsers.add_parser(
+        "run", help="run inputs through the kernel with the host driver (sim or xrt backend)",
+        description="Run inputs through the Vitis RTL kernel with the host driver: `--backend "
+                    "sim` builds the kernel with Verilator (cached) and drives its AXI ports "
+                    "with cocotb, checking every result against the golden model; `--backend "
+                    "xrt` runs an xclbin on an Alveo card through pyxrt. Prints one line per "
+                    "input and, with --throughput N, a throughput report. With no input option "
+                    "it runs the shipped sample clips.")
+    parser.add_argument("--backend", default="sim", choices=BACKENDS,
+                        help="sim (simulated kernel, default) or xrt (an Alveo card)")
+    inputs.add_netspec_argument(parser)
+    inputs.add_input_arguments(parser)
+    parser.add_argument("--throughput", type=int, metavar="N",
+                        help="also run N inputs back to back (the inputs repeated) and report "
+                             "inputs/s, latency and host time")
+    parser.add_argument("--xclbin", metavar="FILE", help="xrt: the kernel's xclbin")
+    parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF "
+                                                      "(default 0)")
+    parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
+                        help="sim: probability of a stall per cycle on each memory channel")
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.set_defaults(func=_run)
+
+
+def _options(args) -> dict:
+    if args.backend == "sim":
+        return {"backpressure": args.backpressure,
+                "log": lambda message: print(message, file=sys.stderr)}
+    device = int(args.device) if args.device.isdigit() else args.device
+    return {"xclbin": args.xclbin, "device": device}
+
+
+def _format_throughput(t: dict) -> list:
+    clock = f"{t['clock_hz'] / 1e6:.0f} MHz " + ("assumed" if t["clock_assumed"]
+                                                 else "implied by the cycle counter")
+    h = t["host_seconds"]
+    lines = [
+        f"throughput ({t['backend']}, {t['inputs']} inputs back to back): "
+        f"{t['inputs_per_second']:,.0f} inputs/s at {clock}",
+        f"kernel: {t['kernel_cycles']:,} cycles, {t['cycles_per_input']:,.1f} per input"
+        + (f" ({t['marginal_cycles_per_input']:,.1f} per extra input)"
+           if t["marginal_cycles_per_input"] is not None else "")
+        + f"; latency of one input {t['latency_cycles']:,} cycles "
+          f"({1e6 * t['latency_seconds']:,.1f} us)",
+        f"host: pack {1e3 * h['pack']:.1f} ms, transfer {1e3 * h['transfer']:.1f} ms, "
+        f"kernel wall {h['kernel']:.2f} s, unpack {1e3 * h['unpack']:.1f} ms: "
+        f"{t['host_inputs_per_second']:,.1f} inputs/s end to end",
+    ]
+    if t["bit_exact"] is not None:
+        lines.append(f"bit-exact with the golden model: {'yes' if t['bit_exact'] else 'NO'}")
+    return lines
+
+
+def _run(args):
+    data = inputs.resolve(args)
+    driver = open_device(args.backend, args.netspec, **_options(args))
+    with driver:
+        result = driver.infer(data.x)
+        throughput = driver.throughput(args.throughput, data.x) if args.throughput else None
+    classes = list(driver.spec.classes)
+    rows = []
+    for i, name in enumerate(data.names):
+        label = int(data.labels[i])
+        rows.append({"name": name, "label": classes[label] if 0 <= label < len(classes) else None,
+                     "prediction": classes[int(result.predictions[i])],
+                     "logits": result.logits[i].tolist()})
+    report = {"backend": args.backend, "netspec": driver.spec.name, "inputs": rows,
+              "cycles": result.cycles, "bit_exact": result.bit_exact,
+              "host_seconds": result.seconds, "throughput": throughput}
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        width = max([len(Path(r["name"]).name) for r in rows] + [5])
+        print(f"{'input':<{width}}  {'label':<8} {'predicted':<9}")
+        for r in rows:
+            print(f"{Path(r['name']).name:<{width}}  {r['label'] or '-':<8} {r['prediction']:<9}")
+        print(f"\n{len(rows)} inputs in {result.cycles:,} kernel cycles"
+              + ("" if result.bit_exact is None else
+                 f"; bit-exact with the golden model: {'yes' if result.bit_exact else 'NO'}"))
+        if throughput:
+            print("\n".join(_format_throughput(throughput)))
+    failed = result.bit_exact is False or (throughput and throughput["bit_exact"] is False)
+    return 1 if failed else 0
