@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import inputs
 from .api import BACKENDS, open_device
 
-__all__ = ["register_cli"]
+__all__ = ["register_cli", "format_throughput"]
 
 
 def register_cli(subparsers):
@@ -45,7 +45,8 @@ def _options(args) -> dict:
     return {"xclbin": args.xclbin, "device": device}
 
 
-def _format_throughput(t: dict) -> list:
+def format_throughput(t: dict) -> list:
+    """The lines of a :meth:`Driver.throughput` report, as printed."""
     clock = f"{t['clock_hz'] / 1e6:.0f} MHz " + ("assumed" if t["clock_assumed"]
                                                  else "implied by the cycle counter")
     h = t["host_seconds"]
@@ -94,6 +95,6 @@ def _run(args):
               + ("" if result.bit_exact is None else
                  f"; bit-exact with the golden model: {'yes' if result.bit_exact else 'NO'}"))
         if throughput:
-            print("\n".join(_format_throughput(throughput)))
+            print("\n".join(format_throughput(throughput)))
     failed = result.bit_exact is False or (throughput and throughput["bit_exact"] is False)
     return 1 if failed else 0
