@@ -6,10 +6,10 @@ the network benches stream through, and ``"kernel"``, the Vitis RTL kernel
 A build is keyed by a content hash of everything that decides the simulated
 design: the top level, the NetSpec (every field and array), the HwConfig,
 the dense flag, the wrapper's beat width, the simulator, the cosparse
-version and the
-source text of ``cosparse.hw`` (so editing the generator invalidates old
-builds). Builds live in ``$COSPARSE_CACHE`` or ``~/.cache/cosparse``, under
-``sim/<simulator>-<hash>/``; a finished build is marked by ``built.json``
+version and the source text of ``cosparse.hw`` (so editing the generator
+invalidates old builds). Builds live in ``$COSPARSE_CACHE`` or
+``~/.cache/cosparse``, under ``sim/<simulator>-<hash>/`` (the kernel's
+under ``sim/<simulator>-kernel-<hash>/``); a finished build is marked by ``built.json``
 and reused as is, so a second ``simulate`` of the same network starts at
 once.
 
