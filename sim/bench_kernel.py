@@ -27,7 +27,7 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
@@ -95,7 +95,7 @@ async def run_kernel(dut):
         while not protocol.is_done(await control.read_dword(protocol.CTRL)):
             if get_sim_time("ns") - start_time > budget_ns:
                 raise TimeoutError(f"run {i}: no ap_done within {run['max_cycles']} cycles")
-            await ClockCycles(dut.ap_clk, POLL_CYCLES)
+            await Timer(POLL_CYCLES * PERIOD_NS, "ns")  # one wake-up, not one per cycle
         values = [await control.read_dword(offset) for offset in protocol.COMPLETION_READS]
         cycles, error = protocol.decode_completion(values)
         t2 = time.perf_counter()
