@@ -12,7 +12,7 @@ ratios; and Numenta's published U250 figures beside them. Writes
 ``<out>/resources.json`` and ``<out>/resources.png`` (a resource breakdown).
 
     python bench/resources.py --out build/resources
-    python bench/resources.py --random 4 --out build/resources-random4
+    python bench/resources.py --random 4 --max-channels 24 --max-size 16 --out build/res-r4
 """
 
 from __future__ import annotations
@@ -92,6 +92,10 @@ def main(argv=None) -> int:
     source.add_argument("--netspec", metavar="DIR", help="NetSpec (default: shipped model)")
     source.add_argument("--random", type=int, metavar="SEED",
                         help="a small random NetSpec (sw/netspec/random.py) instead")
+    parser.add_argument("--max-channels", type=int, default=8,
+                        help="with --random: most channels per layer (default 8)")
+    parser.add_argument("--max-size", type=int, default=12,
+                        help="with --random: largest input side (default 12)")
     parser.add_argument("--out", default="build/resources", metavar="DIR",
                         help="Verilog, resources.json and resources.png (default build/resources)")
     parser.add_argument("--cache", metavar="DIR", help="synthesis cache (default "
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.random is not None:
-        spec = random_netspec(args.random)
+        spec = random_netspec(args.random, max_channels=args.max_channels,
+                              max_size=args.max_size)
     else:
         spec = netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC,
                                                            "default NetSpec"))
