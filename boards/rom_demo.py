@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth import Array, ClockDomain, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import io
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
@@ -72,8 +73,9 @@ class RomDemo(Elaboratable):
             # reset-less, and the accelerator's wrapper registers ``sync``'s reset.
             m.domains.sync = sync = ClockDomain("sync")
             m.domains.por = por = ClockDomain("por", reset_less=True)
-            m.d.comb += [por.clk.eq(platform.request(platform.default_clk, 0).i),
-                         sync.clk.eq(por.clk)]
+            m.submodules.clk_buffer = clk = io.Buffer(
+                "i", platform.request(platform.default_clk, 0, dir="-"))
+            m.d.comb += [por.clk.eq(clk.i), sync.clk.eq(por.clk)]
             startup = Signal(4)
             with m.If(~startup.all()):
                 m.d.por += startup.eq(startup + 1)
@@ -121,7 +123,11 @@ class RomDemo(Elaboratable):
             with m.If((predicted != expected[index]) | net.error):
                 m.d.sync += all_ok.eq(0)
         if platform is not None:
-            led = [platform.request("led", i).o for i in range(self.leds)]
+            led = []
+            for i in range(self.leds):
+                m.submodules[f"led_buffer_{i}"] = buffer = io.Buffer(
+                    "o", platform.request("led", i, dir="-"))
+                led.append(buffer.o)
             m.d.comb += [led[i].eq(shown[i]) for i in range(self.class_bits)]
             m.d.comb += [led[-1].eq(all_ok), led[-2].eq(alive)]
         return m
