@@ -40,9 +40,9 @@ QMAX = 127
 
 #: Training arguments that must not change when a run is resumed.
 _RESUME_FIXED = ("optimizer", "batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
-                 "augment", "max_shift", "lr_schedule", "qat")
+                 "augment", "max_shift", "lr_schedule", "qat", "init_from")
 #: Values of training arguments that checkpoints from before the argument existed imply.
-_RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None}
+_RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None, "init_from": None}
 
 
 # ---- data --------------------------------------------------------------------
@@ -327,6 +327,30 @@ def _qat_start(qat_from, config, data_root, X, calibration, progress):
     return saved, ckpt["state_dict"], qat
 
 
+#: NetConfig fields that only shape training, so a fine-tuning run (``init_from``) may change them.
+TRAINING_ONLY_FIELDS = ("boost_strength", "boost_strength_factor", "duty_cycle_period",
+                        "kwta_noise")
+
+
+def _init_start(init_from, config):
+    """Config and state dict of a run that starts from a trained checkpoint's weights."""
+    ckpt = read_checkpoint(init_from)
+    if ckpt.get("qat") is not None:
+        raise ValueError(f"{init_from} is quantisation-aware fine-tuned; start from the float "
+                         f"checkpoint it came from")
+    saved = NetConfig.from_dict(ckpt["config"])
+    if config is None:
+        return saved, ckpt["state_dict"]
+    changed = [f for f in saved.to_dict() if getattr(config, f) != getattr(saved, f)
+               and f not in TRAINING_ONLY_FIELDS]
+    if changed:
+        raise ValueError(f"init_from: {init_from} has a different network ("
+                         + ", ".join(f"{f}={getattr(saved, f)!r}, asked {getattr(config, f)!r}"
+                                     for f in changed)
+                         + f"); only {', '.join(TRAINING_ONLY_FIELDS)} may change")
+    return config, ckpt["state_dict"]
+
+
 def make_scheduler(optimizer, args):
     """Per-epoch learning rate: ``step`` (x ``lr_gamma`` every epoch) or ``cosine``.
 
@@ -353,7 +377,7 @@ def make_optimizer(name, parameters, args):
 def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_size=64, lr=0.02,
           optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, lr_schedule="step", seed=0,
           augment=True, max_shift=3, device="auto", resume=False, progress=True, data=None,
-          threads=None, qat_from=None, calibration=2000):
+          threads=None, qat_from=None, calibration=2000, init_from=None):
     """Train a :class:`GSCNet`, checkpointing every epoch.
 
     Parameters
@@ -399,6 +423,11 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         quantisation-aware fine-tuning: the exporter's clips
         (``cosparse.sw.inputs.from_dataset(data_root, "train", calibration)``),
         or the first ``calibration`` of ``data["train"]``.
+    init_from : path-like, optional
+        Start from this float checkpoint's weights, batch-norm statistics
+        and duty cycles (fresh optimiser and schedule): fine-tuning.
+        ``config`` None takes the checkpoint's; otherwise it may differ
+        from it only in :data:`TRAINING_ONLY_FIELDS`.
 
     Returns
     -------
@@ -426,6 +455,11 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {lr_schedule!r}")
     init_state = None
     args["qat"] = None
+    if qat_from is not None and init_from is not None:
+        raise ValueError("pass at most one of qat_from and init_from")
+    args["init_from"] = None if init_from is None else str(init_from)
+    if init_from is not None:
+        config, init_state = _init_start(init_from, config)
     if qat_from is not None:
         config, init_state, args["qat"] = _qat_start(qat_from, config, data_root, X, calibration,
                                                      progress)
@@ -514,6 +548,10 @@ def add_arguments(parser):
                         help="quantisation-aware fine-tuning of this trained checkpoint: the "
                              "forward pass rounds to the exporter's int8 grids (scales "
                              "calibrated once and frozen); use a low --lr")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="fine-tune: start from this float checkpoint's weights with a fresh "
+                             "optimiser (its config; only training-time options such as "
+                             "--kwta-noise may be overridden)")
     parser.add_argument("--calibration", type=int, default=2000,
                         help="training clips calibrating the frozen scales of --qat-from "
                              "(default 2000, as `cosparse export`)")
@@ -537,7 +575,8 @@ def config_from_args(args):
 def run_cli(args):
     """Entry point of ``cosparse train``; returns the process exit status."""
     config = config_from_args(args)
-    if args.qat_from is not None:  # the checkpoint's config, unless something was overridden
+    if args.qat_from is not None or args.init_from is not None:
+        # the checkpoint's config, unless something was overridden
         config = None if not (args.dense or any(getattr(args, f) is not None
                                                 for f, _ in _OVERRIDES.values())) else config
     train(config, args.data, args.out, epochs=args.epochs,
@@ -545,7 +584,7 @@ def run_cli(args):
           lr_schedule=args.lr_schedule, momentum=args.momentum,
           weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
           device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads,
-          qat_from=args.qat_from, calibration=args.calibration)
+          qat_from=args.qat_from, calibration=args.calibration, init_from=args.init_from)
     return 0
 
 

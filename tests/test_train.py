@@ -263,3 +263,23 @@ def test_cli_qat_takes_the_checkpoints_config(tmp_path, monkeypatch):
     assert args.func(args) == 0
     assert seen["config"] is None and seen["kw"]["qat_from"] == "c.pt"
     assert seen["kw"]["calibration"] == 100 and seen["kw"]["lr_schedule"] == "cosine"
+
+
+def test_init_from_fine_tunes_from_the_weights_and_changes_only_training_fields(tmp_path):
+    _train(tmp_path / "base", 1)
+    base = tmp_path / "base" / "last.pt"
+    noisy = SMALL.replace(kwta_noise=0.3)
+    tr.train(noisy, out_dir=tmp_path / "ft", epochs=1, batch_size=16, data=_data(),
+             progress=False, threads=1, lr=0.0, momentum=0.0, init_from=base)
+    start = tr.read_checkpoint(base)["state_dict"]
+    ckpt = tr.read_checkpoint(tmp_path / "ft" / "last.pt")
+    # lr 0: the weights are the starting checkpoint's (BN statistics and duty cycles move on).
+    assert torch.equal(ckpt["state_dict"]["conv1.packed"], start["conv1.packed"])
+    assert NetConfig.from_dict(ckpt["config"]) == noisy
+    assert ckpt["train_args"]["init_from"] == str(base)
+    with pytest.raises(ValueError, match=r"different network \(n3=8, asked 4\); only "):
+        tr.train(SMALL.replace(n3=4), out_dir=tmp_path / "bad", epochs=1, data=_data(),
+                 progress=False, init_from=base)
+    with pytest.raises(ValueError, match="at most one of qat_from and init_from"):
+        tr.train(None, out_dir=tmp_path / "bad", epochs=1, data=_data(), progress=False,
+                 init_from=base, qat_from=base)
