@@ -13,16 +13,16 @@ the clock is an assumption (250 MHz) until a vendor timing report exists.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+from ..sim.run import ASSUMED_CLOCK_HZ
 from ..sw.netspec import NetSpec
 from .devices import XCU250, XCZU3EG, fit
 from .xilinx_synth import synthesise
 
 __all__ = ["ASSUMED_CLOCK_HZ", "PUBLISHED", "design_resources", "resource_report"]
 
-#: Clock assumed for UltraScale+ throughput figures (DESIGN.md).
-ASSUMED_CLOCK_HZ = 250e6
 
 #: Numenta's published U250 figures (BACKGROUND.md): inputs/s and instances.
 PUBLISHED = {
@@ -83,6 +83,6 @@ def resource_report(spec: NetSpec, out, *, cache=None, log=None) -> dict:
         ratios[f"full_chip_{chip}"] = (sparse["chips"][chip]["inputs_per_second"] / d
                                        if d else None)
     return {"netspec": spec.name, "assumed_clock_hz": ASSUMED_CLOCK_HZ, "fraction": 0.8,
-            "devices": {"u250": XCU250.__dict__, "zu3eg": XCZU3EG.__dict__},
+            "devices": {"u250": asdict(XCU250), "zu3eg": asdict(XCZU3EG)},
             "sparse": sparse, "dense": dense, "sparse_over_dense": ratios,
             "published": PUBLISHED}

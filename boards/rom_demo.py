@@ -51,7 +51,8 @@ class RomDemo(Elaboratable):
         x = validate_inputs(spec, np.asarray(inputs))
         if not 1 <= len(x) <= 64:
             raise ValueError(f"inputs must hold 1 to 64 inputs, got {len(x)}")
-        if isinstance(hold_bits, bool) or not isinstance(hold_bits, int) or not 1 <= hold_bits <= 30:
+        if (isinstance(hold_bits, bool) or not isinstance(hold_bits, int)
+                or not 1 <= hold_bits <= 30):
             raise ValueError(f"hold_bits must be an integer from 1 to 30, got {hold_bits!r}")
         self.spec, self.inputs, self.hold_bits = spec, x, hold_bits
         self.predictions = golden.run(spec, x, keep_activations=False).predictions

@@ -68,7 +68,8 @@ class VitisTarget:
 
 def kernel_xml() -> str:
     """``kernel.xml``: the kernel's ports and the arguments at their register offsets."""
-    ports = (f'      <port name="{CONTROL}" mode="slave" range="0x{1 << regmap.CONTROL_ADDRESS_BITS:X}"'
+    control_range = 1 << regmap.CONTROL_ADDRESS_BITS
+    ports = (f'      <port name="{CONTROL}" mode="slave" range="0x{control_range:X}"'
              f' dataWidth="{regmap.CONTROL_DATA_BITS}" portType="addressable" base="0x0"/>\n'
              f'      <port name="{MEMORY}" mode="master" range="0xFFFFFFFFFFFFFFFF"'
              f' dataWidth="{regmap.MEMORY_DATA_BITS}" portType="addressable" base="0x0"/>\n')
@@ -182,7 +183,7 @@ def link_config(target: VitisTarget) -> str:
 
 
 def run_script(target: VitisTarget) -> str:
-    """``run.sh``: package, link (and for embedded targets package an SD image), or say what is missing."""
+    """``run.sh``: package, link (embedded targets: an SD image too), or name the missing tool."""
     package = ""
     if target.embedded:
         package = """

@@ -152,7 +152,8 @@ def synthesise(verilog, top: str, *, cache=None, log=None) -> Utilisation:
         log(f"synthesising {verilog} ({verilog.stat().st_size / 1e6:.1f} MB) with Yosys "
             f"synth_xilinx -family xcup; log {folder / 'yosys.log'}")
     start = time.perf_counter()
-    run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log, depth=2)
+    run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log,
+               depth=2)
     counts = parse_stat((folder / "stat.json").read_text(), top)
     result = Utilisation(top=top, logic_levels=parse_ltp((folder / "ltp.txt").read_text()),
                          seconds=time.perf_counter() - start, **counts)

@@ -86,3 +86,30 @@ def test_fit_finds_the_binding_resource():
         fit({"lut": 0}, XCU250)
     with pytest.raises(ValueError, match="lut"):
         Device("x", lut=-1, ff=0, dsp=0, bram36=0, uram=0)
+
+
+def test_resource_report_rates_both_designs(tmp_path, monkeypatch):
+    from cosparse.boards import resources
+    from cosparse.boards.xilinx_synth import Utilisation
+    from cosparse.hw.generate import summary
+    from cosparse.sw.netspec import random_netspec
+
+    def fake_synthesise(verilog, top, cache=None, log=None):  # yosys is tested above
+        dense = "dense" in str(verilog)
+        return Utilisation(top=top, lut=20_000 if dense else 10_000, ff=1, carry=0,
+                           dsp=8, bram36=0, uram=0, logic_levels=5)
+
+    monkeypatch.setattr(resources, "synthesise", fake_synthesise)
+    spec = random_netspec(4, max_channels=3, max_size=6)
+    report = resources.resource_report(spec, tmp_path)
+    sparse, dense = report["sparse"], report["dense"]
+    assert (tmp_path / "sparse" / "cosparse_top.v").exists()
+    assert sparse["initiation_interval"] == summary(spec)["initiation_interval"]
+    assert sparse["chips"]["u250"]["instances"] == 138 and dense["chips"]["u250"]["instances"] == 69
+    assert sparse["chips"]["u250"]["binding"] == "lut"
+    assert sparse["inputs_per_second"] == 250e6 / sparse["initiation_interval"]
+    per_instance = dense["initiation_interval"] / sparse["initiation_interval"]
+    assert report["sparse_over_dense"]["per_instance"] == pytest.approx(per_instance)
+    assert report["sparse_over_dense"]["full_chip_u250"] == pytest.approx(2 * per_instance)
+    again = resources.design_resources(spec, dense=False, out=tmp_path / "sparse")
+    assert again["generate_seconds"] == 0.0  # same design: the Verilog is reused
