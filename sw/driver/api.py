@@ -115,14 +115,16 @@ class Driver:
         A clip is a wav path (features are computed as ``cosparse golden``
         does) or one input's int8 features ``(C, H, W)``.
         """
-        from ..features import features_batch
-        if not isinstance(batch, int) or batch < 1:
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         pending = []
 
         def flush():
-            paths = [c for c in pending if isinstance(c, (str, Path))]
-            computed = iter(features_batch([Path(p) for p in paths]) if paths else [])
+            paths = [Path(c) for c in pending if isinstance(c, (str, Path))]
+            computed = iter([])
+            if paths:
+                from ..features import features_batch
+                computed = iter(features_batch(paths))
             x = np.stack([next(computed) if isinstance(c, (str, Path)) else np.asarray(c)
                           for c in pending])
             result = self.infer(x)
