@@ -14,7 +14,7 @@ LR=${LR:-0.05}
 
 [ -d "$data" ] || cosparse data synth --out "$data" --seed 0
 cosparse train --data "$data" --out "$work/sparse" --epochs "$SPARSE_EPOCHS" --lr "$LR" \
-  --lr-schedule cosine --weight-decay 5e-4 --threads 1 --quiet &
+  --lr-schedule cosine --weight-decay 5e-4 --kwta-noise 0.25 --threads 1 --quiet &
 cosparse train --data "$data" --out "$work/dense" --dense --epochs "$DENSE_EPOCHS" --lr "$LR" --threads 1 --quiet &
 wait
 cosparse export --checkpoint "$work/sparse/best.pt" --data "$data" --out "$assets/default/netspec" \
