@@ -12,6 +12,7 @@ step as it starts, with the seconds elapsed: the user sees how far it got.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -40,10 +41,25 @@ class ToolMissing(RuntimeError):
 
 
 def find_tool(tool: str) -> str:
-    """The command to run ``tool`` (a key of :data:`TOOLS`), or :class:`ToolMissing`."""
+    """The command to run ``tool`` (a key of :data:`TOOLS`), or :class:`ToolMissing`.
+
+    An environment variable named as Amaranth names it (``YOSYS``,
+    ``NEXTPNR_ECP5``, ``ECPPACK``) chooses the binary: the WebAssembly Yosys
+    has 32-bit addresses, so it cannot hold more than 4 GiB, which the
+    default network's flattened netlist most likely exceeds (it aborted in
+    ABC9's AIG mapping; docs/resources.md); a native 64-bit ``YOSYS=yosys``
+    has no such limit.
+    """
     if tool not in TOOLS:
         raise ValueError(f"tool must be one of {sorted(TOOLS)}, got {tool!r}")
     names, install = TOOLS[tool]
+    variable = tool.upper().replace("-", "_")
+    if os.environ.get(variable):
+        found = shutil.which(os.environ[variable])
+        if found is None:
+            raise ToolMissing(f"{tool}: {variable}={os.environ[variable]!r} is not a program "
+                              f"on PATH")
+        return found
     for name in names:
         found = shutil.which(name)
         if found:

