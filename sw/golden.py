@@ -3,8 +3,8 @@
 Everything the hardware must reproduce is defined here in numpy, following
 docs/netspec.md rule by rule; the RTL simulators and the hardware unit tests
 compare against these functions. Matrix products run in float64, which is
-exact here: every product of two int8 values and every accumulator sum stays
-below 2**31, far inside float64's 2**53 integer range, and BLAS makes a batch
+exact here: every product of a weight and an int8 value and every
+accumulator sum stays below 2**31, far inside float64's 2**53 integer range, and BLAS makes a batch
 of the default network take milliseconds instead of seconds.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from .netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec, Requant
 
 __all__ = ["LayerStats", "GoldenResult", "conv2d", "linear", "requantise", "maxpool2d",
-           "kwta", "argmax", "useful_macs", "run", "validate_inputs"]
+           "round_fraction", "kwta", "argmax", "useful_macs", "run", "validate_inputs"]
 
 #: Inputs per chunk: bounds the im2col buffer (conv2 of the GSC net: ~1.3 MB per input).
 CHUNK = 128
@@ -72,13 +72,16 @@ def linear(x: np.ndarray, layer: Linear) -> np.ndarray:
 
 
 def requantise(a: np.ndarray, requant: Requant) -> np.ndarray:
-    """int64 ``acc + bias`` -> int8, channel on axis 1: round half up, then saturate."""
+    """int64 ``acc + bias`` -> int8 (int16 with fraction bits), channel on axis 1.
+
+    Round half up, then saturate to ``[out_min, out_max] * 2**frac_bits``.
+    """
     shape = (1, -1) + (1,) * (a.ndim - 2)
     m = requant.multiplier.astype(np.int64).reshape(shape)
     s = requant.shift.astype(np.int64).reshape(shape)
     half = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
     q = (a * m + half) >> s
-    return np.clip(q, requant.out_min, requant.out_max).astype(np.int8)
+    return np.clip(q, requant.low, requant.high).astype(np.int16 if requant.frac_bits else np.int8)
 
 
 def maxpool2d(x: np.ndarray, layer: MaxPool2d) -> np.ndarray:
@@ -98,14 +101,25 @@ def _winners_along(values: np.ndarray, k: int, axis: int) -> np.ndarray:
     return mask
 
 
+def round_fraction(x: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Drop ``frac_bits`` fraction bits, rounding half up: ``(x + 2**(f-1)) >> f``, as int8."""
+    if not frac_bits:
+        return x.astype(np.int8)
+    return ((x.astype(np.int64) + (1 << (frac_bits - 1))) >> frac_bits).astype(np.int8)
+
+
 def kwta(x: np.ndarray, layer: KWTA) -> np.ndarray:
-    """k-winners-take-all on a batch: winners keep their value, the rest become 0."""
+    """k-winners-take-all on a batch: winners keep their value, the rest become 0.
+
+    Winners are chosen on ``x`` as it comes (with ``layer.frac_bits``
+    fraction bits) and passed on rounded to int8.
+    """
     if layer.mode == "local":
         mask = _winners_along(x, layer.k, axis=1)
     else:
         flat = x.reshape(x.shape[0], -1)
         mask = _winners_along(flat, layer.k, axis=1).reshape(x.shape)
-    return np.where(mask, x, 0).astype(x.dtype)
+    return np.where(mask, round_fraction(x, layer.frac_bits), 0).astype(np.int8)
 
 
 def argmax(logits: np.ndarray) -> np.ndarray:

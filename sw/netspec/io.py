@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import (FORMAT, KWTA, VERSION, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec,
+from .layers import (FORMAT, KWTA, VERSIONS, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec,
                      NetSpecError, Requant)
 
 __all__ = ["save", "load", "load_metadata", "JSON_NAME", "ARRAYS_NAME"]
@@ -24,8 +24,10 @@ _PACKED_ARRAYS = ("weights", "kernel_ids", "bias")
 _REQUANT_ARRAYS = ("multiplier", "shift")
 
 
-def _layer_to_json(layer) -> tuple[dict, dict]:
+def _layer_to_json(layer, version: int) -> tuple[dict, dict]:
+    """A layer's JSON object and arrays; version 1 has no ``weight_bits`` or ``frac_bits``."""
     doc = {"name": layer.name, "kind": layer.kind}
+    widths = version >= 2
     arrays = {}
     if isinstance(layer, (Conv2d, Linear)):
         if isinstance(layer, Conv2d):
@@ -35,6 +37,8 @@ def _layer_to_json(layer) -> tuple[dict, dict]:
             doc.update(in_features=layer.in_features, out_features=layer.out_features)
         doc.update(n=layer.n, groups=layer.groups, fan_in=layer.fan_in,
                    out_shape=list(layer.out_shape))
+        if widths:
+            doc["weight_bits"] = int(layer.weight_bits)
         for key in _PACKED_ARRAYS:
             arrays[f"{layer.name}.{key}"] = getattr(layer, key)
         if layer.requant is None:
@@ -42,6 +46,8 @@ def _layer_to_json(layer) -> tuple[dict, dict]:
         else:
             doc["requant"] = {"rounding": "half_up", "out_min": layer.requant.out_min,
                               "out_max": layer.requant.out_max}
+            if widths:
+                doc["requant"]["frac_bits"] = int(layer.requant.frac_bits)
             arrays[f"{layer.name}.multiplier"] = layer.requant.multiplier
             arrays[f"{layer.name}.shift"] = layer.requant.shift
     elif isinstance(layer, MaxPool2d):
@@ -49,6 +55,8 @@ def _layer_to_json(layer) -> tuple[dict, dict]:
     elif isinstance(layer, KWTA):
         doc.update(in_shape=list(layer.in_shape), mode=layer.mode, k=layer.k,
                    tie_break="lower_index")
+        if widths:
+            doc["frac_bits"] = int(layer.frac_bits)
     return doc, arrays
 
 
@@ -58,7 +66,7 @@ def save(spec: NetSpec, folder, *, metadata: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     layers, arrays = [], {}
     for layer in spec.layers:
-        doc, layer_arrays = _layer_to_json(layer)
+        doc, layer_arrays = _layer_to_json(layer, spec.version)
         layers.append(doc)
         arrays.update(layer_arrays)
     doc = {
@@ -143,8 +151,10 @@ def _layer_from_json(doc: dict, arrays: _Arrays, index: int):
             requant = Requant(multiplier=arrays.take(f"{name}.multiplier", where),
                               shift=arrays.take(f"{name}.shift", where),
                               out_min=requant_doc.get("out_min", -128),
-                              out_max=requant_doc.get("out_max", 127))
-        common = dict(name=name, n=_require(doc, "n", where), requant=requant, **packed)
+                              out_max=requant_doc.get("out_max", 127),
+                              frac_bits=requant_doc.get("frac_bits", 0))
+        common = dict(name=name, n=_require(doc, "n", where), requant=requant,
+                      weight_bits=doc.get("weight_bits", 8), **packed)
         if kind == "conv2d":
             layer = Conv2d(in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"),
                            out_channels=_require(doc, "out_channels", where),
@@ -160,7 +170,8 @@ def _layer_from_json(doc: dict, arrays: _Arrays, index: int):
         if tie != "lower_index":
             raise NetSpecError(f"{where}: tie_break {tie!r} is not supported (only 'lower_index')")
         layer = KWTA(name=name, mode=_require(doc, "mode", where), k=_require(doc, "k", where),
-                     in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"))
+                     in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"),
+                     frac_bits=doc.get("frac_bits", 0))
     else:
         raise NetSpecError(f"{where}: unknown layer kind {kind!r} (expected conv2d, linear, "
                            f"maxpool2d or kwta)")
@@ -184,9 +195,10 @@ def load(folder) -> NetSpec:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NetSpecError(f"{path}: 'format' must be {FORMAT!r}; this is not a cosparse NetSpec")
     version = _require(doc, "version", str(path))
-    if version != VERSION:
+    if version not in VERSIONS:
         raise NetSpecError(f"{path}: version {version!r} is not supported (this cosparse reads "
-                           f"version {VERSION}); re-export the model with `cosparse export`")
+                           f"versions {', '.join(map(str, VERSIONS))}); re-export the model "
+                           f"with `cosparse export`")
     arrays = _Arrays(path.parent / doc.get("arrays", ARRAYS_NAME))
     input_doc = _require(doc, "input", str(path))
     input_spec = InputSpec(shape=_tuple(_require(input_doc, "shape", "input"), "input", "shape"),

@@ -16,13 +16,15 @@ from math import prod
 import numpy as np
 
 __all__ = [
-    "FORMAT", "VERSION", "EMPTY_SLOT", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS",
-    "MAX_SHIFT", "NetSpecError", "Requant", "Conv2d", "Linear", "MaxPool2d",
+    "FORMAT", "VERSION", "VERSIONS", "EMPTY_SLOT", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS",
+    "MAX_SHIFT", "MAX_FRAC_BITS", "MIN_WEIGHT_BITS", "MAX_WEIGHT_BITS", "NetSpecError", "Requant", "Conv2d", "Linear", "MaxPool2d",
     "KWTA", "InputSpec", "NetSpec",
 ]
 
 FORMAT = "cosparse-netspec"
-VERSION = 1
+VERSION = 2
+#: Versions this reader understands: version 1 has int8 weights and no fraction bits.
+VERSIONS = (1, 2)
 #: Kernel id of a packed slot that belongs to no kernel (its weight is 0).
 EMPTY_SLOT = 255
 INT8_MIN, INT8_MAX = -128, 127
@@ -30,6 +32,10 @@ INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 #: Requantisation multipliers are unsigned and fit this many bits.
 MULTIPLIER_BITS = 16
 MAX_SHIFT = 62
+#: Extra fraction bits a requantised tensor may carry to its k-WTA (values up to 16 bits).
+MAX_FRAC_BITS = 8
+#: Packed weights are signed integers of this many bits (int8 storage up to 8, int16 above).
+MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 16
 
 
 class NetSpecError(ValueError):
@@ -54,6 +60,17 @@ def _check_positive_int(where, name, value):
         _fail(where, f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_frac_bits(where, name, value):
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+            or not 0 <= value <= MAX_FRAC_BITS):
+        _fail(where, f"{name} must be an integer in [0, {MAX_FRAC_BITS}], got {value!r}")
+
+
+def weight_dtype(weight_bits: int) -> np.dtype:
+    """Storage of packed weights of ``weight_bits`` bits: int8 up to 8, int16 above."""
+    return np.dtype(np.int8 if weight_bits <= 8 else np.int16)
+
+
 def _check_shape(where, name, shape, ndim):
     if (not isinstance(shape, tuple) or len(shape) != ndim
             or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape)):
@@ -62,17 +79,33 @@ def _check_shape(where, name, shape, ndim):
 
 @dataclass(frozen=True, eq=False)
 class Requant:
-    """Per-output-channel fixed-point requantisation to int8.
+    """Per-output-channel fixed-point requantisation to int8, or to int8 with fraction bits.
 
-    ``y = clamp((a * multiplier + round_bias) >> shift, out_min, out_max)`` with
-    ``a = acc + bias`` and ``round_bias = 2**(shift-1)`` (0 when shift is 0):
-    an exact integer form of round-half-up of ``a * multiplier / 2**shift``.
+    ``y = clamp((a * multiplier + round_bias) >> shift, out_min * 2**f, out_max * 2**f)``
+    with ``a = acc + bias``, ``round_bias = 2**(shift-1)`` (0 when shift is
+    0) and ``f = frac_bits``: an exact integer form of round-half-up of
+    ``a * multiplier / 2**shift``. With ``f > 0`` the output is an int8
+    value with ``f`` extra fraction bits, finer than the int8 grid: a k-WTA
+    ranks on it (ties and near-ties are decided as the float model decides
+    them) and rounds its winners to int8 (:class:`KWTA`), so only a pool or
+    a k-WTA may consume it.
     """
 
     multiplier: np.ndarray  # int32 [C_out], 0 <= m < 2**MULTIPLIER_BITS
     shift: np.ndarray  # int32 [C_out], 0 <= s <= MAX_SHIFT
     out_min: int = INT8_MIN
     out_max: int = INT8_MAX
+    frac_bits: int = 0
+
+    @property
+    def low(self) -> int:
+        """Smallest output value, ``out_min * 2**frac_bits``."""
+        return self.out_min << self.frac_bits
+
+    @property
+    def high(self) -> int:
+        """Largest output value, ``out_max * 2**frac_bits``."""
+        return self.out_max << self.frac_bits
 
     def validate(self, where: str, channels: int):
         _check_array(where, "requant.multiplier", self.multiplier, np.int32, (channels,))
@@ -89,24 +122,29 @@ class Requant:
         if not (INT8_MIN <= self.out_min <= self.out_max <= INT8_MAX):
             _fail(where, f"requant saturation bounds [{self.out_min}, {self.out_max}] must lie "
                          f"within int8 [{INT8_MIN}, {INT8_MAX}] with out_min <= out_max")
+        _check_frac_bits(where, "requant.frac_bits", self.frac_bits)
 
 
 @dataclass(frozen=True, eq=False)
 class _PackedLayer:
-    """Shared part of conv2d and linear: complementary-packed int8 weights.
+    """Shared part of conv2d and linear: complementary-packed weights.
 
     Output channel ``g * n + kernel_ids[g, f]`` owns packed slot ``(g, f)``;
     ``kernel_ids == EMPTY_SLOT`` marks a slot of no kernel, whose weight is 0.
     Because each slot names exactly one kernel, two kernels of a group can
     never overlap in this form: overlap is caught by the packer instead.
+    Weights are signed ``weight_bits``-bit integers (8 by default; a wider
+    first layer follows the float model more closely for little hardware,
+    since its fan-in is small), stored as int8 up to 8 bits, int16 above.
     """
 
     name: str
     n: int
-    weights: np.ndarray  # int8 [groups, fan_in]
+    weights: np.ndarray  # int8 or int16 [groups, fan_in]
     kernel_ids: np.ndarray  # uint8 [groups, fan_in]
     bias: np.ndarray  # int32 [out_channels]
     requant: Requant | None
+    weight_bits: int = 8
 
     @property
     def groups(self) -> int:
@@ -120,7 +158,19 @@ class _PackedLayer:
         _check_positive_int(where, "n", self.n)
         if self.n > 254:
             _fail(where, f"n = {self.n} exceeds 254 (kernel ids are uint8, 255 is the empty slot)")
-        _check_array(where, "weights", self.weights, np.int8, (self.groups, self.fan_in))
+        bits = self.weight_bits
+        if (not isinstance(bits, (int, np.integer)) or isinstance(bits, bool)
+                or not MIN_WEIGHT_BITS <= bits <= MAX_WEIGHT_BITS):
+            _fail(where, f"weight_bits must be an integer in [{MIN_WEIGHT_BITS}, "
+                         f"{MAX_WEIGHT_BITS}], got {bits!r}")
+        _check_array(where, "weights", self.weights, weight_dtype(bits),
+                     (self.groups, self.fan_in))
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        outside = (self.weights < low) | (self.weights > high)
+        if outside.any():
+            g, f = map(int, np.argwhere(outside)[0])
+            _fail(where, f"weights[{g}, {f}] = {int(self.weights[g, f])} does not fit "
+                         f"weight_bits = {bits} (range [{low}, {high}])")
         _check_array(where, "kernel_ids", self.kernel_ids, np.uint8, (self.groups, self.fan_in))
         _check_array(where, "bias", self.bias, np.int32, (self.out_channels,))
         limit = np.minimum(self.n, self.out_channels - np.arange(self.groups) * self.n)[:, None]
@@ -143,8 +193,8 @@ class _PackedLayer:
             _fail(where, f"worst-case |accumulator + bias| = {bound} overflows int32")
 
     def dense_weight(self) -> np.ndarray:
-        """Unpacked weights, int8 ``[out_channels, fan_in]`` (zeros off-support)."""
-        dense = np.zeros((self.out_channels, self.fan_in), np.int8)
+        """Unpacked weights ``[out_channels, fan_in]`` in the weights' dtype (zeros off-support)."""
+        dense = np.zeros((self.out_channels, self.fan_in), self.weights.dtype)
         g, f = np.nonzero(self.kernel_ids != EMPTY_SLOT)
         dense[g * self.n + self.kernel_ids[g, f].astype(np.int64), f] = self.weights[g, f]
         return dense
@@ -243,12 +293,17 @@ class KWTA:
     ``mode="local"``: top-k across channels at each (y, x) of a (C, H, W)
     input. ``mode="global"``: top-k over the whole input in flat (C, H, W)
     order. Ties: the lower index (channel, or flat index) wins.
+    ``frac_bits`` is the number of fraction bits of its input (the
+    requantisation's ``frac_bits`` before it): winners are chosen on the
+    fine values and passed on rounded half up to int8,
+    ``(v + 2**(f-1)) >> f``.
     """
 
     name: str
     in_shape: tuple[int, ...]
     mode: str
     k: int
+    frac_bits: int = 0
     kind = "kwta"
 
     @property
@@ -271,6 +326,7 @@ class KWTA:
         _check_positive_int(where, "k", self.k)
         if self.k > self.candidates:
             _fail(where, f"k = {self.k} is larger than the {self.candidates} values it selects from")
+        _check_frac_bits(where, "frac_bits", self.frac_bits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,9 +376,10 @@ class NetSpec:
         raise KeyError(f"no layer named {name!r}; layers are {[l.name for l in self.layers]}")
 
     def validate(self):
-        if self.version != VERSION:
+        if self.version not in VERSIONS:
             _fail("netspec", f"version {self.version} is not supported (this cosparse reads "
-                             f"version {VERSION}); re-export the model with `cosparse export`")
+                             f"versions {', '.join(map(str, VERSIONS))}); re-export the model "
+                             f"with `cosparse export`")
         self.input.validate()
         if not self.layers:
             _fail("netspec", "has no layers")
@@ -330,7 +387,7 @@ class NetSpec:
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
             _fail("netspec", f"layer name {duplicate!r} is used twice")
-        shape, int8 = self.input.shape, True
+        shape, int8, frac = self.input.shape, True, 0
         for index, layer in enumerate(self.layers):
             where = f"layer {layer.name!r} ({layer.kind})"
             expected = (prod(shape),) if isinstance(layer, Linear) else shape
@@ -341,6 +398,11 @@ class NetSpec:
                 _fail(where, "its input is the int32 output of an unrequantised layer; only the "
                              "last layer may omit requant")
             layer.validate()
+            self._validate_fraction_bits(where, layer, frac)
+            if isinstance(layer, _PackedLayer):
+                frac = layer.requant.frac_bits if layer.requant is not None else 0
+            elif isinstance(layer, KWTA):
+                frac = 0
             last = index == len(self.layers) - 1
             if isinstance(layer, _PackedLayer):
                 if layer.requant is None and not last:
@@ -353,6 +415,21 @@ class NetSpec:
             shape = layer.out_shape
         if len(self.classes) != prod(shape):
             _fail("netspec", f"{len(self.classes)} class names for {prod(shape)} outputs")
+
+    def _validate_fraction_bits(self, where, layer, frac):
+        """Fine values (fraction bits) flow only through pools into the k-WTA that rounds them."""
+        widened = (isinstance(layer, _PackedLayer)
+                   and (layer.weight_bits != 8
+                        or (layer.requant is not None and layer.requant.frac_bits)))
+        if self.version == 1 and (widened or (isinstance(layer, KWTA) and layer.frac_bits)):
+            _fail(where, "weight_bits other than 8 and frac_bits need NetSpec version 2; "
+                         "this file says version 1")
+        if isinstance(layer, _PackedLayer) and frac:
+            _fail(where, f"its input has {frac} fraction bits; a kwta with frac_bits = {frac} "
+                         f"must round it to int8 first")
+        if isinstance(layer, KWTA) and layer.frac_bits != frac:
+            _fail(where, f"frac_bits = {layer.frac_bits} but its input has {frac} fraction bits "
+                         f"(the requant.frac_bits of the layer before it)")
 
     @property
     def output_size(self) -> int:

@@ -8,10 +8,12 @@ and the simulators are checked against each other on cases nobody tuned for.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from .layers import (EMPTY_SLOT, KWTA, MULTIPLIER_BITS, Conv2d, InputSpec, Linear, MaxPool2d,
-                     NetSpec, Requant)
+from .layers import (EMPTY_SLOT, KWTA, MAX_SHIFT, MULTIPLIER_BITS, Conv2d, InputSpec, Linear,
+                     MaxPool2d, NetSpec, Requant, weight_dtype)
 
 __all__ = ["random_packing", "random_requant", "random_netspec", "random_inputs"]
 
@@ -52,12 +54,48 @@ def _packed(rng, kind, name, shape_args, out_channels, fan_in, n, requant, empty
                 **shape_args)
 
 
+def _widened(layer, bits: int, frac: int, rng):
+    """``layer`` with ``bits``-bit weights and ``frac`` fraction bits on its requantisation.
+
+    The weights are redrawn over the wider range (same slots) and the shift
+    moved by the change of scale, so outputs stay as spread as before.
+    """
+    weights = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), layer.weights.shape)
+    weights[layer.kernel_ids == EMPTY_SLOT] = 0
+    requant = layer.requant
+    if requant is not None:
+        shift = np.clip(requant.shift.astype(np.int64) + (bits - 8) - frac, 0, MAX_SHIFT)
+        requant = replace(requant, shift=shift.astype(np.int32), frac_bits=frac)
+    return replace(layer, weights=weights.astype(weight_dtype(bits)), weight_bits=bits,
+                   requant=requant)
+
+
+def _random_widths(layers, rng):
+    """Random weight widths for every packed layer and fraction bits before every k-WTA."""
+    layers = list(layers)
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, (Conv2d, Linear)):
+            continue
+        after = index + 1
+        while after < len(layers) and isinstance(layers[after], MaxPool2d):
+            after += 1
+        selects = after < len(layers) and isinstance(layers[after], KWTA)
+        frac = int(rng.choice([0, 2, 4, 8])) if selects else 0
+        layers[index] = _widened(layer, int(rng.choice([4, 8, 12, 16])), frac, rng)
+        if selects:
+            layers[after] = replace(layers[after], frac_bits=frac)
+    return tuple(layers)
+
+
 def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
-                   empty_fraction: float = 0.05) -> NetSpec:
+                   empty_fraction: float = 0.05, widths: bool = False) -> NetSpec:
     """A small random conv -> [pool] -> [kwta] -> ... -> linear network.
 
     Shapes, packing factors n, pool and k-WTA presence, k and mode are all
-    drawn from ``seed``; the result always validates.
+    drawn from ``seed``; the result always validates. ``widths`` also draws
+    each packed layer's ``weight_bits`` (4, 8, 12 or 16) and the
+    ``frac_bits`` a layer hands its k-WTA (0, 2, 4 or 8), from a second
+    stream of the same seed, so the shapes are those without ``widths``.
     """
     rng = np.random.default_rng(seed)
     in_c = int(rng.integers(1, 3))
@@ -91,9 +129,12 @@ def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
     n = int(rng.integers(1, classes + 1))
     layers.append(_packed(rng, Linear, "out", dict(in_features=features, out_features=classes),
                           classes, features, n, False, empty_fraction))
+    layers = tuple(layers)
+    if widths:
+        layers = _random_widths(layers, np.random.default_rng([seed, 1]))
     return NetSpec(name=f"random-{seed}", input=InputSpec(shape=(in_c, size, size), qmin=0,
                                                           qmax=127),
-                   layers=tuple(layers), classes=tuple(f"class{i}" for i in range(classes)))
+                   layers=layers, classes=tuple(f"class{i}" for i in range(classes)))
 
 
 def random_inputs(spec: NetSpec, batch: int, seed: int = 0, density: float = 0.6) -> np.ndarray:
