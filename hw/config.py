@@ -22,10 +22,11 @@ def accumulator_bits(layer) -> int:
 
     Every partial sum of ``acc`` is bounded by ``sum |W| * 128``, which is at
     most the NetSpec's :meth:`accumulator_bound`, so one width serves the
-    accumulators and the biased value sent to requantisation (at least 17
-    bits: one signed int8 x int8 product and a sign).
+    accumulators and the biased value sent to requantisation (at least one
+    signed product of an int8 and a ``weight_bits`` weight and a sign: 17
+    bits for 8-bit weights, 13 for 4-bit, 25 for 16-bit).
     """
-    return max(layer.accumulator_bound().bit_length() + 1, 17)
+    return max(layer.accumulator_bound().bit_length() + 1, 9 + layer.weight_bits)
 
 
 @dataclass(frozen=True)

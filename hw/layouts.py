@@ -21,16 +21,40 @@ layouts, and ``last`` closes the data of one input in every one of them.
   ``values[c]`` being channel ``c``. A local k-WTA or a Sparsifier takes
   such a beat per cycle, which is what lets them keep up with an engine
   that drains ``C`` accumulators per cycle.
+
+Values are int8, except between a requantisation with ``frac_bits = f > 0``
+and the k-WTA that rounds them (through any max-pool): there they are int8
+with ``f`` extra fraction bits, ``value_shape(f) = signed(8 + f)``, and the
+dense layouts take that shape. Sparse streams (a k-WTA's output) are int8.
 """
 
 from math import prod
+from numbers import Integral
 
 from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
-__all__ = ["coordinate_bits", "sparse_layout", "dense_layout", "dense_vector_layout", "flat_index",
+__all__ = ["MAX_FRAC_BITS", "check_frac_bits", "value_shape", "coordinate_bits", "sparse_layout", "dense_layout", "dense_vector_layout", "flat_index",
            "tensor_size"]
+
+
+#: Fraction bits a requantised value may carry to its k-WTA (docs/netspec.md).
+MAX_FRAC_BITS = 8
+
+
+def check_frac_bits(frac_bits) -> int:
+    """``frac_bits`` as an int; TypeError unless an integer, ValueError outside [0, 8]."""
+    if not isinstance(frac_bits, Integral) or isinstance(frac_bits, bool):
+        raise TypeError(f"frac_bits must be an integer, got {frac_bits!r}")
+    if not 0 <= frac_bits <= MAX_FRAC_BITS:
+        raise ValueError(f"frac_bits must be in [0, {MAX_FRAC_BITS}], got {frac_bits!r}")
+    return int(frac_bits)
+
+
+def value_shape(frac_bits: int = 0):
+    """Shape of an int8 value with ``frac_bits`` fraction bits: ``signed(8 + frac_bits)``."""
+    return signed(8 + check_frac_bits(frac_bits))
 
 
 def coordinate_bits(extent: int) -> int:

@@ -3,7 +3,13 @@
 docs/netspec.md defines the arithmetic exactly::
 
     r = (a * m + (s > 0 ? 2**(s-1) : 0)) >> s      # arithmetic shift
-    y = min(max(r, out_min), out_max)
+    y = min(max(r, out_min * 2**f), out_max * 2**f)
+
+with ``f = frac_bits`` (0 by default): with ``f > 0`` the output is an int8
+value with ``f`` extra fraction bits, a signed ``8 + f`` bit integer, which
+only a max-pool and then a k-WTA consume (the k-WTA ranks on the finer
+values and rounds its winners to int8). The arithmetic is the same; only
+the saturation bounds and the output register grow by ``f`` bits.
 
 with ``m`` (unsigned, 16 bits) and ``s`` (0..62) chosen per output channel.
 The unit is a four-stage pipeline so that each stage holds one operation a
@@ -19,7 +25,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .layouts import coordinate_bits, dense_layout, dense_vector_layout
+from .layouts import check_frac_bits, coordinate_bits, dense_layout, dense_vector_layout, \
+    value_shape
 
 __all__ = ["requant_input_layout", "vector_requant_input_layout", "Requantiser",
            "VectorRequantiser"]
@@ -53,7 +60,8 @@ def _int_array(name, values, channels, low, high):
     return [int(v) for v in array]
 
 
-def _check_common(acc_bits, out_min, out_max):
+def _check_common(acc_bits, out_min, out_max, frac_bits):
+    check_frac_bits(frac_bits)  # before the shifts by frac_bits below
     if not isinstance(acc_bits, int) or isinstance(acc_bits, bool) or not 2 <= acc_bits <= 32:
         raise ValueError(f"acc_bits must be an integer in [2, 32], got {acc_bits!r}")
     for name, bound in (("out_min", out_min), ("out_max", out_max)):
@@ -118,10 +126,10 @@ class _RequantPipeline(wiring.Component):
             with m.If(take3):
                 m.d.sync += [q3.eq(p2 + half), s3.eq(s2)]
             with m.If(take4):
-                with m.If(r < self._out_min):
-                    m.d.sync += values_out[e].eq(self._out_min)
-                with m.Elif(r > self._out_max):
-                    m.d.sync += values_out[e].eq(self._out_max)
+                with m.If(r < self._low):
+                    m.d.sync += values_out[e].eq(self._low)
+                with m.Elif(r > self._high):
+                    m.d.sync += values_out[e].eq(self._high)
                 with m.Else():
                     m.d.sync += values_out[e].eq(r)
 
@@ -151,29 +159,33 @@ class Requantiser(_RequantPipeline):
         Per-channel ``m`` (``0 <= m < 2**16``) and ``s`` (``0 <= s <= 62``),
         e.g. a NetSpec ``Requant``'s ``multiplier`` and ``shift``.
     out_min, out_max : int
-        Saturation bounds, ``-128 <= out_min <= out_max <= 127``.
+        Saturation bounds on the int8 grid, ``-128 <= out_min <= out_max <= 127``.
+    frac_bits : int
+        Fraction bits of the output, 0..8 (a NetSpec ``Requant.frac_bits``):
+        the output saturates to ``[out_min, out_max] * 2**frac_bits`` and is
+        ``signed(8 + frac_bits)``.
 
     Ports
     -----
     i : ``In(stream.Signature(requant_input_layout(channels, acc_bits)))``
         ``a`` (signed(acc_bits)), ``channel`` (unsigned, ``coordinate_bits(channels)``), ``last``.
-    o : ``Out(stream.Signature(dense_layout()))``
-        ``value`` (signed(8)) and ``last`` (passed through), in input order,
-        four cycles after the input when never stalled.
+    o : ``Out(stream.Signature(dense_layout(value_shape(frac_bits))))``
+        ``value`` (signed(8 + frac_bits)) and ``last`` (passed through), in
+        input order, four cycles after the input when never stalled.
     """
 
     def __init__(self, channels: int, acc_bits: int, multipliers, shifts,
-                 out_min: int = -128, out_max: int = 127):
+                 out_min: int = -128, out_max: int = 127, frac_bits: int = 0):
         if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        _check_common(acc_bits, out_min, out_max)
+        _check_common(acc_bits, out_min, out_max, frac_bits)
         self._acc_bits = acc_bits
         mult = _int_array("multipliers", multipliers, channels, 0, 2**MULTIPLIER_BITS - 1)
         shift = _int_array("shifts", shifts, channels, 0, MAX_SHIFT)
         self._rows = [[pair] for pair in zip(mult, shift)]
-        self._out_min, self._out_max = int(out_min), int(out_max)
+        self._low, self._high = int(out_min) << int(frac_bits), int(out_max) << int(frac_bits)
         super().__init__({"i": In(stream.Signature(requant_input_layout(channels, acc_bits))),
-                          "o": Out(stream.Signature(dense_layout()))})
+                          "o": Out(stream.Signature(dense_layout(value_shape(frac_bits))))})
 
     def elaborate(self, platform):
         m = Module()
@@ -196,31 +208,31 @@ class VectorRequantiser(_RequantPipeline):
     ----------
     channels, width : int
         Channels of the layer and per beat; ``ceil(channels / width)`` slices.
-    acc_bits, multipliers, shifts, out_min, out_max :
+    acc_bits, multipliers, shifts, out_min, out_max, frac_bits :
         As for :class:`Requantiser`.
 
     Ports
     -----
     i : ``In(stream.Signature(vector_requant_input_layout(width, slices, acc_bits)))``
-    o : ``Out(stream.Signature(dense_vector_layout(width)))``
+    o : ``Out(stream.Signature(dense_vector_layout(width, value_shape(frac_bits))))``
     """
 
     def __init__(self, channels: int, width: int, acc_bits: int, multipliers, shifts,
-                 out_min: int = -128, out_max: int = 127):
+                 out_min: int = -128, out_max: int = 127, frac_bits: int = 0):
         for name, value in (("channels", channels), ("width", width)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        _check_common(acc_bits, out_min, out_max)
+        _check_common(acc_bits, out_min, out_max, frac_bits)
         self._acc_bits = acc_bits
         mult = _int_array("multipliers", multipliers, channels, 0, 2**MULTIPLIER_BITS - 1)
         shift = _int_array("shifts", shifts, channels, 0, MAX_SHIFT)
         slices = -(-channels // width)
         pairs = list(zip(mult, shift)) + [(0, 0)] * (slices * width - channels)
         self._rows = [pairs[r * width:(r + 1) * width] for r in range(slices)]
-        self._out_min, self._out_max = int(out_min), int(out_max)
+        self._low, self._high = int(out_min) << int(frac_bits), int(out_max) << int(frac_bits)
         super().__init__({
             "i": In(stream.Signature(vector_requant_input_layout(width, slices, acc_bits))),
-            "o": Out(stream.Signature(dense_vector_layout(width)))})
+            "o": Out(stream.Signature(dense_vector_layout(width, value_shape(frac_bits))))})
 
     def elaborate(self, platform):
         m = Module()

@@ -13,7 +13,7 @@ from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_vector_layout, sparse_layout
+from ..layouts import dense_vector_layout, sparse_layout, value_shape
 from .drain import PositionDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
@@ -136,8 +136,9 @@ class ConvEngine(PackedEngine):
     Ports
     -----
     i : sparse ``(value, c, y, x)`` activations of ``layer.in_shape``.
-    o : ``dense_vector_layout(out_channels)``: one beat per (pooled) output
-        position in raster order, all channels.
+    o : ``dense_vector_layout(out_channels, value_shape(frac_bits))``: one
+        beat per (pooled) output position in raster order, all channels;
+        int8, or int8 with the requantisation's ``frac_bits`` fraction bits.
     busy : high while any input is being accumulated or drained.
     """
 
@@ -150,4 +151,5 @@ class ConvEngine(PackedEngine):
         scatter = ConvScatter(tuple(layer.in_shape), tiling)
         super().__init__(layer, config, scatter, tiling,
                          PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits),
-                         dense_vector_layout(layer.out_channels))
+                         dense_vector_layout(layer.out_channels,
+                                             value_shape(layer.requant.frac_bits)))

@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout, dense_vector_layout
+from ..layouts import dense_layout, dense_vector_layout, value_shape
 from ..requant import Requantiser, VectorRequantiser
 from .pool import VectorPool
 from .router import DrainPort
@@ -58,7 +58,8 @@ class PositionDrain(wiring.Component):
     start : pulse: the idle buffer holds a finished input.
     busy : high from ``start`` until every word was read (and handed to requantisation).
     acc : read/clear port into the idle buffer.
-    o : ``dense_vector_layout(out_channels)``.
+    o : ``dense_vector_layout(out_channels, value_shape(layer.requant.frac_bits))``:
+        int8, or int8 with the requantisation's fraction bits.
     """
 
     def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int):
@@ -74,7 +75,8 @@ class PositionDrain(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
-            "o": Out(stream.Signature(dense_vector_layout(layer.out_channels))),
+            "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
+                                                          value_shape(layer.requant.frac_bits)))),
         })
 
     def elaborate(self, platform):
@@ -135,8 +137,10 @@ class PositionDrain(wiring.Component):
         rq = layer.requant
         m.submodules.requant = requant = VectorRequantiser(
             layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
-            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max)
-        m.submodules.pool = pool = VectorPool(layer.out_channels, width, passes, s * s)
+            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
+            frac_bits=rq.frac_bits)
+        m.submodules.pool = pool = VectorPool(layer.out_channels, width, passes, s * s,
+                                              frac_bits=rq.frac_bits)
         for e in range(width):
             m.d.comb += requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
         m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_q),
@@ -169,12 +173,13 @@ class ChannelDrain(wiring.Component):
     -----
     start, busy, acc :
         As for :class:`PositionDrain`.
-    o : dense int8 stream (int32 ``acc + bias`` when ``layer.requant`` is None).
+    o : dense int8 stream (``signed(8 + frac_bits)`` with the requantisation's
+        fraction bits; int32 ``acc + bias`` when ``layer.requant`` is None).
     """
 
     def __init__(self, layer, lanes: int, tiling, acc_bits: int):
         self._layer, self._lanes, self._t, self._acc_bits = layer, lanes, tiling, acc_bits
-        value = signed(8) if layer.requant is not None else signed(32)
+        value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
         super().__init__({
             "start": In(1),
             "busy": Out(1),
@@ -229,7 +234,7 @@ class ChannelDrain(wiring.Component):
         rq = layer.requant
         m.submodules.requant = requant = Requantiser(
             channels, self._acc_bits, [int(v) for v in rq.multiplier], [int(v) for v in rq.shift],
-            out_min=rq.out_min, out_max=rq.out_max)
+            out_min=rq.out_min, out_max=rq.out_max, frac_bits=rq.frac_bits)
         m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.a.eq(a),
                      requant.i.payload.channel.eq(d_c), requant.i.payload.last.eq(d_last),
                      out_ready.eq(requant.i.ready)]

@@ -12,7 +12,7 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout, sparse_layout, tensor_size
+from ..layouts import dense_layout, sparse_layout, tensor_size, value_shape
 from .drain import ChannelDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
@@ -93,7 +93,8 @@ class LinearEngine(PackedEngine):
     Ports
     -----
     i : sparse activations of ``in_shape``.
-    o : dense int8 outputs in index order (int32 logits when ``layer.requant`` is None).
+    o : dense int8 outputs in index order (``signed(8 + frac_bits)`` with the
+        requantisation's fraction bits; int32 logits when ``layer.requant`` is None).
     busy : high while any input is being accumulated or drained.
     """
 
@@ -106,7 +107,7 @@ class LinearEngine(PackedEngine):
             raise ValueError(f"layer {layer.name!r}: a linear layer has one offset, "
                              f"got offsets = {config.offsets!r}")
         tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
-        value = signed(8) if layer.requant is not None else signed(32)
+        value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
         super().__init__(layer, config, LinearScatter(in_shape, tiling), tiling,
                          ChannelDrain(layer, config.lanes, tiling, config.acc_bits),
                          dense_layout(value))

@@ -7,6 +7,12 @@ exists (``ok``); see :mod:`.tiling`. This unit reads the word of the tile,
 moves each offset's weights to the bank its output lives in (a rotation by
 the activation's position modulo the tile shape: rows first, then columns,
 two small multiplexers instead of one ``offsets``-way one) and multiplies.
+
+Weights are signed ``weight_bits`` integers (the layer's, 8 by default) and
+activations int8, so each product is a signed ``8 + weight_bits`` bit value:
+int16 for 8-bit weights, 24 bits for 16-bit ones (still one DSP48/DSP58
+multiply, a wider product register and product stream), 12 bits for 4-bit
+ones.
 """
 
 from amaranth import Array, Module, Mux, Signal, signed, unsigned
@@ -15,9 +21,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .weights import kernel_id_bits, lane_layout, weight_words, word_layout
+from .weights import check_weight_bits, kernel_id_bits, lane_layout, weight_words, word_layout
 
-__all__ = ["bits", "item_layout", "product_layout", "PackedMultiply"]
+__all__ = ["bits", "item_layout", "product_bits", "product_layout", "PackedMultiply"]
 
 
 def bits(extent: int) -> int:
@@ -40,11 +46,18 @@ def item_layout(tiling, words: int) -> data.StructLayout:
         "last": unsigned(1)})
 
 
-def product_layout(n: int, lanes: int, tiling) -> data.StructLayout:
-    """Products of one item, bank by bank: per lane the int16 product and its kernel id,
-    the bank's entry ``addr`` and ``write`` (one bit per bank: the output exists)."""
+def product_bits(weight_bits: int = 8) -> int:
+    """Signed width of an int8 activation times a ``weight_bits`` weight: ``8 + weight_bits``."""
+    return 8 + check_weight_bits(weight_bits)
+
+
+def product_layout(n: int, lanes: int, tiling, weight_bits: int = 8) -> data.StructLayout:
+    """Products of one item, bank by bank: per lane the signed ``8 + weight_bits`` product
+    and its kernel id, the bank's entry ``addr`` and ``write`` (one bit per bank: the
+    output exists)."""
     return data.StructLayout({
-        "product": data.ArrayLayout(data.ArrayLayout(signed(16), lanes), tiling.banks),
+        "product": data.ArrayLayout(data.ArrayLayout(signed(product_bits(weight_bits)), lanes),
+                                    tiling.banks),
         "kernel": data.ArrayLayout(data.ArrayLayout(unsigned(kernel_id_bits(n)), lanes),
                                    tiling.banks),
         "addr": data.ArrayLayout(unsigned(bits(tiling.depth)), tiling.banks),
@@ -66,7 +79,8 @@ class PackedMultiply(wiring.Component):
     Parameters
     ----------
     layer : Conv2d or Linear
-        NetSpec layer whose packed weights fill the weight memory.
+        NetSpec layer whose packed weights fill the weight memory; its
+        ``weight_bits`` sets the weight fields and the product width.
     lanes : int
         Groups multiplied per cycle; ``ceil(groups / lanes)`` passes cover every group.
     tiling : Tiling
@@ -76,17 +90,19 @@ class PackedMultiply(wiring.Component):
     def __init__(self, layer, lanes: int, tiling):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        self._bits = check_weight_bits(layer.weight_bits)
         self._layer, self._lanes, self._tiling = layer, lanes, tiling
         self._words = weight_words(layer, lanes, tiling)
         super().__init__({
             "i": In(stream.Signature(item_layout(tiling, len(self._words)), always_ready=True)),
-            "o": Out(stream.Signature(product_layout(layer.n, lanes, tiling), always_ready=True)),
+            "o": Out(stream.Signature(product_layout(layer.n, lanes, tiling, self._bits),
+                                      always_ready=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
         t, lanes = self._tiling, self._lanes
-        layout = word_layout(self._layer.n, lanes, t.offsets)
+        layout = word_layout(self._layer.n, lanes, t.offsets, self._bits)
         m.submodules.weights = rom = Memory(shape=unsigned(layout.size), depth=len(self._words),
                                             init=self._words)
         read = rom.read_port()
@@ -98,11 +114,12 @@ class PackedMultiply(wiring.Component):
         m.d.sync += [v1.eq(self.i.valid), s1.eq(self.i.payload)]
 
         # Stage 2: each bank's weights (rotation: row, then column), entry and write enable.
-        group_bits = lanes * lane_layout(self._layer.n).size
+        group_bits = lanes * lane_layout(self._layer.n, self._bits).size
         row_bits = t.cols * group_bits
         tile_rows = [read.data[i * row_bits:(i + 1) * row_bits] for i in range(t.rows)]
         v2, value2, last2 = Signal(), Signal(signed(8)), Signal()
-        weights2 = Signal(data.ArrayLayout(data.ArrayLayout(lane_layout(self._layer.n), lanes),
+        weights2 = Signal(data.ArrayLayout(data.ArrayLayout(lane_layout(self._layer.n, self._bits),
+                                                            lanes),
                                            t.banks))
         addr2 = Signal.like(self.o.payload.addr)
         write2 = Signal(t.banks)

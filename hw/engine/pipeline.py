@@ -38,7 +38,7 @@ class PackedEngine(wiring.Component):
         m.submodules.scatter = scatter = self._scatter
         m.submodules.multiply = multiply = PackedMultiply(layer, lanes, self._tiling)
         m.submodules.accumulators = acc = Accumulators(layer.n, lanes, self._tiling,
-                                                       self._config.acc_bits)
+                                                       self._config.acc_bits, layer.weight_bits)
         m.submodules.drain = drain = self._drain
         wiring.connect(m, wiring.flipped(self.i), scatter.i)
         wiring.connect(m, drain.o, wiring.flipped(self.o))

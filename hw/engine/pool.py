@@ -5,14 +5,17 @@ lanes than groups, each position as ``passes`` slices of the channels), so
 pooling needs no line buffer: a register per channel keeps the running max
 of the window, and the last beat of the window completes the output vector.
 Requantisation is monotonic, so the max of requantised values is the
-requantised max (docs/netspec.md: conv -> requant -> pool).
+requantised max (docs/netspec.md: conv -> requant -> pool). Values with
+fraction bits (a requantisation with ``frac_bits = f`` feeding a k-WTA) are
+pooled as they are, ``signed(8 + f)``: ``f`` more bits per running-max
+register and comparator.
 """
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_vector_layout
+from ..layouts import check_frac_bits, dense_vector_layout, value_shape
 
 __all__ = ["VectorPool"]
 
@@ -30,16 +33,19 @@ class VectorPool(wiring.Component):
         Slices per position: beat ``q`` (innermost) carries channels ``q*width ..``.
     window : int
         Positions per output (``size * size``; 1: no pooling).
+    frac_bits : int
+        Fraction bits of the values, 0..8: they are ``signed(8 + frac_bits)``.
 
     Ports
     -----
-    i : ``dense_vector_layout(width)`` slices: for each output, each window
-        position, each slice.
-    o : ``dense_vector_layout(channels)``, one beat per output; ``last`` of
-        the output's final input beat.
+    i : ``dense_vector_layout(width, value_shape(frac_bits))`` slices: for
+        each output, each window position, each slice.
+    o : ``dense_vector_layout(channels, value_shape(frac_bits))``, one beat
+        per output; ``last`` of the output's final input beat.
     """
 
-    def __init__(self, channels: int, width: int, passes: int, window: int):
+    def __init__(self, channels: int, width: int, passes: int, window: int,
+                 frac_bits: int = 0):
         for name, value in (("channels", channels), ("width", width), ("passes", passes),
                             ("window", window)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -47,17 +53,18 @@ class VectorPool(wiring.Component):
         if passes * width < channels:
             raise ValueError(f"passes * width = {passes * width} cannot hold {channels} channels")
         self._channels, self._width, self._passes, self._window = channels, width, passes, window
-        super().__init__({"i": In(stream.Signature(dense_vector_layout(width))),
-                          "o": Out(stream.Signature(dense_vector_layout(channels)))})
+        self._value = value_shape(check_frac_bits(frac_bits))
+        super().__init__({"i": In(stream.Signature(dense_vector_layout(width, self._value))),
+                          "o": Out(stream.Signature(dense_vector_layout(channels, self._value)))})
 
     def elaborate(self, platform):
         m = Module()
         width, passes = self._width, self._passes
         w, q = Signal(range(self._window)), Signal(range(passes))
-        best = Signal(data.ArrayLayout(data.ArrayLayout(signed(8), width), passes))
-        slice_layout = data.ArrayLayout(signed(8), width)
+        slice_layout = data.ArrayLayout(self._value, width)
+        best = Signal(data.ArrayLayout(slice_layout, passes))
         current = slice_layout(Array(best[p].as_value() for p in range(passes))[q])
-        merged = Signal(data.ArrayLayout(signed(8), width))
+        merged = Signal(slice_layout)
         for e in range(width):
             value, kept = self.i.payload.values[e], current[e]
             m.d.comb += merged[e].eq(Mux((w == 0) | (value > kept), value, kept))

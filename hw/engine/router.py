@@ -43,7 +43,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .multiply import bits, product_layout
+from .multiply import bits, product_bits, product_layout
 
 __all__ = ["DrainPort", "Accumulators"]
 
@@ -100,7 +100,11 @@ class Accumulators(wiring.Component):
     tiling : Tiling
         Banks and their depth.
     acc_bits : int
-        Signed accumulator width (>= 17: an int8 x int8 product and a sign).
+        Signed accumulator width, at least ``product_bits(weight_bits) + 1``
+        (17 for 8-bit weights: an int8 x int8 product and a sign).
+    weight_bits : int
+        Width of the layer's weights (2..16), which sets the product width
+        of the input stream (:func:`~.multiply.product_layout`).
 
     Ports
     -----
@@ -110,15 +114,18 @@ class Accumulators(wiring.Component):
     drain : :class:`DrainPort` into the other buffer.
     """
 
-    def __init__(self, n: int, lanes: int, tiling, acc_bits: int):
+    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8):
         for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if acc_bits < 17:
-            raise ValueError(f"acc_bits must hold an int16 product (>= 17), got {acc_bits}")
+        need = product_bits(weight_bits) + 1
+        if acc_bits < need:
+            raise ValueError(f"acc_bits = {acc_bits} cannot hold a product of {weight_bits}-bit "
+                             f"weights and a sign (needs >= {need})")
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
         super().__init__({
-            "i": In(stream.Signature(product_layout(n, lanes, tiling), always_ready=True)),
+            "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
+                                     always_ready=True)),
             "sel": In(1),
             "done": Out(1),
             "drain": In(DrainPort(lanes * n, tiling.banks, tiling.depth, acc_bits)),

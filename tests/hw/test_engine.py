@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth import signed
 
 from cosparse.hw.config import LayerConfig, accumulator_bits
 from cosparse.hw.engine import ConvEngine, LinearEngine
 from cosparse.sw import golden
-from cosparse.sw.netspec import Conv2d, Linear, MaxPool2d, random_packing, random_requant
+from cosparse.sw.netspec import (Conv2d, Linear, MaxPool2d, random_packing, random_requant,
+                                 weight_dtype)
 
 # A constructor that rejects its parameters leaves parts Amaranth reports as unused.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -32,6 +34,22 @@ def linear_layer(rng, fan_in, out, n, requant=True):
                   bias=rng.integers(-2000, 2000, out).astype(np.int32),
                   requant=random_requant(rng, out, fan_in / n) if requant else None,
                   in_features=fan_in, out_features=out)
+
+
+def widened(layer, rng, bits, frac_bits=0):
+    """``layer`` with random ``bits``-bit weights on the same slots (extremes included) and
+    ``frac_bits`` on its requantisation; the shift follows so outputs stay spread."""
+    import dataclasses
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    weights = rng.integers(low, high + 1, layer.weights.shape)
+    weights.reshape(-1)[:2] = [low, high]
+    weights[layer.kernel_ids == 255] = 0
+    requant = layer.requant
+    if requant is not None:
+        shift = np.clip(requant.shift.astype(np.int64) + bits - 8 - frac_bits, 0, 62)
+        requant = dataclasses.replace(requant, shift=shift.astype(np.int32), frac_bits=frac_bits)
+    return dataclasses.replace(layer, weights=weights.astype(weight_dtype(bits)),
+                               weight_bits=bits, requant=requant)
 
 
 def random_batch(rng, shape, batch, density=0.4):
@@ -93,6 +111,46 @@ def test_linear_engine(seed, lanes, in_shape, requant):
     out, _ = run_stream_bench(engine, beats, len(expected), seed=seed)
     assert [int(o.value) for o in out] == expected
     assert [i for i, o in enumerate(out) if o.last] == [9 * i + 8 for i in range(len(xs))]
+
+
+@pytest.mark.parametrize("seed,bits,frac,lanes,offsets,pool", [
+    (10, 4, 0, 3, 4, 2), (11, 12, 2, 1, 2, 1), (12, 16, 8, 2, 4, 2), (13, 2, 4, 4, 1, 1)])
+def test_conv_engine_weight_and_fraction_bits(seed, bits, frac, lanes, offsets, pool):
+    """``weight_bits`` 2..16 (signed(8 + bits) products, accumulators from the bound) and
+    requantised outputs with fraction bits (signed(8 + frac) values, max-pooled as they are)."""
+    rng = np.random.default_rng(seed)
+    out = 7
+    layer = widened(conv_layer(rng, c=2, size=7, k=2, out=out, n=2), rng, bits, frac)
+    layer.validate()
+    config = LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer), offsets=offsets)
+    engine = ConvEngine(layer, config, pool=pool)
+    assert engine.o.payload.values[0].shape() == signed(8 + frac)
+    xs = random_batch(rng, layer.in_shape, 3)
+    xs[0].reshape(-1)[:3] = [-128, 127, -128]
+    beats, expected = [], []
+    for x in xs:
+        beats += sparse_beats(x, rng)
+        expected += as_vectors(conv_expected(layer, x, pool), out)
+    assert any(abs(v) > 127 for vector in expected for v in vector) or frac == 0
+    got, _ = run_stream_bench(engine, beats, len(expected), seed=seed)
+    assert [[int(v) for v in o.values] for o in got] == expected
+
+
+@pytest.mark.parametrize("seed,bits,frac,requant", [
+    (20, 16, 0, False), (21, 4, 2, True), (22, 12, 8, True)])
+def test_linear_engine_weight_and_fraction_bits(seed, bits, frac, requant):
+    rng = np.random.default_rng(seed)
+    layer = widened(linear_layer(rng, 20, 9, n=2, requant=requant), rng, bits, frac)
+    layer.validate()
+    engine = LinearEngine(layer, LayerConfig(lanes=2, acc_bits=accumulator_bits(layer)))
+    xs = random_batch(rng, (20,), 3)
+    beats, expected = [], []
+    for x in xs:
+        beats += sparse_beats(x, rng)
+        a = golden.linear(x[None], layer)
+        expected += (a if layer.requant is None else golden.requantise(a, layer.requant))[0].tolist()
+    out, _ = run_stream_bench(engine, beats, len(expected), seed=seed)
+    assert [int(o.value) for o in out] == expected
 
 
 @pytest.mark.parametrize("offsets", [1, 4])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from amaranth import signed
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
@@ -18,9 +19,11 @@ def run_requant(dut, beats, *, stall, seed):
     return run_stream(dut, beats, len(beats), stall=stall, seed=seed)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_matches_golden(seed):
+    """Seeds 6..9 add fraction bits: signed(8 + f) outputs saturated to [out_min, out_max] * 2**f."""
     rng = np.random.default_rng(seed)
+    frac_bits = [0, 1, 3, 8][seed - 6] if seed >= 6 else 0
     channels = int(rng.integers(1, 9))
     acc_bits = int(rng.choice([2, 8, 17, 24, 32]))
     # Mix of real-looking and extreme coefficients: s = 0, s beyond the product width, m = 0.
@@ -31,7 +34,8 @@ def test_matches_golden(seed):
     mult[0] = rng.choice([0, 2**16 - 1, mult[0]])
     out_min, out_max = sorted(int(v) for v in rng.integers(-128, 128, 2)) \
         if seed % 3 == 2 else (-128, 127)
-    rq = Requant(multiplier=mult, shift=shift, out_min=out_min, out_max=out_max)
+    rq = Requant(multiplier=mult, shift=shift, out_min=out_min, out_max=out_max,
+                 frac_bits=frac_bits)
     n = 120
     lo, hi = -2**(acc_bits - 1), 2**(acc_bits - 1)
     a = rng.integers(lo, hi, n, dtype=np.int64)
@@ -41,17 +45,21 @@ def test_matches_golden(seed):
     onehot[np.arange(n), ch] = a
     expected = requantise(onehot, rq)[np.arange(n), ch]
     lasts = (rng.random(n) < 0.1).astype(int)
-    dut = Requantiser(channels, acc_bits, mult, shift, out_min=out_min, out_max=out_max)
+    dut = Requantiser(channels, acc_bits, mult, shift, out_min=out_min, out_max=out_max,
+                      frac_bits=frac_bits)
+    assert dut.o.payload.value.shape() == signed(8 + frac_bits)
     beats = [{"a": int(v), "channel": int(c), "last": int(l)} for v, c, l in zip(a, ch, lasts)]
     got = run_requant(dut, beats, stall=0.3, seed=seed)
     assert [int(p.value) for p in got] == expected.tolist()
     assert [int(p.last) for p in got] == lasts.tolist()
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(5))
 def test_vector_matches_golden(seed):
-    """``width`` channels per beat, slice by slice, the last slice padded."""
+    """``width`` channels per beat, slice by slice, the last slice padded (seeds 3, 4 with
+    fraction bits)."""
     rng = np.random.default_rng(20 + seed)
+    frac_bits = (0, 0, 0, 2, 7)[seed]
     channels, width = int(rng.integers(1, 9)), int(rng.integers(1, 5))
     slices = -(-channels // width)
     acc_bits = int(rng.choice([17, 24, 32]))
@@ -61,12 +69,13 @@ def test_vector_matches_golden(seed):
     a = rng.integers(-2**(acc_bits - 1), 2**(acc_bits - 1), (n, slices * width), dtype=np.int64)
     sl = rng.integers(0, slices, n)
     lasts = (rng.random(n) < 0.2).astype(int)
-    dut = VectorRequantiser(channels, width, acc_bits, mult, shift)
+    dut = VectorRequantiser(channels, width, acc_bits, mult, shift, frac_bits=frac_bits)
     beats = [{"a": a[i, sl[i] * width:(sl[i] + 1) * width].tolist(), "slice": int(sl[i]),
               "last": int(lasts[i])} for i in range(n)]
     got = run_requant(dut, beats, stall=0.3, seed=seed)
     for i, p in enumerate(got):
-        want = [requantise(a[i:i + 1, [c]], Requant(multiplier=mult[[c]], shift=shift[[c]]))[0, 0]
+        want = [requantise(a[i:i + 1, [c]], Requant(multiplier=mult[[c]], shift=shift[[c]],
+                                                    frac_bits=frac_bits))[0, 0]
                 for c in range(sl[i] * width, min(channels, (sl[i] + 1) * width))]
         assert [int(v) for v in p.values][:len(want)] == want
         assert int(p.last) == lasts[i]
@@ -105,6 +114,9 @@ def test_throughput_one_per_cycle():
     ((1, 16, [-1], [1]), "multipliers"),
     ((1, 16, [1], [63]), "shifts"),
     ((1, 16, [1.5], [1]), "multipliers"),
+    ((1, 16, [1], [1], -128, 127, 9), "frac_bits"),
+    ((1, 16, [1], [1], -128, 127, -1), "frac_bits"),
+    ((1, 16, [1], [1], -128, 127, 1.0), "frac_bits"),
 ])
 def test_rejects_bad_parameters(args, match):
     with pytest.raises((TypeError, ValueError), match=match):
