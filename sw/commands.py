@@ -31,15 +31,26 @@ def register_export(subparsers):
     parser.add_argument("--calibration", type=int, default=2000,
                         help="training clips used to calibrate activation scales (default 2000)")
     parser.add_argument("--name", default="gsc-sparse", help="network name in the NetSpec")
+    parser.add_argument("--weight-bits", metavar="LAYER=BITS,...",
+                        help="weight bits per layer, 2..16, others 8 (default conv1=16; "
+                             "'none': all 8)")
+    parser.add_argument("--frac-bits", metavar="LAYER=BITS,...",
+                        help="fraction bits a layer hands its k-WTA, 0..8, others 0 (default "
+                             "conv1=4,conv2=4; 'none': k-WTAs rank int8 values)")
     parser.set_defaults(func=_run_export)
 
 
 def _run_export(args):
-    from .export import export_model
+    from .export import Precision, export_model
     from .train import load_checkpoint, read_checkpoint
     model = load_checkpoint(args.checkpoint)
     ckpt = read_checkpoint(args.checkpoint)
     qat = ckpt.get("qat")
+    if qat is not None and args.weight_bits is None and args.frac_bits is None:
+        # The precision it was fine-tuned at (int8 for checkpoints that do not record one).
+        precision = Precision(**qat.get("precision", Precision.int8().as_dict()))
+    else:
+        precision = Precision.parse(args.weight_bits, args.frac_bits)
     metadata = {"checkpoint": str(args.checkpoint),
                 "checkpoint_metrics": ckpt.get("metrics", {}),
                 "command": " ".join(["cosparse"] + sys.argv[1:])}
@@ -49,7 +60,7 @@ def _run_export(args):
     else:
         calibration, scales = inputs.from_dataset(args.data, "train", args.calibration).x, None
     spec, _ = export_model(model, calibration, args.out, name=args.name, metadata=metadata,
-                           output_scales=scales)
+                           output_scales=scales, precision=precision)
     print(f"wrote NetSpec {spec.name!r} to {args.out}: "
           + ", ".join(f"{l.name} ({l.kind})" for l in spec.layers))
     return 0
@@ -174,7 +185,9 @@ def evaluate(spec, checkpoint, data: inputs.Inputs, dense_checkpoint=None,
               "golden_agrees_with_float_sparse": float((result.predictions == sparse).mean())}
     if output_scales is not None:
         from .export.fake_quant import predict
-        fake = predict(load_checkpoint(checkpoint), data.x, output_scales)
+        from .export import Precision
+        fake = predict(load_checkpoint(checkpoint), data.x, output_scales,
+                       precision=Precision.of(spec))
         report["float_int8_rounded_accuracy"] = float((fake == data.labels).mean())
         report["golden_agrees_with_float_int8_rounded"] = float((result.predictions == fake).mean())
     qat = read_checkpoint(checkpoint).get("qat") is not None

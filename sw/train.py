@@ -242,7 +242,8 @@ def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoc
         from .export.fake_quant import quantised_forward
         model.eval()
         scales = qat["output_scales"]
-        forward = lambda xb: quantised_forward(model, xb, scales)  # noqa: E731
+        precision = _qat_precision(qat)
+        forward = lambda xb: quantised_forward(model, xb, scales, precision)  # noqa: E731
     total_loss, correct, seen = 0.0, 0, 0
     steps = math.ceil(X.shape[0] / args["batch_size"])
     for idx in tqdm(_batches(X.shape[0], args["batch_size"], generator), total=steps,
@@ -302,9 +303,15 @@ def _start_state(config, args, out_dir, resume, device, init_state=None):
     return model, optimizer, scheduler, generator, epoch, best
 
 
+def _qat_precision(qat):
+    """The Precision a fine-tuning run trains at (int8 for runs that recorded none)."""
+    from .export.export import Precision
+    return Precision(**qat["precision"]) if "precision" in qat else Precision.int8()
+
+
 def _qat_start(qat_from, config, data_root, X, calibration, progress):
     """Config, state dict and ``qat`` record (frozen output scales) of a fine-tuning run."""
-    from .export.export import quantise_model
+    from .export.export import Precision, gsc_blocks, quantise_model
 
     ckpt = read_checkpoint(qat_from)
     if ckpt.get("qat") is not None:
@@ -323,7 +330,8 @@ def _qat_start(qat_from, config, data_root, X, calibration, progress):
     else:
         clips = X[:calibration].numpy()
     scales = [q.output_scale for q in quantise_model(model.eval(), clips)[:-1]]
-    qat = {"from": str(qat_from), "output_scales": scales, "calibration_inputs": int(len(clips))}
+    qat = {"from": str(qat_from), "output_scales": scales, "calibration_inputs": int(len(clips)),
+           "precision": Precision().resolve(gsc_blocks(model)).as_dict()}
     return saved, ckpt["state_dict"], qat
 
 
@@ -470,7 +478,8 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         from .export.fake_quant import predict as qat_predict
 
         def val_accuracy():
-            preds = qat_predict(model.cpu(), Xv.numpy(), args["qat"]["output_scales"])
+            preds = qat_predict(model.cpu(), Xv.numpy(), args["qat"]["output_scales"],
+                                precision=_qat_precision(args["qat"]))
             model.to(device)
             return float((torch.as_tensor(preds) == yv).float().mean())
 

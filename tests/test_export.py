@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cosparse.sw import features, golden, netspec
-from cosparse.sw.export import PackingError, export_model, fixed_point, pack, unpack
+from cosparse.sw.export import Precision, PackingError, export_model, fixed_point, pack, unpack
 from cosparse.sw.model import GSCNet, NetConfig
 
 
@@ -70,7 +70,8 @@ def test_export_writes_a_valid_netspec_that_follows_the_float_model(tmp_path, de
     with torch.no_grad():
         acts = model.forward_with_activations(torch.from_numpy(features.dequantise_features(x)))
     # The first layer sees the exact input: its integer output is the float one, requantised.
-    conv1 = result.activations["conv1"] * quantised[0].output_scale
+    conv1 = (result.activations["conv1"] * quantised[0].output_scale
+             / 2 ** spec.layer("conv1").requant.frac_bits)
     reference = acts["bn1"].numpy()
     inside = np.abs(reference) < 127 * quantised[0].output_scale
     if dense:
@@ -118,5 +119,5 @@ def test_quant_sensitivity_script_matches_fake_quant_with_every_rounding():
     inp = torch.from_numpy(features.dequantise_features(x[:16]).astype(np.float64))
     with torch.no_grad():
         torch.testing.assert_close(module.forward(model, inp, scales, [1] * 4, [1] * 3),
-                                   quantised_forward(model, inp, scales))
+                                   quantised_forward(model, inp, scales, Precision.int8()))
         torch.testing.assert_close(module.forward(model, inp, scales, [0] * 4, [0] * 3), model(inp))

@@ -4,9 +4,11 @@ Post-training quantisation leaves the int8 network choosing other k-WTA
 winners than the float one: at int8 resolution many values tie at the k-th
 place (docs/default-model.md measures it), the integer tie rule breaks them
 by index, and the differences grow layer by layer. This forward pass folds
-batch norm and rounds weights, biases and activations to exactly the int8
-grids the exporter uses, then runs k-WTA on the rounded values with the same
-tie rule. It is an independent PyTorch statement of what the NetSpec should
+batch norm and rounds weights, biases and activations to exactly the grids
+the exporter uses at a given :class:`~cosparse.sw.export.Precision` (weight
+bits per layer; activations on the int8 grid, or ``frac_bits`` finer up to
+the k-WTA, which ranks on the finer values and rounds its winners to int8),
+then runs k-WTA with the same tie rule. It is an independent PyTorch statement of what the NetSpec should
 compute, so comparing it with the golden model checks the exporter and the
 golden model against PyTorch clip by clip; only the 16-bit requantisation
 multipliers separate the two. Rounding passes gradients straight through,
@@ -24,6 +26,11 @@ from .. import features
 from ..model import CompSparseConv2d
 
 __all__ = ["rounded_parameters", "apply_layer", "quantised_forward", "predict"]
+
+
+def _precision(model, precision):
+    from .export import Precision, gsc_blocks
+    return (precision or Precision()).for_blocks(gsc_blocks(model))
 
 
 def _straight_through(x, rounded):
@@ -45,18 +52,19 @@ def _folded(block):
     return weight * inv_std[:, None], (bias - block.bn.running_mean) * inv_std
 
 
-def rounded_parameters(weight, bias, in_scale: float, last: bool):
-    """Folded ``weight`` and ``bias`` on the exporter's int8 / int32 grids (as floats).
+def rounded_parameters(weight, bias, in_scale: float, last: bool, bits: int = 8):
+    """Folded ``weight`` and ``bias`` on the exporter's ``bits``-bit / int32 grids (as floats).
 
     Weights per output channel (one scale for the whole last layer), clamped
-    to [-127, 127]; the bias on the accumulator's grid (weight scale times
-    input scale).
+    to ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``; the bias on the
+    accumulator's grid (weight scale times input scale).
     """
+    top = 2 ** (bits - 1) - 1
     peak = weight.detach().abs().amax(dim=1)
     if last:
         peak = peak.max().expand_as(peak)
-    w_scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
-    rounded = torch.clamp(torch.round(weight / w_scale[:, None]), -127, 127) * w_scale[:, None]
+    w_scale = torch.where(peak > 0, peak / top, torch.ones_like(peak))
+    rounded = torch.clamp(torch.round(weight / w_scale[:, None]), -top, top) * w_scale[:, None]
     acc_scale = w_scale * in_scale
     return rounded, torch.round(bias / acc_scale) * acc_scale
 
@@ -69,43 +77,55 @@ def apply_layer(block, h, weight, bias):
     return F.linear(h.flatten(1), weight, bias)
 
 
-def quantised_forward(model, x: torch.Tensor, output_scales) -> torch.Tensor:
-    """Logits of ``model`` on float features ``x`` (q / 127) with every int8 rounding applied.
+def quantised_forward(model, x: torch.Tensor, output_scales, precision=None) -> torch.Tensor:
+    """Logits of ``model`` on float features ``x`` (q / 127) with every rounding applied.
 
     ``output_scales`` are the int8 scales of every block's output but the
-    last's (cosparse.sw.export.quantise_model's, frozen). Batch norm uses its
-    running statistics and k-WTA its inference k, as in the exported model.
+    last's (cosparse.sw.export.quantise_model's, frozen); ``precision`` (a
+    :class:`~cosparse.sw.export.Precision`, default its defaults) gives the
+    weight bits and the fraction bits. Batch norm uses its running
+    statistics and k-WTA its inference k, as in the exported model.
+    Activations are carried in units of their grid (integers as floats), so
+    every rounding is exact, and scaled back before the next layer.
     """
     from .export import gsc_blocks
     blocks = gsc_blocks(model)
+    weight_bits, frac_bits = _precision(model, precision)
     h, in_scale = x, 1.0 / features.QMAX
     for index, block in enumerate(blocks):
         last = index == len(blocks) - 1
         weight, bias = _folded(block)
-        rounded_weight, rounded_bias = rounded_parameters(weight, bias, in_scale, last)
+        rounded_weight, rounded_bias = rounded_parameters(weight, bias, in_scale, last,
+                                                          weight_bits[index])
         h = apply_layer(block, h, _straight_through(weight, rounded_weight),
                         _straight_through(bias, rounded_bias))
         if last:
             return h
-        scale = output_scales[index]
+        scale, frac = output_scales[index], frac_bits[index]
         low = 0 if isinstance(block.activation, nn.ReLU) else -128
-        h = _straight_through(h, torch.clamp(_round_half_up(h / scale), low, 127) * scale)
+        fine = h / (scale / 2 ** frac)
+        units = _straight_through(fine, torch.clamp(_round_half_up(fine), low * 2 ** frac,
+                                                    127 * 2 ** frac))
         if block.pool is not None:
-            h = block.pool(h)
+            units = block.pool(units)
         if block.activation is not None:
-            h = block.activation(h)
+            units = block.activation(units)
+        if frac:  # the k-WTA's winners, rounded half up to int8
+            units = _straight_through(units / 2 ** frac, _round_half_up(units / 2 ** frac))
+        h = units * scale
         in_scale = scale
     return h
 
 
 @torch.no_grad()
-def predict(model, x_int8: np.ndarray, output_scales, batch: int = 512) -> np.ndarray:
+def predict(model, x_int8: np.ndarray, output_scales, batch: int = 512,
+            precision=None) -> np.ndarray:
     """Class per input through :func:`quantised_forward`, in float64 for exact rounding."""
     model = model.double().eval()
     try:
         out = [quantised_forward(model, torch.from_numpy(
                    features.dequantise_features(x_int8[i:i + batch]).astype(np.float64)),
-                   output_scales).argmax(1) for i in range(0, len(x_int8), batch)]
+                   output_scales, precision).argmax(1) for i in range(0, len(x_int8), batch)]
     finally:
         model.float()
     return torch.cat(out).numpy()
