@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosparse.sw import features, golden, netspec
+from cosparse.sw import export, features, golden, netspec
 from cosparse.sw.export import Precision, PackingError, export_model, fixed_point, pack, unpack
 from cosparse.sw.model import GSCNet, NetConfig
 
@@ -121,3 +121,50 @@ def test_quant_sensitivity_script_matches_fake_quant_with_every_rounding():
         torch.testing.assert_close(module.forward(model, inp, scales, [1] * 4, [1] * 3),
                                    quantised_forward(model, inp, scales, Precision.int8()))
         torch.testing.assert_close(module.forward(model, inp, scales, [0] * 4, [0] * 3), model(inp))
+
+
+def test_default_precision_widens_the_first_layer_and_the_local_kwta_inputs():
+    model, x = _calibrated_model(NetConfig())
+    spec, _ = export_model(model, x)
+    assert [l.weight_bits for l in spec.packed_layers] == [16, 8, 8, 8]
+    assert spec.layer("conv1").weights.dtype == np.int16
+    assert [l.requant.frac_bits for l in spec.packed_layers[:-1]] == [4, 4, 0]
+    assert [l.frac_bits for l in spec.layers if l.kind == "kwta"] == [4, 4, 0]
+    assert Precision.of(spec).resolve(None) == Precision(weight_bits={"conv1": 16, "conv2": 8,
+                                                                      "fc1": 8, "fc2": 8},
+                                                         frac_bits={"conv1": 4, "conv2": 4,
+                                                                    "fc1": 0})
+    int8, _ = export_model(model, x, precision=Precision.int8())
+    assert all(l.weight_bits == 8 and l.weights.dtype == np.int8 for l in int8.packed_layers)
+    assert all(l.frac_bits == 0 for l in int8.layers if l.kind == "kwta")
+    # The dense baseline has ReLUs, no local k-WTA: the default gives it no fraction bits.
+    dense, _ = export_model(*_calibrated_model(NetConfig.dense_baseline()))
+    assert all(l.requant is None or l.requant.frac_bits == 0 for l in dense.packed_layers)
+
+
+@pytest.mark.parametrize("weight_bits, frac_bits", [("conv1=12,fc1=4", "conv2=2,fc1=3"),
+                                                    ("none", "none")])
+def test_chosen_precision_is_exported_and_followed_by_fake_quant(weight_bits, frac_bits):
+    from cosparse.sw.export.fake_quant import predict
+    model, x = _calibrated_model(NetConfig(), seed=3)
+    precision = Precision.parse(weight_bits, frac_bits)
+    spec, quantised = export_model(model, x, precision=precision)
+    assert Precision.of(spec).for_blocks(export.gsc_blocks(model)) == \
+        precision.for_blocks(export.gsc_blocks(model))
+    test = np.random.default_rng(4).integers(0, 128, (200, 1, 32, 32)).astype(np.int8)
+    scales = [q.output_scale for q in quantised[:-1]]
+    agree = (predict(model, test, scales, precision=precision)
+             == golden.run(spec, test).predictions).mean()
+    assert agree >= 0.99
+
+
+@pytest.mark.parametrize("weight_bits, frac_bits, message", [
+    ("conv9=16", None, r"weight_bits names \['conv9'\], which are not layers"),
+    (None, "fc2=2", "frac_bits for 'fc2': its output goes to no k-WTA"),
+    ("conv1:16", None, "'conv1:16' is not LAYER=BITS"),
+    ("conv1=32", None, r"weight_bits of 'conv1' must be an integer in \[2, 16\], got 32"),
+])
+def test_bad_precision_is_named(weight_bits, frac_bits, message):
+    model, x = _calibrated_model(NetConfig())
+    with pytest.raises(ValueError, match=message):
+        export_model(model, x, precision=Precision.parse(weight_bits, frac_bits))

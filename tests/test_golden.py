@@ -54,15 +54,17 @@ def naive_layer(layer, x):
         for group in groups:
             ranked = sorted(group, key=lambda idx: (-int(x[idx]), group.index(idx)))
             for idx in ranked[:layer.k]:
-                out[idx] = x[idx]
+                f = layer.frac_bits  # winners lose their fraction bits, rounding half up
+                out[idx] = (int(x[idx]) + (2 ** (f - 1) if f else 0)) // 2 ** f
         return out
     if layer.requant is not None:
         rq = layer.requant
         channel_of = (lambda idx: idx[0])
         for idx in np.ndindex(out.shape):
             o = channel_of(idx)
+            scale = 2 ** rq.frac_bits
             out[idx] = naive_requant(out[idx], int(rq.multiplier[o]), int(rq.shift[o]),
-                                     rq.out_min, rq.out_max)
+                                     rq.out_min * scale, rq.out_max * scale)
     return out
 
 
@@ -75,9 +77,10 @@ def naive_network(spec, x):
     return acts
 
 
+@pytest.mark.parametrize("widths", [False, True])
 @pytest.mark.parametrize("seed", range(12))
-def test_golden_matches_naive_reading_of_the_doc(seed):
-    spec = random_netspec(seed, max_channels=5, max_size=8)
+def test_golden_matches_naive_reading_of_the_doc(seed, widths):
+    spec = random_netspec(seed, max_channels=5, max_size=8, widths=widths)
     x = random_inputs(spec, 3, seed=seed)
     result = golden.run(spec, x)
     for b in range(len(x)):
@@ -97,6 +100,27 @@ def test_requant_rounds_half_up_and_saturates(a, m, s, expected):
     from cosparse.sw.netspec import Requant
     rq = Requant(multiplier=np.array([m], np.int32), shift=np.array([s], np.int32))
     assert golden.requantise(np.array([[a]], np.int64), rq)[0, 0] == expected
+
+
+def test_fraction_bits_widen_the_saturation_and_kwta_rounds_winners_half_up():
+    from cosparse.sw.netspec import Requant
+    rq = Requant(multiplier=np.array([1], np.int32), shift=np.array([0], np.int32), frac_bits=4)
+    out = golden.requantise(np.array([[5000, -5000, 2031]], np.int64).T, rq)[:, 0]
+    assert out.tolist() == [127 * 16, -128 * 16, 2031] and out.dtype == np.int16
+    # 8 of 16 is a half: up to 1; -8 of 16 is -0.5: up to 0; -24 of 16 is -1.5: up to -1.
+    x = np.array([[8, -8, -24, 2032, 7, 3]], np.int16)
+    kept = golden.kwta(x, KWTA(name="k", in_shape=(6,), mode="global", k=6, frac_bits=4))
+    assert kept.tolist() == [[1, 0, -1, 127, 0, 0]] and kept.dtype == np.int8
+
+
+def test_fraction_bits_decide_near_ties_the_int8_grid_cannot():
+    """Two values 1/16 apart are equal on the int8 grid (tie: lower index) but not finer."""
+    x = np.array([[[[20]], [[21]], [[5]]]], np.int16)  # (B, C, H, W): 20/16 and 21/16
+    fine = golden.kwta(x, KWTA(name="k", in_shape=(3, 1, 1), mode="local", k=1, frac_bits=4))
+    coarse = golden.kwta(golden.round_fraction(x, 4),
+                         KWTA(name="k", in_shape=(3, 1, 1), mode="local", k=1))
+    assert fine[0, :, 0, 0].tolist() == [0, 1, 0]
+    assert coarse[0, :, 0, 0].tolist() == [1, 0, 0]
 
 
 def test_kwta_ties_lower_index_wins():

@@ -34,9 +34,10 @@ def layer_doc(doc, kind):
     return next(l for l in doc["layers"] if l["kind"] == kind)
 
 
+@pytest.mark.parametrize("widths", [False, True])
 @pytest.mark.parametrize("seed", range(20))
-def test_round_trip_is_exact(tmp_path, seed):
-    spec = random_netspec(seed)
+def test_round_trip_is_exact(tmp_path, seed, widths):
+    spec = random_netspec(seed, widths=widths)
     loaded = netspec.load(netspec.save(spec, tmp_path / "n", metadata={"seed": seed}))
     assert [l.name for l in loaded.layers] == [l.name for l in spec.layers]
     for a, b in zip(spec.packed_layers, loaded.packed_layers):
@@ -44,6 +45,10 @@ def test_round_trip_is_exact(tmp_path, seed):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
             assert getattr(a, key).dtype == getattr(b, key).dtype
         np.testing.assert_array_equal(a.dense_weight(), b.dense_weight())
+        assert a.weight_bits == b.weight_bits
+        assert (a.requant and a.requant.frac_bits) == (b.requant and b.requant.frac_bits)
+    assert [getattr(l, "frac_bits", None) for l in loaded.layers] == \
+        [getattr(l, "frac_bits", None) for l in spec.layers]
     assert netspec.load_metadata(tmp_path / "n") == {"seed": seed}
 
 
@@ -93,6 +98,23 @@ BREAKAGES = {
     "shift range": (None, lambda a: a["conv1.shift"].__setitem__(0, 63), r"shift\[0\] = 63 is outside"),
     "accumulator overflow": (None, lambda a: a["conv1.bias"].__setitem__(0, 2 ** 31 - 1),
                              "overflows int32"),
+    "weight bits range": (lambda d: layer_doc(d, "conv2d").update(weight_bits=17), None,
+                          r"weight_bits must be an integer in \[2, 16\], got 17"),
+    "weight dtype for its bits": (lambda d: layer_doc(d, "conv2d").update(weight_bits=12), None,
+                                  "weights must have dtype int16"),
+    "weight too wide for its bits": (lambda d: layer_doc(d, "conv2d").update(weight_bits=4), None,
+                                     "does not fit weight_bits = 4"),
+    "frac bits range": (lambda d: layer_doc(d, "conv2d")["requant"].update(frac_bits=9), None,
+                        r"requant.frac_bits must be an integer in \[0, 8\], got 9"),
+    "frac bits without kwta": (lambda d: layer_doc(d, "kwta").update(frac_bits=3), None,
+                               "frac_bits = 3 but its input has 0 fraction bits"),
+    "kwta ignores frac bits": (lambda d: layer_doc(d, "conv2d")["requant"].update(frac_bits=2),
+                               None, "but its input has 2 fraction bits|its input has 2 fraction"),
+    "version 1 with widths": (lambda d: (d.update(version=1),
+                                         layer_doc(d, "conv2d").update(weight_bits=16)),
+                              lambda a: a.update({"conv1.weights":
+                                                  a["conv1.weights"].astype(np.int16)}),
+                              "need NetSpec version 2"),
 }
 
 
@@ -106,6 +128,32 @@ def test_broken_file_names_the_problem(saved, case):
         edit_arrays(array_change)
     with pytest.raises(NetSpecError, match=message):
         netspec.load(folder)
+
+
+def test_version_1_files_still_load_as_int8(saved, tmp_path):
+    """A version 1 NetSpec (no weight_bits, no frac_bits) reads as 8-bit weights, no fractions."""
+    spec, folder, edit_json, _ = saved
+    def to_version_1(doc):
+        doc["version"] = 1
+        for layer in doc["layers"]:
+            layer.pop("weight_bits", None), layer.pop("frac_bits", None)
+            if layer.get("requant"):
+                layer["requant"].pop("frac_bits")
+    edit_json(to_version_1)
+    loaded = netspec.load(folder)
+    assert loaded.version == 1 and all(l.weight_bits == 8 for l in loaded.packed_layers)
+    again = json.loads((netspec.save(loaded, tmp_path / "again") / netspec.JSON_NAME).read_text())
+    assert again["version"] == 1 and "weight_bits" not in again["layers"][0]
+
+
+def test_fraction_bits_may_reach_only_a_kwta():
+    """A tensor with fraction bits must not feed a packed layer: its k-WTA rounds it first."""
+    spec = next(s for s in (random_netspec(i, widths=True) for i in range(200))
+                if any(l.kind == "kwta" and l.frac_bits for l in s.layers))
+    index = next(i for i, l in enumerate(spec.layers) if l.kind == "kwta" and l.frac_bits)
+    dropped = spec.layers[:index] + spec.layers[index + 1:]
+    with pytest.raises(NetSpecError, match="fraction bits; a kwta with frac_bits"):
+        netspec.NetSpec(name="x", input=spec.input, layers=dropped, classes=spec.classes)
 
 
 def test_hidden_layer_without_requant_is_rejected(saved):

@@ -25,7 +25,8 @@ from torch import nn
 from .. import features
 from ..data.gsc import CLASSES
 from ..model import CompSparseConv2d, KWinners, KWinners2d
-from ..netspec import KWTA, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec, save
+from ..netspec import (KWTA, MAX_FRAC_BITS, MAX_WEIGHT_BITS, MIN_WEIGHT_BITS, Conv2d, InputSpec,
+                       Linear, MaxPool2d, NetSpec, save)
 from .pack import pack
 from .quantise import QuantisedLayer, activation_scale, fold_batch_norm, quantise_layer
 
@@ -111,6 +112,13 @@ class Precision:
             if unknown:
                 raise ValueError(f"{what} names {unknown}, which are not layers of this model "
                                  f"(its layers: {names})")
+        for what, table, low, high in (
+                ("weight_bits", resolved.weight_bits, MIN_WEIGHT_BITS, MAX_WEIGHT_BITS),
+                ("frac_bits", resolved.frac_bits, 0, MAX_FRAC_BITS)):
+            for name, bits in table.items():
+                if isinstance(bits, bool) or not isinstance(bits, int) or not low <= bits <= high:
+                    raise ValueError(f"{what} of {name!r} must be an integer in [{low}, {high}], "
+                                     f"got {bits!r}")
         for block in blocks:
             if resolved.frac_bits.get(block.name, 0) and not isinstance(
                     block.activation, (KWinners, KWinners2d)):
