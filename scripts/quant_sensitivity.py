@@ -8,7 +8,10 @@ activation scale multiplied by a factor (a finer grid with more saturation
 below 1); and, for scale, the plain float model with its conv1 weights
 multiplied by ``1 + r * N(0, 1)`` for tiny ``r`` (no rounding at all), which
 shows how far the float model's own top-1 moves under perturbations much
-smaller than int8's. For each, prints the accuracy and the fraction of clips whose
+smaller than int8's; and every rounding at the exporter's precisions
+(cosparse.sw.export.Precision: all int8, and the default with a 16-bit
+first layer and fraction bits before the local k-WTAs). For each, prints
+the accuracy and the fraction of clips whose
 top-1 agrees with the plain float forward. Rounding rules are those of
 cosparse.sw.export.fake_quant (all roundings on = the golden model within
 the 16-bit requantisation multipliers).
@@ -23,8 +26,9 @@ import numpy as np
 import torch
 
 from cosparse.sw import features, inputs
-from cosparse.sw.export.export import gsc_blocks, quantise_model
-from cosparse.sw.export.fake_quant import _folded, _round_half_up, apply_layer, rounded_parameters
+from cosparse.sw.export.export import Precision, gsc_blocks, quantise_model
+from cosparse.sw.export.fake_quant import (_folded, _round_half_up, apply_layer, quantised_forward,
+                                           rounded_parameters)
 from cosparse.sw.train import load_checkpoint, read_checkpoint
 
 
@@ -89,6 +93,12 @@ def main(argv=None):
         show(f"{name} weights and bias", predict([int(j == i) for j in range(4)], [0] * 3))
     for i, name in enumerate(names[:3]):
         show(f"{name} output activations", predict([0] * 4, [int(j == i) for j in range(3)]))
+    for label, precision in (("every rounding, all int8", Precision.int8()),
+                             ("every rounding, default precision", Precision())):
+        with torch.no_grad():
+            rounded = torch.cat([quantised_forward(model, x[i:i + 512], scales, precision).argmax(1)
+                                 for i in range(0, len(x), 512)]).numpy()
+        show(label, rounded)
     show("all weights and biases", predict([1] * 4, [0] * 3))
     show("all activations", predict([0] * 4, [1] * 3))
     for factor in (float(f) for f in args.scales.split(",")):
