@@ -19,7 +19,8 @@ from ..sw.netspec import Conv2d, NetSpec, random_inputs
 from ..sw.golden import validate_inputs
 from .config import HwConfig
 from .engine.weights import kernel_id_bits
-from .kwta.local import SEARCH_CYCLES
+from .kwta.global_ import scan_cycles
+from .kwta.local import search_cycles
 from .top import Network, plan
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
@@ -117,8 +118,10 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     engine's interval is the larger. The unit after each engine (``after``:
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
     at least one per position for a conv output (a local k-WTA: at least its
-    search, ``SEARCH_CYCLES``), ``S + 257`` for a global
-    k-WTA, ``S`` for a scalar Sparsifier; the input Sparsifier takes one
+    search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
+    ``1 + ceil((8 + f) / 2)`` with ``f`` fraction bits), ``2**(8 + f) + S + 1``
+    for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
+    int8), ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
     them all. ``inputs`` (int8 batch) defaults to a few random inputs of the
     NetSpec's input range.
@@ -155,9 +158,10 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             after = None
         elif isinstance(layer, Conv2d):
             local = stage.kwta is not None and stage.kwta.mode == "local"
-            after = float(np.mean(_emit_cycles(out, dense, SEARCH_CYCLES if local else 1)))
+            floor = search_cycles(stage.kwta.frac_bits) if local else 1
+            after = float(np.mean(_emit_cycles(out, dense, floor)))
         elif stage.kwta is not None and stage.kwta.mode == "global":
-            after = int(np.prod(stage.out_shape)) + 257
+            after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
         else:
             after = int(np.prod(stage.out_shape))
         rows.append({

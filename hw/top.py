@@ -5,7 +5,10 @@
 
 A max-pool that directly follows a convolution is fused into that engine's
 drain; a k-WTA (or, without one, a Sparsifier) turns an engine's dense
-output into the next engine's sparse input. A conv engine's output is one
+output into the next engine's sparse input. An engine whose requantisation
+keeps fraction bits (NetSpec version 2) emits ``signed(8 + frac_bits)``
+values, and its k-WTA ranks them and rounds the winners to int8, so every
+sparse stream between engines is int8. A conv engine's output is one
 vector beat per position (all channels), a linear engine's one value per
 beat. Streams join the stages, with a
 small FIFO after each stage so neighbours rarely wait for each other.
@@ -68,6 +71,14 @@ def plan(spec: NetSpec) -> list:
         if i < len(layers) and isinstance(layers[i], KWTA):
             kwta = layers[i]
             i += 1
+        frac = layer.requant.frac_bits if layer.requant is not None else 0
+        if kwta is not None and kwta.frac_bits != frac:
+            raise ValueError(f"layer {kwta.name!r}: frac_bits = {kwta.frac_bits} but layer "
+                             f"{layer.name!r} hands it values with {frac} fraction bits")
+        if frac and kwta is None:
+            raise ValueError(f"layer {layer.name!r}: its requantised outputs carry {frac} "
+                             f"fraction bits, so a k-WTA with frac_bits = {frac} must follow it "
+                             f"(after any pool) to round them to int8")
         stage = Stage(layer, pool, kwta, shape)
         if kwta is not None and kwta.mode == "global" and len(stage.out_shape) == 3:
             raise ValueError(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) tensor is not "
@@ -94,9 +105,10 @@ def unit_after(stage, *, skip_zeros: bool = True):
         vector = len(out_shape) == 3
         return Sparsifier(out_shape, skip_zeros=skip_zeros,
                           order="position_major" if vector else "flat", vector=vector)
+    frac = stage.kwta.frac_bits
     if stage.kwta.mode == "local":
-        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros)
-    return GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros)
+        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
+    return GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
 
 
 class Network(wiring.Component):

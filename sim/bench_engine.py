@@ -176,6 +176,7 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
     from ..hw.argmax import Argmax
     from ..hw.engine import ConvEngine, LinearEngine
     from ..hw.generate import _prepare, summary
+    from ..hw.kwta.global_ import bins
     from ..hw.sparsify import Sparsifier
     from ..hw.top import plan, unit_after
     from ..sw.netspec import Conv2d
@@ -264,8 +265,11 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         kind = "sparsifier" if stage.kwta is None else "kwta"
         target = stage.kwta.name if stage.kwta is not None else target
         want = np.asarray(acts[target])
+        # A global k-WTA scans 2**(8 + f) bins per input (hw/kwta/global_.py).
+        frac = stage.kwta.frac_bits if stage.kwta is not None else 0
         out, hung = _run_unit(unit, _dense_beats(np.asarray(h).reshape(stage.out_shape)),
-                              20 * (int(np.prod(stage.out_shape)) + 512) + MARGIN_CYCLES)
+                              20 * (int(np.prod(stage.out_shape)) + 2 * bins(frac))
+                              + MARGIN_CYCLES)
         got, problem = _from_sparse(out, stage.out_shape) if not hung else (None, None)
         if not check({"unit": kind, "layer": stage.kwta.name if stage.kwta else layer.name,
                       "compared_with": target}, want, got, hung, problem) and stop_at_first:

@@ -12,20 +12,46 @@ Two banks (value buffer + histogram) alternate, so one input fills a bank
 while the previous one is scanned and emitted from the other. The scan
 clears each bin as it reads it, so a bank's histogram is zero again when the
 bank is handed back to the input side.
+
+Fraction bits (NetSpec version 2): when the requantisation before the
+k-WTA keeps ``f = frac_bits`` extra fraction bits, the values are
+``signed(8 + f)`` and the selection must be made on them, so the histogram
+has one bin per ``(8 + f)``-bit value, ``2**(8 + f)`` bins (:func:`bins`),
+and the buffers hold ``8 + f`` bits; the winners leave rounded half up to
+int8 (a winner that rounds to 0 is dropped like any zero). The price is the
+scan, one cycle per bin: ``2**(8 + f) + S + 1`` cycles per input instead of
+``S + 257`` (1,024 bins for ``f = 2``, 4,096 for ``f = 4``, 65,536 for
+``f = 8``, where the scan dominates any layer size this unit serves), and
+histograms that deep (``2**(8+f) x ceil_log2(S+1)`` bits each, block RAM
+rather than distributed RAM beyond a few thousand bins: the scan's read
+would then need a pipeline register). A finer selection therefore costs
+throughput roughly in proportion to ``2**f``; a design that needs ``f >
+2`` after a fast layer would want a two-level histogram (coarse bins, then
+the fine bins of the threshold's coarse bin), not built here.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout, sparse_layout, tensor_size
+from ..layouts import check_frac_bits, dense_layout, sparse_layout, tensor_size, value_shape
 from ..sparsify import ORDERS, Compactor, CoordinateCounter
-from .local import _check_kwta
+from .local import _check_kwta, round_fraction
 
-__all__ = ["GlobalKWTA"]
+__all__ = ["GlobalKWTA", "bins", "scan_cycles"]
 
-BINS = 256
+
+def bins(frac_bits: int = 0) -> int:
+    """Histogram bins: one per ``8 + frac_bits`` bit value, ``2**(8 + frac_bits)``."""
+    return 1 << (8 + check_frac_bits(frac_bits))
+
+
+def scan_cycles(size: int, frac_bits: int = 0) -> int:
+    """Cycles per input in a stream (output never stalled): one per bin scanned, one per
+    buffered value emitted and one to start the read, ``2**(8 + f) + S + 1``
+    (``S + 257`` for int8); the next input's fill overlaps them."""
+    return bins(frac_bits) + size + 1
 
 
 class GlobalKWTA(wiring.Component):
@@ -44,39 +70,47 @@ class GlobalKWTA(wiring.Component):
         Order of a 3-D input: ``"position_major"`` (default: the engines'
         dense output, hw/layouts.py) or ``"flat"`` (``(c, y, x)``). A 1-D
         input is flat.
+    frac_bits : int
+        Fraction bits of the input values, 0..8 (the NetSpec k-WTA's
+        ``frac_bits``): they are ``signed(8 + frac_bits)``, selected with a
+        ``2**(8 + frac_bits)``-bin histogram and rounded half up to int8 on
+        the way out.
 
     Ports
     -----
-    i : ``In(stream.Signature(dense_layout()))``
-        ``value`` (signed(8)) and ``last`` on the final value of an input,
+    i : ``In(stream.Signature(dense_layout(value_shape(frac_bits))))``
+        ``value`` (signed(8 + frac_bits)) and ``last`` on the final value of an input,
         which must have exactly ``S`` beats (not checked: the histogram then
         describes a different tensor and the winners are unspecified, but
         each input still yields one closed output).
     o : ``Out(stream.Signature(sparse_layout(shape)))``
-        The winners in ascending flat index, with ``index`` or ``c, y, x``,
-        ``last`` on the final one; an input without a non-zero winner is the
-        single value-0 beat.
+        The int8 winners in ascending flat index, with ``index`` or ``c, y,
+        x``, ``last`` on the final one; an input without a non-zero winner
+        is the single value-0 beat.
 
-    Cycles: ``S`` to take an input; ``256 + S + 1`` to scan and emit it
-    (one cycle per bin, one per value, one to start the read), overlapped
-    with the next input's fill, so ``S + 257`` per input in a stream when
-    the output is never stalled, and about ``2*S + 260`` from an input's
-    first value to its final output.
-    Memory: two ``S x 8`` buffers (block RAM), two ``256 x ceil_log2(S+1)``
-    histograms (read asynchronously: distributed RAM).
+    Cycles: ``S`` to take an input; ``B + S + 1`` to scan and emit it, with
+    ``B = 2**(8 + frac_bits)`` bins (one cycle per bin, one per value, one
+    to start the read), overlapped with the next input's fill, so
+    :func:`scan_cycles` ``= B + S + 1`` per input in a stream when the output
+    is never stalled (``S + 257`` for int8), and about ``2*S + B + 4`` from
+    an input's first value to its final output.
+    Memory: two ``S x (8 + frac_bits)`` buffers (block RAM), two
+    ``B x ceil_log2(S+1)`` histograms (read asynchronously: distributed RAM
+    at 256 bins).
     """
 
     def __init__(self, shape: tuple, k: int, skip_zeros: bool = True,
-                 order: str = "position_major"):
+                 order: str = "position_major", frac_bits: int = 0):
         _check_kwta(shape, k, skip_zeros, dims=(1, 3))
         size = tensor_size(shape)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= size:
             raise ValueError(f"k must be an integer in [1, {size}] (the tensor size), got {k!r}")
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self._frac = check_frac_bits(frac_bits)
         self._shape, self._k, self._skip = shape, k, skip_zeros
         self._order = order if len(shape) == 3 else "flat"
-        super().__init__({"i": In(stream.Signature(dense_layout())),
+        super().__init__({"i": In(stream.Signature(dense_layout(value_shape(self._frac)))),
                           "o": Out(stream.Signature(sparse_layout(shape)))})
 
     def _flat_address(self, coord):
@@ -97,10 +131,11 @@ class GlobalKWTA(wiring.Component):
         fill_bank, drain_bank = Signal(), Signal()
         full = Signal(2)  # bank b belongs to the drain side while full[b]
         scanning = Signal(init=1)
-        bin_ = Signal(signed(8), init=BINS // 2 - 1)
+        count, shape = bins(self._frac), value_shape(self._frac)
+        bin_ = Signal(shape, init=count // 2 - 1)
         above = Signal(range(size + 1))  # values counted in the bins above ``bin_``
         found = Signal()
-        threshold = Signal(signed(8))
+        threshold = Signal(shape)
         ties = Signal(range(k + 1))  # winners equal to the threshold
         ties_taken = Signal(range(k + 1))
 
@@ -115,8 +150,8 @@ class GlobalKWTA(wiring.Component):
         reading = Signal()  # values left to read in the emit pass
         bins_read, buffers_read = [], []
         for bank in range(2):
-            buffer = Memory(shape=signed(8), depth=size, init=[])
-            hist = Memory(shape=count_shape, depth=BINS, init=[])
+            buffer = Memory(shape=shape, depth=size, init=[])
+            hist = Memory(shape=count_shape, depth=count, init=[])
             m.submodules[f"buffer{bank}"], m.submodules[f"hist{bank}"] = buffer, hist
             buf_w, buf_r = buffer.write_port(), buffer.read_port()
             hist_w, hist_r = hist.write_port(), hist.read_port(domain="comb")
@@ -133,13 +168,14 @@ class GlobalKWTA(wiring.Component):
             bins_read.append(hist_r.data)
             buffers_read.append(buf_r.data)
 
-        # Scan: one bin per cycle, from 127 down to -128.
+        # Scan: one bin per cycle, from the largest value (127 * 2**f + 2**f - 1) down to the
+        # smallest (-128 * 2**f).
         in_bin = Mux(drain_bank, bins_read[1], bins_read[0])
         with m.If(scanning & full.bit_select(drain_bank, 1)):
             m.d.sync += [bin_.eq(bin_ - 1), above.eq(above + in_bin)]
             with m.If(~found & (above + in_bin >= k)):
                 m.d.sync += [found.eq(1), threshold.eq(bin_), ties.eq(k - above)]
-            with m.If(bin_ == -BINS // 2):
+            with m.If(bin_ == -count // 2):
                 m.d.sync += [scanning.eq(0), reading.eq(1)]
 
         # Emit: read the buffer in flat order; one value in flight on the read port.
@@ -151,7 +187,8 @@ class GlobalKWTA(wiring.Component):
         win = (stored > threshold) | tie
         beat = compactor.i.payload
         m.d.comb += [compactor.i.valid.eq(held), beat.eq(held_at),
-                     beat.value.eq(Mux(win, stored, 0)), beat.last.eq(held_last)]
+                     beat.value.eq(Mux(win, round_fraction(stored, self._frac), 0)),
+                     beat.last.eq(held_last)]
         sent = compactor.i.valid & compactor.i.ready
         take = ~held | compactor.i.ready
         m.d.comb += [issue.eq(reading & take), emit_at.advance.eq(issue)]

@@ -20,22 +20,56 @@ leaves as one beat per non-zero winner, ``k`` cycles for a full position,
 so a search of five cycles a position (one to load, four steps; the
 ranking of ties overlaps the next load) costs no throughput whenever
 ``k >= 5``, with ``3C`` comparators and three popcounts.
+
+Fraction bits (NetSpec version 2): when the requantisation before the
+k-WTA keeps ``f = frac_bits`` extra fraction bits, the values are
+``signed(8 + f)`` and the winners are ranked on them (ties and near-ties are
+decided on the finer grid), then each winner leaves rounded half up to int8,
+``(v + 2**(f-1)) >> f``; a winner that rounds to 0 is dropped like any zero.
+The search then needs ``ceil((8 + f) / 2)`` steps, so a position costs
+:func:`search_cycles` ``(f) = 1 + ceil((8 + f) / 2)`` cycles (5 for ``f =
+0``, 6 for ``f = 2``, 7 for ``f = 4``, 9 for ``f = 8``), the comparators and
+the threshold grow by ``f`` bits, and ``C`` rounding adders of ``9 + f``
+bits sit before the output register. None of that exists for ``f = 0``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_vector_layout, sparse_layout
+from ..layouts import check_frac_bits, dense_vector_layout, sparse_layout, value_shape
 from ..sparsify import PositionEmitter, emitter_input_layout
 
-__all__ = ["LocalKWTA", "SEARCH_CYCLES"]
-
-#: Cycles the threshold search spends on one position (load + four 2-bit steps).
-SEARCH_CYCLES = 5
+__all__ = ["LocalKWTA", "search_cycles", "round_fraction"]
 
 _STEP_BITS = 2  # threshold bits decided per cycle
-_STEPS = 8 // _STEP_BITS
+
+
+def _steps(frac_bits: int) -> int:
+    """Search steps for ``8 + frac_bits`` bit values: ``ceil((8 + frac_bits) / 2)``."""
+    return -(-(8 + check_frac_bits(frac_bits)) // _STEP_BITS)
+
+
+def search_cycles(frac_bits: int = 0) -> int:
+    """Cycles the threshold search spends on one position: one to load, then one per
+    2-bit step of the ``8 + frac_bits`` bit values (5 for int8).
+
+    The unit takes at most one position per this many cycles; the summary's
+    cycle model (hw/generate.py) and the benches use it.
+    """
+    return 1 + _steps(frac_bits)
+
+
+def round_fraction(value, frac_bits: int):
+    """``value`` (``signed(8 + frac_bits)``) rounded half up to int8: ``(v + 2**(f-1)) >> f``.
+
+    The largest value, ``127 * 2**f``, rounds to 127 and the smallest to
+    -128, so the result always fits the 8 bits returned (their two's
+    complement pattern). ``frac_bits = 0`` returns ``value`` itself.
+    """
+    if not check_frac_bits(frac_bits):
+        return value
+    return (value + (1 << (frac_bits - 1)))[frac_bits:frac_bits + 8]
 
 
 def _check_kwta(shape, k, skip_zeros, dims):
@@ -77,32 +111,38 @@ class LocalKWTA(wiring.Component):
         Winners per position, ``1 <= k <= C``.
     skip_zeros : bool
         True: emit each position's non-zero winners, channels ascending (a
-        winner of value 0 is dropped, as it contributes nothing). False
-        (dense baseline): emit all ``C`` channels of every position, losers
-        as 0.
+        winner of value 0, after rounding, is dropped, as it contributes
+        nothing). False (dense baseline): emit all ``C`` channels of every
+        position, losers as 0.
+    frac_bits : int
+        Fraction bits of the input values, 0..8 (the NetSpec k-WTA's
+        ``frac_bits``): they are ``signed(8 + frac_bits)``, ranked as they
+        are and rounded half up to int8 on the way out.
 
     Ports
     -----
-    i : ``In(stream.Signature(dense_vector_layout(C)))``
+    i : ``In(stream.Signature(dense_vector_layout(C, value_shape(frac_bits))))``
         One position per beat, raster order, ``last`` on the input's final
         position. An input must have exactly ``H*W`` beats (not checked).
     o : ``Out(stream.Signature(sparse_layout(shape)))``
-        ``value``, ``c``, ``y``, ``x``, ``last`` on the input's final beat;
-        an input without a non-zero winner is the single value-0 beat.
+        int8 ``value``, ``c``, ``y``, ``x``, ``last`` on the input's final
+        beat; an input without a non-zero winner is the single value-0 beat.
 
-    Throughput: a position every :data:`SEARCH_CYCLES` cycles in, and out
-    one beat per non-zero winner (at least one cycle per position; ``C``
-    with ``skip_zeros`` False); the two overlap, so a position costs the
-    larger.
+    Throughput: a position every :func:`search_cycles` ``(frac_bits)``
+    cycles in, and out one beat per non-zero winner (at least one cycle per
+    position; ``C`` with ``skip_zeros`` False); the two overlap, so a
+    position costs the larger.
     """
 
-    def __init__(self, shape: tuple, k: int, skip_zeros: bool = True):
+    def __init__(self, shape: tuple, k: int, skip_zeros: bool = True, frac_bits: int = 0):
         _check_kwta(shape, k, skip_zeros, dims=(3,))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= shape[0]:
             raise ValueError(f"k must be an integer in [1, {shape[0]}] (the channels), got {k!r}")
+        self._frac = check_frac_bits(frac_bits)
         self._shape, self._k, self._skip = shape, k, skip_zeros
-        super().__init__({"i": In(stream.Signature(dense_vector_layout(shape[0]))),
-                          "o": Out(stream.Signature(sparse_layout(shape)))})
+        super().__init__({
+            "i": In(stream.Signature(dense_vector_layout(shape[0], value_shape(self._frac)))),
+            "o": Out(stream.Signature(sparse_layout(shape)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -111,21 +151,25 @@ class LocalKWTA(wiring.Component):
         wiring.connect(m, emitter.o, wiring.flipped(self.o))
 
         # The position under search; values compared as unsigned with the sign bit flipped,
-        # which orders them as the signed int8 they are.
-        held = Signal(dense_vector_layout(channels))
-        biased = [Cat(held.values[c][:7], ~held.values[c][7]) for c in range(channels)]
-        threshold = Signal(8)
-        step = Signal(range(_STEPS + 1))
+        # which orders them as the signed integers they are. The threshold has a whole
+        # number of 2-bit steps (one bit more than odd-width values: its top bit stays 0).
+        bits, steps = 8 + self._frac, _steps(self._frac)
+        width = steps * _STEP_BITS
+        held = Signal(dense_vector_layout(channels, value_shape(self._frac)))
+        biased = [Cat(held.values[c][:bits - 1], ~held.values[c][bits - 1])
+                  for c in range(channels)]
+        threshold = Signal(width)
+        step = Signal(range(steps + 1))
         searching = Signal()
         ranking = Signal()
 
         # One step: the largest of the three candidates (and the threshold so far) that keeps
         # at least k values at or above it.
-        shift = Signal(range(8))
-        m.d.comb += shift.eq(8 - _STEP_BITS - step * _STEP_BITS)
+        shift = Signal(range(width))
+        m.d.comb += shift.eq(width - _STEP_BITS - step * _STEP_BITS)
         chosen = Const(0, _STEP_BITS)
         for digit in range(1, 1 << _STEP_BITS):
-            candidate = threshold | (Const(digit, 8) << shift)[:8]
+            candidate = threshold | (Const(digit, width) << shift)[:width]
             enough = _popcount([value >= candidate for value in biased]) >= k
             chosen = Mux(enough, digit, chosen)
 
@@ -145,16 +189,18 @@ class LocalKWTA(wiring.Component):
             m.d.sync += out_valid.eq(0)
         rank_now = ranking & (~out_valid | emitter.i.ready)
         with m.If(rank_now):
-            kept = [Mux(winners[c], held.values[c], 0) for c in range(channels)]
-            mask = [winners[c] & (held.values[c] != 0) if self._skip else Const(1, 1)
+            # Winners leave as int8 (rounded half up when they carry fraction bits).
+            rounded = [round_fraction(held.values[c], self._frac) for c in range(channels)]
+            kept = [Mux(winners[c], rounded[c], 0) for c in range(channels)]
+            mask = [winners[c] & (rounded[c] != 0) if self._skip else Const(1, 1)
                     for c in range(channels)]
             m.d.sync += [out_valid.eq(1), out.mask.eq(Cat(*mask)), out.last.eq(held.last),
                          ranking.eq(0)]
             m.d.sync += [out.values[c].eq(kept[c]) for c in range(channels)]
 
         with m.If(searching):
-            m.d.sync += [threshold.eq(threshold | (chosen << shift)[:8]), step.eq(step + 1)]
-            with m.If(step == _STEPS - 1):
+            m.d.sync += [threshold.eq(threshold | (chosen << shift)[:width]), step.eq(step + 1)]
+            with m.If(step == steps - 1):
                 m.d.sync += [searching.eq(0), ranking.eq(1)]
 
         idle = ~searching & (~ranking | rank_now)

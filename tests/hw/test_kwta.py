@@ -6,7 +6,8 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
-from cosparse.hw.kwta.local import SEARCH_CYCLES
+from cosparse.hw.kwta.global_ import scan_cycles
+from cosparse.hw.kwta.local import search_cycles
 from cosparse.sim.streams import accepted_each_cycle, put_all, run_stream
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
@@ -22,8 +23,8 @@ def close(elements, ndim):
             for i, (c, v) in enumerate(elements)]
 
 
-def expected_local(x, k, skip_zeros):
-    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "local", k))[0]
+def expected_local(x, k, skip_zeros, frac_bits=0):
+    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "local", k, frac_bits))[0]
     channels, height, width = x.shape
     elements = []
     for y in range(height):
@@ -35,8 +36,8 @@ def expected_local(x, k, skip_zeros):
     return close(elements, 3)
 
 
-def expected_global(x, k, skip_zeros):
-    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "global", k))[0]
+def expected_global(x, k, skip_zeros, frac_bits=0):
+    kept = golden.kwta(x[None], KWTA("kwta", x.shape, "global", k, frac_bits))[0]
     coords = [tuple(map(int, c)) for c in np.ndindex(*x.shape)]  # flat order
     elements = [(c, int(kept[c])) for c in coords if kept[c] != 0 or not skip_zeros]
     return close(elements, x.ndim)
@@ -73,17 +74,25 @@ def run(dut, inputs, order, count, *, stall=0.3, seed=0):
     return [as_dict(p, inputs[0].ndim) for p in out]
 
 
-def random_inputs(rng, shape, count):
-    """Inputs full of ties (a small value range), with all-zero and all-equal ones."""
+def random_inputs(rng, shape, count, frac_bits=0):
+    """Inputs full of ties (a small value range), with all-zero and all-equal ones.
+
+    With ``frac_bits`` the values are int8 with that many fraction bits
+    (``[-128, 127] * 2**f``): near-ties that only the fine grid orders,
+    values that round to 0, halves that round up, and both extremes.
+    """
     inputs = []
     for n in range(count):
-        span = int(rng.choice([1, 3, 128]))
+        span = int(rng.choice([1, 3, 128 << frac_bits]))
         x = rng.integers(-span, span + 1, shape)
+        if frac_bits and rng.random() < 0.5:  # a few int8 steps, every fraction between
+            x = rng.integers(-2 << frac_bits, (2 << frac_bits) + 1, shape)
+        x = np.clip(x, -128 << frac_bits, 127 << frac_bits)
         if rng.random() < 0.2:
             x[...] = 0
         elif rng.random() < 0.1:
             x[...] = rng.integers(-3, 4)
-        inputs.append(x.astype(np.int8))
+        inputs.append(x.astype(np.int16 if frac_bits else np.int8))
     return inputs
 
 
@@ -100,12 +109,41 @@ def test_local_matches_golden(seed, skip_zeros):
     assert got == expected
 
 
-def test_local_position_every_search():
-    """Never stalled, with one winner per position it takes a position every SEARCH_CYCLES."""
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("skip_zeros", [True, False])
+def test_local_fraction_bits_match_golden(seed, skip_zeros):
+    """signed(8 + f) values ranked on the fine grid, winners rounded half up to int8."""
+    rng = np.random.default_rng(50 + seed)
+    frac = (1, 2, 3, 4, 5, 7, 8, 2)[seed]
+    shape = (int(rng.integers(1, 13)), int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+    k = int(rng.integers(1, shape[0] + 1))
+    inputs = random_inputs(rng, shape, 3, frac)
+    inputs[0].reshape(-1)[:3] = [127 << frac, -128 << frac, 1 << (frac - 1)][:inputs[0].size]
+    expected = [b for x in inputs for b in expected_local(x, k, skip_zeros, frac)]
+    dut = LocalKWTA(shape, k, skip_zeros=skip_zeros, frac_bits=frac)
+    assert dut.i.payload.values[0].shape().width == 8 + frac
+    assert run(dut, inputs, "vector", len(expected), seed=seed) == expected
+
+
+def test_local_fraction_bits_backpressure():
+    """Heavy stalls on both sides (output ready 1 cycle in 4) with f = 4 lose nothing."""
+    rng = np.random.default_rng(9)
+    shape, k, frac = (9, 2, 2), 4, 4
+    inputs = random_inputs(rng, shape, 4, frac)
+    expected = [b for x in inputs for b in expected_local(x, k, True, frac)]
+    got = run(LocalKWTA(shape, k, frac_bits=frac), inputs, "vector", len(expected),
+              stall=0.75, seed=3)
+    assert got == expected
+
+
+@pytest.mark.parametrize("frac_bits", [0, 1, 2, 4, 8])
+def test_local_position_every_search(frac_bits):
+    """Never stalled, with one winner per position it takes a position every
+    search_cycles(f) = 1 + ceil((8 + f) / 2) cycles."""
     shape, k = (6, 2, 3), 1
     rng = np.random.default_rng(0)
-    x = rng.integers(1, 100, shape).astype(np.int8)
-    dut = LocalKWTA(shape, k)
+    x = rng.integers(1, 100 << frac_bits, shape).astype(np.int16)
+    dut = LocalKWTA(shape, k, frac_bits=frac_bits)
     beats = vector_beats(x) * 3
     taken = []
     sim = Simulator(dut)
@@ -126,19 +164,23 @@ def test_local_position_every_search():
 
     sim.add_testbench(bench)
     sim.run()
-    assert [b - a for a, b in zip(taken, taken[1:])] == [SEARCH_CYCLES] * (len(beats) - 1)
+    assert search_cycles(frac_bits) == 1 + -(-(8 + frac_bits) // 2)
+    assert [b - a for a, b in zip(taken, taken[1:])] == \
+        [search_cycles(frac_bits)] * (len(beats) - 1)
 
 
 @pytest.mark.parametrize("args, error", [
     (((4,), 1), TypeError), (((4, 2, 2), 0), ValueError), (((4, 2, 2), 5), ValueError),
-    (((4, 2, 2), 2, 1), TypeError)])
+    (((4, 2, 2), 2, 1), TypeError), (((4, 2, 2), 2, True, 9), ValueError),
+    (((4, 2, 2), 2, True, -1), ValueError), (((4, 2, 2), 2, True, 2.0), TypeError)])
 def test_local_rejects_bad_parameters(args, error):
-    with pytest.raises(error):
+    with pytest.raises(error, match="frac_bits" if len(args) > 3 else None):
         LocalKWTA(*args)
 
 
 def test_converts_to_verilog():
-    for dut in (LocalKWTA((8, 2, 3), 3), LocalKWTA((5, 1, 1), 5, skip_zeros=False)):
+    for dut in (LocalKWTA((8, 2, 3), 3), LocalKWTA((5, 1, 1), 5, skip_zeros=False),
+                LocalKWTA((4, 1, 2), 2, frac_bits=3)):
         assert "module" in verilog.convert(dut, name="kwta")
 
 
@@ -157,6 +199,22 @@ def test_global_matches_golden(seed, skip_zeros):
     assert run(dut, inputs, order, len(expected), seed=seed) == expected
 
 
+@pytest.mark.parametrize("seed,frac", [(0, 1), (1, 2), (2, 4), (3, 8)])
+def test_global_fraction_bits_match_golden(seed, frac):
+    """A 2**(8 + f)-bin histogram over signed(8 + f) values; winners rounded to int8."""
+    rng = np.random.default_rng(200 + seed)
+    shape = (int(rng.integers(1, 20)),) if seed % 2 else \
+        (int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    size = int(np.prod(shape))
+    k = int(rng.integers(1, size + 1))
+    inputs = random_inputs(rng, shape, 1 if frac == 8 else 3, frac)
+    inputs[0].reshape(-1)[:3] = [127 << frac, -128 << frac, 1 << (frac - 1)][:size]
+    for skip_zeros in (True, False):
+        expected = [b for x in inputs for b in expected_global(x, k, skip_zeros, frac)]
+        dut = GlobalKWTA(shape, k, skip_zeros=skip_zeros, order="flat", frac_bits=frac)
+        assert run(dut, inputs, "flat", len(expected), stall=0.5, seed=seed) == expected
+
+
 def test_global_extreme_values():
     """The scan covers both ends of the int8 range: -128 and 127 as thresholds."""
     shape = (6,)
@@ -167,13 +225,15 @@ def test_global_extreme_values():
         assert run(GlobalKWTA(shape, k), inputs, "flat", len(expected), seed=k) == expected
 
 
-def test_global_cycles_per_input():
-    """Fill of one input overlaps the scan and emit of the previous: S + 257 cycles each."""
+@pytest.mark.parametrize("frac_bits", [0, 2])
+def test_global_cycles_per_input(frac_bits):
+    """Fill of one input overlaps the scan and emit of the previous: 2**(8 + f) + S + 1
+    cycles each (S + 257 for int8)."""
     shape, k, count = (2, 3, 4), 5, 4
     size = int(np.prod(shape))
     rng = np.random.default_rng(7)
-    inputs = random_inputs(rng, shape, count)
-    dut = GlobalKWTA(shape, k, skip_zeros=False)
+    inputs = random_inputs(rng, shape, count, frac_bits)
+    dut = GlobalKWTA(shape, k, skip_zeros=False, frac_bits=frac_bits)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     values = [v for x in inputs for v in stream_order(x, "position_major")]
@@ -195,13 +255,15 @@ def test_global_cycles_per_input():
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    assert lasts[0] <= 2 * size + 260
-    assert [b - a for a, b in zip(lasts, lasts[1:])] == [size + 257] * (count - 1)
+    assert lasts[0] <= 2 * size + (1 << (8 + frac_bits)) + 4
+    assert scan_cycles(size, frac_bits) == size + (1 << (8 + frac_bits)) + 1
+    assert [b - a for a, b in zip(lasts, lasts[1:])] == [scan_cycles(size, frac_bits)] * (count - 1)
 
 
 @pytest.mark.parametrize("args, error", [
     (((4, 4), 1), TypeError), (((4,), 0), ValueError), (((2, 2, 2), 9), ValueError),
-    (((4,), 2, True, "column"), ValueError)])
+    (((4,), 2, True, "column"), ValueError), (((4,), 2, True, "flat", 9), ValueError),
+    (((4,), 2, True, "flat", None), TypeError)])
 def test_global_rejects_bad_parameters(args, error):
     with pytest.raises(error):
         GlobalKWTA(*args)

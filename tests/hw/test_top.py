@@ -29,6 +29,23 @@ def test_random_network_bit_exact(seed):
     assert all(b > 0 for b in busy)
 
 
+@pytest.mark.parametrize("seed", [6, 7, 8, 11])
+def test_random_network_widths_bit_exact(seed):
+    """NetSpec version 2 widths: weight_bits 4..16 per layer and frac_bits 2..8 into local
+    and global k-WTAs (6: a pool, then f = 4 into a local k-WTA; 7: f = 8 and 2 into local
+    ones, 4 into a global one; 8: f = 2 into a global one; 11: 4- and 16-bit weights, f = 2
+    and 8). A global k-WTA scans 2**(8 + f) bins per input, so f = 8 there (65,536 cycles an
+    input) is left to tests/hw/test_kwta.py."""
+    spec = random_netspec(seed, widths=True)
+    assert any(getattr(layer, "frac_bits", 0) for layer in spec.layers)
+    xs = random_inputs(spec, 2 if seed == 7 else 3, seed=seed)
+    logits, classes, busy, _ = run_network(generate(spec), xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
+    assert all(b > 0 for b in busy)
+
+
 @pytest.mark.parametrize("seed", [4, 9])
 def test_random_network_one_offset_one_lane(seed):
     """The narrowest engines (one offset, one lane: many passes) compute the same integers."""
@@ -42,9 +59,9 @@ def test_random_network_one_offset_one_lane(seed):
     np.testing.assert_array_equal(classes, expected.predictions)
 
 
-@pytest.mark.parametrize("seed", [3])
-def test_dense_baseline_bit_exact_and_slower(seed):
-    spec = random_netspec(seed)
+@pytest.mark.parametrize("seed,widths", [(3, False), (11, True)])
+def test_dense_baseline_bit_exact_and_slower(seed, widths):
+    spec = random_netspec(seed, widths=widths)
     xs = random_inputs(spec, 2, seed=seed)
     expected = golden.run(spec, xs)
     sparse = run_network(generate(spec), xs, stall=0.0)
@@ -69,3 +86,24 @@ def test_plan_rejects_unsupported_orders():
     with pytest.raises(TypeError, match="NetSpec"):
         plan("not a netspec")
     assert [s.layer.name for s in plan(spec)] == [l.name for l in spec.packed_layers]
+
+
+def test_plan_rejects_fraction_bits_without_rounding_kwta():
+    """Values with fraction bits must reach a k-WTA of the same frac_bits (NetSpec.validate
+    says so too; plan() checks what it is handed)."""
+    import copy
+    import dataclasses
+    spec = random_netspec(0, widths=True)  # conv2 (f = 4) -> kwta2 (f = 4)
+    kwta = spec.layer("kwta2")
+
+    def unchecked(layers):  # a NetSpec that skipped validation
+        bad = copy.copy(spec)
+        object.__setattr__(bad, "layers", tuple(layers))
+        return bad
+
+    wrong = unchecked(dataclasses.replace(l, frac_bits=2) if l is kwta else l
+                      for l in spec.layers)
+    with pytest.raises(ValueError, match="frac_bits = 2"):
+        plan(wrong)
+    with pytest.raises(ValueError, match="4 fraction bits"):
+        plan(unchecked(l for l in spec.layers if l is not kwta))
