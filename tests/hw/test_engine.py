@@ -153,6 +153,28 @@ def test_linear_engine_weight_and_fraction_bits(seed, bits, frac, requant):
     assert [int(o.value) for o in out] == expected
 
 
+@pytest.mark.parametrize("frac_bits", [0, 3, 8])
+def test_vector_pool_fraction_bits(frac_bits):
+    """VectorPool alone: signed(8 + f) slices (3 passes of 2 channels, 5 used), max over a
+    window of 4 positions, extremes of the fine range included."""
+    from cosparse.hw.engine.pool import VectorPool
+    rng = np.random.default_rng(frac_bits)
+    low, high = -128 << frac_bits, 127 << frac_bits
+    channels, width, passes, window, outputs = 5, 2, 3, 4, 4
+    x = rng.integers(low, high + 1, (outputs, window, passes * width))
+    x[0, :, 0] = low
+    x[1, 2, 1] = high
+    dut = VectorPool(channels, width, passes, window, frac_bits=frac_bits)
+    beats = [{"values": x[o, w, q * width:(q + 1) * width].tolist(),
+              "last": int(o == outputs - 1 and w == window - 1 and q == passes - 1)}
+             for o in range(outputs) for w in range(window) for q in range(passes)]
+    got, _ = run_stream_bench(dut, beats, outputs, seed=frac_bits)
+    assert [[int(v) for v in o.values] for o in got] == x.max(axis=1)[:, :channels].tolist()
+    assert [int(o.last) for o in got] == [0] * (outputs - 1) + [1]
+    with pytest.raises(ValueError, match="frac_bits"):
+        VectorPool(channels, width, passes, window, frac_bits=9)
+
+
 @pytest.mark.parametrize("offsets", [1, 4])
 def test_same_accumulator_back_to_back(offsets):
     """Consecutive activations hitting one accumulator: forwarding must neither lose nor
@@ -197,3 +219,12 @@ def test_bad_parameters():
         LinearEngine(lin, LayerConfig(lanes=2, acc_bits=32), in_shape=(3, 2, 2))
     with pytest.raises(ValueError, match="offsets"):
         LinearEngine(lin, LayerConfig(lanes=2, acc_bits=32, offsets=4))
+    from cosparse.hw.engine.router import Accumulators
+    from cosparse.hw.engine.tiling import Tiling
+    from cosparse.hw.engine.weights import lane_layout
+    with pytest.raises(ValueError, match="weight_bits"):
+        lane_layout(2, 17)
+    with pytest.raises(TypeError, match="weight_bits"):
+        lane_layout(2, 8.0)
+    with pytest.raises(ValueError, match="acc_bits = 24"):  # a 16-bit weight's product is 24 bits
+        Accumulators(2, 1, Tiling(1, 1, (1, 1), 1), 24, weight_bits=16)
