@@ -78,3 +78,13 @@ def test_simulate_mismatch_names_faulty_layer(net, tmp_path, monkeypatch):
     assert not report["summary"]["all_bit_exact"]
     loc = report["localisation"]
     assert loc["input"] == 0 and loc["first_diverging_layer"] == "conv2", loc
+
+
+def test_widths_network_every_unit_agrees():
+    """NetSpec version 2: engines emit signed(8 + f) values to k-WTAs that round them (seed 8:
+    16-bit conv1, fc1 with f = 2 into a global k-WTA of 1,024 bins)."""
+    spec = random_netspec(8, widths=True)
+    x = random_inputs(spec, 1, seed=2)[0]
+    records = replay_units(spec, x, stop_at_first=False)
+    assert all(r["ok"] for r in records), [r for r in records if not r["ok"]]
+    assert "kwta:kwta_fc1" in [f"{r['unit']}:{r['layer']}" for r in records]
