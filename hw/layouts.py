@@ -35,8 +35,8 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
-__all__ = ["MAX_FRAC_BITS", "check_frac_bits", "value_shape", "coordinate_bits", "sparse_layout", "dense_layout", "dense_vector_layout", "flat_index",
-           "tensor_size"]
+__all__ = ["MAX_FRAC_BITS", "check_frac_bits", "value_shape", "coordinate_bits", "sparse_layout",
+           "dense_layout", "dense_vector_layout", "flat_index", "tensor_size"]
 
 
 #: Fraction bits a requantised value may carry to its k-WTA (docs/netspec.md).

@@ -148,7 +148,8 @@ def test_linear_engine_weight_and_fraction_bits(seed, bits, frac, requant):
     for x in xs:
         beats += sparse_beats(x, rng)
         a = golden.linear(x[None], layer)
-        expected += (a if layer.requant is None else golden.requantise(a, layer.requant))[0].tolist()
+        out = a if layer.requant is None else golden.requantise(a, layer.requant)
+        expected += out[0].tolist()
     out, _ = run_stream_bench(engine, beats, len(expected), seed=seed)
     assert [int(o.value) for o in out] == expected
 

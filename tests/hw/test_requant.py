@@ -21,7 +21,8 @@ def run_requant(dut, beats, *, stall, seed):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_matches_golden(seed):
-    """Seeds 6..9 add fraction bits: signed(8 + f) outputs saturated to [out_min, out_max] * 2**f."""
+    """Seeds 6..9 add fraction bits: signed(8 + f) outputs saturated to
+    [out_min, out_max] * 2**f."""
     rng = np.random.default_rng(seed)
     frac_bits = [0, 1, 3, 8][seed - 6] if seed >= 6 else 0
     channels = int(rng.integers(1, 9))
