@@ -35,12 +35,11 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
+from ..sw.netspec.layers import MAX_FRAC_BITS  # fraction bits a value may carry to its k-WTA
+
 __all__ = ["MAX_FRAC_BITS", "check_frac_bits", "value_shape", "coordinate_bits", "sparse_layout",
            "dense_layout", "dense_vector_layout", "flat_index", "tensor_size"]
 
-
-#: Fraction bits a requantised value may carry to its k-WTA (docs/netspec.md).
-MAX_FRAC_BITS = 8
 
 
 def check_frac_bits(frac_bits) -> int:
