@@ -132,6 +132,7 @@ def test_rejects_bad_bounds():
         Requantiser(1, 16, [1], [1], out_min=10, out_max=0)
     with pytest.raises(ValueError, match="out_max"):
         Requantiser(1, 16, [1], [1], out_max=200)
+    gc.collect()
 
 
 def test_converts_to_verilog():
