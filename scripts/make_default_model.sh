@@ -17,6 +17,8 @@ cosparse train --data "$data" --out "$work/sparse" --epochs "$SPARSE_EPOCHS" --l
   --lr-schedule cosine --weight-decay 5e-4 --kwta-noise 0.25 --threads 1 --quiet &
 cosparse train --data "$data" --out "$work/dense" --dense --epochs "$DENSE_EPOCHS" --lr "$LR" --threads 1 --quiet &
 wait
+# Default precision: 16-bit conv1 weights, 4 fraction bits before the local k-WTAs
+# (docs/default-model.md, "Precision").
 cosparse export --checkpoint "$work/sparse/best.pt" --data "$data" --out "$assets/default/netspec" \
   --name gsc-sparse
 cp "$work/sparse/best.pt" "$assets/default/sparse.pt"
