@@ -71,14 +71,7 @@ def plan(spec: NetSpec) -> list:
         if i < len(layers) and isinstance(layers[i], KWTA):
             kwta = layers[i]
             i += 1
-        frac = layer.requant.frac_bits if layer.requant is not None else 0
-        if kwta is not None and kwta.frac_bits != frac:
-            raise ValueError(f"layer {kwta.name!r}: frac_bits = {kwta.frac_bits} but layer "
-                             f"{layer.name!r} hands it values with {frac} fraction bits")
-        if frac and kwta is None:
-            raise ValueError(f"layer {layer.name!r}: its requantised outputs carry {frac} "
-                             f"fraction bits, so a k-WTA with frac_bits = {frac} must follow it "
-                             f"(after any pool) to round them to int8")
+        # NetSpec validation guarantees that fraction bits reach only this stage's k-WTA.
         stage = Stage(layer, pool, kwta, shape)
         if kwta is not None and kwta.mode == "global" and len(stage.out_shape) == 3:
             raise ValueError(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) tensor is not "

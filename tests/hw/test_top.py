@@ -87,23 +87,3 @@ def test_plan_rejects_unsupported_orders():
         plan("not a netspec")
     assert [s.layer.name for s in plan(spec)] == [l.name for l in spec.packed_layers]
 
-
-def test_plan_rejects_fraction_bits_without_rounding_kwta():
-    """Values with fraction bits must reach a k-WTA of the same frac_bits (NetSpec.validate
-    says so too; plan() checks what it is handed)."""
-    import copy
-    import dataclasses
-    spec = random_netspec(0, widths=True)  # conv2 (f = 4) -> kwta2 (f = 4)
-    kwta = spec.layer("kwta2")
-
-    def unchecked(layers):  # a NetSpec that skipped validation
-        bad = copy.copy(spec)
-        object.__setattr__(bad, "layers", tuple(layers))
-        return bad
-
-    wrong = unchecked(dataclasses.replace(l, frac_bits=2) if l is kwta else l
-                      for l in spec.layers)
-    with pytest.raises(ValueError, match="frac_bits = 2"):
-        plan(wrong)
-    with pytest.raises(ValueError, match="4 fraction bits"):
-        plan(unchecked(l for l in spec.layers if l is not kwta))
