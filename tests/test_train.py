@@ -240,6 +240,16 @@ def test_export_and_evaluate_commands_with_a_qat_checkpoint(tmp_path, monkeypatc
     assert meta["qat"]["output_scales"] == scales
     assert [meta["scales"][name]["output"] for name in ("conv1", "conv2", "fc1")] == scales
     spec = netspec.load(tmp_path / "spec")
+    # The precision it was fine-tuned at (the default), unless the command names another.
+    assert meta["precision"] == tr.read_checkpoint(ckpt)["qat"]["precision"]
+    assert spec.layer("conv1").weight_bits == 16 and spec.layer("kwta1").frac_bits == 4
+    args = sub.choices["export"].parse_args(["--checkpoint", str(ckpt), "--data", "unused",
+                                             "--out", str(tmp_path / "int8"), "--weight-bits",
+                                             "none", "--frac-bits", "conv2=2"])
+    assert args.func(args) == 0
+    int8 = netspec.load(tmp_path / "int8")
+    assert [l.weight_bits for l in int8.packed_layers] == [8, 8, 8, 8]
+    assert [l.frac_bits for l in int8.layers if l.kind == "kwta"] == [0, 2, 0]
     X, y = _data()["validation"]
     data = inputs.Inputs(X.numpy(), y.numpy(), [str(i) for i in range(len(y))])
     report = commands.evaluate(spec, ckpt, data, output_scales=scales)
