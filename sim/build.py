@@ -220,6 +220,11 @@ def find_simulator(simulator: str) -> dict:
                            "or use --sim icarus")
 
 
+def _artifact(simulator: str, directory: Path, name: str) -> Path:
+    """What a finished build leaves to run: Verilator's model executable, Icarus's ``sim.vvp``."""
+    return directory / "build" / (name if simulator == "verilator" else "sim.vvp")
+
+
 def _apply_env(extra: dict):
     os.environ.update(extra)
 
@@ -238,7 +243,8 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
     prefix = simulator if top == "axis" else f"{simulator}-{top}"
     directory = Path(cache or cache_root()) / "sim" / f"{prefix}-{key}"
     marker = directory / "built.json"
-    if marker.exists():
+    # A build whose compiler left nothing to run (interrupted, or a broken flag) is redone.
+    if marker.exists() and _artifact(simulator, directory, name).exists():
         info = json.loads(marker.read_text())
         info.update(cached=True, directory=directory, verilog=Path(info["verilog"]))
         return Build(**info)
@@ -271,6 +277,10 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
                  log_file=directory / "build.log")
     built = time.perf_counter()
+    if not _artifact(simulator, directory, name).exists():
+        raise RuntimeError(f"the {simulator} build finished without "
+                           f"{_artifact(simulator, directory, name)}; see "
+                           f"{directory / 'build.log'} for the compiler's messages")
     result = Build(simulator=simulator, directory=directory, verilog=source, key=key,
                    engines=design.engines, classes=design.classes,
                    input_size=design.input_size, beat_bytes=design.beat_bytes,

@@ -81,6 +81,36 @@ def test_design_key_follows_content():
     assert design_key(a) != design_key(a, simulator="icarus")
 
 
+@needs_verilator
+def test_a_build_without_its_executable_is_redone_not_reused(tmp_path, monkeypatch):
+    """A compile that leaves no model executable raises naming the log, writes no cache
+    marker, and a marker whose executable has gone is not reused."""
+    import cocotb_tools.runner
+
+    from cosparse.sim import build as sim_build
+
+    class Runner:  # the compiler step only: what the build leaves behind is the point here
+        def __init__(self, leaves):
+            self.leaves = leaves
+
+        def build(self, build_dir, hdl_toplevel, **kwargs):
+            build_dir.mkdir(parents=True, exist_ok=True)
+            if self.leaves:
+                (build_dir / hdl_toplevel).write_text("model")
+
+    spec = random_netspec(1, max_channels=2, max_size=6)
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda simulator: Runner(False))
+    with pytest.raises(RuntimeError, match="finished without .*build.log"):
+        sim_build.build(spec, cache=tmp_path)
+    (folder,) = (tmp_path / "sim").iterdir()
+    assert not (folder / "built.json").exists()
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda simulator: Runner(True))
+    assert not sim_build.build(spec, cache=tmp_path).cached
+    assert sim_build.build(spec, cache=tmp_path).cached
+    (folder / "build" / "cosparse_axis_top").unlink()
+    assert not sim_build.build(spec, cache=tmp_path).cached
+
+
 def test_missing_simulator_names_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SimulatorMissing, match="apt-get install iverilog"):
