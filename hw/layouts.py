@@ -41,7 +41,6 @@ __all__ = ["MAX_FRAC_BITS", "check_frac_bits", "value_shape", "coordinate_bits",
            "dense_layout", "dense_vector_layout", "flat_index", "tensor_size"]
 
 
-
 def check_frac_bits(frac_bits) -> int:
     """``frac_bits`` as an int; TypeError unless an integer, ValueError outside [0, 8]."""
     if not isinstance(frac_bits, Integral) or isinstance(frac_bits, bool):

@@ -11,7 +11,7 @@ pooled as they are, ``signed(8 + f)``: ``f`` more bits per running-max
 register and comparator.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

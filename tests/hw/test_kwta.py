@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from cosparse.hw.kwta import GlobalKWTA, LocalKWTA
 from cosparse.hw.kwta.global_ import scan_cycles
 from cosparse.hw.kwta.local import search_cycles
-from cosparse.sim.streams import accepted_each_cycle, put_all, run_stream
+from cosparse.sim.streams import put_all, run_stream
 from cosparse.sw import golden
 from cosparse.sw.netspec import KWTA
 
