@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..sw import inputs
+from ..sw import inputs, progress
 
 __all__ = ["register_cli", "format_table"]
 
@@ -46,9 +46,10 @@ def _run(args):
     from .generate import generate, summary, write_verilog
 
     spec = inputs.load_netspec(args)
-    network = generate(spec, dense=args.dense)
-    path = write_verilog(network, args.out)
-    report = summary(spec, dense=args.dense)
+    with progress.stage("generate Verilog"):
+        path = write_verilog(generate(spec, dense=args.dense), args.out)
+    with progress.stage("summary (analytical cycle model)"):
+        report = summary(spec, dense=args.dense)
     report["verilog"] = str(path)
     Path(args.out, "summary.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2) if args.json else format_table(report))

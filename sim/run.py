@@ -41,8 +41,9 @@ def _watch(path: Path, total: int, stop: threading.Event, enabled: bool):
             try:
                 done = int(path.read_text() or 0)
             except (OSError, ValueError):
-                continue
+                done = bar.n
             bar.update(max(0, done - bar.n))
+            bar.refresh()  # the elapsed time moves while the simulator starts up
 
 
 def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool = False,

@@ -21,6 +21,8 @@ import argparse
 import importlib
 import sys
 
+from . import progress
+
 __all__ = ["build_parser", "main"]
 
 #: (module, attribute) of every subcommand's ``register_cli``, in help order.
@@ -36,11 +38,18 @@ _TOP_LEVEL = [
 ]
 
 
+#: Modules that import torch (seconds): registered only when their command is the one run
+#: or no command is named, so that `cosparse demo` starts, and reports, at once.
+_HEAVY = {"cosparse.sw.train"}
+
+
 def _register(subparsers, module, attribute):
     getattr(importlib.import_module(module), attribute)(subparsers)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``cosparse`` parser; given the ``command`` to be run, one good for that command only
+    (the :data:`_HEAVY` modules are imported only when it is theirs)."""
     parser = argparse.ArgumentParser(
         prog="cosparse", description="FPGA accelerator generator for sparse-sparse networks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -48,13 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     _register(data_commands, "cosparse.sw.data.synth", "register_cli")
     for module, attribute in _TOP_LEVEL:
-        _register(commands, module, attribute)
+        if command is None or module not in _HEAVY:
+            _register(commands, module, attribute)
+    if command is not None and command not in commands.choices:
+        for module, attribute in _TOP_LEVEL:
+            if module in _HEAVY:
+                _register(commands, module, attribute)
+    leaves = [c for name, c in commands.choices.items() if name != "data"]
+    for command in [*leaves, *data_commands.choices.values()]:
+        try:
+            command.add_argument("--no-progress", dest="progress", action="store_false",
+                                 help="no progress lines on stderr (default: shown when "
+                                      "stderr is a terminal; COSPARSE_PROGRESS=1 forces them)")
+        except argparse.ArgumentError:  # the subcommand has its own (simulate, demo)
+            pass
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word (the top level has no options but --help).
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(command).parse_args(argv)
     try:
+        progress.configure(None if getattr(args, "progress", True) else False)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"cosparse {args.command}: error: {error}", file=sys.stderr)

@@ -118,8 +118,8 @@ def check_espeak() -> str:
     """Path of espeak-ng, or an error saying how to install it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise EspeakError("espeak-ng not found on PATH; install it with "
-                          "`sudo apt-get install espeak-ng` (Debian/Ubuntu)")
+        raise EspeakError("espeak-ng (the speech synthesiser it speaks the words with) is not "
+                          "on PATH; install it with `sudo apt-get install espeak-ng`")
     return exe
 
 
@@ -453,7 +453,7 @@ def cli_synth(args: argparse.Namespace) -> int:
                    unknown_clips_per_word=args.unknown_clips_per_word, jobs=args.jobs,
                    progress=not args.quiet)
     except EspeakError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"cosparse data synth: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote a GSC-layout data set to {args.out} in {time.time() - start:.0f} s")
     return 0
