@@ -59,7 +59,7 @@ if [ -x "$VENV/bin/python" ] \
   say "$VENV was made with another Python; making it again with $PYTHON"
   rm -rf "$VENV"
 fi
-if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+if ! [ -x "$VENV/bin/python" ] || ! [ -x "$VENV/bin/pip" ]; then  # none, or half made
   rm -rf "$VENV"
   say "making $VENV with $PYTHON (Python $version)"
   if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
@@ -80,7 +80,7 @@ pip() { "$python" -m pip "$@"; }
 # A plain `pip install torch` can pull a multi-GB CUDA build; the CPU build is all cosparse
 # needs. On a machine where PyPI's torch is the CUDA one, put the CPU index first:
 # PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh
-if ! "$python" -c "import torch" 2>/dev/null; then
+if ! "$python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"; then
   say "installing $TORCH (CPU build) into $VENV"
   pip install -q "$TORCH"
 fi
@@ -88,7 +88,7 @@ fi
 stamp="$VENV/.cosparse-setup"
 want="$(pwd) $(cat pyproject.toml setup.py | cksum)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
-   || ! "$python" -c "import cosparse.sw.cli, pytest, xdist" 2>/dev/null; then
+   || ! "$python" -c "import cosparse.sw.progress, pytest, xdist" 2>/dev/null; then
   say "installing cosparse (editable) and its dependencies into $VENV"
   pip install -q -e ".[dev]"
   echo "$want" > "$stamp"

@@ -119,14 +119,19 @@ def _simulate(args, spec, data):
 
 
 def _run_simulate(args):
-    return _simulate(args, inputs.load_netspec(args), inputs.resolve(args))
+    spec = inputs.load_netspec(args)
+    with progress.stage("inputs"):  # wav clips: log-mel features (librosa's first run: minutes)
+        data = inputs.resolve(args)
+    return _simulate(args, spec, data)
 
 
 def _run_demo(args):
     folder = assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
     spec = netspec.load(folder)
-    data = inputs.default_samples()
     if not args.json:
-        print(f"cosparse demo: {spec.name} ({folder}) on {len(data)} shipped sample clips",
+        clips = len(list(assets.require(assets.SAMPLES, "sample clips").glob("*.wav")))
+        print(f"cosparse demo: {spec.name} ({folder}) on {clips} shipped sample clips",
               file=sys.stderr)
+    with progress.stage("features of the sample clips"):
+        data = inputs.default_samples()
     return _simulate(args, spec, data)

@@ -64,9 +64,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             if module in _HEAVY:
                 _register(commands, module, attribute)
     leaves = [c for name, c in commands.choices.items() if name != "data"]
-    for command in [*leaves, *data_commands.choices.values()]:
+    for sub in [*leaves, *data_commands.choices.values()]:
         try:
-            command.add_argument("--no-progress", dest="progress", action="store_false",
+            sub.add_argument("--no-progress", dest="progress", action="store_false",
                                  help="no progress lines on stderr (default: shown when "
                                       "stderr is a terminal; COSPARSE_PROGRESS=1 forces them)")
         except argparse.ArgumentError:  # the subcommand has its own (simulate, demo)

@@ -118,8 +118,8 @@ def check_espeak() -> str:
     """Path of espeak-ng, or an error saying how to install it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise EspeakError("espeak-ng (the speech synthesiser it speaks the words with) is not "
-                          "on PATH; install it with `sudo apt-get install espeak-ng`")
+        raise EspeakError("espeak-ng, the speech synthesiser, is not on PATH; install it "
+                          "with `sudo apt-get install espeak-ng`")
     return exe
 
 
