@@ -17,6 +17,7 @@ from ..layouts import dense_vector_layout, sparse_layout, value_shape
 from .drain import PositionDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
+from .router import Accumulators
 from .tiling import Tiling
 
 __all__ = ["ConvScatter", "ConvEngine"]
@@ -150,6 +151,8 @@ class ConvEngine(PackedEngine):
         tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups))
         scatter = ConvScatter(tuple(layer.in_shape), tiling)
         super().__init__(layer, config, scatter, tiling,
+                         Accumulators(layer.n, config.lanes, tiling, config.acc_bits,
+                                      layer.weight_bits),
                          PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits),
                          dense_vector_layout(layer.out_channels,
                                              value_shape(layer.requant.frac_bits)))

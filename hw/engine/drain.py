@@ -7,8 +7,9 @@
   and a :class:`~.pool.VectorPool` takes the max over the pool window. The
   output is one vector beat per (pooled) position (hw/layouts.py).
 - :class:`ChannelDrain` (linear layers) emits one channel per cycle, the
-  order the global k-WTA and the argmax consume: it reads each word once
-  and then picks its sums one by one.
+  order the global k-WTA and the argmax consume: each lane's accumulators
+  are a memory of single sums (:class:`~.router.LaneAccumulators`), so a
+  cycle reads exactly the channel due.
 
 Every word read is cleared on the next cycle, so the buffer is zero when
 the next input accumulates in it.
@@ -22,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..layouts import dense_layout, dense_vector_layout, value_shape
 from ..requant import Requantiser, VectorRequantiser
 from .pool import VectorPool
-from .router import DrainPort
+from .router import DrainPort, SumPort
 
 __all__ = ["PositionDrain", "ChannelDrain"]
 
@@ -154,9 +155,9 @@ class PositionDrain(wiring.Component):
 class ChannelDrain(wiring.Component):
     """Emit one finished linear input one channel per cycle, in channel order.
 
-    Channel ``c`` is sum ``c mod (lanes*n)`` of the word of pass
-    ``c // (lanes*n)``: each word is read (and cleared) once, when its first
-    channel is due, and the read port holds it while its sums go out.
+    Channel ``c = (q * lanes + l) * n + j`` is sum ``q * n + j`` of lane ``l``
+    (:class:`~.router.LaneAccumulators`): each cycle reads (and clears) exactly
+    the sum of the channel due.
 
     Parameters
     ----------
@@ -171,8 +172,9 @@ class ChannelDrain(wiring.Component):
 
     Ports
     -----
-    start, busy, acc :
+    start, busy :
         As for :class:`PositionDrain`.
+    acc : :class:`~.router.SumPort` read/clear port into the idle buffer.
     o : dense int8 stream (``signed(8 + frac_bits)`` with the requantisation's
         fraction bits; int32 ``acc + bias`` when ``layer.requant`` is None).
     """
@@ -183,50 +185,51 @@ class ChannelDrain(wiring.Component):
         super().__init__({
             "start": In(1),
             "busy": Out(1),
-            "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
+            "acc": Out(SumPort(lanes, tiling.depth * layer.n, acc_bits)),
             "o": Out(stream.Signature(dense_layout(value))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        layer = self._layer
-        channels, width = layer.out_channels, self._lanes * layer.n
-        c, sum_ = Signal(range(channels)), Signal(range(width))
-        q = Signal(range(self._t.passes))
+        layer, n = self._layer, self._layer.n
+        channels = layer.out_channels
+        c, j = Signal(range(channels)), Signal(range(n))
+        lane = Signal(range(self._lanes))
+        addr = Signal.like(self.acc.addr)  # q * n + j
         issuing = Signal()
         final = c == channels - 1
 
         d_valid, d_last = Signal(), Signal()
-        d_sum, d_c = Signal.like(sum_), Signal.like(c)
+        d_c = Signal.like(c)
         out_ready = Signal()
         advance = ~d_valid | out_ready
         m.submodules.bias = bias_mem = Memory(shape=signed(32), depth=channels,
                                               init=[int(b) for b in layer.bias])
         bias = bias_mem.read_port()
         m.d.comb += [
-            self.acc.addr.eq(q),
-            self.acc.bank.eq(0),
-            # A word is read (and cleared) only when its first sum is due; the port then
-            # holds it.
-            self.acc.en.eq(advance & issuing & (sum_ == 0)),
+            self.acc.addr.eq(addr),
+            self.acc.lane.eq(lane),
+            self.acc.en.eq(advance & issuing),
             self.acc.clear.eq(1),
             bias.addr.eq(c),
             bias.en.eq(advance),
             self.busy.eq(issuing | d_valid),
         ]
         with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_sum.eq(sum_), d_c.eq(c), d_last.eq(final)]
+            m.d.sync += [d_valid.eq(issuing), d_c.eq(c), d_last.eq(final)]
             with m.If(issuing):
-                m.d.sync += [c.eq(c + 1), sum_.eq(sum_ + 1)]
-                with m.If(sum_ == width - 1):
-                    m.d.sync += [sum_.eq(0), q.eq(q + 1)]
+                m.d.sync += [c.eq(c + 1), j.eq(j + 1), addr.eq(addr + 1)]
+                with m.If(j == n - 1):
+                    m.d.sync += [j.eq(0), lane.eq(lane + 1), addr.eq(addr + 1 - n)]
+                    with m.If(lane == self._lanes - 1):
+                        m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
                 with m.If(final):
                     m.d.sync += issuing.eq(0)
         with m.If(self.start):
-            m.d.sync += [issuing.eq(1), c.eq(0), sum_.eq(0), q.eq(0)]
+            m.d.sync += [issuing.eq(1), c.eq(0), j.eq(0), lane.eq(0), addr.eq(0)]
 
         a = Signal(signed(self._acc_bits))
-        m.d.comb += a.eq(Array(self.acc.data[e] for e in range(width))[d_sum] + bias.data)
+        m.d.comb += a.eq(self.acc.data + bias.data)
         if layer.requant is None:
             m.d.comb += [self.o.valid.eq(d_valid), self.o.payload.value.eq(a),
                          self.o.payload.last.eq(d_last), out_ready.eq(self.o.ready)]

@@ -16,6 +16,7 @@ from ..layouts import dense_layout, sparse_layout, tensor_size, value_shape
 from .drain import ChannelDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
+from .router import LaneAccumulators
 from .tiling import Tiling
 
 __all__ = ["LinearScatter", "LinearEngine"]
@@ -109,5 +110,7 @@ class LinearEngine(PackedEngine):
         tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
         value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
         super().__init__(layer, config, LinearScatter(in_shape, tiling), tiling,
+                         LaneAccumulators(layer.n, config.lanes, tiling, config.acc_bits,
+                                          layer.weight_bits),
                          ChannelDrain(layer, config.lanes, tiling, config.acc_bits),
                          dense_layout(value))

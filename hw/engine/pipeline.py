@@ -5,7 +5,6 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiply import PackedMultiply
-from .router import Accumulators
 
 __all__ = ["PackedEngine"]
 
@@ -20,12 +19,13 @@ class PackedEngine(wiring.Component):
     apart.
 
     Subclasses (:class:`ConvEngine`, :class:`LinearEngine`) pick the
-    scatter, the tiling and the drain.
+    scatter, the tiling, the accumulators (:mod:`.router`) and the drain.
     """
 
-    def __init__(self, layer, config, scatter, tiling, drain, out_layout):
+    def __init__(self, layer, config, scatter, tiling, accumulators, drain, out_layout):
         self._layer, self._config = layer, config
         self._scatter, self._tiling, self._drain = scatter, tiling, drain
+        self._accumulators = accumulators
         super().__init__({
             "i": In(stream.Signature(scatter.i.payload.shape())),
             "o": Out(stream.Signature(out_layout)),
@@ -37,8 +37,7 @@ class PackedEngine(wiring.Component):
         layer, lanes = self._layer, self._config.lanes
         m.submodules.scatter = scatter = self._scatter
         m.submodules.multiply = multiply = PackedMultiply(layer, lanes, self._tiling)
-        m.submodules.accumulators = acc = Accumulators(layer.n, lanes, self._tiling,
-                                                       self._config.acc_bits, layer.weight_bits)
+        m.submodules.accumulators = acc = self._accumulators
         m.submodules.drain = drain = self._drain
         wiring.connect(m, wiring.flipped(self.i), scatter.i)
         wiring.connect(m, drain.o, wiring.flipped(self.o))

@@ -4,38 +4,44 @@ Lane ``l`` of pass ``q`` serves group ``g = q * lanes + l``; its product
 belongs to kernel ``j`` (the kernel id) of that group. The accumulators of
 one output position and pass are one memory word of ``lanes x n`` sums
 (lane-major, kernel inside). All the lanes of one item work on the same
-position, so the item's read-modify-write takes the whole word: each lane
-replaces its kernel's sum by that sum plus its product, and the word is
-written back whole. The lanes touch different sums of the word, so they
-never collide. The ``banks`` of :mod:`.tiling` hold disjoint sets of
+position, so the item reads that word and each lane writes back only its
+kernel's sum, plus its product: the write port has one enable per sum
+(``granularity = acc_bits``, which synthesis maps to block-RAM byte-wide
+write enables), so no lane needs a word-wide write-back multiplexer and the
+lanes never collide. The ``banks`` of :mod:`.tiling` hold disjoint sets of
 positions and take one word write each per cycle, which is what lets a tile
 of kernel offsets be accumulated at once.
 
-Accumulation is a read-modify-write over two cycles. A word read in the
-cycle the previous item's word is written to the same address sees the
-written word (the read port is transparent to the write port), and the
-write lands before any later read, so consecutive activations on one sum are
-neither lost nor counted twice, without a separate forwarding path.
+Every memory has exactly one synchronous read port and one write port, the
+shape of a simple-dual-port block RAM (RAMB18E2/RAMB36E2, URAM288) as well as
+of distributed RAM, so synthesis picks by size rather than being forced into
+flip-flops or multi-ported LUT RAM.
+
+Accumulation is a read-modify-write over two cycles: the item's word is read,
+and in the next cycle each lane's sum plus its product is written. The write
+of item ``i - 1`` lands in the cycle item ``i`` reads, so when both hit the
+same sum (same bank entry and kernel id in the lane) item ``i`` takes the
+sum that item ``i - 1`` is writing instead of the one read (forwarding: one
+address comparison per bank and one kernel comparison and multiplexer per
+lane), so consecutive activations on one sum are neither lost nor counted
+twice.
 
 Every bank exists twice: while one buffer accumulates an input, the drain
 reads (and clears to zero) the other, so a new input never waits for the
-previous one's outputs to leave. A drain read returns every sum of one
-position and pass: ``lanes x n`` output channels in one cycle, through a
-second, asynchronous read port of each bank (the banks are shallow: one
-entry per position and pass of a bank, distributed RAM) into one register
-that only a drain read loads. One adder per lane serves both buffers.
+previous one's outputs to leave. The buffers take turns with the same ports:
+the read port serves the read-modify-write of the accumulating buffer and the
+drain's reads of the other, the write port the updates and the drain's
+clears. A drain read returns every sum of one position and pass, ``lanes x
+n`` output channels, one cycle after it is issued; the read port holds the
+word while the drain issues no read.
 
 Why whole words and no ``Array`` indexing: Verilator, which the benches
-use, evaluates every memory port and every expression every cycle. Written
-with one enable per sum, selecting a lane's sum by its kernel id and the
-drained bank by its number with an ``Array``, these became shifts of whole
-~1,400-bit words by a variable amount; the default network's conv2
-accumulators alone then cost 226 us a cycle and 636 s to compile. As here
-(measured with sums padded to 32 bits, which turned out not to matter):
-21 us and 53 s (the unit alone, Verilated, random inputs every cycle, this
-2-core machine). The drain's selection
-across banks sits behind the register's enable for the same reason: logic
-that only feeds an enabled register is evaluated only when it loads.
+use, evaluates every memory port and every expression every cycle.
+Selecting a lane's sum by its kernel id and the drained bank by its number
+with an ``Array`` became shifts of whole ~1,400-bit words by a variable
+amount (the default network's conv2 accumulators alone then cost 226 us a
+cycle and 636 s to compile); masked ORs of constant slices (:func:`_pick`)
+do not.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -45,7 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiply import bits, product_bits, product_layout
 
-__all__ = ["DrainPort", "Accumulators"]
+__all__ = ["DrainPort", "Accumulators", "SumPort", "LaneAccumulators"]
 
 
 def _slot(word, index, acc_bits):
@@ -135,62 +141,189 @@ class Accumulators(wiring.Component):
         m = Module()
         n, lanes, t, acc_bits = self._n, self._lanes, self._tiling, self._acc_bits
         sums = lanes * n
-        # Read-modify-write stage: what the item being written carries.
+        # Read-modify-write stage: the item whose words were read last cycle.
         s_valid = Signal()
         s = Signal(self.i.payload.shape())
         m.d.sync += [s_valid.eq(self.i.valid), s.eq(self.i.payload)]
         m.d.comb += self.done.eq(s_valid & s.last)
+        # The item written last cycle and its new sums: its write lands after this item's
+        # words were read, so a hit on one of its sums takes the sum from here (forwarding).
+        p_valid = Signal()
+        p = Signal(self.i.payload.shape())
+        p_total = Signal(data.ArrayLayout(data.ArrayLayout(signed(acc_bits), lanes), t.banks))
+        m.d.sync += [p_valid.eq(s_valid), p.eq(s)]
 
-        # Clears follow the drain's reads by one cycle (the drain's register holds the word
-        # by then).
-        c_en, c_addr, c_bank = Signal(), Signal.like(self.drain.addr), Signal.like(self.drain.bank)
+        # Clears follow the drain's reads by one cycle (the drain's read port holds the word).
+        c_en, c_addr = Signal(), Signal.like(self.drain.addr)
+        c_bank, d_bank = Signal.like(self.drain.bank), Signal.like(self.drain.bank)
         m.d.sync += [c_en.eq(self.drain.en & self.drain.clear), c_addr.eq(self.drain.addr),
                      c_bank.eq(self.drain.bank)]
+        with m.If(self.drain.en):
+            m.d.sync += d_bank.eq(self.drain.bank)
 
-        # ports[buf][b]: the memory ports of every bank, both buffers. A word holds the
-        # lanes x n sums of one position and pass, sum i in bits [acc_bits * i, acc_bits * (i + 1)).
-        ports = [[None] * t.banks for _ in range(2)]
+        drained = []
         for b in range(t.banks):
+            # One memory per bank and buffer, one port each way: a synchronous read port
+            # (read-modify-write while the buffer accumulates, drain while it is drained)
+            # and a write port with one enable per sum (update, or clear after a drain read).
+            # A word holds the lanes x n sums of one position and pass, sum i in bits
+            # [acc_bits * i, acc_bits * (i + 1)).
+            mems = []
             for buf in range(2):
                 mem = Memory(shape=unsigned(sums * acc_bits), depth=t.depth, init=[])
                 m.submodules[f"bank{b}_{buf}"] = mem
-                write = mem.write_port()
-                read = mem.read_port(transparent_for=(write,))
-                ports[buf][b] = (read, write, mem.read_port(domain="comb"))
-            # The word comes from whichever buffer accumulates and goes back whole, each
-            # lane's kernel sum replaced by it plus the lane's product (one adder per lane,
-            # shared by the buffers).
-            word = Signal(sums * acc_bits, name=f"word{b}")
-            m.d.comb += word.eq(Mux(self.sel, ports[1][b][0].data, ports[0][b][0].data))
-            slots = []
+                mems.append((mem.read_port(), mem.write_port(granularity=acc_bits)))
+            hit_addr = p_valid & p.write[b] & (p.addr[b] == s.addr[b])
+            totals, enables = [], []
             for lane in range(lanes):
                 kernel = s.kernel[b][lane]
-                own = [_slot(word, lane * n + j, acc_bits) for j in range(n)]
+                # The lane's sum from the accumulating buffer (a 2n-way pick by buffer and
+                # kernel id), or the previous item's new value of that very sum.
+                options = [_slot(mems[buf][0].data, lane * n + j, acc_bits) if j < n else 0
+                           for buf in range(2) for j in range(1 << len(kernel))]
+                old = Mux(hit_addr & (p.kernel[b][lane] == kernel), p_total[b][lane],
+                          _pick(options, Cat(kernel, self.sel)))
                 total = Signal(signed(acc_bits), name=f"sum{b}_{lane}")
-                m.d.comb += total.eq(_pick(own, kernel) + s.product[b][lane])
-                slots += [Mux(kernel == j, total, own[j]) for j in range(n)]
-            new = Signal(sums * acc_bits, name=f"new{b}")
-            m.d.comb += new.eq(Cat(*slots))
+                m.d.comb += total.eq(old + s.product[b][lane])
+                m.d.sync += p_total[b][lane].eq(total)
+                totals += [total] * n
+                enables += [kernel == j for j in range(n)]
             writing = s_valid & s.write[b]
             # Reads only for items that write the bank: an idle port costs a simulator nothing.
             reading = self.i.valid & self.i.payload.write[b]
-            for buf in range(2):
-                read, write, drain = ports[buf][b]
+            clearing = c_en & (c_bank == b)
+            for buf, (read, write) in enumerate(mems):
                 accumulating = self.sel == buf
                 m.d.comb += [
-                    read.addr.eq(self.i.payload.addr[b]),
-                    read.en.eq(accumulating & reading),
-                    drain.addr.eq(self.drain.addr),
+                    read.addr.eq(Mux(accumulating, self.i.payload.addr[b], self.drain.addr)),
+                    read.en.eq(Mux(accumulating, reading, self.drain.en)),
                     write.addr.eq(Mux(accumulating, s.addr[b], c_addr)),
-                    write.data.eq(Mux(accumulating, new, 0)),
-                    write.en.eq(Mux(accumulating, writing, c_en & (c_bank == b))),
+                    write.data.eq(Mux(accumulating, Cat(*totals), 0)),
+                    write.en.eq(Mux(accumulating, Mux(writing, Cat(*enables), 0),
+                                    Mux(clearing, (1 << sums) - 1, 0))),
                 ]
-        # The drain's register: the idle buffer's word of the bank read. Only a drain read
-        # loads it, so the selection across banks costs a simulator nothing in other cycles.
-        held = Signal(sums * acc_bits)
-        with m.If(self.drain.en):
-            m.d.sync += held.eq(_pick([Mux(self.sel, ports[0][b][2].data, ports[1][b][2].data)
-                                       for b in range(t.banks)], self.drain.bank))
+            drained.append(Mux(self.sel, mems[0][0].data, mems[1][0].data))
+        # The drained buffer's word of the bank read last (the read ports hold it while the
+        # drain does not read).
+        word = _pick(drained, d_bank) if t.banks > 1 else drained[0]
         for index in range(sums):
-            m.d.comb += self.drain.data[index].eq(_slot(held, index, acc_bits))
+            m.d.comb += self.drain.data[index].eq(_slot(word, index, acc_bits))
+        return m
+
+
+class SumPort(wiring.Signature):
+    """The linear drain's view of the idle buffer: read (and clear) one sum of one lane.
+
+    Sum ``j`` of pass ``q`` in lane ``lane`` (channel ``(q * lanes + lane) * n + j``)
+    is at ``addr = q * n + j``. ``en`` reads it (``en`` low holds ``data``); with
+    ``clear`` it is set to zero on the next cycle. ``data`` holds the sum one
+    cycle after the read.
+    """
+
+    def __init__(self, lanes: int, depth: int, acc_bits: int):
+        super().__init__({
+            "addr": Out(unsigned(bits(depth))),
+            "lane": Out(unsigned(bits(lanes))),
+            "en": Out(1),
+            "clear": Out(1),
+            "data": In(signed(acc_bits)),
+        })
+
+
+class LaneAccumulators(wiring.Component):
+    """Double-buffered accumulators of a linear engine: one memory of sums per lane.
+
+    A linear layer has a single output "position", so its sums are few
+    (``passes x lanes x n``) and the words of :class:`Accumulators` would be
+    very wide and very shallow (``lanes x n`` sums deep ``passes``: fc1 of the
+    default network, 220 sums by 7). Here each lane owns a memory of
+    ``passes x n`` sums, one sum a word, sum ``j`` of pass ``q`` at ``q * n + j``:
+    a lane's product reads and writes exactly the sum of its kernel id, with no
+    selection among the lane's sums and no write enables, and the drain, which
+    emits one channel per cycle, reads exactly the channel it needs. Each
+    memory has one synchronous read port and one write port (the form of
+    block or distributed RAM), shared by the buffers' two roles as in
+    :class:`Accumulators`, with the same two-cycle read-modify-write and the
+    same forwarding of the previous item's sum.
+
+    Parameters
+    ----------
+    n, lanes, tiling, acc_bits, weight_bits :
+        As for :class:`Accumulators`; ``tiling`` must have one bank.
+
+    Ports
+    -----
+    i, sel, done :
+        As for :class:`Accumulators`.
+    drain : :class:`SumPort` into the other buffer.
+    """
+
+    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8):
+        for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if tiling.banks != 1:
+            raise ValueError(f"lane accumulators take a single-bank tiling, got {tiling.banks} "
+                             f"banks")
+        need = product_bits(weight_bits) + 1
+        if acc_bits < need:
+            raise ValueError(f"acc_bits = {acc_bits} cannot hold a product of {weight_bits}-bit "
+                             f"weights and a sign (needs >= {need})")
+        self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
+        super().__init__({
+            "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
+                                     always_ready=True)),
+            "sel": In(1),
+            "done": Out(1),
+            "drain": In(SumPort(lanes, tiling.depth * n, acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lanes, acc_bits = self._n, self._lanes, self._acc_bits
+        depth = self._tiling.depth * n
+        item = self.i.payload
+        s_valid, s_last = Signal(), Signal()
+        m.d.sync += [s_valid.eq(self.i.valid), s_last.eq(item.last)]
+        m.d.comb += self.done.eq(s_valid & s_last)
+        c_en, c_addr = Signal(), Signal.like(self.drain.addr)
+        c_lane, d_lane = Signal.like(self.drain.lane), Signal.like(self.drain.lane)
+        m.d.sync += [c_en.eq(self.drain.en & self.drain.clear), c_addr.eq(self.drain.addr),
+                     c_lane.eq(self.drain.lane)]
+        with m.If(self.drain.en):
+            m.d.sync += d_lane.eq(self.drain.lane)
+        s_write, p_write = Signal(), Signal()
+        writing = s_valid & s_write
+        m.d.sync += [s_write.eq(item.write[0]), p_write.eq(writing)]
+        drained = []
+        for lane in range(lanes):
+            # The sum this lane's product goes to, in the read stage and the write stage.
+            addr = Signal(unsigned(bits(depth)), name=f"addr{lane}")
+            s_addr, p_addr = Signal.like(addr), Signal.like(addr)
+            product = Signal.like(item.product[0][lane])
+            m.d.comb += addr.eq(item.addr[0] * n + item.kernel[0][lane])
+            m.d.sync += [s_addr.eq(addr), p_addr.eq(s_addr), product.eq(item.product[0][lane])]
+            ports = []
+            for buf in range(2):
+                mem = Memory(shape=signed(acc_bits), depth=depth, init=[])
+                m.submodules[f"lane{lane}_{buf}"] = mem
+                ports.append((mem.read_port(), mem.write_port()))
+            total, p_total = Signal(signed(acc_bits), name=f"sum{lane}"), Signal(signed(acc_bits))
+            old = Mux(p_write & (p_addr == s_addr), p_total,
+                      Mux(self.sel, ports[1][0].data, ports[0][0].data))
+            m.d.comb += total.eq(old + product)
+            m.d.sync += p_total.eq(total)
+            clearing = c_en & (c_lane == lane)
+            for buf, (read, write) in enumerate(ports):
+                accumulating = self.sel == buf
+                m.d.comb += [
+                    read.addr.eq(Mux(accumulating, addr, self.drain.addr)),
+                    read.en.eq(Mux(accumulating, self.i.valid & item.write[0],
+                                   self.drain.en & (self.drain.lane == lane))),
+                    write.addr.eq(Mux(accumulating, s_addr, c_addr)),
+                    write.data.eq(Mux(accumulating, total, 0)),
+                    write.en.eq(Mux(accumulating, writing, clearing)),
+                ]
+            drained.append(Mux(self.sel, ports[0][0].data, ports[1][0].data))
+        m.d.comb += self.drain.data.eq(_pick(drained, d_lane) if lanes > 1 else drained[0])
         return m

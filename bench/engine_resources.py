@@ -1,0 +1,89 @@
+"""Benchmark: UltraScale+ resources of one packed-layer engine, synthesised on its own.
+
+The whole default network is too big for the WebAssembly Yosys (docs/hardware.md),
+so the engine micro-architecture is measured one engine at a time: the engine of
+packed layer ``--engine`` (0-based, NetSpec order) is built exactly as the
+generator builds it (``HwConfig.default_for``, or ``--lanes``/``--offsets``),
+converted to Verilog with its ports and synthesised with
+``synth_xilinx -family xcup -flatten -noiopad -noclkbuf -uram``
+(cosparse.boards.xilinx_synth; cached by Verilog content). Prints LUT, FF, carry,
+DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
+
+    python bench/engine_resources.py --random 3 --engine 0
+    python bench/engine_resources.py --engine 1          # the default's conv2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def engine_component(spec, config, index):
+    """The engine of packed layer ``index`` as the generator builds it."""
+    from cosparse.hw.engine import ConvEngine, LinearEngine
+    from cosparse.hw.top import plan
+    from cosparse.sw.netspec import Conv2d
+
+    stage, cfg = plan(spec)[index], config.layers[index]
+    if isinstance(stage.layer, Conv2d):
+        return ConvEngine(stage.layer, cfg, pool=stage.pool)
+    return LinearEngine(stage.layer, cfg, in_shape=stage.in_shape)
+
+
+def main(argv=None) -> int:
+    from amaranth.back import verilog
+
+    from cosparse.boards.xilinx_synth import synthesise
+    from cosparse.hw.config import HwConfig
+    from cosparse.hw.generate import summary
+    from cosparse.sw import assets, netspec
+    from cosparse.sw.netspec import random_netspec
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--random", type=int, metavar="SEED", help="a small random network")
+    parser.add_argument("--netspec", metavar="DIR", help="NetSpec (default: shipped model)")
+    parser.add_argument("--engine", type=int, default=0, help="packed layer index (default 0)")
+    parser.add_argument("--lanes", type=int, help="override the engine's lanes")
+    parser.add_argument("--offsets", type=int, help="override the engine's offsets")
+    parser.add_argument("--out", default="build/engine-resources", metavar="DIR")
+    parser.add_argument("--cache", metavar="DIR", help="synthesis cache")
+    args = parser.parse_args(argv)
+
+    if args.random is not None:
+        spec = random_netspec(args.random)
+    else:
+        spec = netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC,
+                                                           "default NetSpec"))
+    config = HwConfig.default_for(spec)
+    layers = list(config.layers)
+    changes = {k: v for k, v in (("lanes", args.lanes), ("offsets", args.offsets)) if v}
+    layers[args.engine] = dataclasses.replace(layers[args.engine], **changes)
+    config = dataclasses.replace(config, layers=tuple(layers))
+    config.validate(spec)
+    engine = engine_component(spec, config, args.engine)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    top = f"engine{args.engine}"
+    path = out / f"{top}.v"
+    path.write_text(verilog.convert(engine, name=top))
+    start = time.perf_counter()
+    used = synthesise(path, top, cache=args.cache,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    row = summary(spec, config)["layers"][args.engine]
+    report = {"engine": row["name"], "lanes": row["lanes"], "offsets": row["offsets"],
+              "passes": row["passes"], "cycles_per_input": row["cycles_per_input"],
+              "verilog_mb": path.stat().st_size / 1e6,
+              "seconds": time.perf_counter() - start, **used.as_dict()}
+    report.pop("cells")
+    (out / f"{top}.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

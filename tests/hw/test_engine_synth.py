@@ -1,0 +1,47 @@
+"""One small engine through Yosys's UltraScale+ flow: memories in block RAM, products in DSPs.
+
+The accumulators (one memory per bank and buffer, one synchronous read port
+and one write port with an enable per sum, hw/engine/router.py) and the
+packed weight ROM (synchronous read, hw/engine/multiply.py) must be shaped
+so that synthesis infers block RAM, not distributed RAM or flip-flops, and
+the int8 x weight products must land in DSP48E2 slices.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from cosparse.boards.xilinx_synth import synthesise
+from cosparse.boards.yosys import ToolMissing, find_tool
+from cosparse.hw.config import LayerConfig, accumulator_bits
+from cosparse.hw.engine import ConvEngine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_engine import conv_layer  # noqa: E402
+
+
+@pytest.mark.slow
+def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path):
+    try:
+        find_tool("yosys")
+    except ToolMissing as error:
+        pytest.skip(str(error))
+    rng = np.random.default_rng(0)
+    # 32 input channels of 3x3 kernels, 4 groups one lane at a time: a 1,152-word weight ROM;
+    # one offset per cycle: one bank of 4 passes x 16 x 16 positions (1,024 words of 2 sums).
+    layer = conv_layer(rng, c=32, size=18, k=3, out=8, n=2)
+    engine = ConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)))
+    path = tmp_path / "engine.v"
+    path.write_text(verilog.convert(engine, name="engine"))
+    used = synthesise(path, "engine", cache=tmp_path / "cache")
+    cells = used.cells
+    block = cells.get("RAMB18E2", 0) + cells.get("RAMB36E2", 0) + cells.get("URAM288", 0)
+    # Two accumulator buffers and the weight ROM, at least one block RAM each.
+    assert block >= 3, cells
+    # No distributed RAM anywhere: every memory of this engine is block-RAM shaped.
+    assert not any(name.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "RAM512"))
+                   for name in cells), cells
+    assert used.dsp >= 1, cells
