@@ -229,5 +229,12 @@ def test_bad_parameters():
         lane_layout(2, 8.0)
     with pytest.raises(ValueError, match="acc_bits = 24"):  # a 16-bit weight's product is 24 bits
         Accumulators(2, 1, Tiling(1, 1, (1, 1), 1), 24, weight_bits=16)
+    from cosparse.hw.engine.router import LaneAccumulators
+    with pytest.raises(ValueError, match="acc_bits = 16"):
+        LaneAccumulators(2, 1, Tiling(1, 1, (1, 1), 1), 16)
+    with pytest.raises(ValueError, match="single-bank"):
+        LaneAccumulators(2, 1, Tiling(2, 4, (3, 3), 1), 17)
+    with pytest.raises(ValueError, match="lanes"):
+        LaneAccumulators(2, 0, Tiling(1, 1, (1, 1), 1), 17)
     import gc
     gc.collect()  # the rejected units' "unused" warnings, while this module ignores them
