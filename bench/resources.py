@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-size", type=int, default=12,
                         help="with --random: largest input side (default 12)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--module-timeout", type=float, default=900.0, metavar="SECONDS")
+    parser.add_argument("--module-timeout", type=float, default=600.0, metavar="SECONDS")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="where the JSON goes (default bench/results/resources-<name>.json)")
     parser.add_argument("--out", metavar="DIR", help="also write resources.json and .png here")

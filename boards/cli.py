@@ -76,7 +76,7 @@ def register_resources(subparsers):
     parser.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1, metavar="N",
                         help="modules converted and synthesised at once (default: the CPU "
                              "count, %(default)s)")
-    parser.add_argument("--module-timeout", type=_positive(float), default=900.0,
+    parser.add_argument("--module-timeout", type=_positive(float), default=600.0,
                         metavar="SECONDS",
                         help="stop one module's synthesis after this long and report it as "
                              "failed (default %(default)g)")

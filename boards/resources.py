@@ -4,11 +4,15 @@ A whole generated design is too large for a 32-bit WebAssembly Yosys (the
 default network's flattened netlist aborted in ``abc9``), so the design is
 split into the modules its :class:`~cosparse.hw.top.Network` instantiates:
 each engine, each k-WTA / Sparsifier (its requantisers inside the engines),
-the argmax, the stream FIFOs and the input Sparsifier. Each is converted to
-Verilog on its own, with its own ports (:func:`split`, :func:`module_verilog`),
-and synthesised out of context by :func:`~.xilinx_synth.synthesise`
-(``synth_xilinx -family xcup -flatten -noiopad -noclkbuf -uram``, flattened
-inside the module only). Identical modules (the same Verilog: equal FIFOs,
+the argmax, the stream FIFOs and the input Sparsifier. Each is converted on
+its own, with its own ports (:func:`split`, :func:`module_netlist`), to
+RTLIL, the netlist language Amaranth writes itself and Yosys reads in
+seconds (Amaranth's Verilog goes through RTLIL and a Yosys run first, which
+took minutes per large engine, and Yosys's Verilog frontend is slow on
+large ROMs), and synthesised out of context by
+:func:`~.xilinx_synth.synthesise` (``synth_xilinx -family xcup -flatten
+-noiopad -noclkbuf -uram``, flattened inside the module only). Identical
+modules (the same RTLIL: equal FIFOs,
 a rerun, a module shared by the sparse design and its dense baseline) are
 synthesised once; ``jobs`` Yosys processes run at once; a module that fails
 (WebAssembly out of memory, a Yosys error) or runs past ``module_timeout``
@@ -34,6 +38,7 @@ interval of the analytical model (``hw/generate.py`` ``summary``).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import re
@@ -49,7 +54,7 @@ from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
 
 __all__ = ["ASSUMED_CLOCK_HZ", "FRACTION", "PUBLISHED", "FIELDS", "GLUE", "load_hw_config",
-           "split", "module_verilog", "resource_report"]
+           "split", "module_netlist", "resource_report"]
 
 #: Share of the chip a full-chip figure may use (the rest: shell, routing slack).
 FRACTION = 0.8
@@ -158,15 +163,15 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def module_verilog(elaboratable) -> tuple[str, str]:
-    """``(top name, Verilog)`` of one module of a Network, converted on its own.
+def module_netlist(elaboratable) -> tuple[str, str]:
+    """``(top name, RTLIL)`` of one module of a Network, converted on its own.
 
     The top name is the class's (``ConvEngine`` -> ``conv_engine``), so equal
-    modules give equal Verilog (source locations are left out). A component's
+    modules give equal RTLIL (source locations are left out). A component's
     ports are its signature; a FIFO's its stream handshake (its level
     outputs, unused in the Network, are left out).
     """
-    from amaranth.back import verilog
+    from amaranth.back import rtlil
     from amaranth.lib import wiring
     from amaranth.lib.fifo import FIFOInterface
 
@@ -179,7 +184,7 @@ def module_verilog(elaboratable) -> tuple[str, str]:
     else:
         raise TypeError(f"cannot convert a {type(elaboratable).__name__} on its own: neither a "
                         f"wiring.Component nor a FIFO")
-    return top, verilog.convert(elaboratable, name=top, ports=ports, emit_src=False)
+    return top, rtlil.convert(elaboratable, name=top, ports=ports, emit_src=False)
 
 
 _BUILT = {}
@@ -208,22 +213,22 @@ def _list(spec: NetSpec, config, dense: bool) -> list[tuple[str, str]]:
     return [(name, type(sub).__name__) for name, sub in _modules(spec, config, dense)[1]]
 
 
-def _convert(spec: NetSpec, config, dense: bool, index: int, verilog_cache) -> dict:
-    """Worker: the ``index``-th module of the design as Verilog (cached by design and name)."""
+def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> dict:
+    """Worker: the ``index``-th module of the design as RTLIL (cached by design and name)."""
     from amaranth import __version__ as amaranth_version
 
     design, modules = _modules(spec, config, dense)
     name, elaboratable = modules[index]
     key = hashlib.sha256(f"{design}/{dense}/{index}/{name}/{amaranth_version}".encode()
                          + Path(__file__).read_bytes())  # this file decides the conversion
-    path = Path(verilog_cache) / f"{key.hexdigest()[:20]}.json"
+    path = Path(netlist_cache) / f"{key.hexdigest()[:20]}.json"
     start = time.perf_counter()
     if path.exists():
         found = json.loads(path.read_text())
         found["convert_seconds"], found["converted"] = 0.0, False
         return found
-    top, text = module_verilog(elaboratable)
-    found = {"name": name, "module": type(elaboratable).__name__, "top": top, "verilog": text}
+    top, text = module_netlist(elaboratable)
+    found = {"name": name, "module": type(elaboratable).__name__, "top": top, "rtlil": text}
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_suffix(f".{os.getpid()}.tmp")
     scratch.write_text(json.dumps(found))
@@ -235,16 +240,18 @@ def _convert(spec: NetSpec, config, dense: bool, index: int, verilog_cache) -> d
 def _synthesise(item: dict, cache, timeout, log) -> dict:
     """Thread: synthesise one unique module; the outcome, failure included, as a dict."""
     start = time.perf_counter()
-    log(f"start {item['name']} ({item['module']}, {len(item['verilog']) / 1e6:.2f} MB Verilog)")
+    log(f"start {item['name']} ({item['module']}, {len(item['rtlil']) / 1e6:.2f} MB RTLIL)")
     try:
-        used = synthesise(item["verilog"], item["top"], cache=cache, timeout=timeout)
+        used = synthesise(item["rtlil"], item["top"], cache=cache, timeout=timeout)
     except Exception as error:  # noqa: BLE001 - reported, the other modules go on
         reason = error.reason if isinstance(error, ToolFailed) else \
             f"{type(error).__name__}: {error}"
         log(f"FAILED {item['name']} after {time.perf_counter() - start:.0f} s: {reason}")
-        return {"status": "failed", "reason": str(error), "seconds": time.perf_counter() - start}
-    log(f"done {item['name']} in {used.seconds:.0f} s: {used.lut:,} LUT, {used.ff:,} FF, "
-        f"{used.dsp} DSP, {used.bram36:g} BRAM36, {used.uram} URAM, {used.logic_levels} levels")
+        return {"status": "failed", "reason": str(error), "seconds": time.perf_counter() - start,
+                **getattr(error, "usage", {})}
+    log(f"done {item['name']} in {used.seconds:.0f} s ({used.cpu_seconds:.0f} s CPU, "
+        f"{used.max_rss_mb:,.0f} MB): {used.lut:,} LUT, {used.ff:,} FF, {used.dsp} DSP, "
+        f"{used.bram36:g} BRAM36, {used.uram} URAM, {used.logic_levels} levels")
     return {"status": "ok", **used.as_dict()}
 
 
@@ -252,15 +259,16 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, log) -> dic
     """Convert and synthesise every module of ``designs`` ({label: (spec, config, dense)}).
 
     Returns {label: [(instance name, module record)]}, one record shared by
-    the instances with the same Verilog. Conversions run in ``jobs`` worker
-    processes, syntheses in ``jobs`` Yosys processes; a module whose
+    the instances with the same RTLIL. Conversions run in ``jobs`` worker
+    processes, syntheses in ``jobs`` Yosys processes, the smallest module
+    converted so far first; a module whose
     conversion or synthesis fails gets a record with status "failed" and the
     reason.
     """
     from ..sim.build import cache_root
 
     synth_cache = Path(cache) if cache is not None else cache_root() / "synth"
-    verilog_cache = synth_cache / "verilog"
+    netlist_cache = synth_cache / "rtlil"
     start = time.perf_counter()
 
     def note(line):
@@ -270,10 +278,15 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, log) -> dic
         listed = {label: converters.submit(_list, *args) for label, args in designs.items()}
         modules = {label: future.result() for label, future in listed.items()}
         records, placed = {}, {label: [None] * len(m) for label, m in modules.items()}
-        pending = {converters.submit(_convert, *designs[label], index, str(verilog_cache)):
+        pending = {converters.submit(_convert, *designs[label], index, str(netlist_cache)):
                    (label, index) for label, m in modules.items() for index in range(len(m))}
-        synthesis = {}
-        while pending or synthesis:
+        synthesis, ready = {}, []
+        while pending or synthesis or ready:
+            # The smallest module waiting goes next, so big ones never hold up the small.
+            while ready and len(synthesis) < jobs:
+                _, _, item, record = heapq.heappop(ready)
+                synthesis[synthesisers.submit(_synthesise, item, synth_cache, timeout,
+                                              note)] = record
             finished, _ = wait(list(pending) + list(synthesis), return_when=FIRST_COMPLETED)
             for future in finished:
                 if future in synthesis:
@@ -284,28 +297,27 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, log) -> dic
                 try:
                     item = future.result()
                 except Exception as error:  # noqa: BLE001 - reported, the other modules go on
-                    reason = f"conversion to Verilog failed: {type(error).__name__}: {error}"
+                    reason = f"conversion to RTLIL failed: {type(error).__name__}: {error}"
                     note(f"FAILED {label}:{name} ({kind}): {reason}")
                     placed[label][index] = (name, {
                         "name": name, "module": kind, "top": None, "key": f"{label}:{name}",
-                        "verilog_bytes": None, "status": "failed", "reason": reason})
+                        "rtlil_bytes": None, "status": "failed", "reason": reason})
                     continue
                 if item["converted"]:
-                    note(f"converted {label}:{name} ({kind}) to Verilog in "
-                         f"{item['convert_seconds']:.0f} s, {len(item['verilog']) / 1e6:.2f} MB")
-                key = synthesis_key(item["verilog"], item["top"])
+                    note(f"converted {label}:{name} ({kind}) to RTLIL in "
+                         f"{item['convert_seconds']:.0f} s, {len(item['rtlil']) / 1e6:.2f} MB")
+                key = synthesis_key(item["rtlil"], item["top"])
                 record = records.get(key)
                 if record is None:
                     record = records[key] = {"name": name, "module": kind, "top": item["top"],
-                                             "key": key, "verilog_bytes": len(item["verilog"])}
-                    hit = cached(item["verilog"], item["top"], cache=synth_cache)
+                                             "key": key, "rtlil_bytes": len(item["rtlil"])}
+                    hit = cached(item["rtlil"], item["top"], cache=synth_cache)
                     if hit is not None:
                         record.update(status="ok", **hit.as_dict())
                         note(f"cached {label}:{name} ({kind})")
                     else:
                         item["name"] = f"{label}:{name}"
-                        synthesis[synthesisers.submit(_synthesise, item, synth_cache, timeout,
-                                                      note)] = record
+                        heapq.heappush(ready, (len(item["rtlil"]), len(records), item, record))
                 placed[label][index] = (name, record)
     return placed
 
@@ -318,12 +330,14 @@ def _rate(spec: NetSpec, config, dense: bool, placed: list) -> dict:
     for name, record in placed:
         entry = modules.setdefault(record["key"], {
             "name": name, "module": record["module"], "top": record["top"],
-            "key": record["key"], "instances": [], "verilog_bytes": record["verilog_bytes"],
+            "key": record["key"], "instances": [], "rtlil_bytes": record["rtlil_bytes"],
             "status": record["status"]})
         entry["instances"].append(name)
+        entry.update({k: record[k] for k in ("seconds", "cpu_seconds", "max_rss_mb")
+                      if k in record})
         if record["status"] == "ok":
-            entry.update({f: record[f] for f in FIELDS}, seconds=record["seconds"],
-                         cached=record["cached"], cells=record["cells"])
+            entry.update({f: record[f] for f in FIELDS}, cached=record["cached"],
+                         cells=record["cells"])
         else:
             entry["reason"] = record["reason"]
     per_module = list(modules.values())

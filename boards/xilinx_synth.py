@@ -1,8 +1,9 @@
-"""UltraScale+ resource figures of one Verilog module, from Yosys's ``synth_xilinx -family xcup``.
+"""UltraScale+ resource figures of one module, from Yosys's ``synth_xilinx -family xcup``.
 
 Vivado is not available to this project, so resources come from Yosys's
-Xilinx flow: one module (an engine or unit of the design, converted to
-Verilog on its own with its own ports; cosparse.boards.resources) is
+Xilinx flow: one module (an engine or unit of the design, converted on its
+own with its own ports to RTLIL, Yosys's own netlist language, which
+Amaranth writes directly; cosparse.boards.resources) is
 synthesised out of context, flattened inside itself, and mapped to
 UltraScale+ cells without I/O or clock buffers (a kernel is placed inside a
 shell, not on pins), with UltraRAM inference for large memories (``-uram``),
@@ -28,7 +29,7 @@ Counts (:class:`Utilisation`):
   always the one with the most levels so counted; the figure is a depth, not
   a delay (no vendor timing report).
 
-Results are cached under ``<cache>/synth/<hash>/`` keyed by the Verilog text,
+Results are cached under ``<cache>/synth/<hash>/`` keyed by the RTLIL text,
 the top name, the script and the Yosys version, so identical modules (equal
 FIFOs, a rerun) are synthesised once; a failed or stopped synthesis is never
 cached. The synthesis runs in a scratch folder renamed into place when it
@@ -55,10 +56,10 @@ from .yosys import ToolFailed, find_tool, run_logged
 __all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
            "yosys_version", "parse_stat", "parse_ltp", "ToolFailed"]
 
-#: The Yosys script; ``{verilog}`` and ``{top}`` are filled in. Outputs: stat.json,
+#: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: stat.json,
 #: carry4.txt (the module's CARRY4 cells) and ltp.txt.
 SCRIPT = """\
-read_verilog {verilog}
+read_rtlil {rtlil}
 synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf -uram
 tee -q -o stat.json stat -json
 read_verilog -lib +/xilinx/cells_sim.v
@@ -94,6 +95,8 @@ class Utilisation:
     logic_levels: int
     cells: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    max_rss_mb: float = 0.0
     cached: bool = False
 
     def as_dict(self) -> dict:
@@ -164,10 +167,10 @@ def yosys_version() -> str:
     return lines[0].strip()
 
 
-def synthesis_key(verilog: str, top: str) -> str:
-    """The cache key of one module: its Verilog, its top name, :data:`SCRIPT`, the Yosys version."""
+def synthesis_key(rtlil: str, top: str) -> str:
+    """The cache key of one module: its RTLIL, its top name, :data:`SCRIPT`, the Yosys version."""
     h = hashlib.sha256()
-    for part in (SCRIPT, top, yosys_version(), verilog):
+    for part in (SCRIPT, top, yosys_version(), rtlil):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -178,9 +181,9 @@ def _cache_root() -> Path:
     return cache_root() / "synth"
 
 
-def cached(verilog: str, top: str, *, cache=None) -> Utilisation | None:
-    """The cached :class:`Utilisation` of ``verilog`` (text), or None when not synthesised yet."""
-    folder = (Path(cache) if cache is not None else _cache_root()) / synthesis_key(verilog, top)
+def cached(rtlil: str, top: str, *, cache=None) -> Utilisation | None:
+    """The cached :class:`Utilisation` of ``rtlil`` (text), or None when not synthesised yet."""
+    folder = (Path(cache) if cache is not None else _cache_root()) / synthesis_key(rtlil, top)
     path = folder / "utilisation.json"
     if not path.exists():
         return None
@@ -189,38 +192,41 @@ def cached(verilog: str, top: str, *, cache=None) -> Utilisation | None:
     return result
 
 
-def synthesise(verilog: str, top: str, *, cache=None, log=None,
+def synthesise(rtlil: str, top: str, *, cache=None, log=None,
                timeout: float | None = None) -> Utilisation:
-    """Synthesise one module's Verilog (text) for UltraScale+ and return its :class:`Utilisation`.
+    """Synthesise one module's RTLIL (text) for UltraScale+ and return its :class:`Utilisation`.
 
-    ``top`` names the module in ``verilog``. ``cache`` is the folder holding
+    ``top`` names the module in ``rtlil``. ``cache`` is the folder holding
     one sub-folder per :func:`synthesis_key` (default ``$COSPARSE_CACHE/synth``
     or ``~/.cache/cosparse/synth``); ``log`` receives Yosys's passes as they
-    start; ``timeout`` (seconds) stops Yosys. Raises
+    start; ``timeout`` (seconds) stops Yosys. The result carries Yosys's
+    wall ``seconds``, ``cpu_seconds`` and peak memory ``max_rss_mb`` (a
+    WebAssembly Yosys cannot pass 4 GiB). Raises
     :class:`~cosparse.boards.yosys.ToolMissing` without Yosys and
     :class:`~cosparse.boards.yosys.ToolFailed` (``reason``: one line) when
     Yosys fails (a WebAssembly Yosys out of memory among others) or times out.
     """
     if not isinstance(top, str) or not top.isidentifier():
-        raise ValueError(f"top must be a Verilog module name, got {top!r}")
-    if not isinstance(verilog, str) or f"module {top}" not in verilog:
-        raise ValueError(f"verilog must be Verilog text defining module {top!r}")
-    hit = cached(verilog, top, cache=cache)
+        raise ValueError(f"top must be a module name (an identifier), got {top!r}")
+    if not isinstance(rtlil, str) or f"module \\{top}\n" not in rtlil:
+        raise ValueError(f"rtlil must be RTLIL text defining module {top!r}")
+    hit = cached(rtlil, top, cache=cache)
     if hit is not None:
         return hit
     root = Path(cache) if cache is not None else _cache_root()
-    folder = root / synthesis_key(verilog, top)
+    folder = root / synthesis_key(rtlil, top)
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
     try:
-        (scratch / f"{top}.v").write_text(verilog)
+        (scratch / f"{top}.il").write_text(rtlil)
         # YoWASP's WebAssembly Yosys sees files by paths relative to its working folder.
-        (scratch / "synth.ys").write_text(SCRIPT.format(verilog=f"{top}.v", top=top))
+        (scratch / "synth.ys").write_text(SCRIPT.format(rtlil=f"{top}.il", top=top))
         start = time.perf_counter()
+        usage = {}
         for attempt in (1, 2):
             try:
                 run_logged([find_tool("yosys"), "synth.ys"], scratch / "yosys.log", cwd=scratch,
-                           log=log, timeout=None if timeout is None else
+                           log=log, usage=usage, timeout=None if timeout is None else
                            max(1.0, timeout - (time.perf_counter() - start)))
                 break
             except ToolFailed as error:
@@ -232,13 +238,15 @@ def synthesise(verilog: str, top: str, *, cache=None, log=None,
                         log(f"{top}: Yosys ended by SIGBUS, starting it again")
                     continue
                 log_path = root / f"{folder.name}.failed" / "yosys.log"
-                raise ToolFailed(f"synthesis of {top} failed ({error.reason}); log {log_path}",
-                                 error.reason, error.returncode, error.timed_out) from None
+                failed = ToolFailed(f"synthesis of {top} failed ({error.reason}); log {log_path}",
+                                    error.reason, error.returncode, error.timed_out)
+                failed.usage = usage
+                raise failed from None
         counts = parse_stat((scratch / "stat.json").read_text(), top)
         levels = parse_ltp((scratch / "ltp.txt").read_text(),
                            (scratch / "carry4.txt").read_text())
         result = Utilisation(top=top, logic_levels=levels,
-                             seconds=time.perf_counter() - start, **counts)
+                             seconds=time.perf_counter() - start, **usage, **counts)
         (scratch / "utilisation.json").write_text(json.dumps(result.as_dict(), indent=1))
         try:
             os.rename(scratch, folder)

@@ -98,13 +98,16 @@ def find_tool(tool: str) -> str:
 
 
 def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int = 1,
-               timeout: float | None = None) -> float:
+               timeout: float | None = None, usage: dict | None = None) -> float:
     """Run ``command``, its output into ``log_path``; report its stages; return seconds taken.
 
     ``log`` (a callable taking one line) receives each stage as it starts,
     prefixed by the seconds since the start; ``depth`` 1 reports Yosys's
     top-level passes only, 2 their sub-steps too. ``timeout`` (seconds)
-    stops the command and its children once it has run that long. Raises
+    stops the command and its children once it has run that long. ``usage``
+    (a dict) receives the command's ``cpu_seconds`` (user + system) and
+    ``max_rss_mb`` (peak resident memory), which a loaded machine's wall
+    time does not show, whether it succeeds or not. Raises
     :class:`ToolFailed` with the log's last lines when the command fails or
     times out.
     """
@@ -136,7 +139,8 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
                 match = _STAGE.match(line)
                 if log is not None and match and (match.group(2) is None or depth > 1):
                     log(f"[{time.perf_counter() - start:7.1f} s] {line.strip()[:100]}")
-            code = process.wait()
+            _, status, rusage = os.wait4(process.pid, 0)
+            code = process.returncode = os.waitstatus_to_exitcode(status)
         except BaseException:
             stop()
             process.wait()
@@ -144,6 +148,9 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
         finally:
             if timer is not None:
                 timer.cancel()
+    if usage is not None:
+        usage.update(cpu_seconds=rusage.ru_utime + rusage.ru_stime,
+                     max_rss_mb=rusage.ru_maxrss / 1024)
     if code != 0 or expired.is_set():
         lines = log_path.read_text(errors="replace").splitlines(True)
         name = Path(command[0]).name

@@ -11,7 +11,7 @@ from cosparse.boards import resources
 from cosparse.boards.devices import XCU250, XCZU3EG, Device, fit
 from cosparse.boards.xilinx_synth import Utilisation, parse_ltp, parse_stat
 from cosparse.boards.yosys import ToolFailed, ToolMissing, find_tool, run_logged
-from cosparse.hw.config import HwConfig
+from cosparse.hw.config import HwConfig, LayerConfig
 from cosparse.hw.generate import generate, summary
 from cosparse.sw import netspec
 from cosparse.sw.cli import main
@@ -132,14 +132,14 @@ def test_split_lists_the_networks_modules_and_checks_the_top_is_wiring():
 
 
 @pytest.mark.filterwarnings("ignore::amaranth._unused.UnusedMustUse")
-def test_module_verilog_names_by_class_so_equal_modules_are_equal():
-    top, one = resources.module_verilog(SyncFIFOBuffered(width=9, depth=4))
-    _, two = resources.module_verilog(SyncFIFOBuffered(width=9, depth=4))
-    _, other = resources.module_verilog(SyncFIFOBuffered(width=10, depth=4))
+def test_module_netlist_names_by_class_so_equal_modules_are_equal():
+    top, one = resources.module_netlist(SyncFIFOBuffered(width=9, depth=4))
+    _, two = resources.module_netlist(SyncFIFOBuffered(width=9, depth=4))
+    _, other = resources.module_netlist(SyncFIFOBuffered(width=10, depth=4))
     assert top == "sync_fifo_buffered" and one == two != other
-    assert "module sync_fifo_buffered" in one and "src =" not in one
-    with pytest.raises(TypeError, match="Module"):
-        resources.module_verilog(Module())
+    assert "module \\sync_fifo_buffered\n" in one and "src" not in one
+    with pytest.raises(TypeError, match="Signal"):
+        resources.module_netlist(Signal())
 
 
 @pytest.fixture
@@ -152,14 +152,14 @@ def fake_yosys(monkeypatch):
 
 
 def _fake_synthesise(fail=(), calls=None):
-    """A stand-in for xilinx_synth.synthesise: counts from the Verilog's size; ``fail`` tops fail."""
-    def synthesise(verilog, top, cache=None, log=None, timeout=None):
+    """A stand-in for xilinx_synth.synthesise: counts from the RTLIL's size; ``fail`` tops fail."""
+    def synthesise(rtlil, top, cache=None, log=None, timeout=None):
         if calls is not None:
             calls.append(top)
         if top in fail:
             raise ToolFailed(f"synthesis of {top} failed (exit -6: out of memory); log x",
                              "exit -6: out of memory", -6)
-        size = len(verilog) // 100
+        size = len(rtlil) // 100
         return Utilisation(top=top, lut=size, ff=size // 2, carry=1, dsp=len(top) % 3,
                            bram36=0.5 * (top == "conv_engine"), uram=0,
                            logic_levels=len(top))
@@ -227,7 +227,9 @@ def test_a_failed_module_is_reported_not_hidden(tmp_path, monkeypatch, fake_yosy
 def test_small_network_synthesised_module_by_module_then_cached(tmp_path):
     _yosys()
     spec = random_netspec(12, max_channels=3, max_size=6)
-    config = HwConfig.default_for(spec)
+    # One multiplier per engine keeps the test short; the default config is rated above.
+    config = HwConfig(layers=tuple(LayerConfig(lanes=1, acc_bits=c.acc_bits)
+                                   for c in HwConfig.default_for(spec).layers))
     lines = []
     report = resources.resource_report(spec, config=config, baseline=False, jobs=2,
                                        module_timeout=600, cache=tmp_path, log=lines.append)
