@@ -283,3 +283,17 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["resources", "--module-timeout", "-1"])
     assert "must be a positive float" in capsys.readouterr().err
+
+
+def test_a_synthesis_past_its_time_limit_fails_and_is_not_cached(tmp_path):
+    _yosys()
+    from cosparse.boards.xilinx_synth import cached, synthesise
+
+    top, text = resources.module_netlist(SyncFIFOBuffered(width=9, depth=4))
+    with pytest.raises(ToolFailed) as stopped:
+        synthesise(text, top, cache=tmp_path, timeout=0.2)
+    assert stopped.value.timed_out and ".failed/yosys.log" in str(stopped.value)
+    assert cached(text, top, cache=tmp_path) is None
+    assert [p.suffix for p in tmp_path.iterdir()] == [".failed"]
+    with pytest.raises(ValueError, match="RTLIL text defining module 'other'"):
+        synthesise(text, "other", cache=tmp_path)
