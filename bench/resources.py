@@ -40,6 +40,7 @@ def main(argv=None) -> int:
                         help="with --random: largest input side (default 12)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--module-timeout", type=float, default=600.0, metavar="SECONDS")
+    parser.add_argument("--time-limit", type=float, default=1200.0, metavar="SECONDS")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="where the JSON goes (default bench/results/resources-<name>.json)")
     parser.add_argument("--out", metavar="DIR", help="also write resources.json and .png here")
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
         label = "default" if args.netspec is None else spec.name
     load_before = os.getloadavg()
     report = resource_report(spec, jobs=args.jobs, module_timeout=args.module_timeout,
+                             time_limit=args.time_limit,
                              log=lambda line: print(line, file=sys.stderr, flush=True))
     report["bench"] = {"command": " ".join(["python", "bench/resources.py", *sys.argv[1:]]),
                        "cpus": os.cpu_count(), "load_average_before": load_before,

@@ -44,7 +44,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
@@ -255,54 +254,92 @@ def _synthesise(item: dict, cache, timeout, log) -> dict:
     return {"status": "ok", **used.as_dict()}
 
 
-def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, log) -> dict:
+def _failed(name: str, kind: str, key: str, reason: str) -> dict:
+    return {"name": name, "module": kind, "top": None, "key": key, "rtlil_bytes": None,
+            "status": "failed", "reason": reason}
+
+
+def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, time_limit, log) -> dict:
     """Convert and synthesise every module of ``designs`` ({label: (spec, config, dense)}).
 
     Returns {label: [(instance name, module record)]}, one record shared by
     the instances with the same RTLIL. Conversions run in ``jobs`` worker
     processes, syntheses in ``jobs`` Yosys processes, the smallest module
-    converted so far first; a module whose
-    conversion or synthesis fails gets a record with status "failed" and the
-    reason.
+    converted so far first. A module whose conversion or synthesis fails,
+    or that is not done within ``time_limit`` seconds of the start (each
+    synthesis is given at most the time left), gets a record with status
+    "failed" and the reason; conversions still running then are stopped.
     """
+    import multiprocessing
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..sim.build import cache_root
 
     synth_cache = Path(cache) if cache is not None else cache_root() / "synth"
     netlist_cache = synth_cache / "rtlil"
     start = time.perf_counter()
+    deadline = None if time_limit is None else start + time_limit
 
     def note(line):
         log(f"[{time.perf_counter() - start:6.0f} s] {line}")
 
-    with ProcessPoolExecutor(jobs) as converters, ThreadPoolExecutor(jobs) as synthesisers:
-        listed = {label: converters.submit(_list, *args) for label, args in designs.items()}
-        modules = {label: future.result() for label, future in listed.items()}
-        records, placed = {}, {label: [None] * len(m) for label, m in modules.items()}
-        pending = {converters.submit(_convert, *designs[label], index, str(netlist_cache)):
-                   (label, index) for label, m in modules.items() for index in range(len(m))}
-        synthesis, ready = {}, []
-        while pending or synthesis or ready:
-            # The smallest module waiting goes next, so big ones never hold up the small.
-            while ready and len(synthesis) < jobs:
-                _, _, item, record = heapq.heappop(ready)
-                synthesis[synthesisers.submit(_synthesise, item, synth_cache, timeout,
-                                              note)] = record
-            finished, _ = wait(list(pending) + list(synthesis), return_when=FIRST_COMPLETED)
-            for future in finished:
-                if future in synthesis:
-                    synthesis.pop(future).update(future.result())
-                    continue
-                label, index = pending.pop(future)
-                name, kind = modules[label][index]
+    events = queue.Queue()
+    converters = multiprocessing.get_context("fork").Pool(jobs)
+    try:
+        with ThreadPoolExecutor(jobs) as synthesisers:
+            modules = {label: converters.apply(_list, args) for label, args in designs.items()}
+            records, placed = {}, {label: [None] * len(m) for label, m in modules.items()}
+            pending = set()
+            for label, m in modules.items():
+                for index in range(len(m)):
+                    pending.add((label, index))
+                    converters.apply_async(
+                        _convert, (*designs[label], index, str(netlist_cache)),
+                        callback=lambda item, at=(label, index): events.put(("rtlil", at, item)),
+                        error_callback=lambda e, at=(label, index): events.put(("error", at, e)))
+            running, ready = 0, []
+            while pending or running or ready:
+                left = None if deadline is None else deadline - time.perf_counter()
+                # The smallest module waiting goes next, so big ones never hold up the small.
+                while ready and running < jobs and (left is None or left > 0):
+                    _, _, item, record = heapq.heappop(ready)
+                    limit = timeout if left is None else min(timeout or left, left)
+                    future = synthesisers.submit(_synthesise, item, synth_cache, limit, note)
+                    future.add_done_callback(
+                        lambda f, record=record: events.put(("synthesised", record, f.result())))
+                    running += 1
+                # Past the limit with nothing left to start, the syntheses running stop by
+                # their own time limits.
+                wait_for = None if left is None or not (pending or ready) else max(0, left)
                 try:
-                    item = future.result()
-                except Exception as error:  # noqa: BLE001 - reported, the other modules go on
-                    reason = f"conversion to RTLIL failed: {type(error).__name__}: {error}"
-                    note(f"FAILED {label}:{name} ({kind}): {reason}")
-                    placed[label][index] = (name, {
-                        "name": name, "module": kind, "top": None, "key": f"{label}:{name}",
-                        "rtlil_bytes": None, "status": "failed", "reason": reason})
+                    event, at, outcome = events.get(timeout=wait_for)
+                except queue.Empty:  # the time limit: what has not started will not
+                    reason = f"not done within the time limit ({time_limit:g} s)"
+                    for label, index in pending:
+                        name, kind = modules[label][index]
+                        placed[label][index] = (name, _failed(name, kind, f"{label}:{name}",
+                                                              f"conversion {reason}"))
+                        note(f"FAILED {label}:{name} ({kind}): conversion {reason}")
+                    for _, _, item, record in ready:
+                        record.update(status="failed", reason=f"synthesis {reason}")
+                        note(f"FAILED {item['name']} ({item['module']}): synthesis {reason}")
+                    pending, ready = set(), []
+                    converters.terminate()
                     continue
+                if event == "synthesised":
+                    at.update(outcome)
+                    running -= 1
+                    continue
+                pending.discard(at)
+                label, index = at
+                name, kind = modules[label][index]
+                if event == "error":
+                    reason = f"conversion to RTLIL failed: {type(outcome).__name__}: {outcome}"
+                    note(f"FAILED {label}:{name} ({kind}): {reason}")
+                    placed[label][index] = (name, _failed(name, kind, f"{label}:{name}", reason))
+                    continue
+                item = outcome
                 if item["converted"]:
                     note(f"converted {label}:{name} ({kind}) to RTLIL in "
                          f"{item['convert_seconds']:.0f} s, {len(item['rtlil']) / 1e6:.2f} MB")
@@ -319,6 +356,9 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, log) -> dic
                         item["name"] = f"{label}:{name}"
                         heapq.heappush(ready, (len(item["rtlil"]), len(records), item, record))
                 placed[label][index] = (name, record)
+    finally:
+        converters.terminate()
+        converters.join()
     return placed
 
 
@@ -368,8 +408,8 @@ def _rate(spec: NetSpec, config, dense: bool, placed: list) -> dict:
 
 
 def resource_report(spec: NetSpec, *, config=None, dense: bool = False, baseline: bool = True,
-                    jobs: int | None = None, module_timeout: float | None = None, cache=None,
-                    log=None) -> dict:
+                    jobs: int | None = None, module_timeout: float | None = None,
+                    time_limit: float | None = None, cache=None, log=None) -> dict:
     """Synthesise a NetSpec's design module by module and rate it per instance and at full chip.
 
     ``config`` (an HwConfig, default :meth:`HwConfig.default_for`) is the
@@ -379,22 +419,25 @@ def resource_report(spec: NetSpec, *, config=None, dense: bool = False, baseline
     instance and at full chip (equal silicon: each design as many times as
     fits). ``jobs`` (default ``os.cpu_count()``) processes convert and
     synthesise at once; ``module_timeout`` seconds stop one module's Yosys;
-    ``log`` receives one line per module event. See the module docstring.
+    ``time_limit`` seconds bound the whole run (modules not done by then are
+    reported as failed); ``log`` receives one line per module event. See the
+    module docstring.
     """
     if not isinstance(spec, NetSpec):
         raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    if module_timeout is not None and not module_timeout > 0:
-        raise ValueError(f"module_timeout must be a positive number of seconds, "
-                         f"got {module_timeout!r}")
+    for name, value in (("module_timeout", module_timeout), ("time_limit", time_limit)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
     log = log or (lambda line: None)
     start = time.perf_counter()
     designs = {"dense" if dense else "sparse": (spec, config, dense)}
     if baseline and not dense:
         designs["dense"] = (spec, None, True)
     placed = _synthesise_designs(designs, jobs=jobs, cache=cache, timeout=module_timeout,
+                                 time_limit=time_limit,
                                  log=lambda line: log(f"resources: {line}"))
     blocks = {label: _rate(*designs[label], placed[label]) for label in designs}
     report = blocks.pop("dense" if dense else "sparse")
@@ -410,7 +453,7 @@ def resource_report(spec: NetSpec, *, config=None, dense: bool = False, baseline
     report.update({
         "published": PUBLISHED, "fraction": FRACTION, "device": asdict(XCU250), "glue": GLUE,
         "synthesis": {"script": SCRIPT, "yosys": yosys_version(), "jobs": jobs,
-                      "module_timeout_s": module_timeout,
+                      "module_timeout_s": module_timeout, "time_limit_s": time_limit,
                       "logic_levels": "ltp longest path; a run of r CARRY4 counts ceil(r/2)"},
         "wall_seconds": time.perf_counter() - start})
     return report
@@ -520,7 +563,8 @@ def run_cli(args) -> int:
         config = load_hw_config(args.hw_config, unpack_dense(spec) if args.dense else spec)
     log = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     report = resource_report(spec, config=config, dense=args.dense, jobs=args.jobs,
-                             module_timeout=args.module_timeout, log=log)
+                             module_timeout=args.module_timeout, time_limit=args.time_limit,
+                             log=log)
     if args.out:
         written = write_report(report, args.out)
     print(json.dumps(report, indent=1) if args.json else format_report(report))

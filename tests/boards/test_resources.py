@@ -297,3 +297,22 @@ def test_a_synthesis_past_its_time_limit_fails_and_is_not_cached(tmp_path):
     assert [p.suffix for p in tmp_path.iterdir()] == [".failed"]
     with pytest.raises(ValueError, match="RTLIL text defining module 'other'"):
         synthesise(text, "other", cache=tmp_path)
+
+
+def test_the_time_limit_bounds_the_run_and_names_what_was_left(tmp_path, monkeypatch,
+                                                                fake_yosys):
+    import time
+
+    def slow(rtlil, top, cache=None, log=None, timeout=None):
+        time.sleep(min(timeout, 30))
+        raise ToolFailed(f"synthesis of {top} failed (timeout)", "timeout", None, True)
+
+    monkeypatch.setattr(resources, "synthesise", slow)
+    spec = random_netspec(12, max_channels=3, max_size=6)
+    start = time.perf_counter()
+    report = resources.resource_report(spec, baseline=False, jobs=1, time_limit=8,
+                                       cache=tmp_path)
+    assert time.perf_counter() - start < 8 + 20  # the limit, and the report's own summary
+    assert not report["complete"] and len(report["failed"]) == report["unique_modules"]
+    assert any("within the time limit (8 s)" in f["reason"] for f in report["failed"])
+    assert report["instances_u250"] is None and report["full_chip_inputs_per_s"] is None
