@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import inspect
 import json
 import os
 import re
@@ -218,8 +219,10 @@ def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> d
 
     design, modules = _modules(spec, config, dense)
     name, elaboratable = modules[index]
-    key = hashlib.sha256(f"{design}/{dense}/{index}/{name}/{amaranth_version}".encode()
-                         + Path(__file__).read_bytes())  # this file decides the conversion
+    # What decides the text: the design, the module's place, Amaranth, and the converter.
+    converter = inspect.getsource(module_netlist) + inspect.getsource(_snake)
+    key = hashlib.sha256(f"{design}/{dense}/{index}/{name}/{amaranth_version}/{converter}"
+                         .encode())
     path = Path(netlist_cache) / f"{key.hexdigest()[:20]}.json"
     start = time.perf_counter()
     if path.exists():
