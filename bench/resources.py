@@ -40,7 +40,7 @@ def main(argv=None) -> int:
                         help="with --random: largest input side (default 12)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--module-timeout", type=float, default=600.0, metavar="SECONDS")
-    parser.add_argument("--time-limit", type=float, default=1200.0, metavar="SECONDS")
+    parser.add_argument("--time-limit", type=float, default=1080.0, metavar="SECONDS")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="where the JSON goes (default bench/results/resources-<name>.json)")
     parser.add_argument("--out", metavar="DIR", help="also write resources.json and .png here")

@@ -80,7 +80,7 @@ def register_resources(subparsers):
                         metavar="SECONDS",
                         help="stop one module's synthesis after this long and report it as "
                              "failed (default %(default)g)")
-    parser.add_argument("--time-limit", type=_positive(float), default=1200.0,
+    parser.add_argument("--time-limit", type=_positive(float), default=1080.0,
                         metavar="SECONDS",
                         help="stop the whole run after this long; modules not done by then are "
                              "reported as failed (default %(default)g)")
