@@ -12,12 +12,12 @@ took minutes per large engine, and Yosys's Verilog frontend is slow on
 large ROMs), and synthesised out of context by
 :func:`~.xilinx_synth.synthesise` (``synth_xilinx -family xcup -flatten
 -noiopad -noclkbuf -uram``, flattened inside the module only). Identical
-modules (the same RTLIL: equal FIFOs,
-a rerun, a module shared by the sparse design and its dense baseline) are
-synthesised once; ``jobs`` Yosys processes run at once; a module that fails
-(WebAssembly out of memory, a Yosys error) or runs past ``module_timeout``
-is reported under ``failed`` with the reason, and the sums say they are
-incomplete.
+modules (the same RTLIL: equal FIFOs, a rerun, a module shared by the
+sparse design and its dense baseline) are synthesised once; ``jobs`` Yosys
+processes run at once; a module that fails (WebAssembly out of memory, a
+Yosys error), runs past ``module_timeout`` or is not done within the run's
+``time_limit`` is reported under ``failed`` with the reason, and the sums
+say they are incomplete.
 
 The glue between modules: the Network's own level holds no logic, only
 stream wiring (``wiring.connect``) and the ``busy`` bits, which
@@ -54,7 +54,7 @@ from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
 
 __all__ = ["ASSUMED_CLOCK_HZ", "FRACTION", "PUBLISHED", "FIELDS", "GLUE", "load_hw_config",
-           "split", "module_netlist", "resource_report"]
+           "split", "module_netlist", "resource_report", "format_report", "write_report"]
 
 #: Share of the chip a full-chip figure may use (the rest: shell, routing slack).
 FRACTION = 0.8
