@@ -4,5 +4,5 @@
 ``ulx3s`` with ``ecp5`` and ``rom_demo`` (the open ECP5 flow to a bitstream);
 ``xilinx_synth``, ``devices`` and ``resources`` (UltraScale+ resources from
 Yosys, instances per chip); ``yosys`` (finding and running the open tools);
-``cli`` (``cosparse build``). See docs/boards.md and docs/resources.md.
+``cli`` (``cosparse build``, ``cosparse resources``). See docs/boards.md and docs/resources.md.
 """

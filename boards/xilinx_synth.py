@@ -1,10 +1,13 @@
-"""UltraScale+ resource figures of a Verilog design, from Yosys's ``synth_xilinx -family xcup``.
+"""UltraScale+ resource figures of one module, from Yosys's ``synth_xilinx -family xcup``.
 
 Vivado is not available to this project, so resources come from Yosys's
-Xilinx flow (the figures DESIGN.md asks for): the design is flattened and
-mapped to UltraScale+ cells without I/O or clock buffers (a kernel is placed
-inside a shell, not on pins), with UltraRAM inference for large memories
-(``-uram``), as Vivado would place them on a U250.
+Xilinx flow: one module (an engine or unit of the design, converted on its
+own with its own ports to RTLIL, Yosys's own netlist language, which
+Amaranth writes directly; cosparse.boards.resources) is
+synthesised out of context, flattened inside itself, and mapped to
+UltraScale+ cells without I/O or clock buffers (a kernel is placed inside a
+shell, not on pins), with UltraRAM inference for large memories (``-uram``),
+as Vivado would place them on a U250.
 
 Counts (:class:`Utilisation`):
 
@@ -14,40 +17,55 @@ Counts (:class:`Utilisation`):
 - ``carry``: carry-chain cells; Yosys 0.70 maps UltraScale+ adders to CARRY4
   cells (half a CARRY8 each), recorded by type in ``cells``;
 - ``dsp``: DSP48E2; ``bram36``: RAMB36E2 + RAMB18E2 / 2; ``uram``: URAM288;
-- ``logic_levels``: the longest path, in cells, through combinational cells
-  only (LUTs, carry cells, wide-function muxes), found by Yosys's ``ltp``
-  on the mapped netlist after removing every sequential cell (flip-flops,
-  DSPs, block/distributed RAM, shift registers): a path starts and ends at
-  those cells' pins or at top-level ports. Each carry cell on a chain counts
-  as one level, as Vivado counts CARRY8s.
+- ``logic_levels``: the longest path found by Yosys's ``ltp`` (longest
+  topological path, in cells) on the mapped netlist after removing every
+  sequential cell (flip-flops, DSPs, block/distributed RAM, shift
+  registers), so a path starts and ends at those cells' pins or at the
+  module's ports and runs through LUTs, carry cells and wide-function muxes
+  only; its cells are then counted as Vivado counts levels on UltraScale+,
+  where one CARRY8 is one level: each run of ``r`` consecutive CARRY4 cells
+  on the path counts ``ceil(r / 2)`` levels (two CARRY4 = one CARRY8), every
+  other cell one. ``ltp`` picks the path with the most cells, which is not
+  always the one with the most levels so counted; the figure is a depth, not
+  a delay (no vendor timing report).
 
-Synthesis of the default network takes many minutes, so results are cached
-under ``<cache>/synth/<hash>/`` keyed by the Verilog text and the script, and
-the run reports each Yosys pass as it starts.
+Results are cached under ``<cache>/synth/<hash>/`` keyed by the RTLIL text,
+the top name, the script and the Yosys version, so identical modules (equal
+FIFOs, a rerun) are synthesised once; a failed or stopped synthesis is never
+cached. The synthesis runs in a scratch folder renamed into place when it
+succeeds, so concurrent runs never see half a result.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .yosys import find_tool, run_logged
+from .yosys import ToolFailed, find_tool, run_logged
 
-__all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "parse_stat", "parse_ltp"]
+__all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
+           "yosys_version", "parse_stat", "parse_ltp", "ToolFailed"]
 
-#: The Yosys script; ``{verilog}`` and ``{top}`` are filled in. Outputs: stat.json, ltp.txt.
+#: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: stat.json,
+#: carry4.txt (the module's CARRY4 cells) and ltp.txt.
 SCRIPT = """\
-read_verilog {verilog}
+read_rtlil {rtlil}
 synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf -uram
 tee -q -o stat.json stat -json
 read_verilog -lib +/xilinx/cells_sim.v
 hierarchy -top {top}
 delete t:FD* t:DSP* t:RAM* t:URAM* t:SRL*
+tee -q -o carry4.txt select -list t:CARRY4
 tee -q -o ltp.txt ltp -noff
 """
 
@@ -65,7 +83,7 @@ _CARRY = ("CARRY4", "CARRY8")
 
 @dataclass
 class Utilisation:
-    """Resources of one synthesised design (see the module docstring for each count)."""
+    """Resources of one synthesised module (see the module docstring for each count)."""
 
     top: str
     lut: int
@@ -77,6 +95,8 @@ class Utilisation:
     logic_levels: int
     cells: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    max_rss_mb: float = 0.0
     cached: bool = False
 
     def as_dict(self) -> dict:
@@ -101,12 +121,59 @@ def parse_stat(text: str, top: str) -> dict:
     }
 
 
-def parse_ltp(text: str) -> int:
-    """Logic levels from Yosys's ``ltp`` report: the path's length (0 for no combinational cell)."""
-    match = re.search(r"Longest topological path in \S+ \(length=(-?\d+)\)", text)
-    if match is None:
+_LTP_HEAD = re.compile(r"Longest topological path in (\S+) \(length=(-?\d+)\)")
+_LTP_STEP = re.compile(r"^\s*\d+: .* \(via (.*)\)\s*$")
+
+
+def parse_ltp(text: str, carry4: str = "") -> int:
+    """Logic levels from Yosys's ``ltp`` report, CARRY4 runs counted as CARRY8s.
+
+    ``carry4`` is the output of ``select -list t:CARRY4`` (one
+    ``module/cell`` a line). A run of ``r`` consecutive CARRY4 cells on the
+    path counts ``ceil(r / 2)`` (two make one CARRY8, Vivado's level); every
+    other cell counts one. 0 when the module has no combinational path.
+    """
+    head = _LTP_HEAD.search(text)
+    if head is None:
         raise ValueError("no 'Longest topological path' line in the ltp report")
-    return max(0, int(match.group(1)))
+    if int(head.group(2)) <= 0:
+        return 0
+    module = head.group(1)
+    carry = {line.strip().split("/", 1)[1] for line in carry4.splitlines()
+             if line.strip().startswith(f"{module}/")}
+    path = [m.group(1) for m in map(_LTP_STEP.match, text[head.end():].splitlines()) if m]
+    if len(path) != int(head.group(2)):
+        raise ValueError(f"the ltp report lists {len(path)} cells on a path of length "
+                         f"{head.group(2)}")
+    levels, run = 0, 0
+    for cell in path + [None]:
+        if cell is not None and cell in carry:
+            run += 1
+            continue
+        levels += -(-run // 2) + (cell is not None)
+        run = 0
+    return levels
+
+
+@functools.cache
+def yosys_version() -> str:
+    """The first line of ``yosys -V`` of the Yosys :func:`find_tool` picks (part of the cache key)."""
+    tool = find_tool("yosys")
+    done = subprocess.run([tool, "-V"], capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("Yosys")]
+    if done.returncode != 0 or not lines:
+        raise ToolFailed(f"{tool} -V failed (exit {done.returncode}): {done.stderr.strip()}",
+                         f"yosys -V: exit {done.returncode}")
+    return lines[0].strip()
+
+
+def synthesis_key(rtlil: str, top: str) -> str:
+    """The cache key of one module: its RTLIL, its top name, :data:`SCRIPT`, the Yosys version."""
+    h = hashlib.sha256()
+    for part in (SCRIPT, top, yosys_version(), rtlil):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
 
 
 def _cache_root() -> Path:
@@ -114,48 +181,82 @@ def _cache_root() -> Path:
     return cache_root() / "synth"
 
 
-def _relative(path: Path, folder: Path) -> str:
-    """``path`` relative to ``folder``: YoWASP's WebAssembly Yosys sees the files below
-    its working folder's root by relative paths, not by absolute host paths."""
-    return os.path.relpath(path.resolve(), folder.resolve())
-
-
-def synthesise(verilog, top: str, *, cache=None, log=None) -> Utilisation:
-    """Synthesise ``verilog`` (a file) for UltraScale+ and return its :class:`Utilisation`.
-
-    ``cache`` is the folder holding one sub-folder per (Verilog, script) hash
-    (default ``$COSPARSE_CACHE/synth`` or ``~/.cache/cosparse/synth``);
-    ``log`` receives progress lines. Raises :class:`~cosparse.boards.yosys.ToolMissing`
-    without Yosys.
-    """
-    verilog = Path(verilog)
-    if not isinstance(top, str) or not top.isidentifier():
-        raise ValueError(f"top must be a Verilog module name, got {top!r}")
-    if not verilog.is_file():
-        raise FileNotFoundError(f"no Verilog file {verilog}")
-    h = hashlib.sha256(SCRIPT.encode() + top.encode())
-    with open(verilog, "rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            h.update(block)
-    folder = Path(cache) if cache is not None else _cache_root()
-    folder = folder / h.hexdigest()[:16]
-    result_path = folder / "utilisation.json"
-    if result_path.exists():
-        result = Utilisation(**json.loads(result_path.read_text()))
-        result.cached = True
-        if log:
-            log(f"synthesis of {verilog.name} cached in {folder}")
-        return result
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "synth.ys").write_text(SCRIPT.format(verilog=_relative(verilog, folder), top=top))
-    if log:
-        log(f"synthesising {verilog} ({verilog.stat().st_size / 1e6:.1f} MB) with Yosys "
-            f"synth_xilinx -family xcup; log {folder / 'yosys.log'}")
-    start = time.perf_counter()
-    run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log,
-               depth=2)
-    counts = parse_stat((folder / "stat.json").read_text(), top)
-    result = Utilisation(top=top, logic_levels=parse_ltp((folder / "ltp.txt").read_text()),
-                         seconds=time.perf_counter() - start, **counts)
-    result_path.write_text(json.dumps(result.as_dict(), indent=1))
+def cached(rtlil: str, top: str, *, cache=None) -> Utilisation | None:
+    """The cached :class:`Utilisation` of ``rtlil`` (text), or None when not synthesised yet."""
+    folder = (Path(cache) if cache is not None else _cache_root()) / synthesis_key(rtlil, top)
+    path = folder / "utilisation.json"
+    if not path.exists():
+        return None
+    result = Utilisation(**json.loads(path.read_text()))
+    result.cached = True
     return result
+
+
+def synthesise(rtlil: str, top: str, *, cache=None, log=None,
+               timeout: float | None = None) -> Utilisation:
+    """Synthesise one module's RTLIL (text) for UltraScale+ and return its :class:`Utilisation`.
+
+    ``top`` names the module in ``rtlil``. ``cache`` is the folder holding
+    one sub-folder per :func:`synthesis_key` (default ``$COSPARSE_CACHE/synth``
+    or ``~/.cache/cosparse/synth``); ``log`` receives Yosys's passes as they
+    start; ``timeout`` (seconds) stops Yosys. The result carries Yosys's
+    wall ``seconds``, ``cpu_seconds`` and peak memory ``max_rss_mb`` (a
+    WebAssembly Yosys cannot pass 4 GiB). Raises
+    :class:`~cosparse.boards.yosys.ToolMissing` without Yosys and
+    :class:`~cosparse.boards.yosys.ToolFailed` (``reason``: one line) when
+    Yosys fails (a WebAssembly Yosys out of memory among others) or times out.
+    """
+    if not isinstance(top, str) or not top.isidentifier():
+        raise ValueError(f"top must be a module name (an identifier), got {top!r}")
+    if not isinstance(rtlil, str) or f"module \\{top}\n" not in rtlil:
+        raise ValueError(f"rtlil must be RTLIL text defining module {top!r}")
+    hit = cached(rtlil, top, cache=cache)
+    if hit is not None:
+        return hit
+    root = Path(cache) if cache is not None else _cache_root()
+    folder = root / synthesis_key(rtlil, top)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
+    try:
+        (scratch / f"{top}.il").write_text(rtlil)
+        # YoWASP's WebAssembly Yosys sees files by paths relative to its working folder.
+        (scratch / "synth.ys").write_text(SCRIPT.format(rtlil=f"{top}.il", top=top))
+        start = time.perf_counter()
+        usage = {}
+        for attempt in (1, 2):
+            try:
+                run_logged([find_tool("yosys"), "synth.ys"], scratch / "yosys.log", cwd=scratch,
+                           log=log, usage=usage, timeout=None if timeout is None else
+                           max(1.0, timeout - (time.perf_counter() - start)))
+                break
+            except ToolFailed as error:
+                # SIGBUS: YoWASP's compiled-module cache was replaced under the running process
+                # (another YoWASP tool compiling it); a second start maps the new one.
+                if attempt == 1 and error.returncode == -signal.SIGBUS and not error.timed_out \
+                        and (timeout is None or time.perf_counter() - start < timeout):
+                    if log:
+                        log(f"{top}: Yosys ended by SIGBUS, starting it again")
+                    continue
+                log_path = root / f"{folder.name}.failed" / "yosys.log"
+                failed = ToolFailed(f"synthesis of {top} failed ({error.reason}); log {log_path}",
+                                    error.reason, error.returncode, error.timed_out)
+                failed.usage = usage
+                raise failed from None
+        counts = parse_stat((scratch / "stat.json").read_text(), top)
+        levels = parse_ltp((scratch / "ltp.txt").read_text(),
+                           (scratch / "carry4.txt").read_text())
+        result = Utilisation(top=top, logic_levels=levels,
+                             seconds=time.perf_counter() - start, **usage, **counts)
+        (scratch / "utilisation.json").write_text(json.dumps(result.as_dict(), indent=1))
+        try:
+            os.rename(scratch, folder)
+        except OSError:  # another run finished the same module first: keep its result
+            pass
+        return result
+    finally:
+        if scratch.exists() and not (scratch / "utilisation.json").exists():
+            # Keep a failed run's log beside the cache for the report to point at.
+            failed = root / f"{folder.name}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.rename(scratch, failed)
+        shutil.rmtree(scratch, ignore_errors=True)

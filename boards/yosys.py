@@ -7,7 +7,10 @@ and the package to install, not a bare ``FileNotFoundError``.
 
 Syntheses of the default network run for many minutes, so :func:`run_logged`
 writes the tool's whole output to a log file and reports each top-level
-step as it starts, with the seconds elapsed: the user sees how far it got.
+step as it starts, with the seconds elapsed: the user sees how far it got;
+with a ``timeout`` it stops the tool (and anything it started) when the
+time is up, and a failure or a timeout is a :class:`ToolFailed` whose
+``reason`` is one line a report can carry.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-__all__ = ["ToolMissing", "find_tool", "run_logged"]
+__all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged"]
 
 #: Binary names tried for each tool, first found wins, and what provides them.
 TOOLS = {
@@ -38,6 +43,31 @@ _STAGE = re.compile(r"^(\d+\.(\d+\.)? Executing .*|Info: (Running|Device utilisa
 
 class ToolMissing(RuntimeError):
     """An open-toolchain binary is not installed; the message says which and how to get it."""
+
+
+class ToolFailed(RuntimeError):
+    """A tool exited with an error or ran past its time limit.
+
+    ``reason`` is one line (the exit status or the limit, and the log's last
+    meaningful line); the message adds the log's path and its last lines;
+    ``returncode`` is the exit status (negative: the signal that ended it),
+    ``timed_out`` whether the time limit stopped it.
+    """
+
+    def __init__(self, message: str, reason: str, returncode: int | None = None,
+                 timed_out: bool = False):
+        super().__init__(message)
+        self.reason, self.returncode, self.timed_out = reason, returncode, timed_out
+
+
+def _last_line(lines: list[str]) -> str:
+    """The log's last line that says something (WebAssembly traps end with a backtrace)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if text and not text.startswith(("at ", "0x", "wasm backtrace", "note:")) \
+                and not re.match(r"^\d+:\s", text):
+            return text[:200]
+    return "(empty log)"
 
 
 def find_tool(tool: str) -> str:
@@ -67,26 +97,67 @@ def find_tool(tool: str) -> str:
     raise ToolMissing(f"{tool} not found (looked for {', '.join(names)} on PATH): {install}")
 
 
-def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int = 1) -> float:
+def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int = 1,
+               timeout: float | None = None, usage: dict | None = None) -> float:
     """Run ``command``, its output into ``log_path``; report its stages; return seconds taken.
 
     ``log`` (a callable taking one line) receives each stage as it starts,
     prefixed by the seconds since the start; ``depth`` 1 reports Yosys's
-    top-level passes only, 2 their sub-steps too. Raises ``RuntimeError``
-    with the log's last lines when the command fails.
+    top-level passes only, 2 their sub-steps too. ``timeout`` (seconds)
+    stops the command and its children once it has run that long. ``usage``
+    (a dict) receives the command's ``cpu_seconds`` (user + system) and
+    ``max_rss_mb`` (peak resident memory), which a loaded machine's wall
+    time does not show, whether it succeeds or not. Raises
+    :class:`ToolFailed` with the log's last lines when the command fails or
+    times out.
     """
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     start = time.perf_counter()
     log_path = Path(log_path)
+    expired = threading.Event()
     with open(log_path, "w") as out:
+        # Its own session, so that a timeout stops whatever the tool started as well.
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in process.stdout:
-            out.write(line)
-            match = _STAGE.match(line)
-            if log is not None and match and (match.group(2) is None or depth > 1):
-                log(f"[{time.perf_counter() - start:7.1f} s] {line.strip()[:100]}")
-        code = process.wait()
-    if code != 0:
-        tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-15:])
-        raise RuntimeError(f"{Path(command[0]).name} failed (exit {code}); log {log_path}:\n{tail}")
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   start_new_session=True)
+
+        def stop():
+            expired.set()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, stop) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            for line in process.stdout:
+                out.write(line)
+                match = _STAGE.match(line)
+                if log is not None and match and (match.group(2) is None or depth > 1):
+                    log(f"[{time.perf_counter() - start:7.1f} s] {line.strip()[:100]}")
+            _, status, rusage = os.wait4(process.pid, 0)
+            code = process.returncode = os.waitstatus_to_exitcode(status)
+        except BaseException:
+            stop()
+            process.wait()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+    if usage is not None:
+        usage.update(cpu_seconds=rusage.ru_utime + rusage.ru_stime,
+                     max_rss_mb=rusage.ru_maxrss / 1024)
+    if code != 0 or expired.is_set():
+        lines = log_path.read_text(errors="replace").splitlines(True)
+        name = Path(command[0]).name
+        if expired.is_set():
+            reason = f"timeout: stopped after {timeout:g} s (last: {_last_line(lines)})"
+        else:
+            reason = f"exit {code}: {_last_line(lines)}"
+        raise ToolFailed(f"{name} failed ({reason}); log {log_path}:\n{''.join(lines[-15:])}",
+                         reason, code, expired.is_set())
     return time.perf_counter() - start

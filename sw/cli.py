@@ -10,6 +10,7 @@
     cosparse demo          generate + simulate the shipped default on the shipped samples
     cosparse run           inputs through the kernel with the host driver (sim or xrt)
     cosparse build         a board's build: Vitis plan (u250, zu3eg) or ECP5 bitstream (ulx3s)
+    cosparse resources     UltraScale+ resources per module, per instance and at full chip
 
 Each subcommand's module registers its own options; this file only
 assembles them and turns expected errors into one clear line and exit 2.
@@ -35,6 +36,7 @@ _TOP_LEVEL = [
     ("cosparse.sim.cli", "register_cli"),
     ("cosparse.sw.driver.cli", "register_cli"),
     ("cosparse.boards.cli", "register_cli"),
+    ("cosparse.boards.cli", "register_resources"),
 ]
 
 
