@@ -4,9 +4,10 @@ The whole default network is too big for the WebAssembly Yosys (docs/hardware.md
 so the engine micro-architecture is measured one engine at a time: the engine of
 packed layer ``--engine`` (0-based, NetSpec order) is built exactly as the
 generator builds it (``HwConfig.default_for``, or ``--lanes``/``--offsets``),
-converted to Verilog with its ports and synthesised with
+converted to RTLIL with its ports (`cosparse.boards.resources.module_netlist`, as
+`cosparse resources` does for every module) and synthesised with
 ``synth_xilinx -family xcup -flatten -noiopad -noclkbuf -uram``
-(cosparse.boards.xilinx_synth; cached by Verilog content). Prints LUT, FF, carry,
+(cosparse.boards.xilinx_synth; cached by netlist content). Prints LUT, FF, carry,
 DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
 
     python bench/engine_resources.py --random 3 --engine 0
@@ -36,8 +37,7 @@ def engine_component(spec, config, index):
 
 
 def main(argv=None) -> int:
-    from amaranth.back import verilog
-
+    from cosparse.boards.resources import module_netlist
     from cosparse.boards.xilinx_synth import synthesise
     from cosparse.hw.config import HwConfig
     from cosparse.hw.generate import summary
@@ -68,19 +68,19 @@ def main(argv=None) -> int:
     engine = engine_component(spec, config, args.engine)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    top = f"engine{args.engine}"
-    path = out / f"{top}.v"
-    path.write_text(verilog.convert(engine, name=top))
+    top, netlist = module_netlist(engine)
+    path = out / f"{top}{args.engine}.il"
+    path.write_text(netlist)
     start = time.perf_counter()
-    used = synthesise(path, top, cache=args.cache,
+    used = synthesise(netlist, top, cache=args.cache,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     row = summary(spec, config)["layers"][args.engine]
     report = {"engine": row["name"], "lanes": row["lanes"], "offsets": row["offsets"],
               "passes": row["passes"], "cycles_per_input": row["cycles_per_input"],
-              "verilog_mb": path.stat().st_size / 1e6,
+              "rtlil_mb": path.stat().st_size / 1e6,
               "seconds": time.perf_counter() - start, **used.as_dict()}
     report.pop("cells")
-    (out / f"{top}.json").write_text(json.dumps(report, indent=1))
+    (out / f"{path.stem}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return 0
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
-
+from cosparse.boards.resources import module_netlist
 from cosparse.boards.xilinx_synth import synthesise
 from cosparse.boards.yosys import ToolMissing, find_tool
 from cosparse.hw.config import LayerConfig, accumulator_bits
@@ -34,9 +33,8 @@ def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path):
     # one offset per cycle: one bank of 4 passes x 16 x 16 positions (1,024 words of 2 sums).
     layer = conv_layer(rng, c=32, size=18, k=3, out=8, n=2)
     engine = ConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)))
-    path = tmp_path / "engine.v"
-    path.write_text(verilog.convert(engine, name="engine"))
-    used = synthesise(path, "engine", cache=tmp_path / "cache")
+    top, netlist = module_netlist(engine)
+    used = synthesise(netlist, top, cache=tmp_path / "cache")
     cells = used.cells
     block = cells.get("RAMB18E2", 0) + cells.get("RAMB36E2", 0) + cells.get("URAM288", 0)
     # Two accumulator buffers and the weight ROM, at least one block RAM each.
