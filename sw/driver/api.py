@@ -88,14 +88,16 @@ class Driver:
             if out is None:
                 results.append(None)
                 continue
-            if out.error:
-                raise RuntimeError(f"the kernel reported an error (STATUS bit 0) on a run of "
+            start = time.perf_counter()
+            trailer = protocol.decode_trailer(self.layout, out.results, count)
+            protocol.check_fingerprint(self.spec, trailer)
+            if trailer.error:
+                raise RuntimeError(f"the kernel reported an error (status bit 0) on a run of "
                                    f"{count} inputs: a memory access failed or a frame was "
                                    f"malformed")
-            start = time.perf_counter()
             logits, predictions = protocol.unpack_results(self.layout, out.results, count)
             unpacking = time.perf_counter() - start
-            inference = Inference(predictions, logits, out.cycles, {
+            inference = Inference(predictions, logits, trailer.cycles, {
                 "pack": packing, "transfer": out.transfer_seconds, "kernel": out.kernel_seconds,
                 "unpack": unpacking})
             if self.check:

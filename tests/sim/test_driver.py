@@ -67,6 +67,19 @@ def test_infer_is_bit_exact_under_memory_backpressure(driver, spec):
     assert result.cycles > 0 and set(result.seconds) == {"pack", "transfer", "kernel", "unpack"}
 
 
+def test_trailer_carries_the_netspec_fingerprint(driver, spec):
+    """The kernel writes its NetSpec's fingerprint; a driver given another NetSpec refuses."""
+    import dataclasses
+    from cosparse.hw.kernel.fingerprint import netspec_fingerprint
+    x = random_inputs(spec, 2, seed=8)
+    out, = driver.backend.run([(protocol.pack_features(spec, x), 2)])
+    trailer = protocol.decode_trailer(driver.layout, out.results, 2)
+    assert trailer.fingerprint == netspec_fingerprint(spec) and trailer.count == 2
+    other = dataclasses.replace(spec, name=spec.name + "-other")
+    with pytest.raises(protocol.NetSpecMismatch, match="generated from another NetSpec"):
+        protocol.check_fingerprint(other, trailer)
+
+
 def test_kernel_recovers_from_reset_in_mid_run(driver, spec):
     """Runs cut by ap_rst_n at several points, each followed by a run that must be exact."""
     x = random_inputs(spec, 6, seed=4)
@@ -81,7 +94,8 @@ def test_kernel_recovers_from_reset_in_mid_run(driver, spec):
     assert outputs[0::2] == [None] * len(cuts)
     for out in outputs[1::2]:
         logits, predictions = protocol.unpack_results(driver.layout, out.results, len(x))
-        assert not out.error
+        trailer = protocol.decode_trailer(driver.layout, out.results, len(x))
+        assert not trailer.error and trailer.cycles > 0
         assert np.array_equal(logits, expected.logits)
         assert np.array_equal(predictions, expected.predictions)
 
