@@ -48,7 +48,7 @@ def _options(args) -> dict:
 def format_throughput(t: dict) -> list:
     """The lines of a :meth:`Driver.throughput` report, as printed."""
     clock = f"{t['clock_hz'] / 1e6:.0f} MHz " + ("assumed" if t["clock_assumed"]
-                                                 else "implied by the cycle counter")
+                                                 else "read from the card")
     h = t["host_seconds"]
     lines = [
         f"throughput ({t['backend']}, {t['inputs']} inputs back to back): "

