@@ -117,3 +117,18 @@ def test_cli_run_json(spec, cache, tmp_path, capsys, monkeypatch):
     assert report["throughput"]["inputs"] == 4 and report["throughput"]["bit_exact"]
     text = "\n".join(format_throughput(report["throughput"]))
     assert "at 250 MHz assumed" in text and "bit-exact with the golden model: yes" in text
+
+
+def test_cli_throughput_sim(spec, cache, tmp_path, capsys, monkeypatch):
+    from cosparse.sw.cli import main
+    from cosparse.sw.netspec import save
+    save(spec, tmp_path / "net")
+    monkeypatch.setenv("COSPARSE_CACHE", str(cache))
+    args = ["throughput", "--netspec", str(tmp_path / "net"), "--batch", "6", "--repeat", "2",
+            "--latency-runs", "2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "on the device at 250 MHz (assumed: the simulation's clock" in text
+    assert "bit-exact with the golden model: yes" in text and "achieved" in text
+    assert main(args + ["--instances", "2"]) == 2
+    assert "simulates one compute unit" in capsys.readouterr().err

@@ -7,6 +7,7 @@ back, trailer included, is what the RTL wrote.
 """
 
 import dataclasses
+import json
 import sys
 import types
 
@@ -115,3 +116,31 @@ def test_imported_as_pyxrt(fake_pyxrt, monkeypatch, tmp_path, netspec_folder, dr
     path = _xclbin(fake_pyxrt, tmp_path, netspec_folder, driver_cache, units=1)
     with open_device("xrt", driver_spec, xclbin=path) as device:
         assert device.backend.units == 1 and device.backend._xrt is fake_pyxrt
+
+
+def test_cli_throughput_on_two_units(fake_pyxrt, monkeypatch, tmp_path, netspec_folder,
+                                     driver_cache, driver_spec, capsys):
+    from cosparse.hw.generate import summary
+    from cosparse.sw.cli import main
+    monkeypatch.setitem(sys.modules, "pyxrt", fake_pyxrt)
+    path = _xclbin(fake_pyxrt, tmp_path, netspec_folder, driver_cache, units=2)
+    common = ["throughput", "--backend", "xrt", "--xclbin", str(path), "--batch", "8",
+              "--repeat", "1", "--latency-runs", "2"]
+    assert main(common + ["--netspec", str(netspec_folder), "--check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["units"] == 2 and report["bit_exact"] is True and report["inputs"] == 8
+    assert report["clock_hz"] == 250e6 and "device" in report["clock_source"]
+    interval = summary(driver_spec)["initiation_interval"]
+    assert report["analytic"] == {"initiation_interval": interval,
+                                  "inputs_per_second": 2 * 250e6 / interval,
+                                  "achieved_fraction": pytest.approx(
+                                      report["inputs_per_second"] * interval / 500e6)}
+    # four inputs per unit, each unit's pipeline filled once: well below the bound, not above
+    assert 0.2 < report["analytic"]["achieved_fraction"] < 1
+    assert report["inputs_per_second"] == pytest.approx(8 * 250e6 / report["batch_cycles"][0])
+    assert report["latency"]["cycles"]["p50"] > interval
+    # the same xclbin with another NetSpec: refused before any figure is printed
+    other = dataclasses.replace(driver_spec, name=driver_spec.name + "-retrained")
+    save(other, tmp_path / "other")
+    assert main(common + ["--netspec", str(tmp_path / "other")]) == 2
+    assert "generated from another NetSpec" in capsys.readouterr().err
