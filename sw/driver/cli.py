@@ -33,6 +33,8 @@ def register_cli(subparsers):
     parser.add_argument("--xclbin", metavar="FILE", help="xrt: the kernel's xclbin")
     parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF "
                                                       "(default 0)")
+    parser.add_argument("--xrt-python", metavar="PYTHON",
+                        help="xrt: drive pyxrt through a Python that imports it (docs/driver.md)")
     parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                         help="sim: probability of a stall per cycle on each memory channel")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
@@ -64,6 +66,9 @@ def _register_throughput(subparsers):
                         help="single inputs run for the latency percentiles (default 5)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
                         help="xrt: seconds to wait for one run (default 60)")
+    parser.add_argument("--xrt-python", metavar="PYTHON",
+                        help="xrt: drive pyxrt through a Python that imports it (e.g. "
+                             "/usr/bin/python3 on Ubuntu 20.04/22.04), when this one cannot")
     parser.add_argument("--check", action="store_true",
                         help="compare every result with the golden model (exit 1 on a "
                              "difference; sim checks by default)")
@@ -82,7 +87,7 @@ def _throughput(args):
     else:
         device = int(args.device) if args.device.isdigit() else args.device
         options = {"xclbin": args.xclbin, "device": device, "instances": args.instances,
-                   "timeout": args.timeout}
+                   "timeout": args.timeout, "xrt_python": args.xrt_python}
     driver = open_device(args.backend, args.netspec, check=True if args.check else None,
                          **options)
     with driver:
@@ -101,7 +106,7 @@ def _options(args) -> dict:
         return {"backpressure": args.backpressure,
                 "log": lambda message: print(message, file=sys.stderr)}
     device = int(args.device) if args.device.isdigit() else args.device
-    return {"xclbin": args.xclbin, "device": device}
+    return {"xclbin": args.xclbin, "device": device, "xrt_python": args.xrt_python}
 
 
 def format_throughput(t: dict) -> list:

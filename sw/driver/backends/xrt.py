@@ -127,15 +127,21 @@ class XrtBackend:
     timeout : float
         Seconds to wait for one run.
     pyxrt : module or None
-        The binding to use (default: ``import pyxrt``); the process bridge
-        (:mod:`cosparse.sw.driver.bridge`) and the tests pass their own.
+        The binding to use (default: ``import pyxrt``); the tests pass a
+        double.
+    xrt_python : str or None
+        A Python (3.8 or later) that imports pyxrt, when this one cannot:
+        pyxrt is then driven through the process bridge
+        (:mod:`cosparse.sw.driver.bridge`), started on :meth:`load` and
+        ended on :meth:`close`.
     """
 
     name = "xrt"
     clock_assumed = False
 
     def __init__(self, spec: NetSpec, *, xclbin=None, device=0, kernel: str = KERNEL,
-                 instances: int | None = None, timeout: float = TIMEOUT_SECONDS, pyxrt=None):
+                 instances: int | None = None, timeout: float = TIMEOUT_SECONDS, pyxrt=None,
+                 xrt_python: str | None = None):
         if not isinstance(spec, NetSpec):
             raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
         if xclbin is None:
@@ -151,6 +157,7 @@ class XrtBackend:
         self.layout = protocol.Layout.of(spec)
         self.clock_hz, self.clock_source = None, None
         self._xrt, self._device, self._units = pyxrt, None, []
+        self.xrt_python, self._bridge = xrt_python, None
 
     @property
     def units(self) -> int:
@@ -159,7 +166,13 @@ class XrtBackend:
 
     def load(self):
         """Open the device, load the xclbin, open its compute units and read the clock."""
-        xrt = self._xrt if self._xrt is not None else import_pyxrt()
+        if self._xrt is not None:
+            xrt = self._xrt
+        elif self.xrt_python is not None:
+            from ..bridge import connect
+            xrt = self._bridge = connect(self.xrt_python)
+        else:
+            xrt = import_pyxrt()
         if not self.xclbin.exists():
             raise FileNotFoundError(f"xclbin {self.xclbin} not found")
         try:
@@ -282,3 +295,6 @@ class XrtBackend:
     def close(self):
         """Drop the buffers, kernels and device (pyxrt frees them with the objects)."""
         self._units, self._device = [], None
+        if self._bridge is not None:
+            self._bridge.close()
+            self._xrt = self._bridge = None
