@@ -86,10 +86,11 @@ class Driver:
             self.load()
         units = max(1, int(getattr(self.backend, "units", 1)))
         jobs, pack_seconds, shares = [], [], []
+        batches = [golden.validate_inputs(self.spec, x) for x in batches]  # (C, H, W): one
         for x in batches:
             start = time.perf_counter()
             parts = [protocol.pack_features(self.spec, part)
-                     for part in np.array_split(x, min(units, len(x)))]
+                     for part in np.array_split(x, max(1, min(units, len(x))))]
             pack_seconds.append(time.perf_counter() - start)
             shares.append(len(parts))
             jobs += [(b, len(b) // self.layout.input_stride) for b in parts]

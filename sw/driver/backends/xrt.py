@@ -222,9 +222,14 @@ class XrtBackend:
         if mhz is not None:
             self.clock_hz, self.clock_source = mhz * 1e6, "the xclbin's data clock (xclbinutil)"
             return
-        mhz = float(device.get_info(xrt.xrt_info_device.max_clock_frequency_mhz))
+        try:
+            mhz = float(device.get_info(xrt.xrt_info_device.max_clock_frequency_mhz))
+        except ValueError:  # "NA" where the device reports no clocks (emulation)
+            mhz = 0.0
         self.clock_hz = mhz * 1e6 if mhz > 0 else None
-        self.clock_source = "the device's highest kernel clock (xclbinutil not found)"
+        self.clock_source = ("the device's highest kernel clock (xclbinutil not found)"
+                             if self.clock_hz else "none: neither xclbinutil nor the device "
+                             "told the clock")
 
     def _buffers(self, unit: _Unit, count: int):
         """The unit's (features, results) buffers for ``count`` inputs, made on first use."""
