@@ -37,6 +37,7 @@ def register_cli(subparsers):
     parser.add_argument("--dense", action="store_true",
                         help="the dense baseline instead of the sparse-sparse design (Vitis "
                              "boards)")
+    _add_u250_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run)
 
@@ -94,6 +95,29 @@ def _resources(args):
     return run_cli(args)
 
 
+def _add_u250_arguments(parser):
+    """u250: compute units, v++ target and kernel clock of the Vitis plan."""
+    parser.add_argument("--instances", type=int, default=1, metavar="N",
+                        help="u250: compute units to link, dealt over the 4 SLRs, each on its "
+                             "SLR's DDR bank (default 1)")
+    parser.add_argument("--target", default="hw", choices=("hw", "hw_emu"),
+                        help="u250: v++ target of run.sh: hw (default) or hw_emu (hardware "
+                             "emulation)")
+    parser.add_argument("--kernel-frequency", type=float, metavar="MHZ",
+                        help="u250: kernel clock for v++ --kernel_frequency (default 250)")
+
+
+def _u250_options(args) -> dict:
+    """The u250 plan's options, or a ValueError when they are given for another board."""
+    given = (args.instances != 1 or args.target != "hw" or args.kernel_frequency is not None)
+    if args.board != "u250":
+        if given:
+            raise ValueError("--instances, --target and --kernel-frequency are u250 options")
+        return {}
+    return {"instances": args.instances, "build_target": args.target,
+            "kernel_mhz": args.kernel_frequency}
+
+
 def kernel_writer(spec, *, dense: bool = False):
     """A ``write_verilog(folder)`` for the Vitis plans: the spec's :class:`Kernel` Verilog."""
     def write(folder: Path) -> Path:
@@ -110,6 +134,7 @@ def _run(args):
     spec = inputs.load_netspec(args)
     log = (lambda line: print(line, file=sys.stderr, flush=True))
     if args.board == "ulx3s":
+        _u250_options(args)
         if args.dense:
             raise ValueError("--dense is for the Vitis boards (u250, zu3eg)")
         from .ulx3s import build_ulx3s
@@ -118,7 +143,7 @@ def _run(args):
         from .alveo_u250 import write_u250_plan
         from .zu3eg import write_zu3eg_plan
         write = write_u250_plan if args.board == "u250" else write_zu3eg_plan
-        report = write(args.out, kernel_writer(spec, dense=args.dense))
+        report = write(args.out, kernel_writer(spec, dense=args.dense), **_u250_options(args))
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.board == "ulx3s":
@@ -131,6 +156,7 @@ def _run(args):
         print(f"bitstream: {report['bitstream']}")
     else:
         print(f"wrote the {args.board} build plan to {args.out}: "
-              + ", ".join(report["files"]) + f"; run {Path(args.out) / 'run.sh'} with Vivado "
-              "and Vitis on PATH")
+              + ", ".join(report["files"]) + f"; {report['instances']} compute unit(s), "
+              f"target {report['target']}, kernel clock {report['clock_hz'] / 1e6:g} MHz; run "
+              f"{Path(args.out) / 'run.sh'} with Vivado and Vitis on PATH")
     return 0

@@ -28,15 +28,18 @@ from typing import Callable
 
 from ..hw.kernel import regmap
 
-__all__ = ["KERNEL", "CLOCK", "RESET", "CONTROL", "MEMORY", "INTERRUPT", "VitisTarget",
-           "kernel_xml", "package_tcl", "link_config", "run_script", "write_plan"]
+__all__ = ["KERNEL", "CLOCK", "RESET", "CONTROL", "MEMORY", "INTERRUPT", "BUILD_TARGETS",
+           "MAX_INSTANCES", "VitisTarget", "instance_name", "placement", "kernel_xml",
+           "package_tcl", "link_config", "run_script", "write_plan"]
 
 #: The kernel's module name, and its port names as a Vitis shell expects them.
 KERNEL = "cosparse_kernel"
 CLOCK, RESET = "ap_clk", "ap_rst_n"
 CONTROL, MEMORY, INTERRUPT = "s_axi_control", "m_axi_gmem", "interrupt"
-#: Compute-unit instance name in the link config.
-INSTANCE = f"{KERNEL}_1"
+#: ``v++ --target`` values a plan can be built for: hardware, or hardware emulation.
+BUILD_TARGETS = ("hw", "hw_emu")
+#: Most compute units a plan links (far beyond what any supported part holds).
+MAX_INSTANCES = 64
 #: IP identity of the packaged kernel (vendor:library:name:version).
 VLNV = f"cosparse.org:kernel:{KERNEL}:1.0"
 
@@ -47,7 +50,13 @@ class VitisTarget:
 
     ``embedded`` targets (Zynq) need a further ``v++ --package`` step (an
     SD-card image from the platform's root file system and Linux kernel
-    image); Alveo cards load the linked ``.xclbin`` as is.
+    image) and take their kernel clock from a fixed platform clock
+    (``[clock] freqHz``); Alveo cards load the linked ``.xclbin`` as is and
+    have a scalable kernel clock, set with ``v++ --kernel_frequency``.
+    ``regions`` lists the chip's super logic regions with the memory bank
+    local to each, ``(("SLR0", "DDR[0]"), ...)``: compute units are spread
+    over them in turn (:func:`placement`); empty, every unit goes on
+    ``memory`` and the linker places it.
     """
 
     board: str
@@ -56,6 +65,7 @@ class VitisTarget:
     memory: str
     clock_hz: float
     embedded: bool
+    regions: tuple = ()
 
     def __post_init__(self):
         for name in ("board", "part", "platform", "memory"):
@@ -64,6 +74,35 @@ class VitisTarget:
                                  f"{getattr(self, name)!r}")
         if not isinstance(self.clock_hz, (int, float)) or not 10e6 <= self.clock_hz <= 800e6:
             raise ValueError(f"clock_hz must be from 10 MHz to 800 MHz, got {self.clock_hz!r}")
+        if not isinstance(self.regions, tuple) or not all(
+                isinstance(r, tuple) and len(r) == 2 and all(isinstance(x, str) and x for x in r)
+                for r in self.regions):
+            raise ValueError(f"regions must be a tuple of (SLR, memory bank) name pairs, got "
+                             f"{self.regions!r}")
+
+
+def instance_name(index: int) -> str:
+    """Compute unit ``index`` (from 1) as linked: ``cosparse_kernel_<index>``."""
+    return f"{KERNEL}_{index}"
+
+
+def _check_instances(instances):
+    if not isinstance(instances, int) or isinstance(instances, bool) or not (
+            1 <= instances <= MAX_INSTANCES):
+        raise ValueError(f"instances must be an integer from 1 to {MAX_INSTANCES}, "
+                         f"got {instances!r}")
+
+
+def placement(target: VitisTarget, instances: int = 1) -> list:
+    """``[(unit name, SLR or None, memory bank)]``: units dealt to the regions in turn.
+
+    Each unit's ``m_axi_gmem`` goes to the bank of its own SLR, so no memory
+    traffic crosses an SLR boundary; with N units over R regions, each region
+    holds N / R (rounded) of them.
+    """
+    _check_instances(instances)
+    regions = target.regions or ((None, target.memory),)
+    return [(instance_name(i + 1), *regions[i % len(regions)]) for i in range(instances)]
 
 
 def kernel_xml() -> str:
@@ -171,19 +210,42 @@ package_xo -force -xo_path $xo_path -kernel_name $kernel -ip_directory $here/ip 
 """
 
 
-def link_config(target: VitisTarget) -> str:
-    """``link.cfg`` for ``v++ --link --config``: one compute unit, its memory bank and clock."""
-    return (f"# v++ link configuration for {target.board}: one {KERNEL} compute unit.\n"
-            f"platform={target.platform}\n"
-            "\n[connectivity]\n"
-            f"nk={KERNEL}:1:{INSTANCE}\n"
-            f"sp={INSTANCE}.{MEMORY}:{target.memory}\n"
-            "\n[clock]\n"
-            f"freqHz={int(target.clock_hz)}:{INSTANCE}.{CLOCK}\n")
+def link_config(target: VitisTarget, instances: int = 1) -> str:
+    """``link.cfg`` for ``v++ --link --config``: the compute units, their SLRs and memory banks.
+
+    Alveo targets get their kernel clock from ``--kernel_frequency`` on the
+    command line (run.sh); embedded ones from a ``[clock]`` section naming
+    the platform clock for every unit's ``ap_clk``.
+    """
+    units = placement(target, instances)
+    lines = [f"# v++ link configuration for {target.board}: {instances} {KERNEL} compute "
+             f"unit(s).", f"platform={target.platform}", "", "[connectivity]",
+             f"nk={KERNEL}:{instances}:{'.'.join(name for name, _, _ in units)}"]
+    lines += [f"slr={name}:{slr}" for name, slr, _ in units if slr is not None]
+    lines += [f"sp={name}.{MEMORY}:{bank}" for name, _, bank in units]
+    if target.embedded:
+        lines += ["", "[clock]"]
+        lines += [f"freqHz={int(target.clock_hz)}:{name}.{CLOCK}" for name, _, _ in units]
+    return "\n".join(lines) + "\n"
 
 
-def run_script(target: VitisTarget) -> str:
-    """``run.sh``: package, link (embedded targets: an SD image too), or name the missing tool."""
+def run_script(target: VitisTarget, *, build_target: str = "hw",
+               kernel_mhz: float | None = None) -> str:
+    """``run.sh``: package, link (``--save-temps -R2``), extract the reports, or name a missing tool.
+
+    ``TARGET`` (``hw`` or ``hw_emu``), ``KERNEL_MHZ`` (Alveo) and
+    ``PLATFORM`` in the environment override the plan's choices. Hardware
+    emulation also writes ``emconfig.json`` (``emconfigutil``), which XRT
+    looks for next to the host program when ``XCL_EMULATION_MODE=hw_emu``.
+    """
+    if build_target not in BUILD_TARGETS:
+        raise ValueError(f"build_target must be one of {', '.join(BUILD_TARGETS)}, "
+                         f"got {build_target!r}")
+    mhz = target.clock_hz / 1e6 if kernel_mhz is None else kernel_mhz
+    if target.embedded:
+        frequency = ""
+    else:
+        frequency = ' --kernel_frequency "$KERNEL_MHZ"'
     package = ""
     if target.embedded:
         package = """
@@ -193,18 +255,25 @@ if [ -z "$ROOTFS" ] || [ -z "$KERNEL_IMAGE" ]; then
          "platform's common image to package an SD card image" >&2
     exit 0
 fi
-v++ --package --target hw --platform "$PLATFORM" --package.out_dir package \\
+v++ --package --target "$TARGET" --platform "$PLATFORM" --package.out_dir package \\
     --package.boot_mode sd --package.rootfs "$ROOTFS" --package.kernel_image "$KERNEL_IMAGE" \\
     "$XCLBIN"
 """
     return f"""\
 #!/bin/sh
 # Build the {KERNEL} kernel for {target.board} ({target.part}) with AMD Vivado and Vitis.
-# Generated by cosparse. PLATFORM overrides the Vitis platform ({target.platform}).
+# Generated by cosparse. Environment overrides: PLATFORM ({target.platform}),
+# TARGET (hw or hw_emu; {build_target}){"" if target.embedded else f", KERNEL_MHZ ({mhz:g})"}, PYTHON (python3).
 set -e
 cd "$(dirname "$0")"
 PLATFORM="${{PLATFORM:-{target.platform}}}"
-XCLBIN={KERNEL}.xclbin
+TARGET="${{TARGET:-{build_target}}}"
+KERNEL_MHZ="${{KERNEL_MHZ:-{mhz:g}}}"
+case "$TARGET" in
+    hw) XCLBIN={KERNEL}.xclbin ;;
+    hw_emu) XCLBIN={KERNEL}.hw_emu.xclbin ;;
+    *) echo "run.sh: error: TARGET must be hw or hw_emu, got '$TARGET'" >&2; exit 2 ;;
+esac
 for tool in vivado v++; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "run.sh: error: '$tool' not found on PATH; install AMD Vivado and Vitis" \\
@@ -213,20 +282,48 @@ for tool in vivado v++; do
     fi
 done
 vivado -mode batch -notrace -source package_xo.tcl -tclargs {KERNEL}.xo
-v++ --link --target hw --platform "$PLATFORM" --config link.cfg -o "$XCLBIN" {KERNEL}.xo
+v++ --link --target "$TARGET" --platform "$PLATFORM" --config link.cfg{frequency} \\
+    --save-temps -R2 --temp_dir _x."$TARGET" --report_dir reports."$TARGET" \\
+    --log_dir logs."$TARGET" -o "$XCLBIN" {KERNEL}.xo
+if [ "$TARGET" = hw_emu ]; then
+    emconfigutil --platform "$PLATFORM" --nd 1
+    echo "run.sh: hardware emulation: export XCL_EMULATION_MODE=hw_emu and run the host" \\
+         "next to emconfig.json" >&2
+fi
+PYTHON="${{PYTHON:-python3}}"
+if "$PYTHON" -c "import cosparse" 2>/dev/null; then
+    "$PYTHON" -m cosparse.boards.vitis_reports . --target "$TARGET" --out "report.$TARGET.json"
+else
+    echo "run.sh: linked $XCLBIN; for utilisation and the achieved clock run" \\
+         "'python -m cosparse.boards.vitis_reports $(pwd) --target $TARGET' where cosparse" \\
+         "is installed" >&2
+fi
 {package}"""
 
 
-def write_plan(out, target: VitisTarget, write_verilog: Callable[[Path], Path]) -> dict:
+def write_plan(out, target: VitisTarget, write_verilog: Callable[[Path], Path], *,
+               instances: int = 1, build_target: str = "hw",
+               kernel_mhz: float | None = None) -> dict:
     """Write the build plan of ``target`` into ``out``; return its manifest.
 
     ``write_verilog(folder)`` writes the kernel's Verilog (module
     :data:`KERNEL` with the ports above) into ``folder`` and returns its
-    path; it is called with ``out/src``. The manifest (``out/plan.json``)
-    lists the target and every file of the plan.
+    path; it is called with ``out/src``. ``instances`` compute units are
+    linked (:func:`placement`), for ``build_target`` (``hw`` or
+    ``hw_emu``), with the kernel clock ``kernel_mhz`` (default: the
+    target's). The manifest (``out/plan.json``) lists the target, the units
+    and every file of the plan.
     """
     if not isinstance(target, VitisTarget):
         raise TypeError(f"target must be a VitisTarget, got {type(target).__name__}")
+    _check_instances(instances)
+    if kernel_mhz is not None:
+        if not isinstance(kernel_mhz, (int, float)) or isinstance(kernel_mhz, bool) or not (
+                10 <= kernel_mhz <= 800):
+            raise ValueError(f"kernel frequency must be from 10 to 800 MHz, got {kernel_mhz!r}")
+        if target.embedded:
+            raise ValueError(f"{target.board} takes its kernel clock from the platform; "
+                             f"--kernel-frequency is for Alveo targets")
     if not callable(write_verilog):
         raise TypeError(f"write_verilog must be callable, got {type(write_verilog).__name__}")
     out = Path(out)
@@ -235,13 +332,18 @@ def write_plan(out, target: VitisTarget, write_verilog: Callable[[Path], Path]) 
     if verilog.parent.resolve() != (out / "src").resolve() or verilog.suffix != ".v":
         raise ValueError(f"write_verilog must write a .v file into {out / 'src'}, wrote {verilog}")
     files = {"kernel.xml": kernel_xml(), "package_xo.tcl": package_tcl(target),
-             "link.cfg": link_config(target), "run.sh": run_script(target)}
+             "link.cfg": link_config(target, instances),
+             "run.sh": run_script(target, build_target=build_target, kernel_mhz=kernel_mhz)}
     for name, text in files.items():
         (out / name).write_text(text)
     run = out / "run.sh"
     run.chmod(run.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    mhz = target.clock_hz / 1e6 if kernel_mhz is None else float(kernel_mhz)
     manifest = {"board": target.board, "part": target.part, "platform": target.platform,
-                "memory": target.memory, "clock_hz": target.clock_hz, "kernel": KERNEL,
+                "memory": target.memory, "clock_hz": mhz * 1e6, "kernel": KERNEL,
+                "target": build_target, "instances": instances,
+                "units": [{"name": name, "slr": slr, "memory": bank}
+                          for name, slr, bank in placement(target, instances)],
                 "files": sorted([f"src/{verilog.name}", *files])}
     (out / "plan.json").write_text(json.dumps(manifest, indent=1))
     return manifest

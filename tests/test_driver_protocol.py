@@ -55,7 +55,7 @@ def test_pack_rejects_bad_inputs_by_name(spec, bad, message):
 def test_unpack_decodes_records_and_rejects_unwritten_ones(spec):
     layout = protocol.Layout.of(spec)
     logits = np.array([[1, -2, 3, -4, 5, -2**31], [2**31 - 1, 0, 0, 0, 0, 7]], np.int32)
-    buffer = np.zeros(layout.results_bytes(2), np.uint8)
+    buffer = np.zeros(layout.records_bytes(2), np.uint8)
     for n, (row, cls) in enumerate(zip(logits, (5, 3))):
         record = row.astype("<i4").tobytes() + bytes([cls])
         buffer[n * layout.record_stride:n * layout.record_stride + len(record)] = list(record)
@@ -78,7 +78,62 @@ def test_start_writes_are_the_register_sequence(spec):
         protocol.start_writes(layout, 0x1000, 0x2000, 0)
     with pytest.raises(ValueError, match="not a 64-bit address"):
         protocol.start_writes(layout, 1 << 64, 0x2000, 1)
-    assert protocol.decode_completion([0x10, 0x2, regmap.STATUS_ERROR]) == ((2 << 32) | 0x10, True)
+
+
+def _trailer(layout, count, *, magic=regmap.TRAILER_MAGIC, status=0, cycles=0, fingerprint=0,
+             written=None, version=regmap.TRAILER_VERSION):
+    """A results buffer of ``count`` zero records and a trailer with these fields."""
+    values = {"magic": magic, "status": status, "cycles": cycles, "fingerprint": fingerprint,
+              "count": count if written is None else written, "version": version}
+    buffer = np.zeros(layout.results_bytes(count), np.uint8)
+    start = layout.records_bytes(count)
+    for name, offset, size in regmap.TRAILER_FIELDS:
+        buffer[start + offset:start + offset + size] = list(values[name].to_bytes(size, "little"))
+    return buffer
+
+
+def test_trailer_layout_follows_the_record_stride(spec):
+    layout = protocol.Layout.of(spec)
+    offsets = [(offset, size) for _, offset, size in regmap.TRAILER_FIELDS]
+    assert offsets[0][0] == 0 and sum(size for _, size in offsets) == regmap.TRAILER_BYTES
+    assert all(a + n == b for (a, n), (b, _) in zip(offsets, offsets[1:]))  # packed, in order
+    assert regmap.TRAILER_BYTES <= regmap.BEAT_BYTES <= layout.record_stride
+    assert layout.results_bytes(5) == 6 * layout.record_stride == layout.records_bytes(6)
+    assert regmap.TRAILER_MAGIC.to_bytes(4, "little") == b"CSPT"
+
+
+def test_trailer_is_decoded_and_checked(spec):
+    from cosparse.hw.kernel.fingerprint import netspec_fingerprint
+    layout = protocol.Layout.of(spec)
+    mine = netspec_fingerprint(spec)
+    trailer = protocol.decode_trailer(layout, _trailer(layout, 3, status=1, cycles=(7 << 32) | 5,
+                                                       fingerprint=mine), 3)
+    assert trailer == protocol.Trailer(cycles=(7 << 32) | 5, error=True, fingerprint=mine,
+                                       count=3)
+    protocol.check_fingerprint(spec, trailer)
+    with pytest.raises(protocol.NetSpecMismatch, match="generated from another NetSpec .*"
+                                                       "pass the --netspec"):
+        protocol.check_fingerprint(random_netspec(2), trailer)
+    with pytest.raises(protocol.TrailerError, match="no trailer after the 2 results.*did not "
+                                                    "complete"):
+        protocol.decode_trailer(layout, _trailer(layout, 2, magic=0xFFFF_FFFF), 2)
+    with pytest.raises(protocol.TrailerError, match="trailer version 9"):
+        protocol.decode_trailer(layout, _trailer(layout, 2, version=9), 2)
+    with pytest.raises(protocol.TrailerError, match="counts 1 results for a run of 2"):
+        protocol.decode_trailer(layout, _trailer(layout, 2, written=1), 2)
+    with pytest.raises(protocol.TrailerError, match="the trailer after 2 records ends at"):
+        protocol.decode_trailer(layout, _trailer(layout, 1), 2)
+
+
+def test_fingerprint_follows_content_not_identity(spec, tmp_path):
+    from cosparse.hw.kernel.fingerprint import netspec_fingerprint
+    from cosparse.sw.netspec import load, save
+    save(spec, tmp_path / "net")
+    assert netspec_fingerprint(load(tmp_path / "net")) == netspec_fingerprint(spec)
+    assert netspec_fingerprint(random_netspec(2)) != netspec_fingerprint(spec)
+    assert 0 <= netspec_fingerprint(spec) < 1 << 64
+    with pytest.raises(TypeError, match="spec must be a NetSpec"):
+        netspec_fingerprint("net")
 
 
 def test_backend_choice_is_checked(spec, monkeypatch):

@@ -149,7 +149,8 @@ class RecordWriter(wiring.Component):
     Ports
     -----
     bus : Out(AXI4 write channels). start : In(1), one cycle: latch ``address``
-    and ``records`` and begin. i : In(stream of records). busy : Out(1):
+    and ``records`` (33 bits: a full 32-bit count of results plus the
+    kernel's trailer) and begin. i : In(stream of records). busy : Out(1):
     records remain to be written or acknowledged. error : Out(1): a write was
     answered with an error response since the last start.
     """
@@ -170,7 +171,7 @@ class RecordWriter(wiring.Component):
                                             regmap.MEMORY_DATA_BITS)),
             "start": In(1),
             "address": In(regmap.MEMORY_ADDRESS_BITS),
-            "records": In(32),
+            "records": In(33),
             "i": In(stream.Signature(payload_bits)),
             "busy": Out(1),
             "error": Out(1),
@@ -181,7 +182,7 @@ class RecordWriter(wiring.Component):
         bus = self.bus
         beats = self.record_beats
         address = Signal(regmap.MEMORY_ADDRESS_BITS)
-        remaining = Signal(32)
+        remaining = Signal(33)
         record = Signal(8 * self.record_bytes)
         active, aw_pending, w_active = Signal(), Signal(), Signal()
         beat = Signal(range(beats))

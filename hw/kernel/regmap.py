@@ -35,7 +35,21 @@ inputs, each its int8 features in NetSpec flat ``(c, y, x)`` order padded with
 zeros to :func:`input_stride` bytes; the results buffer receives one record
 of :func:`record_stride` bytes per input, the result bits of
 :mod:`cosparse.hw.axis_top` (int32 logits then the class index, little
-endian) zero-padded to the record's end.
+endian) zero-padded to the record's end, and then one more record, the
+*trailer* (:data:`TRAILER_FIELDS`), so :func:`results_buffer_bytes` in all.
+
+The trailer carries what a host would otherwise read from registers (the
+cycle count and the status) plus the fingerprint of the NetSpec the kernel
+was generated from, because XRT's Python binding reads no registers: with
+it, every backend learns everything about a run from the results buffer.
+Trailer (little endian, at ``results + count * record_stride``)::
+
+    0x00 magic        u32  TRAILER_MAGIC ("CSPT")
+    0x04 status       u32  bit 0 error, as STATUS when the last result was stored
+    0x08 cycles       u64  cycles from ap_start to the last result's write response
+    0x10 fingerprint  u64  the NetSpec's fingerprint (cosparse.hw.kernel.fingerprint)
+    0x18 count        u32  results written before the trailer (COUNT)
+    0x1C version      u32  TRAILER_VERSION
 """
 
 from __future__ import annotations
@@ -44,7 +58,8 @@ __all__ = ["CTRL", "GIE", "IER", "ISR", "FEATURES", "RESULTS", "COUNT", "CYCLES"
            "AP_START", "AP_DONE", "AP_IDLE", "AP_READY", "INTERRUPT_DONE", "INTERRUPT_READY",
            "STATUS_ERROR", "ARGS", "CONTROL_ADDRESS_BITS", "CONTROL_DATA_BITS",
            "MEMORY_ADDRESS_BITS", "MEMORY_DATA_BITS", "BEAT_BYTES", "BOUNDARY_BYTES",
-           "input_stride", "result_bytes", "record_stride"]
+           "TRAILER_MAGIC", "TRAILER_VERSION", "TRAILER_FIELDS", "TRAILER_BYTES",
+           "input_stride", "result_bytes", "record_stride", "results_buffer_bytes"]
 
 CTRL, GIE, IER, ISR = 0x00, 0x04, 0x08, 0x0C
 FEATURES, RESULTS, COUNT = 0x10, 0x18, 0x20
@@ -66,6 +81,16 @@ BEAT_BYTES = MEMORY_DATA_BITS // 8
 #: AXI4 bursts must not cross this address boundary.
 BOUNDARY_BYTES = 4096
 
+#: First word of every trailer: b"CSPT" read as a little-endian u32.
+TRAILER_MAGIC = 0x54505343
+#: Layout version of the trailer; a driver refuses others.
+TRAILER_VERSION = 1
+#: Trailer fields in address order: (name, byte offset, bytes).
+TRAILER_FIELDS = (("magic", 0x00, 4), ("status", 0x04, 4), ("cycles", 0x08, 8),
+                  ("fingerprint", 0x10, 8), ("count", 0x18, 4), ("version", 0x1C, 4))
+#: Bytes of the trailer's fields (the record holding it is zero-padded to a record stride).
+TRAILER_BYTES = 0x20
+
 
 def input_stride(input_size: int) -> int:
     """Bytes of one input in the features buffer: its features padded to whole beats."""
@@ -86,3 +111,8 @@ def record_stride(classes: int) -> int:
     """
     beats = -(-result_bytes(classes) // BEAT_BYTES)
     return BEAT_BYTES * (1 << (beats - 1).bit_length())
+
+
+def results_buffer_bytes(classes: int, count: int) -> int:
+    """Bytes of a results buffer for ``count`` inputs: their records, then the trailer record."""
+    return (count + 1) * record_stride(classes)

@@ -13,9 +13,14 @@ file (:class:`~.control.Control`), a burst reader streaming the features
 buffer into :class:`~cosparse.hw.axis_top.AxisNetwork` (64-byte beats,
 ``tlast`` on each input's last beat) and a record writer storing each
 result in the results buffer. Layout and offsets are those of
-:mod:`cosparse.hw.kernel.regmap`. A run ends (``ap_done``) when every
-record's write response has come back; the cycle counter then holds the
-cycles from ``ap_start`` to ``ap_done``.
+:mod:`cosparse.hw.kernel.regmap`. After the last result's write response
+the kernel writes one more record, the trailer: the cycle count so far, the
+status and the fingerprint of the NetSpec it was generated from
+(:mod:`.fingerprint`), so a host learns everything about the run from the
+results buffer (XRT's Python binding cannot read registers). A run ends
+(``ap_done``) when the trailer's write response has come back; the CYCLES
+register then holds the cycles from ``ap_start`` to ``ap_done`` (the
+trailer's count stops one record earlier).
 
 Reset: ``ap_rst_n`` resets every register, but not the contents of the
 network's memories. The accumulator buffers are cleared as they are
@@ -30,7 +35,7 @@ after each reset.
 from __future__ import annotations
 
 from amaranth import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sw.netspec import NetSpec
@@ -41,13 +46,16 @@ from .axi import (axi4_read_signature, axi4_signature, axi4_write_signature, axi
                   connect_flat, flat_members)
 from .control import Control
 from .dma import BurstReader, RecordWriter
+from .fingerprint import netspec_fingerprint
 
-__all__ = ["NAME", "SCRUB_INPUTS", "Kernel"]
+__all__ = ["NAME", "SCRUB_INPUTS", "TRAILER_LAYOUT", "Kernel"]
 
 #: Module name of the kernel's Verilog top level (and the Vitis kernel name).
 NAME = "cosparse_kernel"
 #: Zero inputs run through the network after a reset: one per accumulator buffer of an engine.
 SCRUB_INPUTS = 2
+#: The trailer record's fields, bit for bit as :data:`regmap.TRAILER_FIELDS` places them.
+TRAILER_LAYOUT = data.StructLayout({name: 8 * size for name, _, size in regmap.TRAILER_FIELDS})
 
 
 class Kernel(wiring.Component):
@@ -88,8 +96,10 @@ class Kernel(wiring.Component):
                              f"records; the kernel writes at most {regmap.BOUNDARY_BYTES}")
         self.reader = BurstReader(max_burst=max_burst,
                                   length_bits=32 + self.input_beats.bit_length())
-        self.writer = RecordWriter(payload_bits=8 * result_bytes(self.classes),
-                                   record_bytes=self.record_bytes)
+        self.fingerprint = netspec_fingerprint(spec)
+        self.writer = RecordWriter(
+            payload_bits=8 * max(result_bytes(self.classes), regmap.TRAILER_BYTES),
+            record_bytes=self.record_bytes)
         self._control = axi_lite_signature(regmap.CONTROL_ADDRESS_BITS, regmap.CONTROL_DATA_BITS)
         self._memory = axi4_signature(regmap.MEMORY_ADDRESS_BITS, regmap.MEMORY_DATA_BITS)
         super().__init__({
@@ -129,7 +139,7 @@ class Kernel(wiring.Component):
             reader.start.eq(control.start), reader.address.eq(control.features),
             reader.beats.eq(control.count * self.input_beats),
             writer.start.eq(control.start), writer.address.eq(control.results),
-            writer.records.eq(control.count),
+            writer.records.eq(control.count + 1),  # the results, then the trailer
             control.idle.eq(~busy & (scrub_out == 0)), control.done.eq(busy & ~writer.busy),
             control.cycles.eq(cycles),
             control.error.eq(net.error | reader.error | writer.error),
@@ -159,13 +169,26 @@ class Kernel(wiring.Component):
                 with m.If(scrub_in != 0):
                     m.d.sync += scrub_in.eq(scrub_in - 1)
 
-        # ---- network -> results (scrub results dropped) ----------------------
+        # ---- network -> results (scrub results dropped), then the trailer ----
+        # The writer takes a record only once the previous one is acknowledged, so when
+        # it takes the trailer every result is in memory and `cycles` counts up to there.
+        stored = Signal(32)
+        trailer = Signal(TRAILER_LAYOUT)
+        m.d.comb += [trailer.magic.eq(regmap.TRAILER_MAGIC), trailer.status.eq(control.error),
+                     trailer.cycles.eq(cycles), trailer.fingerprint.eq(self.fingerprint),
+                     trailer.count.eq(control.count), trailer.version.eq(regmap.TRAILER_VERSION)]
         with m.If(scrub_out != 0):
             m.d.comb += net.m_axis_tready.eq(1)
             with m.If(net.m_axis_tvalid):
                 m.d.sync += scrub_out.eq(scrub_out - 1)
-        with m.Else():
+        with m.Elif(stored != control.count):
             m.d.comb += [writer.i.payload.eq(net.m_axis_tdata),
                          writer.i.valid.eq(net.m_axis_tvalid),
                          net.m_axis_tready.eq(writer.i.ready)]
+            with m.If(writer.i.valid & writer.i.ready):
+                m.d.sync += stored.eq(stored + 1)
+        with m.Else():
+            m.d.comb += [writer.i.payload.eq(trailer.as_value()), writer.i.valid.eq(busy)]
+        with m.If(control.start):
+            m.d.sync += stored.eq(0)
         return m

@@ -29,6 +29,8 @@ BACKENDS = ("sim", "xrt")
 class Inference:
     """Results of one batch: predictions, int32 logits, kernel cycles and host times.
 
+    ``cycles`` is read from the kernel's trailer; a batch shared by several
+    compute units reports its slowest share (``unit_cycles`` lists each).
     ``bit_exact`` is whether every logit and prediction equals the golden
     model's (None when not checked).
     """
@@ -38,6 +40,7 @@ class Inference:
     cycles: int
     seconds: dict = field(default_factory=dict)
     bit_exact: bool | None = None
+    unit_cycles: list = field(default_factory=list)
 
 
 class Driver:
@@ -73,37 +76,59 @@ class Driver:
         self.close()
 
     def _run(self, batches, **options):
-        """Pack, run and unpack each batch; one :class:`Inference` each (None for a cut run)."""
+        """Pack, run and unpack each batch; one :class:`Inference` each (None for a cut run).
+
+        A batch is split into one contiguous share per compute unit of the
+        backend (``backend.units``, 1 where absent), so every unit works on
+        it at once; the shares' results are joined back in order.
+        """
         if not self.loaded:
             self.load()
-        packed, pack_seconds = [], []
+        units = max(1, int(getattr(self.backend, "units", 1)))
+        jobs, pack_seconds, shares = [], [], []
+        batches = [golden.validate_inputs(self.spec, x) for x in batches]  # (C, H, W): one
         for x in batches:
             start = time.perf_counter()
-            packed.append(protocol.pack_features(self.spec, x))
+            parts = [protocol.pack_features(self.spec, part)
+                     for part in np.array_split(x, max(1, min(units, len(x))))]
             pack_seconds.append(time.perf_counter() - start)
-        counts = [len(b) // self.layout.input_stride for b in packed]
-        outputs = self.backend.run(list(zip(packed, counts)), **options)
-        results = []
-        for x, count, out, packing in zip(batches, counts, outputs, pack_seconds):
-            if out is None:
-                results.append(None)
-                continue
-            if out.error:
-                raise RuntimeError(f"the kernel reported an error (STATUS bit 0) on a run of "
+            shares.append(len(parts))
+            jobs += [(b, len(b) // self.layout.input_stride) for b in parts]
+        outputs = iter(self.backend.run(jobs, **options))
+        jobs = iter(jobs)
+        return [self._join(x, [(next(jobs)[1], next(outputs)) for _ in range(n)], packing)
+                for x, n, packing in zip(batches, shares, pack_seconds)]
+
+    def _join(self, x, runs, packing):
+        """The :class:`Inference` of a batch from its shares' ``(count, RunOutput)``."""
+        if any(out is None for _, out in runs):
+            return None
+        start = time.perf_counter()
+        logits, predictions, cycles = [], [], []
+        for count, out in runs:
+            trailer = protocol.decode_trailer(self.layout, out.results, count)
+            protocol.check_fingerprint(self.spec, trailer)
+            if trailer.error:
+                raise RuntimeError(f"the kernel reported an error (status bit 0) on a run of "
                                    f"{count} inputs: a memory access failed or a frame was "
                                    f"malformed")
-            start = time.perf_counter()
-            logits, predictions = protocol.unpack_results(self.layout, out.results, count)
-            unpacking = time.perf_counter() - start
-            inference = Inference(predictions, logits, out.cycles, {
-                "pack": packing, "transfer": out.transfer_seconds, "kernel": out.kernel_seconds,
-                "unpack": unpacking})
-            if self.check:
-                expected = golden.run(self.spec, x, keep_activations=False)
-                inference.bit_exact = bool(np.array_equal(expected.logits, logits)
-                                           and np.array_equal(expected.predictions, predictions))
-            results.append(inference)
-        return results
+            share_logits, share_predictions = protocol.unpack_results(self.layout, out.results,
+                                                                      count)
+            logits.append(share_logits)
+            predictions.append(share_predictions)
+            cycles.append(trailer.cycles)
+        logits, predictions = np.concatenate(logits), np.concatenate(predictions)
+        unpacking = time.perf_counter() - start
+        # The shares run side by side: the batch takes as long as its slowest share.
+        inference = Inference(predictions, logits, max(cycles), {
+            "pack": packing, "transfer": sum(out.transfer_seconds for _, out in runs),
+            "kernel": max(out.kernel_seconds for _, out in runs), "unpack": unpacking},
+            unit_cycles=cycles)
+        if self.check:
+            expected = golden.run(self.spec, x, keep_activations=False)
+            inference.bit_exact = bool(np.array_equal(expected.logits, logits)
+                                       and np.array_equal(expected.predictions, predictions))
+        return inference
 
     def infer(self, batch) -> Inference:
         """Run a batch of int8 features (``(B, C, H, W)`` or one ``(C, H, W)``)."""
@@ -147,7 +172,8 @@ class Driver:
         ``inputs`` (default: random feature codes of the NetSpec's range) are
         repeated to ``n``. Kernel figures come from the kernel's cycle
         counter at ``clock_hz`` (sim: the assumed 250 MHz; xrt: the clock
-        the counter and the wall time imply); host figures are wall times.
+        read from the xclbin or the device); host figures are wall times.
+        With several compute units, see :mod:`cosparse.sw.driver.throughput`.
         """
         from ..netspec import random_inputs
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -158,7 +184,10 @@ class Driver:
         alone, full = self._run([x[:1], x])
         seconds = {k: full.seconds[k] for k in ("pack", "transfer", "kernel", "unpack")}
         wall = sum(seconds.values())
-        clock = self.backend.clock_hz or full.cycles / full.seconds["kernel"]
+        clock = self.backend.clock_hz
+        if not clock:
+            raise RuntimeError(f"the {self.backend.name} backend knows no kernel clock, so "
+                               f"cycles cannot be turned into times")
         marginal = (full.cycles - alone.cycles) / (n - 1) if n > 1 else None
         return {
             "backend": self.backend.name, "netspec": self.spec.name, "inputs": n,

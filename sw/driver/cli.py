@@ -1,4 +1,4 @@
-"""The ``run`` subcommand of ``cosparse``: inputs through the kernel via the driver."""
+"""The ``run`` and ``throughput`` subcommands of ``cosparse``: the kernel via the driver."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from .. import inputs
 from .api import BACKENDS, open_device
 
 __all__ = ["register_cli", "format_throughput"]
+
+_XRT_HELP = "xrt: the kernel's xclbin (cosparse build --board u250; docs/boards.md)"
 
 
 def register_cli(subparsers):
@@ -31,10 +33,72 @@ def register_cli(subparsers):
     parser.add_argument("--xclbin", metavar="FILE", help="xrt: the kernel's xclbin")
     parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF "
                                                       "(default 0)")
+    parser.add_argument("--xrt-python", metavar="PYTHON",
+                        help="xrt: drive pyxrt through a Python that imports it (docs/driver.md)")
     parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                         help="sim: probability of a stall per cycle on each memory channel")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.set_defaults(func=_run)
+    _register_throughput(subparsers)
+
+
+def _register_throughput(subparsers):
+    parser = subparsers.add_parser(
+        "throughput", help="measure inputs/s and latency of the kernel (sim or a card)",
+        description="Run batches of inputs back to back through the kernel's compute units and "
+                    "report inputs/s from the kernel's own cycle counter at the clock read from "
+                    "the xclbin or device (sim: the assumed clock), latency p50/p99 of single "
+                    "inputs, host packing/transfer/kernel/unpacking times apart, and the "
+                    "fraction of the analytic bound (units x clock / II) achieved. The "
+                    "kernel's NetSpec fingerprint must match --netspec.")
+    parser.add_argument("--backend", default="sim", choices=BACKENDS)
+    inputs.add_netspec_argument(parser)
+    parser.add_argument("--xclbin", metavar="FILE", help=_XRT_HELP)
+    parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF")
+    parser.add_argument("--instances", type=int, metavar="N",
+                        help="xrt: compute units to use (default: all in the xclbin); sim "
+                             "simulates one")
+    parser.add_argument("--batch", type=int, default=64, metavar="B",
+                        help="inputs per batch, shared by the compute units (default 64)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="R",
+                        help="batches run back to back (default 3)")
+    parser.add_argument("--latency-runs", type=int, default=5, metavar="L",
+                        help="single inputs run for the latency percentiles (default 5)")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="xrt: seconds to wait for one run (default 60)")
+    parser.add_argument("--xrt-python", metavar="PYTHON",
+                        help="xrt: drive pyxrt through a Python that imports it (e.g. "
+                             "/usr/bin/python3 on Ubuntu 20.04/22.04), when this one cannot")
+    parser.add_argument("--check", action="store_true",
+                        help="compare every result with the golden model (exit 1 on a "
+                             "difference; sim checks by default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.set_defaults(func=_throughput)
+
+
+def _throughput(args):
+    from .throughput import format_report, measure
+    if args.backend == "sim":
+        if args.instances not in (None, 1):
+            raise ValueError("the sim backend simulates one compute unit; --instances is for "
+                             "--backend xrt")
+        options = {"log": lambda message: print(message, file=sys.stderr)}
+    else:
+        device = int(args.device) if args.device.isdigit() else args.device
+        options = {"xclbin": args.xclbin, "device": device, "instances": args.instances,
+                   "timeout": args.timeout, "xrt_python": args.xrt_python}
+    driver = open_device(args.backend, args.netspec, check=True if args.check else None,
+                         **options)
+    with driver:
+        report = measure(driver, batch=args.batch, repeat=args.repeat,
+                         latency_runs=args.latency_runs, seed=args.seed)
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        print("\n".join(format_report(report)))
+    return 1 if report["bit_exact"] is False else 0
 
 
 def _options(args) -> dict:
@@ -42,13 +106,13 @@ def _options(args) -> dict:
         return {"backpressure": args.backpressure,
                 "log": lambda message: print(message, file=sys.stderr)}
     device = int(args.device) if args.device.isdigit() else args.device
-    return {"xclbin": args.xclbin, "device": device}
+    return {"xclbin": args.xclbin, "device": device, "xrt_python": args.xrt_python}
 
 
 def format_throughput(t: dict) -> list:
     """The lines of a :meth:`Driver.throughput` report, as printed."""
     clock = f"{t['clock_hz'] / 1e6:.0f} MHz " + ("assumed" if t["clock_assumed"]
-                                                 else "implied by the cycle counter")
+                                                 else "read from the card")
     h = t["host_seconds"]
     lines = [
         f"throughput ({t['backend']}, {t['inputs']} inputs back to back): "

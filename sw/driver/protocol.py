@@ -1,11 +1,15 @@
-"""The host side of the kernel protocol: buffer packing, result decoding, register sequences.
+"""The host side of the kernel protocol: buffer packing, result and trailer decoding, registers.
 
-Every backend moves bytes and registers through these functions and
-nothing else, so the simulated kernel and a real card see the same buffer
-images and the same register writes in the same order. The numbers come
-from :mod:`cosparse.hw.kernel.regmap`, the module the hardware is built
-from; this module adds the numpy side: checking and packing int8 features,
-decoding result records, and checking buffer addresses.
+Every backend moves bytes through these functions and nothing else, so the
+simulated kernel and a real card see the same buffer images, and every
+backend learns a run's cycle count, status and NetSpec fingerprint the
+same way: from the trailer the kernel writes after the results
+(:func:`decode_trailer`), not from registers, which XRT's Python binding
+cannot read. The numbers come from :mod:`cosparse.hw.kernel.regmap`, the
+module the hardware is built from; this module adds the numpy side:
+checking and packing int8 features, decoding result records and the
+trailer, and checking buffer addresses for a host that writes the
+registers itself (the simulation bench).
 """
 
 from __future__ import annotations
@@ -15,18 +19,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...hw.kernel import regmap
-from ...hw.kernel.regmap import (AP_DONE, AP_IDLE, AP_START, COUNT, CTRL, CYCLES, FEATURES,
-                                 RESULTS, STATUS, STATUS_ERROR)
+from ...hw.kernel.fingerprint import netspec_fingerprint
+from ...hw.kernel.regmap import (AP_DONE, AP_IDLE, AP_START, COUNT, CTRL, FEATURES, RESULTS,
+                                 STATUS_ERROR)
 from .. import golden
 from ..netspec import NetSpec
 
-__all__ = ["regmap", "Layout", "pack_features", "unpack_results", "start_writes",
-           "COMPLETION_READS", "decode_completion", "is_done", "CTRL", "AP_DONE", "AP_IDLE",
-           "AP_START"]
+__all__ = ["regmap", "Layout", "Trailer", "TrailerError", "NetSpecMismatch", "pack_features",
+           "unpack_results", "decode_trailer", "check_fingerprint", "start_writes", "is_done",
+           "CTRL", "AP_DONE", "AP_IDLE", "AP_START"]
 
-#: Registers a host reads once ``ap_done`` is seen, in this order (see :func:`decode_completion`).
-COMPLETION_READS = (CYCLES, CYCLES + 4, STATUS)
 _MAX_COUNT = (1 << 32) - 1
+
+
+class TrailerError(RuntimeError):
+    """A results buffer whose trailer is missing or inconsistent: the run did not complete."""
+
+
+class NetSpecMismatch(RuntimeError):
+    """The kernel was generated from another NetSpec than the one the driver was given."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +72,29 @@ class Layout:
     def features_bytes(self, count: int) -> int:
         return count * self.input_stride
 
-    def results_bytes(self, count: int) -> int:
+    def records_bytes(self, count: int) -> int:
+        """Bytes of ``count`` result records (where the trailer starts)."""
         return count * self.record_stride
+
+    def results_bytes(self, count: int) -> int:
+        """Bytes of the whole results buffer of a run: the records, then the trailer record."""
+        return regmap.results_buffer_bytes(self.classes, count)
+
+
+@dataclass(frozen=True)
+class Trailer:
+    """What the kernel reports about a run, read from the record after its results.
+
+    ``cycles`` counts from ap_start to the last result's write response;
+    ``error`` is the status error bit (a memory access failed or a frame
+    was malformed); ``fingerprint`` identifies the NetSpec the kernel was
+    generated from (:func:`cosparse.hw.kernel.fingerprint.netspec_fingerprint`).
+    """
+
+    cycles: int
+    error: bool
+    fingerprint: int
+    count: int
 
 
 def pack_features(spec: NetSpec, x) -> np.ndarray:
@@ -90,7 +122,7 @@ def unpack_results(layout: Layout, buffer, count: int):
     a record's class index is out of range (an unwritten or corrupt record).
     """
     raw = np.frombuffer(bytes(buffer), np.uint8)
-    need = layout.results_bytes(count)
+    need = layout.records_bytes(count)
     if raw.size < need:
         raise ValueError(f"results buffer holds {raw.size} bytes; {count} records need {need}")
     records = raw[:need].reshape(count, layout.record_stride)
@@ -103,6 +135,45 @@ def unpack_results(layout: Layout, buffer, count: int):
         raise ValueError(f"result record {int(bad[0])} holds class {int(predictions[bad[0]])} "
                          f"of {layout.classes}: not written by the kernel")
     return logits, predictions
+
+
+def decode_trailer(layout: Layout, buffer, count: int) -> Trailer:
+    """The :class:`Trailer` after ``count`` records of a results buffer.
+
+    Raises :class:`TrailerError` when the buffer is too short, the magic
+    word or the layout version is wrong (the kernel never wrote it: the run
+    did not complete, or the kernel predates the trailer) or the trailer
+    counts another number of results than the run asked for.
+    """
+    raw = np.frombuffer(bytes(buffer), np.uint8)
+    start = layout.records_bytes(count)
+    if raw.size < start + regmap.TRAILER_BYTES:
+        raise TrailerError(f"results buffer holds {raw.size} bytes; the trailer after {count} "
+                           f"records ends at byte {start + regmap.TRAILER_BYTES}")
+    fields = {name: int.from_bytes(raw[start + offset:start + offset + size].tobytes(), "little")
+              for name, offset, size in regmap.TRAILER_FIELDS}
+    if fields["magic"] != regmap.TRAILER_MAGIC:
+        raise TrailerError(f"no trailer after the {count} results (word {fields['magic']:#010x}, "
+                           f"expected {regmap.TRAILER_MAGIC:#010x}): the run did not complete, "
+                           f"or the kernel was generated before the trailer protocol; rebuild it")
+    if fields["version"] != regmap.TRAILER_VERSION:
+        raise TrailerError(f"trailer version {fields['version']}, this driver reads version "
+                           f"{regmap.TRAILER_VERSION}: rebuild the kernel or update cosparse")
+    if fields["count"] != count:
+        raise TrailerError(f"the trailer counts {fields['count']} results for a run of {count}")
+    return Trailer(cycles=fields["cycles"], error=bool(fields["status"] & STATUS_ERROR),
+                   fingerprint=fields["fingerprint"], count=fields["count"])
+
+
+def check_fingerprint(spec: NetSpec, trailer: Trailer):
+    """Raise :class:`NetSpecMismatch` unless the kernel was generated from ``spec``."""
+    expected = netspec_fingerprint(spec)
+    if trailer.fingerprint != expected:
+        raise NetSpecMismatch(
+            f"the kernel was generated from another NetSpec (fingerprint "
+            f"{trailer.fingerprint:016x}) than the driver's {spec.name!r} ({expected:016x}); its "
+            f"results would be wrong: pass the --netspec the kernel (xclbin) was built from, "
+            f"or rebuild the kernel for this one")
 
 
 def _check_address(name: str, address: int, alignment: int):
@@ -134,9 +205,3 @@ def start_writes(layout: Layout, features_address: int, results_address: int,
 def is_done(ctrl: int) -> bool:
     """Whether a CTRL value read says the run has ended (reading it cleared ap_done)."""
     return bool(ctrl & AP_DONE)
-
-
-def decode_completion(values) -> tuple:
-    """``(cycles, error)`` from the values of :data:`COMPLETION_READS`."""
-    low, high, status = values
-    return (int(high) << 32) | int(low), bool(status & STATUS_ERROR)

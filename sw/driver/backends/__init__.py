@@ -1,10 +1,12 @@
-"""Backends of the driver: each carries the protocol's buffers and register writes to a kernel.
+"""Backends of the driver: each carries the protocol's buffers to a kernel and back.
 
-A backend has ``name``, ``clock_hz`` (None where only the run's wall time
-can tell it), ``clock_assumed``, ``load()``, ``run(buffers)`` and
-``close()``. ``run`` takes a list of ``(features buffer, count)`` pairs,
-runs them one after another and returns one :class:`RunOutput` each; the
-buffers and registers are those of :mod:`cosparse.sw.driver.protocol`.
+A backend has ``name``, ``clock_hz``, ``clock_source`` (where the clock
+figure comes from, in words), ``clock_assumed``, ``load()``,
+``run(buffers)`` and ``close()``. ``run`` takes a list of ``(features
+buffer, count)`` pairs and returns one :class:`RunOutput` each, in order;
+the buffers are those of :mod:`cosparse.sw.driver.protocol`, and the
+results buffer comes back whole, trailer included, for the driver to
+decode.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass
 class RunOutput:
-    """One run on a kernel: the results buffer as read back, and what it cost.
+    """One run on a kernel: the results buffer as read back (trailer included), and its times.
 
-    ``cycles`` is the kernel's own counter (ap_start to ap_done);
-    ``transfer_seconds`` the host's time moving both buffers to and from
-    device memory; ``kernel_seconds`` the host's wall time from the first
-    register write to ap_done seen.
+    ``transfer_seconds`` is the host's time moving both buffers to and from
+    device memory; ``kernel_seconds`` the host's wall time from starting the
+    kernel to seeing it done. The kernel's own cycle count and status are
+    in the buffer's trailer (:func:`cosparse.sw.driver.protocol.decode_trailer`).
+    ``unit`` is the compute unit that ran it (0 where there is one).
     """
 
     results: np.ndarray
-    cycles: int
-    error: bool
     transfer_seconds: float
     kernel_seconds: float
+    unit: int = 0
