@@ -133,7 +133,7 @@ class RegisteredHarness(wiring.Component):
         return m
 
 
-def scaled_gsc(*, size: int = 16, channels: tuple = (8, 8), hidden: int = 40,
+def scaled_gsc(*, size: int = 20, channels: tuple = (8, 8), hidden: int = 40,
                classes: int = 12, seed: int = 0) -> NetSpec:
     """A GSC-shaped NetSpec scaled down: the default network's layer kinds and order.
 
@@ -145,8 +145,8 @@ def scaled_gsc(*, size: int = 16, channels: tuple = (8, 8), hidden: int = 40,
     requantisation drawn from ``seed``. The shapes are what sets the
     hardware; the weights only have to be valid.
     """
-    if not isinstance(size, int) or size < 20 or size % 4:
-        raise ValueError(f"size must be a multiple of 4, at least 20 (two 5x5 convs and two "
+    if not isinstance(size, int) or size < 16 or size % 4:
+        raise ValueError(f"size must be a multiple of 4, at least 16 (two 5x5 convs and two "
                          f"2x pools), got {size!r}")
     if (not isinstance(channels, tuple) or len(channels) != 2
             or not all(isinstance(c, int) and c >= 1 for c in channels)):
