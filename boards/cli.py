@@ -186,7 +186,7 @@ def _run(args):
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.board == "ulx3s":
-        for clock, mhz in report["fmax_mhz"].items():
+        for clock, mhz in report["fmax_per_clock_mhz"].items():
             print(f"Fmax {mhz:.2f} MHz ({clock}; board clock "
                   f"{report['constraint_mhz'][clock]:.0f} MHz, "
                   f"{'met' if report['timing_met'] else 'FAILED'})")

@@ -212,12 +212,12 @@ def test_unit_too_large_for_the_part(tmp_path, monkeypatch):
                         ("--25k", "--package", "CABGA381", "--speed", "6",
                          "--lpf-allow-unconstrained"))
     monkeypatch.setitem(timing.PARTS, "ecp5-25f", small)
-    spec = scaled_gsc(size=20, channels=(16, 8))  # conv1: 4 lanes x 25 offsets = 100 multipliers
-    with pytest.raises(DoesNotFit, match="MULT18X18D 100 / 28"):
+    spec = scaled_gsc(size=16)  # conv1: 2 lanes x 25 offsets = 50 multipliers
+    with pytest.raises(DoesNotFit, match="MULT18X18D 50 / 28"):
         timing_run(spec, tmp_path, part="ecp5-25f", unit="engine_conv1")
     saved = json.loads((tmp_path / "timing.json").read_text())
     assert saved["fits"] is False and saved["over"] == ["MULT18X18D"]
-    assert saved["utilisation"]["MULT18X18D"] == {"used": 100, "available": 28}
+    assert saved["utilisation"]["MULT18X18D"] == {"used": 50, "available": 28}
 
 
 @pytest.mark.slow
