@@ -183,7 +183,7 @@ def scaled_gsc(*, size: int = 20, channels: tuple = (8, 8), hidden: int = 40,
 
 
 def network_units(spec: NetSpec, config=None) -> dict:
-    """The units of ``spec``'s :class:`Network`, by submodule name, built as the Network builds them.
+    """The units of ``spec``'s :class:`Network` by submodule name, built as the Network does.
 
     ``engine_<layer>`` for each conv2d / linear layer, ``sparse_<layer>``
     for the k-WTA or Sparsifier after each engine but the last. Returned as
