@@ -204,6 +204,7 @@ def test_unit_timing_on_ecp5(tmp_path):
     assert json.loads((tmp_path / "timing.json").read_text()) == report
 
 
+@pytest.mark.slow
 def test_unit_too_large_for_the_part(tmp_path, monkeypatch):
     """A part with fewer multipliers than the engine: nextpnr's overflow becomes DoesNotFit."""
     _tools("yosys", "nextpnr-ecp5")
