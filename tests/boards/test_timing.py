@@ -86,8 +86,9 @@ def test_scaled_gsc_has_the_gsc_layer_order():
     kinds = [type(layer) for layer in spec.layers]
     assert kinds == [Conv2d, MaxPool2d, KWTA, Conv2d, MaxPool2d, KWTA, Linear, KWTA, Linear]
     conv1, _, kwta1, conv2, _, kwta2, fc1, kwta3, fc2 = spec.layers
-    assert conv1.kernel == conv2.kernel == 5 and conv1.n == 4 and conv2.n == min(8, 8)
+    assert conv1.kernel == conv2.kernel == 5 and conv1.n == 4 and conv2.n == 4  # 8, capped
     assert kwta1.mode == kwta2.mode == "local" and kwta3.mode == "global"
+    assert conv1.in_shape == (1, 16, 16) and conv2.out_shape == (4, 2, 2)
     assert len(spec.classes) == 12 and fc2.requant is None
     assert [s.pool for s in plan(spec)] == [2, 2, 1, 1]
     again = scaled_gsc()  # deterministic
