@@ -37,6 +37,9 @@ def register_cli(subparsers):
                         help="xrt: drive pyxrt through a Python that imports it (docs/driver.md)")
     parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                         help="sim: probability of a stall per cycle on each memory channel")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="sim: wall-clock seconds a run may wait for ap_done (default: "
+                             "proportional to the run's expected cycles, at least 120 s)")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.set_defaults(func=_run)
     _register_throughput(subparsers)
@@ -103,8 +106,10 @@ def _throughput(args):
 
 def _options(args) -> dict:
     if args.backend == "sim":
-        return {"backpressure": args.backpressure,
+        return {"backpressure": args.backpressure, "timeout": args.timeout,
                 "log": lambda message: print(message, file=sys.stderr)}
+    if args.timeout is not None:
+        raise ValueError("--timeout applies to --backend sim")
     device = int(args.device) if args.device.isdigit() else args.device
     return {"xclbin": args.xclbin, "device": device, "xrt_python": args.xrt_python}
 
@@ -132,8 +137,16 @@ def format_throughput(t: dict) -> list:
 
 
 def _run(args):
+    from .. import golden
+    if args.throughput is not None and args.throughput < 1:
+        raise ValueError(f"--throughput must be a positive number of inputs, got "
+                         f"{args.throughput}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    spec = inputs.load_netspec(args)
     data = inputs.resolve(args)
-    driver = open_device(args.backend, args.netspec, **_options(args))
+    golden.validate_inputs(spec, data.x)  # before the (minutes-long) kernel build
+    driver = open_device(args.backend, spec, **_options(args))
     with driver:
         result = driver.infer(data.x)
         throughput = driver.throughput(args.throughput, data.x) if args.throughput else None
