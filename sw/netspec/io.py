@@ -1,8 +1,10 @@
 """Reading and writing a NetSpec: ``netspec.json`` plus ``arrays.npz`` in a folder.
 
 Loading checks everything :mod:`.layers` checks, plus the file-level rules
-(format tag, version, missing or extra arrays, informative fields that
-disagree with the arrays) and names the file and key at fault.
+(format tag, integer version, the type of every field, unknown fields, an
+array file inside the folder holding each array once, missing or extra
+arrays, informative fields that disagree with the layers) and names the
+file, layer and field at fault. docs/netspec.md ("Validation") lists them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .layers import (FORMAT, KWTA, VERSIONS, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec,
-                     NetSpecError, Requant)
+                     NetSpecError, Requant, check_layer_name)
 
 __all__ = ["save", "load", "load_metadata", "JSON_NAME", "ARRAYS_NAME"]
 
@@ -84,29 +86,109 @@ def save(spec: NetSpec, folder, *, metadata: dict | None = None) -> Path:
     return folder
 
 
-def _require(doc: dict, key: str, where: str):
-    if key not in doc:
-        raise NetSpecError(f"{where}: missing field {key!r}")
-    return doc[key]
+_MISSING = object()
+#: Fields of each JSON object: required, and optional (with a default or informative).
+_TOP_REQUIRED = ("format", "version", "classes", "input", "layers")
+_TOP_OPTIONAL = ("name", "output", "arrays", "metadata")
+_INPUT_FIELDS = (("shape",), ("dtype", "qmin", "qmax", "quant"))
+_OUTPUT_FIELDS = ((), ("dtype", "size", "argmax_tie_break"))
+_REQUANT_FIELDS = ((), ("rounding", "out_min", "out_max", "frac_bits"))
+_LAYER_FIELDS = {
+    "conv2d": (("name", "kind", "in_shape", "out_channels", "kernel", "n", "requant"),
+               ("weight_bits", "groups", "fan_in", "out_shape")),
+    "linear": (("name", "kind", "in_features", "out_features", "n", "requant"),
+               ("weight_bits", "groups", "fan_in", "out_shape")),
+    "maxpool2d": (("name", "kind", "in_shape", "size"), ("out_shape",)),
+    "kwta": (("name", "kind", "in_shape", "mode", "k"), ("tie_break", "frac_bits", "out_shape")),
+}
+#: Fields version 1 files do not have (NetSpec version 2 added them).
+_VERSION_2_FIELDS = ("weight_bits", "frac_bits")
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _tuple(value, where, key):
-    if not isinstance(value, list):
-        raise NetSpecError(f"{where}: {key} must be a list of integers, got {value!r}")
+def _object(value, where: str, required, optional) -> dict:
+    """``value`` as a JSON object holding every required field and nothing unknown."""
+    if not isinstance(value, dict):
+        raise NetSpecError(f"{where}: must be a JSON object, got {_show(value)}")
+    unknown = sorted(set(value) - set(required) - set(optional))
+    if unknown:
+        raise NetSpecError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))} (allowed: "
+                           f"{', '.join(list(required) + list(optional))})")
+    for key in required:
+        if key not in value:
+            raise NetSpecError(f"{where}: missing field {key!r}")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int(doc: dict, key: str, where: str, default=_MISSING) -> int:
+    """An integer field (JSON number without fraction or exponent; not a boolean)."""
+    if key not in doc and default is not _MISSING:
+        return default
+    value = doc[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise NetSpecError(f"{where}: {key} must be an integer, got {_show(value)}")
+    return value
+
+
+def _str(doc: dict, key: str, where: str, default=_MISSING) -> str:
+    if key not in doc and default is not _MISSING:
+        return default
+    value = doc[key]
+    if not isinstance(value, str) or not value:
+        raise NetSpecError(f"{where}: {key} must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _shape(doc: dict, key: str, where: str, lengths=(3,)) -> tuple:
+    value = doc[key]
+    if (not isinstance(value, list) or len(value) not in lengths
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                       for d in value)):
+        raise NetSpecError(f"{where}: {key} must be a list of "
+                           f"{' or '.join(map(str, lengths))} positive integers, "
+                           f"got {_show(value)}")
     return tuple(value)
+
+
+def _constant(doc: dict, key: str, where: str, allowed: str, what: str):
+    """A field whose only allowed value is ``allowed`` (an enumeration of one)."""
+    if key in doc and doc[key] != allowed:
+        raise NetSpecError(f"{where}: {key} {_show(doc[key])} is not supported "
+                           f"(only {allowed!r}){what}")
 
 
 class _Arrays:
     """The npz contents, handing each key out once so leftovers can be reported."""
 
     def __init__(self, path: Path):
+        if not path.is_file():
+            raise NetSpecError(f"{path}: array file not found (a NetSpec folder holds "
+                               f"{JSON_NAME} and {ARRAYS_NAME})")
         try:
+            with open(path, "rb") as handle:
+                magic = handle.read(4)
+            if magic != _ZIP_MAGIC:
+                raise NetSpecError(f"{path}: not a .npz file (a zip archive of .npy arrays, "
+                                   f"as numpy.savez writes; this file is "
+                                   f"{'empty' if not magic else 'something else'})")
+            with zipfile.ZipFile(path) as archive:
+                names = [n[:-4] if n.endswith(".npy") else n for n in archive.namelist()]
+            duplicate = sorted({n for n in names if names.count(n) > 1})
+            if duplicate:
+                raise NetSpecError(f"{path}: holds array {duplicate[0]!r} more than once; "
+                                   f"each array must be stored once")
             with np.load(path, allow_pickle=False) as npz:
                 self._arrays = {key: npz[key] for key in npz.files}
-        except FileNotFoundError:
-            raise NetSpecError(f"{path}: array file not found (a NetSpec folder holds "
-                               f"{JSON_NAME} and {ARRAYS_NAME})") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
+        except NetSpecError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+                zipfile.LargeZipFile, NotImplementedError) as error:
             raise NetSpecError(f"{path}: not a readable .npz file ({error})") from None
         self.path = path
         self._used = set()
@@ -128,89 +210,153 @@ def _check_informative(doc, layer, where):
         if key in doc:
             actual = getattr(layer, key)
             stated = tuple(doc[key]) if isinstance(doc[key], list) else doc[key]
-            if stated != actual:
-                raise NetSpecError(f"{where}: {key} is {doc[key]!r} but the layer's parameters "
-                                   f"give {actual!r}")
+            if stated != actual or isinstance(doc[key], bool):
+                raise NetSpecError(f"{where}: {key} is {_show(doc[key])} but the layer's "
+                                   f"parameters give {actual!r}")
 
 
-def _layer_from_json(doc: dict, arrays: _Arrays, index: int):
+def _requant_from_json(doc, arrays: _Arrays, name: str, where: str):
+    if doc is None:
+        return None
+    where = f"{where} requant"
+    doc = _object(doc, where, *_REQUANT_FIELDS)
+    _constant(doc, "rounding", where, "half_up", "")
+    return Requant(multiplier=arrays.take(f"{name}.multiplier", where),
+                   shift=arrays.take(f"{name}.shift", where),
+                   out_min=_int(doc, "out_min", where, -128),
+                   out_max=_int(doc, "out_max", where, 127),
+                   frac_bits=_int(doc, "frac_bits", where, 0))
+
+
+def _layer_from_json(doc, arrays: _Arrays, index: int, version: int):
     if not isinstance(doc, dict):
-        raise NetSpecError(f"layers[{index}]: must be an object, got {doc!r}")
-    name = _require(doc, "name", f"layers[{index}]")
-    kind = _require(doc, "kind", f"layers[{index}]")
+        raise NetSpecError(f"layers[{index}]: must be a JSON object, got {_show(doc)}")
+    for key in ("name", "kind"):
+        if key not in doc:
+            raise NetSpecError(f"layers[{index}]: missing field {key!r}")
+    name = _str(doc, "name", f"layers[{index}]")
+    check_layer_name(name, f"layers[{index}]")
+    kind = doc["kind"]
     where = f"layer {name!r} ({kind})"
+    if kind not in _LAYER_FIELDS:
+        raise NetSpecError(f"{where}: unknown layer kind {_show(kind)} (expected conv2d, linear, "
+                           f"maxpool2d or kwta)")
+    _object(doc, where, *_LAYER_FIELDS[kind])
+    if version == 1:
+        requant_doc = doc.get("requant") if isinstance(doc.get("requant"), dict) else {}
+        used = [key for key in _VERSION_2_FIELDS if key in doc or key in requant_doc]
+        if used:
+            raise NetSpecError(f"{where}: fields weight_bits and frac_bits need NetSpec "
+                               f"version 2; this file says version 1 and has {used[0]!r}")
     if kind in ("conv2d", "linear"):
         packed = {key: arrays.take(f"{name}.{key}", where) for key in _PACKED_ARRAYS}
-        requant_doc = _require(doc, "requant", where)
-        requant = None
-        if requant_doc is not None:
-            rounding = requant_doc.get("rounding", "half_up")
-            if rounding != "half_up":
-                raise NetSpecError(f"{where}: requant rounding {rounding!r} is not supported "
-                                   f"(only 'half_up')")
-            requant = Requant(multiplier=arrays.take(f"{name}.multiplier", where),
-                              shift=arrays.take(f"{name}.shift", where),
-                              out_min=requant_doc.get("out_min", -128),
-                              out_max=requant_doc.get("out_max", 127),
-                              frac_bits=requant_doc.get("frac_bits", 0))
-        common = dict(name=name, n=_require(doc, "n", where), requant=requant,
-                      weight_bits=doc.get("weight_bits", 8), **packed)
+        common = dict(name=name, n=_int(doc, "n", where),
+                      requant=_requant_from_json(doc["requant"], arrays, name, where),
+                      weight_bits=_int(doc, "weight_bits", where, 8), **packed)
         if kind == "conv2d":
-            layer = Conv2d(in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"),
-                           out_channels=_require(doc, "out_channels", where),
-                           kernel=_require(doc, "kernel", where), **common)
+            layer = Conv2d(in_shape=_shape(doc, "in_shape", where),
+                           out_channels=_int(doc, "out_channels", where),
+                           kernel=_int(doc, "kernel", where), **common)
         else:
-            layer = Linear(in_features=_require(doc, "in_features", where),
-                           out_features=_require(doc, "out_features", where), **common)
+            layer = Linear(in_features=_int(doc, "in_features", where),
+                           out_features=_int(doc, "out_features", where), **common)
     elif kind == "maxpool2d":
-        layer = MaxPool2d(name=name, size=_require(doc, "size", where),
-                          in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"))
-    elif kind == "kwta":
-        tie = doc.get("tie_break", "lower_index")
-        if tie != "lower_index":
-            raise NetSpecError(f"{where}: tie_break {tie!r} is not supported (only 'lower_index')")
-        layer = KWTA(name=name, mode=_require(doc, "mode", where), k=_require(doc, "k", where),
-                     in_shape=_tuple(_require(doc, "in_shape", where), where, "in_shape"),
-                     frac_bits=doc.get("frac_bits", 0))
+        layer = MaxPool2d(name=name, size=_int(doc, "size", where),
+                          in_shape=_shape(doc, "in_shape", where))
     else:
-        raise NetSpecError(f"{where}: unknown layer kind {kind!r} (expected conv2d, linear, "
-                           f"maxpool2d or kwta)")
+        _constant(doc, "tie_break", where, "lower_index", "")
+        layer = KWTA(name=name, mode=doc["mode"], k=_int(doc, "k", where),
+                     in_shape=_shape(doc, "in_shape", where, (1, 3)),
+                     frac_bits=_int(doc, "frac_bits", where, 0))
     layer.validate()
     _check_informative(doc, layer, where)
     return layer
 
 
+def _arrays_path(doc: dict, folder: Path, where: str) -> Path:
+    """The array file: a plain file name inside the NetSpec folder (default arrays.npz)."""
+    name = _str(doc, "arrays", where, ARRAYS_NAME)
+    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise NetSpecError(f"{where}: arrays {_show(name)} must be the name of a file in the "
+                           f"NetSpec folder (no directories; default {ARRAYS_NAME!r})")
+    path = folder / name
+    if path.is_symlink() and path.resolve().parent != folder.resolve():
+        raise NetSpecError(f"{where}: arrays {name!r} is a link to {path.resolve()}, outside "
+                           f"the NetSpec folder {folder}")
+    return path
+
+
+def _input_from_json(doc, where: str) -> InputSpec:
+    where = f"{where} input"
+    doc = _object(doc, where, *_INPUT_FIELDS)
+    _constant(doc, "dtype", where, "int8", "; every input is an int8 feature code")
+    quant = doc.get("quant", {})
+    if not isinstance(quant, dict):
+        raise NetSpecError(f"{where}: quant must be a JSON object, got {_show(quant)}")
+    return InputSpec(shape=_shape(doc, "shape", where), qmin=_int(doc, "qmin", where, 0),
+                     qmax=_int(doc, "qmax", where, 127), quant=quant)
+
+
+def _check_output(doc, spec: NetSpec, where: str):
+    """The informative ``output`` object, when present, must agree with the layers."""
+    where = f"{where} output"
+    doc = _object(doc, where, *_OUTPUT_FIELDS)
+    _constant(doc, "dtype", where, "int32", "; the logits are int32")
+    _constant(doc, "argmax_tie_break", where, "lower_index", "")
+    if "size" in doc and _int(doc, "size", where) != spec.output_size:
+        raise NetSpecError(f"{where}: size is {doc['size']} but the last layer gives "
+                           f"{spec.output_size} outputs")
+
+
 def load(folder) -> NetSpec:
-    """Read and validate the NetSpec in ``folder`` (or the path of its netspec.json)."""
+    """Read and validate the NetSpec in ``folder`` (or the path of its netspec.json).
+
+    Every rule is in docs/netspec.md ("Validation"); any violation raises
+    :class:`NetSpecError` naming the file, the layer and the field.
+    """
     path = Path(folder)
     if path.is_dir():
         path = path / JSON_NAME
-    if not path.exists():
+    if not path.is_file():
         raise NetSpecError(f"{path}: not found; a NetSpec folder holds {JSON_NAME} and "
                            f"{ARRAYS_NAME} (make one with `cosparse export`)")
     try:
-        doc = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise NetSpecError(f"{path}: not valid JSON ({error})") from None
+    except OSError as error:
+        raise NetSpecError(f"{path}: cannot be read ({error})") from None
+    where = str(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NetSpecError(f"{path}: 'format' must be {FORMAT!r}; this is not a cosparse NetSpec")
-    version = _require(doc, "version", str(path))
-    if version not in VERSIONS:
-        raise NetSpecError(f"{path}: version {version!r} is not supported (this cosparse reads "
-                           f"versions {', '.join(map(str, VERSIONS))}); re-export the model "
-                           f"with `cosparse export`")
-    arrays = _Arrays(path.parent / doc.get("arrays", ARRAYS_NAME))
-    input_doc = _require(doc, "input", str(path))
-    input_spec = InputSpec(shape=_tuple(_require(input_doc, "shape", "input"), "input", "shape"),
-                           qmin=input_doc.get("qmin", 0), qmax=input_doc.get("qmax", 127),
-                           quant=input_doc.get("quant", {}))
-    layers_doc = _require(doc, "layers", str(path))
+    _object(doc, where, _TOP_REQUIRED, _TOP_OPTIONAL)
+    version = doc["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version not in VERSIONS:
+        raise NetSpecError(f"{path}: version {_show(version)} is not supported (this cosparse "
+                           f"reads the integer versions {', '.join(map(str, VERSIONS))}); "
+                           f"re-export the model with `cosparse export`")
+    name = _str(doc, "name", where, path.parent.name or "netspec")
+    classes = doc["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise NetSpecError(f"{path}: classes must be a list of non-empty strings, got "
+                           f"{_show(classes)}")
+    if not isinstance(doc.get("metadata", {}), dict):
+        raise NetSpecError(f"{path}: metadata must be a JSON object, got "
+                           f"{_show(doc['metadata'])}")
+    input_spec = _input_from_json(doc["input"], where)
+    layers_doc = doc["layers"]
     if not isinstance(layers_doc, list):
-        raise NetSpecError(f"{path}: 'layers' must be a list")
-    layers = tuple(_layer_from_json(layer, arrays, i) for i, layer in enumerate(layers_doc))
+        raise NetSpecError(f"{path}: layers must be a list of layer objects, got "
+                           f"{_show(layers_doc)}")
+    arrays = _Arrays(_arrays_path(doc, path.parent, where))
+    layers = tuple(_layer_from_json(layer, arrays, i, version)
+                   for i, layer in enumerate(layers_doc))
     arrays.check_all_used()
-    return NetSpec(name=doc.get("name", path.parent.name), input=input_spec, layers=layers,
-                   classes=tuple(_require(doc, "classes", str(path))), version=version)
+    spec = NetSpec(name=name, input=input_spec, layers=layers, classes=tuple(classes),
+                   version=version)
+    if "output" in doc:
+        _check_output(doc["output"], spec, where)
+    return spec
 
 
 def load_metadata(folder) -> dict:

@@ -10,6 +10,7 @@ wrong result three tools later.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from math import prod
 
@@ -17,8 +18,9 @@ import numpy as np
 
 __all__ = [
     "FORMAT", "VERSION", "VERSIONS", "EMPTY_SLOT", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS",
-    "MAX_SHIFT", "MAX_FRAC_BITS", "MIN_WEIGHT_BITS", "MAX_WEIGHT_BITS", "NetSpecError", "Requant", "Conv2d", "Linear", "MaxPool2d",
-    "KWTA", "InputSpec", "NetSpec",
+    "MAX_SHIFT", "MAX_FRAC_BITS", "MIN_WEIGHT_BITS", "MAX_WEIGHT_BITS", "LAYER_NAME",
+    "NetSpecError", "Requant", "Conv2d", "Linear", "MaxPool2d", "KWTA", "InputSpec", "NetSpec",
+    "check_layer_name",
 ]
 
 FORMAT = "cosparse-netspec"
@@ -38,6 +40,12 @@ MAX_FRAC_BITS = 8
 MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 16
 
 
+#: Layer names: an ASCII letter, then letters, digits or underscores, at most 64 in all. Every
+#: tool downstream takes them as they are: npz keys ``<name>.<array>``, Python and Amaranth
+#: names, Verilog module and signal names (Yosys, Verilator, Icarus, Vivado), file names.
+LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
 class NetSpecError(ValueError):
     """A NetSpec that breaks the format: the message names what and where."""
 
@@ -46,11 +54,28 @@ def _fail(where: str, message: str):
     raise NetSpecError(f"{where}: {message}")
 
 
+def check_layer_name(name, where: str = "netspec"):
+    """Raise NetSpecError unless ``name`` matches :data:`LAYER_NAME`."""
+    if not isinstance(name, str) or not LAYER_NAME.fullmatch(name):
+        _fail(where, f"layer name {name!r} is not allowed: use an ASCII letter followed by up "
+                     f"to 63 letters, digits or underscores (the name ends up in array keys "
+                     f"and Verilog identifiers)")
+
+
+def _check_int(where, name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        _fail(where, f"{name} must be an integer, got {value!r}")
+
+
 def _check_array(where, name, array, dtype, shape):
     if not isinstance(array, np.ndarray):
         _fail(where, f"{name} must be a numpy array, got {type(array).__name__}")
     if array.dtype != np.dtype(dtype):
-        _fail(where, f"{name} must have dtype {np.dtype(dtype).name}, got {array.dtype.name}")
+        got = array.dtype.name
+        if array.dtype.newbyteorder("=") == np.dtype(dtype) or got == np.dtype(dtype).name:
+            got += (f" stored big-endian ({array.dtype.str}); save it little-endian, e.g. "
+                    f"with array.astype('{np.dtype(dtype).str}')")
+        _fail(where, f"{name} must have dtype {np.dtype(dtype).name}, got {got}")
     if array.shape != tuple(shape):
         _fail(where, f"{name} must have shape {tuple(shape)}, got {array.shape}")
 
@@ -119,6 +144,8 @@ class Requant:
         if self.shift.size and (self.shift.min() < 0 or self.shift.max() > MAX_SHIFT):
             bad = int(np.flatnonzero((self.shift < 0) | (self.shift > MAX_SHIFT))[0])
             _fail(where, f"requant.shift[{bad}] = {int(self.shift[bad])} is outside [0, {MAX_SHIFT}]")
+        _check_int(where, "requant.out_min", self.out_min)
+        _check_int(where, "requant.out_max", self.out_max)
         if not (INT8_MIN <= self.out_min <= self.out_max <= INT8_MAX):
             _fail(where, f"requant saturation bounds [{self.out_min}, {self.out_max}] must lie "
                          f"within int8 [{INT8_MIN}, {INT8_MAX}] with out_min <= out_max")
@@ -340,6 +367,10 @@ class InputSpec:
 
     def validate(self):
         _check_shape("input", "shape", self.shape, 3)
+        _check_int("input", "qmin", self.qmin)
+        _check_int("input", "qmax", self.qmax)
+        if not isinstance(self.quant, dict):
+            _fail("input", f"quant must be a dict, got {type(self.quant).__name__}")
         if not (INT8_MIN <= self.qmin <= self.qmax <= INT8_MAX):
             _fail("input", f"[qmin, qmax] = [{self.qmin}, {self.qmax}] must lie within int8")
 
@@ -376,14 +407,27 @@ class NetSpec:
         raise KeyError(f"no layer named {name!r}; layers are {[l.name for l in self.layers]}")
 
     def validate(self):
-        if self.version not in VERSIONS:
+        if (not isinstance(self.version, (int, np.integer)) or isinstance(self.version, bool)
+                or self.version not in VERSIONS):
             _fail("netspec", f"version {self.version} is not supported (this cosparse reads "
                              f"versions {', '.join(map(str, VERSIONS))}); re-export the model "
                              f"with `cosparse export`")
         self.input.validate()
         if not self.layers:
             _fail("netspec", "has no layers")
+        if not isinstance(self.name, str) or not self.name:
+            _fail("netspec", f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.classes, tuple) or not all(
+                isinstance(c, str) and c for c in self.classes):
+            _fail("netspec", f"classes must be a tuple of non-empty strings, got "
+                             f"{self.classes!r}")
+        repeated = next((c for c in self.classes if self.classes.count(c) > 1), None)
+        if repeated is not None:
+            _fail("netspec", f"class name {repeated!r} is used twice; every output needs its "
+                             f"own name")
         names = [layer.name for layer in self.layers]
+        for name in names:
+            check_layer_name(name)
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
             _fail("netspec", f"layer name {duplicate!r} is used twice")
