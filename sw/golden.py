@@ -170,7 +170,7 @@ class LayerStats:
 class GoldenResult:
     """Outputs of a batch: logits, classes, per-layer activations and work."""
 
-    logits: np.ndarray  # int64 [B, classes] (int32 values)
+    logits: np.ndarray  # int64 [B, classes] (int32 values; a last conv2d's flattened C, H, W)
     predictions: np.ndarray  # int64 [B]
     activations: dict = field(default_factory=dict)  # layer name -> [B, *out_shape]
     stats: list = field(default_factory=list)  # LayerStats per packed layer
@@ -207,7 +207,8 @@ def run(spec: NetSpec, x, *, keep_activations: bool = True) -> GoldenResult:
         logits.append(out)
         acts.append(chunk_acts)
         work.append(chunk_work)
-    logits = np.concatenate(logits).astype(np.int64)
+    # a conv2d last layer's [B, C, H, W] outputs are C*H*W logits in flat (C, H, W) order
+    logits = np.concatenate(logits).astype(np.int64).reshape(len(x), -1)
     activations = ({name: np.concatenate([a[name] for a in acts]) for name in acts[0]}
                    if keep_activations else {})
     stats = []

@@ -1,0 +1,69 @@
+"""A NetSpec whose last layer is a conv2d (issue 14): one class out of C*H*W, flat (C, H, W).
+
+The golden model, ``cosparse golden`` and the driver's result layout all
+read its logits as docs/netspec.md ("Output") says.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from cosparse.sw import golden, netspec
+from cosparse.sw.cli import main
+from cosparse.sw.driver import protocol
+from cosparse.sw.netspec import Conv2d, InputSpec, NetSpec
+from cosparse.sw.netspec.random import _packed
+
+
+@pytest.fixture
+def conv_last():
+    rng = np.random.default_rng(7)
+    first = _packed(rng, Conv2d, "conv1", dict(in_shape=(1, 6, 6), out_channels=3, kernel=3),
+                    3, 9, 2, True, 0.05)
+    head = _packed(rng, Conv2d, "head", dict(in_shape=(3, 4, 4), out_channels=2, kernel=2),
+                   2, 12, 1, False, 0.05)
+    classes = tuple(f"c{c}_y{y}_x{x}" for c in range(2) for y in range(3) for x in range(3))
+    return NetSpec(name="conv-last", input=InputSpec(shape=(1, 6, 6)), layers=(first, head),
+                   classes=classes)
+
+
+def test_golden_predicts_one_class_of_c_h_w(conv_last):
+    x = netspec.random_inputs(conv_last, 20, seed=3)
+    result = golden.run(conv_last, x)
+    maps = result.activations["head"]  # [B, C, H, W]
+    assert result.logits.shape == (20, 18)
+    np.testing.assert_array_equal(result.logits, maps.reshape(20, -1))
+    np.testing.assert_array_equal(result.predictions, maps.reshape(20, -1).argmax(1))
+    assert result.predictions.shape == (20,)
+
+
+def test_cosparse_golden_on_a_conv_last_netspec(conv_last, tmp_path, capsys):
+    folder = netspec.save(conv_last, tmp_path / "net")
+    x = netspec.random_inputs(conv_last, 4, seed=1)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["golden", "--netspec", str(folder), "--features", str(tmp_path / "x.npy"),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = golden.run(conv_last, x)
+    assert [r["prediction"] for r in report["inputs"]] == \
+        [conv_last.classes[p] for p in expected.predictions]
+    assert [len(r["logits"]) for r in report["inputs"]] == [18] * 4
+    assert main(["golden", "--netspec", str(folder), "--features", str(tmp_path / "x.npy")]) == 0
+
+
+def test_driver_layout_holds_c_h_w_logits(conv_last):
+    layout = protocol.Layout.of(conv_last)
+    assert layout.classes == 18
+    x = netspec.random_inputs(conv_last, 3, seed=2)
+    expected = golden.run(conv_last, x)
+    records = bytearray(layout.results_bytes(3))
+    stride = layout.results_bytes(3) // 3
+    for i in range(3):
+        record = expected.logits[i].astype("<i4").tobytes() + int(
+            expected.predictions[i]).to_bytes(layout.result_bytes - 4 * 18, "little")
+        records[i * stride:i * stride + len(record)] = record
+    logits, predictions = protocol.unpack_results(layout, np.frombuffer(bytes(records),
+                                                                        np.uint8), 3)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(predictions, expected.predictions)
