@@ -119,9 +119,10 @@ def _simulate(args, spec, data):
 
 
 def _run_simulate(args):
+    inputs.check_input_arguments(args)
     spec = inputs.load_netspec(args)
     with progress.stage("inputs"):  # wav clips: log-mel features (librosa's first run: minutes)
-        data = inputs.resolve(args)
+        data = inputs.resolve(args, spec)  # checked against the NetSpec before the build
     return _simulate(args, spec, data)
 
 

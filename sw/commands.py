@@ -136,8 +136,9 @@ def _print_golden(report):
 
 
 def _run_golden(args):
+    inputs.check_input_arguments(args)
     spec = inputs.load_netspec(args)
-    data = inputs.resolve(args)
+    data = inputs.resolve(args, spec)
     report = golden_report(spec, data, golden.run(spec, data.x, keep_activations=False))
     if args.json:
         json.dump(report, sys.stdout, indent=1)

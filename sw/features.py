@@ -9,15 +9,19 @@ float model is trained on ``q / 127``, so going from float to integer model
 loses nothing at the input.
 
 Audio policies (what :func:`load_wav` does with awkward files) are strict by
-default: a file that is not 16 kHz mono, is longer than 1 s, is empty or holds
-NaN/inf is rejected with a message that names the fix; ``convert=True``
-resamples, averages channels and keeps the centred second instead.  Clips
+default: a file that is not 16 kHz mono, is longer than 1 s, is empty, is
+truncated (its header promises more samples than it holds), holds NaN/inf,
+or holds float samples beyond full scale is rejected with a message that
+names the file and the fix; ``convert=True`` resamples, averages channels,
+keeps the centred second and clips samples to full scale instead.  Clips
 shorter than 1 s are zero-padded at the end, because GSC clips are "at most
-1 s" by construction.
+1 s" by construction.  Digital silence has a defined, flat log-mel (see
+:func:`logmel`), which the shipped model classifies as "silence".
 """
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -38,6 +42,8 @@ SCALE = QMAX / (DB_CEIL - DB_FLOOR)
 #: ``librosa.power_to_db``'s default ``amin``: power at or below it everywhere
 #: is treated as digital silence (see :func:`logmel`).
 POWER_AMIN = 1e-10
+#: Largest sample magnitude: PCM files cannot exceed it, float files must not (unless converted).
+FULL_SCALE = 1.0
 FEATURE_SHAPE = (1, N_MELS, N_FRAMES)
 
 
@@ -69,6 +75,7 @@ def input_quant_spec() -> dict:
         "qmin": QMIN,
         "qmax": QMAX,
         "rounding": "half_up",
+        "digital_silence": "flat_0db",
     }
 
 
@@ -80,15 +87,47 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     """Read any soundfile-supported file as float32 [samples, channels]."""
     import soundfile as sf
 
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file; name the .wav files "
+                         f"(e.g. {path}/*.wav) or use --dataset for a GSC-layout folder")
     if not path.is_file():
         raise AudioError(f"{path}: no such file; check the path")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.SoundFileError, TypeError) as err:
+    except (RuntimeError, sf.SoundFileError, TypeError, ValueError, OverflowError,
+            MemoryError) as err:
         raise AudioError(
             f"{path}: not a readable audio file ({err}); give a WAV/FLAC file, "
-            "e.g. convert it with `sox in.mp3 -r 16000 -c 1 out.wav`") from err
+            "e.g. convert it with `sox in.mp3 -r 16000 -c 1 out.wav`") from None
+    _check_complete(path, data)
     return data, rate
+
+
+def _check_complete(path: Path, data: np.ndarray):
+    """Refuse a RIFF WAV whose data chunk is shorter than its header says.
+
+    libsndfile reads what is there without a word, so a clip cut short by a
+    failed copy would silently become a shorter clip padded with silence.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        size = path.stat().st_size
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk, length = struct.unpack("<4sI", handle.read(8))
+            if chunk == b"data":
+                available = size - offset - 8
+                if length != 0xFFFFFFFF and length > available:
+                    frames = data.shape[0]
+                    raise AudioError(
+                        f"{path}: is truncated: its header promises {length} bytes of "
+                        f"samples but the file holds {available} ({frames} frames); "
+                        f"re-copy or re-export the file")
+                return
+            offset += 8 + length + (length & 1)
 
 
 def _to_mono(data: np.ndarray, path: Path, convert: bool) -> np.ndarray:
@@ -156,8 +195,9 @@ def load_wav(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
     Raises
     ------
     AudioError
-        Missing or unreadable file, no samples, NaN/inf samples, or (without
-        ``convert``) wrong rate, several channels, longer than 1 s.
+        Missing, unreadable or truncated file, a directory, no samples,
+        NaN/inf samples, or (without ``convert``) wrong rate, several
+        channels, longer than 1 s, float samples beyond full scale.
     """
     path = Path(path)
     data, rate = _read(path)
@@ -166,6 +206,14 @@ def load_wav(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{path}: holds NaN or infinite samples; the file is "
                          "corrupt, re-export it as 16-bit PCM")
+    peak = float(np.abs(data).max())
+    if peak > FULL_SCALE:
+        if not convert:
+            raise AudioError(
+                f"{path}: holds samples of magnitude up to {peak:.3g}, beyond full scale "
+                f"[-1, 1] (a float file); pass convert=True (CLI --convert) to clip them to "
+                f"full scale, or re-export it normalised")
+        data = np.clip(data, -FULL_SCALE, FULL_SCALE)
     audio = _to_mono(data, path, convert)
     audio = _to_rate(audio, rate, path, convert)
     return np.ascontiguousarray(_to_length(audio, path, convert), dtype=np.float32)
@@ -185,9 +233,12 @@ def logmel(audio: np.ndarray) -> np.ndarray:
     on the recording level.
 
     Digital silence is defined: when no mel cell has power above 1e-10
-    (librosa's ``amin``, e.g. all-zero audio) ``ref=np.max`` would call every
-    cell 0 dB, the loudest value; we return -80 dB everywhere instead, which
-    quantises to all zeros, so silence is also silent for the hardware.
+    (librosa's ``amin``, e.g. all-zero audio) every cell equals the loudest
+    one, so relative to the maximum its spectrum is flat at 0 dB, which
+    quantises to 127 everywhere: the image of a flat noise floor, which the
+    model learnt as "silence" from its noise windows (docs/data.md). (An
+    all-zero image, -80 dB, is not something the model was trained on: the
+    shipped model called it "up".)
 
     Parameters
     ----------
@@ -213,7 +264,7 @@ def logmel(audio: np.ndarray) -> np.ndarray:
     power = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE,
                                            n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP)
     if power.max() <= POWER_AMIN:
-        return np.full((N_MELS, N_FRAMES), DB_FLOOR, dtype=np.float32)
+        return np.full((N_MELS, N_FRAMES), DB_CEIL, dtype=np.float32)
     db = librosa.power_to_db(power, ref=np.max, amin=POWER_AMIN,
                              top_db=DB_CEIL - DB_FLOOR)
     return db.astype(np.float32)
@@ -249,8 +300,15 @@ def audio_to_features(audio: np.ndarray) -> np.ndarray:
 
 
 def wav_to_features(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
-    """int8 [1, 32, 32] features of one audio file (policies of :func:`load_wav`)."""
-    return audio_to_features(load_wav(path, convert=convert))
+    """int8 [1, 32, 32] features of one audio file (policies of :func:`load_wav`).
+
+    Any error is an :class:`AudioError` naming the file.
+    """
+    audio = load_wav(path, convert=convert)
+    try:
+        return audio_to_features(audio)
+    except ValueError as error:
+        raise AudioError(f"{path}: {error}") from None
 
 
 def features_batch(paths: Sequence[str | os.PathLike] | Iterable, *,

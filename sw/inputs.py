@@ -56,20 +56,74 @@ def from_wavs(paths, *, convert: bool = False, progress: bool = False) -> Inputs
     return Inputs(x, np.array([_label_from_path(p) for p in paths]), [str(p) for p in paths])
 
 
-def from_features(path, labels=None) -> Inputs:
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _npy_header(path: Path) -> tuple[tuple, np.dtype]:
+    """Shape and dtype of a .npy file, checked against its size before anything is loaded.
+
+    A header can claim any shape: reading it first keeps a damaged or
+    hostile file from allocating memory it does not hold.
+    """
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+        if magic[:4] == _ZIP_MAGIC:
+            raise ValueError(f"{path}: is an .npz archive; --features takes one .npy array "
+                             f"(numpy.save), e.g. numpy.save('x.npy', numpy.load('{path.name}')"
+                             f"['<name>'])")
+        if magic != _NPY_MAGIC:
+            raise ValueError(f"{path}: not a numpy .npy file ("
+                             f"{'empty file' if not magic else 'no .npy magic'}); save the "
+                             f"features with numpy.save")
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _, dtype = read(handle)
+        except (ValueError, SyntaxError, TypeError, EOFError, OSError) as error:
+            raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+        data_bytes = path.stat().st_size - handle.tell()
+    if dtype.hasobject or dtype.kind not in "iuf":
+        raise ValueError(f"{path}: holds dtype {dtype}; features are integers (int8 codes)")
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{path}: holds an array of shape {list(shape)}; expected "
+                         f"[n, C, H, W] or one input [C, H, W]")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed > data_bytes:
+        raise ValueError(f"{path}: its header promises shape {list(shape)} ({needed:,} bytes) "
+                         f"but the file holds {data_bytes:,} bytes of data; the file is "
+                         f"truncated or damaged")
+    return tuple(shape), dtype
+
+
+def from_features(path, labels=None, input_shape=None) -> Inputs:
     """Feature codes from a .npy: ``[n, C, H, W]`` or one ``[C, H, W]`` input.
 
-    Only the file is checked here; the shape and value range are checked
-    against the NetSpec that runs them (:func:`cosparse.sw.golden.validate_inputs`).
+    With ``input_shape`` (the NetSpec's ``(1, H, W)``) an ``[n, H, W]`` array is
+    also taken, as docs/data.md says. The file is checked here (magic,
+    header, size, at least one input); the value range is checked against
+    the NetSpec that runs them (:func:`cosparse.sw.golden.validate_inputs`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; --features takes a .npy file")
     if not path.exists():
         raise FileNotFoundError(f"features file {path} not found")
+    shape, _ = _npy_header(path)
     try:
         raw = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:
-        raise ValueError(f"{path}: not a numpy .npy array ({error or 'empty file'})") from None
+        raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+    if input_shape is not None and raw.ndim == 3 and raw.shape != tuple(input_shape) \
+            and input_shape[0] == 1 and raw.shape[1:] == tuple(input_shape[1:]):
+        raw = raw[:, None]  # [n, H, W] of a one-channel input
     x = raw[None] if raw.ndim == 3 else raw
+    if len(x) == 0:
+        raise ValueError(f"{path}: holds no inputs (shape {list(shape)})")
     labels = np.full(len(x), -1) if labels is None else np.asarray(labels)
     return Inputs(x, labels, [f"{path.name}[{i}]" for i in range(len(x))])
 
@@ -111,12 +165,39 @@ def add_input_arguments(parser):
                         help="resample / downmix / centre-crop wavs that are not 16 kHz mono 1 s")
 
 
-def resolve(args) -> Inputs:
-    """The inputs named by :func:`add_input_arguments`'s options (default: shipped samples)."""
+def check_input_arguments(args):
+    """Refuse option combinations that would be ignored, before any work is done."""
+    if getattr(args, "limit", None) is not None:
+        if not args.dataset:
+            raise ValueError("--limit applies to --dataset only")
+        if args.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if getattr(args, "convert", False) and not args.wav:
+        raise ValueError("--convert applies to --wav only; a data set's clips must already "
+                         "be 16 kHz mono and at most 1 s (convert them with "
+                         "`sox in.wav -r 16000 -c 1 out.wav`)")
+
+
+def resolve(args, spec=None) -> Inputs:
+    """The inputs named by :func:`add_input_arguments`'s options (default: shipped samples).
+
+    With ``spec`` (a NetSpec) the inputs are checked against it here, so a
+    command fails on bad inputs before any long step (a build, a run).
+    """
+    check_input_arguments(args)
+    data = _resolve(args, spec)
+    if spec is not None:
+        from .golden import validate_inputs
+        data.x = validate_inputs(spec, data.x)
+    return data
+
+
+def _resolve(args, spec) -> Inputs:
     if args.wav:
         return from_wavs(args.wav, convert=args.convert)
     if args.features:
-        return from_features(args.features)
+        return from_features(args.features,
+                             input_shape=None if spec is None else spec.input.shape)
     if args.dataset:
         return from_dataset(args.dataset, args.split, args.limit)
     return default_samples()

@@ -80,10 +80,11 @@ def test_long_clip_is_error_and_convert_keeps_centre(tmp_path):
     assert np.allclose(audio, 0.5, atol=1e-4)
 
 
-def test_all_zero_audio_is_floor_and_quantises_to_zero():
+def test_digital_silence_is_flat_at_0_db():
+    """All-zero audio: every cell equals the loudest, 0 dB, quantised to 127 everywhere."""
     db = F.logmel(np.zeros(F.CLIP_SAMPLES, np.float32))
-    assert db.shape == (F.N_MELS, F.N_FRAMES) and np.all(db == F.DB_FLOOR)
-    assert not F.quantise_features(db).any()
+    assert db.shape == (F.N_MELS, F.N_FRAMES) and np.all(db == F.DB_CEIL)
+    assert np.all(F.quantise_features(db) == F.QMAX)
 
 
 def test_logmel_range_and_shape():

@@ -4,15 +4,22 @@ Feature extraction costs about 1 ms a clip, so a full GSC split takes tens of
 seconds; training runs many times, so the result is cached in
 ``ROOT/.cosparse-cache/<split>-<hash>.npz``.  The hash covers everything the
 features depend on: each example's name (clip path, or noise window and
-gain), each source file's size and mtime, and the feature parameters
-(:func:`cosparse.sw.features.input_quant_spec`).  Change any of them and a new
-cache file is written; stale ones are left for the user to delete.
+gain), the content (a BLAKE2 digest of the bytes) of each source file, and
+the feature parameters (:func:`cosparse.sw.features.input_quant_spec`).
+Change any of them and a new cache file is written; stale ones are left for
+the user to delete.  The cache file also holds a digest of its own arrays:
+one that is truncated, edited or otherwise does not match is recomputed,
+never used.  Writes are atomic (a temporary file per process, then
+``os.replace``); a folder where no cache can be written only costs the
+recomputation, with a warning.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -43,15 +50,60 @@ def _features_of(example: Example) -> np.ndarray:
     return features.audio_to_features(load_example(example))
 
 
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _cache_key(examples: list[Example]) -> str:
     digest = hashlib.sha256(json.dumps(features.input_quant_spec(), sort_keys=True).encode())
-    stats: dict[Path, str] = {}
+    contents: dict[Path, str] = {}
     for example in examples:
-        if example.path not in stats:
-            st = example.path.stat()
-            stats[example.path] = f"{st.st_size}:{st.st_mtime_ns}"
-        digest.update(f"{example.name}|{example.label}|{stats[example.path]}\n".encode())
+        if example.path not in contents:
+            contents[example.path] = _file_digest(example.path)
+        digest.update(f"{example.name}|{example.label}|{contents[example.path]}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _arrays_digest(X: np.ndarray, y: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{X.dtype.str}{X.shape}{y.dtype.str}{y.shape}".encode())
+    digest.update(np.ascontiguousarray(X).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, y: np.ndarray) -> np.ndarray | None:
+    """The cached features, or None when the file is missing, damaged or does not match."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            X, cached_y, stored = cached["X"], cached["y"], str(cached["digest"])
+        if (X.dtype == np.int8 and X.shape == (len(y),) + features.FEATURE_SHAPE
+                and np.array_equal(cached_y, y) and stored == _arrays_digest(X, cached_y)):
+            return X
+        problem = "its contents do not match its digest or the split"
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        problem = f"unreadable ({error})"
+    warnings.warn(f"{path}: features cache {problem}; recomputing it", stacklevel=3)
+    return None
+
+
+def _write_cache(path: Path, X: np.ndarray, y: np.ndarray):
+    """Write the cache atomically; a folder that cannot hold it costs only a warning."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        np.savez(tmp, X=X, y=y, digest=np.array(_arrays_digest(X, y)))
+        os.replace(tmp, path)
+    except OSError as error:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        warnings.warn(f"{path}: cannot write the features cache ({error}); the features "
+                      f"will be recomputed next time", stacklevel=3)
 
 
 def compute_features(examples: list[Example], *, progress: bool = True,
@@ -112,14 +164,11 @@ def load_features(root: str | os.PathLike, split: str, *, cache: bool = True,
     examples = list_split(root, split, **split_options)
     names = [e.name for e in examples]
     y = np.array([e.label for e in examples], dtype=np.int64)
+    if not cache:
+        return compute_features(examples, progress=progress, jobs=jobs), y, names
     path = Path(root) / CACHE_DIR / f"{split}-{_cache_key(examples)}.npz"
-    if cache and path.is_file():
-        with np.load(path) as cached:
-            return cached["X"], cached["y"], names
-    X = compute_features(examples, progress=progress, jobs=jobs)
-    if cache:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, X=X, y=y)
-        os.replace(tmp, path)
+    X = _read_cache(path, y)
+    if X is None:
+        X = compute_features(examples, progress=progress, jobs=jobs)
+        _write_cache(path, X, y)
     return X, y, names

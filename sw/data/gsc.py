@@ -24,7 +24,7 @@ import math
 import os
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -101,13 +101,35 @@ def word_folders(root: str | os.PathLike) -> list[str]:
 
 
 def _read_list(root: Path, split: str) -> set[str]:
-    lines = (root / LIST_FILES[split]).read_text().splitlines()
-    return {line.strip().replace("\\", "/") for line in lines if line.strip()}
+    """The entries of a list file, each ``word/clip.wav`` inside the data set."""
+    path = root / LIST_FILES[split]
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise LayoutError(f"{path}: cannot be read ({error})") from None
+    entries = set()
+    for number, line in enumerate(lines, 1):
+        entry = line.strip().replace("\\", "/")
+        if not entry:
+            continue
+        parts = PurePosixPath(entry).parts
+        if (entry.startswith("/") or len(parts) != 2 or any(p in (".", "..") for p in parts)
+                or parts[0] == NOISE_DIR or ":" in parts[0]):
+            raise LayoutError(f"{path}, line {number}: {entry!r} is not a clip of the data set; "
+                              f"each line must be word/clip.wav, relative to {root} (no '..', "
+                              f"no absolute path, not {NOISE_DIR})")
+        entries.add(entry)
+    return entries
 
 
 def _split_of_clips(root: Path, split: str) -> list[str]:
     """Relative paths 'word/file.wav' of the clips in ``split``, sorted."""
     held_out = {s: _read_list(root, s) for s in LIST_FILES}
+    both = sorted(held_out["validation"] & held_out["testing"])
+    if both:
+        raise LayoutError(f"{root}: {len(both)} clip(s) are listed in both "
+                          f"{LIST_FILES['validation']} and {LIST_FILES['testing']}, e.g. "
+                          f"{both[0]}; a clip belongs to one split")
     if split in held_out:
         missing = sorted(r for r in held_out[split] if not (root / r).is_file())
         if missing:

@@ -137,15 +137,14 @@ def format_throughput(t: dict) -> list:
 
 
 def _run(args):
-    from .. import golden
+    inputs.check_input_arguments(args)
     if args.throughput is not None and args.throughput < 1:
         raise ValueError(f"--throughput must be a positive number of inputs, got "
                          f"{args.throughput}")
     if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     spec = inputs.load_netspec(args)
-    data = inputs.resolve(args)
-    golden.validate_inputs(spec, data.x)  # before the (minutes-long) kernel build
+    data = inputs.resolve(args, spec)  # checked before the (minutes-long) kernel build
     driver = open_device(args.backend, spec, **_options(args))
     with driver:
         result = driver.infer(data.x)
