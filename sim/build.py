@@ -395,6 +395,8 @@ def _locked(directory: Path, log=None):
 
 
 _MARKER_FIELDS = {f.name for f in dataclasses.fields(Build)} - {"cached"}
+_MARKER_INTS = ("engines", "classes", "input_size", "beat_bytes", "counter_bits")
+_MARKER_STRINGS = ("simulator", "directory", "verilog", "key", "top")
 
 
 def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None) -> dict | None:
@@ -408,6 +410,11 @@ def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None)
         problem = None
         if not isinstance(info, dict) or set(info) != _MARKER_FIELDS:
             problem = "fields missing or unexpected"
+        elif not all(isinstance(info[f], int) and not isinstance(info[f], bool)
+                     for f in _MARKER_INTS):
+            problem = f"fields {', '.join(_MARKER_INTS)} must be integers"
+        elif not all(isinstance(info[f], str) for f in _MARKER_STRINGS):
+            problem = f"fields {', '.join(_MARKER_STRINGS)} must be strings"
         elif info["key"] != key:
             problem = f"key {info['key']!r} is not the design's {key!r}"
         elif not Path(info["verilog"]).is_file() or Path(info["verilog"]).stat().st_size == 0:

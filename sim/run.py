@@ -24,7 +24,7 @@ import numpy as np
 
 from ..sw import golden
 from ..sw.netspec import NetSpec
-from .build import TOP, build, get_runner
+from .build import TOP, SimulationTimeout, build, get_runner
 
 __all__ = ["ASSUMED_CLOCK_HZ", "MIN_TIMEOUT_SECONDS", "SIM_CYCLES_PER_SECOND_FLOOR",
            "default_timeout", "simulate"]
@@ -126,6 +126,10 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
                                    "COSPARSE_SIM_REPORT": str(report_path)},
                         waves=waves, log_file=run_dir / "sim.log",
                         results_xml=str(run_dir / "results.xml"))
+    except SimulationTimeout as error:
+        raise SimulationTimeout(f"the {simulator} simulation did not finish: {error} (pass a "
+                                f"larger timeout= if it is merely slow); see "
+                                f"{run_dir / 'sim.log'}") from None
     finally:  # an interrupted or failed run leaves no multi-MB job behind
         job.unlink(missing_ok=True)
         quiet.setLevel(level)

@@ -108,7 +108,7 @@ def fake_compiler(monkeypatch):
 
 @pytest.mark.parametrize("corruption", [
     "truncated", "empty", "missing key", "extra key", "other key", "not an object",
-    "not utf-8", "empty artifact", "missing artifact", "empty verilog", "missing verilog"])
+    "not utf-8", "string engines", "number verilog", "empty artifact", "missing artifact", "empty verilog", "missing verilog"])
 def test_a_corrupt_marker_is_rebuilt_not_a_traceback(fake_compiler, tmp_path, corruption):
     spec = random_netspec(**TINY)
     directory = build(spec, simulator="icarus", cache=tmp_path).directory
@@ -133,6 +133,10 @@ def test_a_corrupt_marker_is_rebuilt_not_a_traceback(fake_compiler, tmp_path, co
         marker.write_text("[1, 2]")
     elif corruption == "not utf-8":
         marker.write_bytes(b"\xff\xfe{")
+    elif corruption == "string engines":
+        marker.write_text(json.dumps(dict(info, engines="3")))
+    elif corruption == "number verilog":
+        marker.write_text(json.dumps(dict(info, verilog=5)))
     elif corruption == "empty artifact":
         artifact.write_bytes(b"")
     elif corruption == "missing artifact":
