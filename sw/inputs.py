@@ -84,8 +84,10 @@ def _npy_header(path: Path) -> tuple[tuple, np.dtype]:
             if read is None:
                 raise ValueError(f".npy format version {version} is not supported")
             shape, _, dtype = read(handle)
-        except (ValueError, SyntaxError, TypeError, EOFError, OSError) as error:
-            raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+        except Exception as error:  # noqa: BLE001 - numpy's header parser raises SyntaxError,
+            # tokenize.TokenError, IndentationError, ... on a damaged header
+            raise ValueError(f"{path}: not a readable .npy file "
+                             f"({type(error).__name__}: {error})") from None
         data_bytes = path.stat().st_size - handle.tell()
     if dtype.hasobject or dtype.kind not in "iuf":
         raise ValueError(f"{path}: holds dtype {dtype}; features are integers (int8 codes)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from math import prod
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,8 @@ _LAYER_FIELDS = {
 #: Fields version 1 files do not have (NetSpec version 2 added them).
 _VERSION_2_FIELDS = ("weight_bits", "frac_bits")
 _ZIP_MAGIC = b"PK\x03\x04"
+#: Most bytes the arrays of one NetSpec may unpack to (the default model's: about 5 MB).
+MAX_ARRAY_BYTES = 1 << 31
 
 
 def _object(value, where: str, required, optional) -> dict:
@@ -163,6 +166,25 @@ def _constant(doc: dict, key: str, where: str, allowed: str, what: str):
                            f"(only {allowed!r}){what}")
 
 
+def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path):
+    """Read one .npy member's header and refuse it if it promises more than the member holds.
+
+    A damaged header can claim any shape; checking it first keeps it from
+    allocating memory the file does not hold.
+    """
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f".npy format version {version} is not supported")
+        shape, _, dtype = read(member)
+    needed = prod(shape) * dtype.itemsize
+    if needed > info.file_size:
+        raise ValueError(f"member {info.filename!r} promises shape {list(shape)} "
+                         f"({needed:,} bytes) but holds {info.file_size:,} bytes")
+
+
 class _Arrays:
     """The npz contents, handing each key out once so leftovers can be reported."""
 
@@ -178,18 +200,28 @@ class _Arrays:
                                    f"as numpy.savez writes; this file is "
                                    f"{'empty' if not magic else 'something else'})")
             with zipfile.ZipFile(path) as archive:
-                names = [n[:-4] if n.endswith(".npy") else n for n in archive.namelist()]
-            duplicate = sorted({n for n in names if names.count(n) > 1})
-            if duplicate:
-                raise NetSpecError(f"{path}: holds array {duplicate[0]!r} more than once; "
-                                   f"each array must be stored once")
+                infos = archive.infolist()
+                names = [i.filename[:-4] if i.filename.endswith(".npy") else i.filename
+                         for i in infos]
+                duplicate = sorted({n for n in names if names.count(n) > 1})
+                if duplicate:
+                    raise NetSpecError(f"{path}: holds array {duplicate[0]!r} more than once; "
+                                       f"each array must be stored once")
+                total = sum(info.file_size for info in infos)
+                if total > MAX_ARRAY_BYTES:
+                    raise NetSpecError(f"{path}: unpacks to {total:,} bytes, more than the "
+                                       f"{MAX_ARRAY_BYTES:,} a NetSpec's arrays may hold")
+                for info in infos:
+                    _check_member(archive, info, path)
             with np.load(path, allow_pickle=False) as npz:
                 self._arrays = {key: npz[key] for key in npz.files}
         except NetSpecError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
-                zipfile.LargeZipFile, NotImplementedError) as error:
-            raise NetSpecError(f"{path}: not a readable .npz file ({error})") from None
+        except Exception as error:  # noqa: BLE001 - damaged archives raise zlib.error,
+            # struct.error, tokenize.TokenError, SyntaxError (numpy's header parser), ...:
+            # whatever the damage, the answer is the same named error
+            raise NetSpecError(f"{path}: not a readable .npz file "
+                               f"({type(error).__name__}: {error})") from None
         self.path = path
         self._used = set()
 
