@@ -58,6 +58,8 @@ JSON_FAULTS = {
                             "shape must be a list of 3 positive integers"),
     "k is a boolean": (lambda d: kind(d, "kwta").update(k=True), "k must be an integer"),
     "n is a float": (lambda d: kind(d, "conv2d").update(n=2.0), "n must be an integer"),
+    "kind is a list": (lambda d: kind(d, "maxpool2d").update(kind=[]),
+                       "unknown layer kind \\[\\]"),
     "mode is a list": (lambda d: kind(d, "kwta").update(mode=["local"]),
                        "mode must be 'local' or 'global'"),
     "quant is a list": (lambda d: d["input"].update(quant=[]), "quant must be a JSON object"),

@@ -270,7 +270,7 @@ def _layer_from_json(doc, arrays: _Arrays, index: int, version: int):
     check_layer_name(name, f"layers[{index}]")
     kind = doc["kind"]
     where = f"layer {name!r} ({kind})"
-    if kind not in _LAYER_FIELDS:
+    if not isinstance(kind, str) or kind not in _LAYER_FIELDS:
         raise NetSpecError(f"{where}: unknown layer kind {_show(kind)} (expected conv2d, linear, "
                            f"maxpool2d or kwta)")
     _object(doc, where, *_LAYER_FIELDS[kind])
