@@ -54,6 +54,11 @@ def _save_raw(path, data: bytes):
                              _save_raw(p, p.read_bytes()[:5000])), "is truncated or damaged"),
     ("huge header", lambda p: _save_raw(p, _huge_header()), "promises shape \\[100000000000"),
     ("directory", lambda p: p.mkdir(), "is a directory"),
+    # found by fuzzing: numpy's header parser raised tokenize.TokenError
+    ("garbage header", lambda p: _save_raw(p, b"\x93NUMPY\x01\x00~\x00{'descr': '|i1', "
+                                              b"'fortran_order': False, 'shape': (1, 8, 8), }"
+                                              + b" " * 55 + b"\n\x1fbud[&EF"),
+     "not a readable .npy file"),
 ])
 def test_bad_features_file_is_named(net, tmp_path, capsys, case, make, message):
     _, folder = net

@@ -208,3 +208,33 @@ def test_in_memory_netspec_refuses_bad_names_and_classes():
         netspec.NetSpec(name="x", input=spec.input, layers=spec.layers, classes="ab")
     with pytest.raises(NetSpecError, match="qmin must be an integer"):
         netspec.InputSpec(shape=(1, 4, 4), qmin=0.5).validate()
+
+
+def test_damaged_compressed_member_is_named(saved):
+    """A flipped byte inside deflated data raised zlib.error (found by fuzzing)."""
+    _, folder, _ = saved
+    path = folder / netspec.ARRAYS_NAME
+    with zipfile.ZipFile(path) as archive:
+        info = archive.infolist()[0]
+    data = bytearray(path.read_bytes())
+    local = info.header_offset  # the local header's own name and extra lengths
+    name_length, extra_length = np.frombuffer(bytes(data[local + 26:local + 30]), "<u2")
+    start = local + 30 + int(name_length) + int(extra_length)
+    for offset in range(start + 2, start + 12):
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(NetSpecError, match="not a readable .npz file"):
+        netspec.load(folder)
+
+
+def test_member_header_promising_more_than_it_holds(saved):
+    _, folder, _ = saved
+    path = folder / netspec.ARRAYS_NAME
+    import io
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|i1", "fortran_order": False, "shape": (10 ** 10,)})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("conv1.weights.npy", header.getvalue() + b"\0" * 16)
+    with pytest.raises(NetSpecError, match="promises shape \\[10000000000\\]"):
+        netspec.load(folder)
