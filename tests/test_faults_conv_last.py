@@ -11,7 +11,6 @@ import pytest
 
 from cosparse.sw import golden, netspec
 from cosparse.sw.cli import main
-from cosparse.sw.driver import protocol
 from cosparse.sw.netspec import Conv2d, InputSpec, NetSpec
 from cosparse.sw.netspec.random import _packed
 
@@ -50,20 +49,3 @@ def test_cosparse_golden_on_a_conv_last_netspec(conv_last, tmp_path, capsys):
         [conv_last.classes[p] for p in expected.predictions]
     assert [len(r["logits"]) for r in report["inputs"]] == [18] * 4
     assert main(["golden", "--netspec", str(folder), "--features", str(tmp_path / "x.npy")]) == 0
-
-
-def test_driver_layout_holds_c_h_w_logits(conv_last):
-    layout = protocol.Layout.of(conv_last)
-    assert layout.classes == 18
-    x = netspec.random_inputs(conv_last, 3, seed=2)
-    expected = golden.run(conv_last, x)
-    records = bytearray(layout.results_bytes(3))
-    stride = layout.results_bytes(3) // 3
-    for i in range(3):
-        record = expected.logits[i].astype("<i4").tobytes() + int(
-            expected.predictions[i]).to_bytes(layout.result_bytes - 4 * 18, "little")
-        records[i * stride:i * stride + len(record)] = record
-    logits, predictions = protocol.unpack_results(layout, np.frombuffer(bytes(records),
-                                                                        np.uint8), 3)
-    np.testing.assert_array_equal(logits, expected.logits)
-    np.testing.assert_array_equal(predictions, expected.predictions)

@@ -38,8 +38,9 @@ def register_cli(subparsers):
     parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                         help="sim: probability of a stall per cycle on each memory channel")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="sim: wall-clock seconds a run may wait for ap_done (default: "
-                             "proportional to the run's expected cycles, at least 120 s)")
+                        help="wall-clock seconds a run may wait for ap_done (sim default: "
+                             "proportional to the run's expected cycles, at least 120 s; "
+                             "xrt: its own default)")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.set_defaults(func=_run)
     _register_throughput(subparsers)
@@ -108,10 +109,11 @@ def _options(args) -> dict:
     if args.backend == "sim":
         return {"backpressure": args.backpressure, "timeout": args.timeout,
                 "log": lambda message: print(message, file=sys.stderr)}
-    if args.timeout is not None:
-        raise ValueError("--timeout applies to --backend sim")
     device = int(args.device) if args.device.isdigit() else args.device
-    return {"xclbin": args.xclbin, "device": device, "xrt_python": args.xrt_python}
+    options = {"xclbin": args.xclbin, "device": device, "xrt_python": args.xrt_python}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    return options
 
 
 def format_throughput(t: dict) -> list:
