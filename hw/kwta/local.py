@@ -209,7 +209,8 @@ class LocalKWTA(wiring.Component):
                     count_ones([ring[0].alive[c] & (top[c] >= d) for c in members]))
         # Stage 1 -> 2 and 2 -> 3: the group counts added up, then taken from need.
         for d in range(1, 4):
-            parts = _sum_tree(list(group_counts[d - 1]), 2)
+            # Two halves (two adder rounds up to 64 channels, more beyond).
+            parts = _sum_tree(list(group_counts[d - 1]), max(0, ceil_log2(len(groups)) - 1))
             for h in range(2):
                 m.d.sync += halves[d - 1][h].eq(parts[h] if h < len(parts) else 0)
             m.d.sync += rems[d - 1].eq(ring[2].need - halves[d - 1][0] - halves[d - 1][1])
@@ -294,7 +295,8 @@ class LocalKWTA(wiring.Component):
             m.d.sync += [valid[2].eq(valid[1]), second.eq(first)]
             for g in range(len(groups)):
                 terms = [first.totals[b] for b in range(g)]
-                m.d.sync += second.offsets[g].eq(_sum_tree(terms, 3)[0] if terms else 0)
+                total = _sum_tree(terms, ceil_log2(len(terms)))[0] if terms else 0
+                m.d.sync += second.offsets[g].eq(total)
         # Rank 3 (the emitter's input): above wins; of the ties, the first need.
         out = Signal(emitter_input_layout(channels))
         m.d.comb += [emitter.i.valid.eq(valid[3]), emitter.i.payload.eq(out)]

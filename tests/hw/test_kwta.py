@@ -111,6 +111,17 @@ def test_local_matches_golden(seed, skip_zeros):
     assert got == expected
 
 
+@pytest.mark.parametrize("channels, k, frac", [(64, 8, 4), (80, 13, 0), (150, 40, 2)])
+def test_local_many_channels_match_golden(channels, k, frac):
+    """Eight or more groups of 8 channels: the search's and the ranking's sums across groups."""
+    rng = np.random.default_rng(channels)
+    shape = (channels, 1, 2)
+    inputs = random_inputs(rng, shape, 3, frac)
+    expected = [b for x in inputs for b in expected_local(x, k, True, frac)]
+    dut = LocalKWTA(shape, k, frac_bits=frac)
+    assert run(dut, inputs, "vector", len(expected), seed=channels) == expected
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("skip_zeros", [True, False])
 def test_local_fraction_bits_match_golden(seed, skip_zeros):
