@@ -128,7 +128,8 @@ class _RequantPipeline(wiring.Component):
 
         for e in range(width):
             a1 = Signal(signed(self._acc_bits), name=f"a1_{e}")
-            a2, m2 = Signal.like(a1, name=f"a2_{e}"), Signal(unsigned(MULTIPLIER_BITS), name=f"m2_{e}")
+            a2 = Signal.like(a1, name=f"a2_{e}")
+            m2 = Signal(unsigned(MULTIPLIER_BITS), name=f"m2_{e}")
             p3 = Signal(signed(product_bits), name=f"p3_{e}")
             p4 = Signal(signed(product_bits), name=f"p4_{e}")
             s2, s3, s4 = (Signal.like(lookup.data[e].s, name=f"s{j}_{e}") for j in (2, 3, 4))

@@ -56,7 +56,8 @@ def test_carry_pairs_count_as_one_level():
 
 
 def test_loop_is_an_error():
-    cells = {"a": _cell("LUT1", {"I0": [2]}, {"O": [3]}), "b": _cell("LUT1", {"I0": [3]}, {"O": [2]})}
+    cells = {"a": _cell("LUT1", {"I0": [2]}, {"O": [3]}),
+             "b": _cell("LUT1", {"I0": [3]}, {"O": [2]})}
     with pytest.raises(ValueError, match="loop"):
         carry_paired_levels({"modules": {"top": {"cells": cells}}}, "top")
 
