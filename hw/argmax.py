@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .layouts import dense_layout
+from .skid import SkidBuffer
 
 __all__ = ["result_layout", "Argmax"]
 
@@ -40,13 +41,17 @@ class Argmax(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # The logits arrive through a register slice: the 32-bit compare below then starts
+        # from flip-flops, not from the last engine's drain arithmetic, and i.ready is one.
+        m.submodules.slice = entry = SkidBuffer(dense_layout(signed(32)))
+        wiring.connect(m, wiring.flipped(self.i), entry.i)
         index = Signal(range(self._classes))
         best = Signal(signed(32))
-        value = self.i.payload.value
-        m.d.comb += self.i.ready.eq(~self.o.valid)
+        value = entry.o.payload.value
+        m.d.comb += entry.o.ready.eq(~self.o.valid)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(entry.o.valid & entry.o.ready):
             m.d.sync += self.o.payload.logits[index].eq(value)
             with m.If((index == 0) | (value > best)):
                 m.d.sync += [best.eq(value), self.o.payload.cls.eq(index)]

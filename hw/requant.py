@@ -12,19 +12,21 @@ values and rounds its winners to int8). The arithmetic is the same; only
 the saturation bounds and the output register grow by ``f`` bits.
 
 with ``m`` (unsigned, 16 bits) and ``s`` (0..62) chosen per output channel.
-The unit is a four-stage pipeline so that each stage holds one operation a
-DSP block or a fabric adder does comfortably in one cycle: operand
-registers, the multiply, the rounding add, then the variable shift and the
-saturation.
+The unit is a seven-stage pipeline (:data:`LATENCY`) so that each stage
+holds one operation a DSP block or a few LUT levels do comfortably in one
+cycle: the coefficient ROM read, the DSP48E2's operand, product and output
+registers, the variable shift, the rounding on the few bits that matter,
+then the saturation (:class:`_RequantPipeline`).
 """
 
 import numpy as np
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .skid import SkidBuffer
 from .layouts import check_frac_bits, coordinate_bits, dense_layout, dense_vector_layout, \
     value_shape
 
@@ -71,67 +73,85 @@ def _check_common(acc_bits, out_min, out_max, frac_bits):
         raise ValueError(f"out_min ({out_min}) must not exceed out_max ({out_max})")
 
 
-class _RequantPipeline(wiring.Component):
-    """The four-stage arithmetic on ``width`` values at once, coefficients from a ROM.
+#: Cycles from a beat taken on ``i`` to its result on ``o`` when never stalled.
+LATENCY = 7
 
-    The ROM holds one row of ``width`` ``(m, s)`` pairs per value of the
-    input's index field (``channel`` or ``slice``) and is read
-    combinationally, so the coefficients enter the pipeline with their
-    values. Subclasses name the ports' fields.
+
+class _RequantPipeline(wiring.Component):
+    """The arithmetic on ``width`` values at once, coefficients from a ROM, in seven stages.
+
+    1. the accumulators and the ROM row of their ``(m, s)`` (a synchronous
+       read: block RAM or LUT ROM, its output register the stage's);
+    2. the multiplier operands (a DSP48E2's A/B registers);
+    3. ``a * m`` (its M register); 4. the product (its P register);
+    5. ``q = (2 * a * m) >> s``, an arithmetic shift (shift first, round after);
+    6. ``r = (q + [s > 0]) >> 1`` on the few low bits of ``q`` that an
+       unsaturated result can have (``8 + f + 2``), and whether ``q`` fits
+       them (the upper bits all equal its sign), which is exactly
+       ``(a * m + 2**(s-1)) >> s`` (for ``s > 0``: with ``q' =
+       floor(p / 2**(s-1))``, ``floor((p + 2**(s-1)) / 2**s) = floor((q' + 1) / 2)``);
+    7. saturation, into the output register slice (:class:`~cosparse.hw.skid.SkidBuffer`).
+
+    No stage holds more than a LUT-level barrel shifter, a 16-bit add or a
+    16-bit compare, and the slice's registered ``ready`` is the one enable
+    of every stage (the pipeline stalls as a whole), so ``i.ready`` is a
+    flip-flop. Subclasses name the ports' fields.
     """
 
-    def _build(self, m, values_in, index, last_in, values_out, last_out):
+    def _build(self, m, values_in, index, last_in):
         width = len(values_in)
         max_shift = max(s for row in self._rows for _, s in row)
         product_bits = self._acc_bits + MULTIPLIER_BITS
-        # Wide enough for a * m and for the rounding constant 2**(s-1), plus a carry.
-        sum_bits = max(product_bits, max_shift) + 1
+        window = self._out_bits + 2  # bits of q an unsaturated result comes from
         coeff = data.StructLayout({"m": unsigned(MULTIPLIER_BITS),
                                    "s": unsigned(max(1, ceil_log2(max_shift + 1)))})
         row = data.ArrayLayout(coeff, width)
         m.submodules.rom = rom = Memory(
             shape=row, depth=len(self._rows),
             init=[[{"m": mv, "s": sv} for mv, sv in r] for r in self._rows])
-        lookup = rom.read_port(domain="comb")
-        m.d.comb += lookup.addr.eq(index)
+        lookup = rom.read_port()
+        out_layout = self.o.payload.shape()
+        m.submodules.slice = out = SkidBuffer(out_layout)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        advance = out.i.ready
+        m.d.comb += [self.i.ready.eq(advance), lookup.addr.eq(index), lookup.en.eq(advance)]
 
-        # Stage registers: valid bits, and what each stage hands on.
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        l1, l2, l3 = Signal(), Signal(), Signal()
-        take4 = ~self.o.valid | self.o.ready
-        take3 = ~v3 | take4
-        take2 = ~v2 | take3
-        take1 = ~v1 | take2
-        m.d.comb += self.i.ready.eq(take1)
-        with m.If(take1):
-            m.d.sync += [v1.eq(self.i.valid), l1.eq(last_in)]
-        with m.If(take2):
-            m.d.sync += [v2.eq(v1), l2.eq(l1)]
-        with m.If(take3):
-            m.d.sync += [v3.eq(v2), l3.eq(l2)]
-        with m.If(take4):
-            m.d.sync += [self.o.valid.eq(v3), last_out.eq(l3)]
+        valid = [Signal(name=f"valid{j}") for j in range(1, 7)]
+        lasts = [Signal(name=f"last{j}") for j in range(1, 7)]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(self.i.valid), lasts[0].eq(last_in)]
+            m.d.sync += [v.eq(prev) for v, prev in zip(valid[1:], valid)]
+            m.d.sync += [n.eq(prev) for n, prev in zip(lasts[1:], lasts)]
+        result = Signal(out_layout)
+        m.d.comb += [out.i.valid.eq(valid[-1]), out.i.payload.eq(result),
+                     self._last_field(result).eq(lasts[-1])]
 
         for e in range(width):
-            a1, c1 = Signal(signed(self._acc_bits), name=f"a1_{e}"), Signal(coeff, name=f"c1_{e}")
-            p2, s2 = Signal(signed(product_bits), name=f"p2_{e}"), Signal.like(c1.s, name=f"s2_{e}")
-            q3, s3 = Signal(signed(sum_bits), name=f"q3_{e}"), Signal.like(c1.s, name=f"s3_{e}")
-            half = Signal(unsigned(sum_bits - 1), name=f"half_{e}")
-            r = Signal(signed(sum_bits), name=f"r_{e}")
-            m.d.comb += [half.eq((1 << s2) >> 1), r.eq(q3 >> s3)]
-            with m.If(take1):
-                m.d.sync += [a1.eq(values_in[e]), c1.eq(lookup.data[e])]
-            with m.If(take2):
-                m.d.sync += [p2.eq(a1 * c1.m), s2.eq(c1.s)]
-            with m.If(take3):
-                m.d.sync += [q3.eq(p2 + half), s3.eq(s2)]
-            with m.If(take4):
-                with m.If(r < self._low):
-                    m.d.sync += values_out[e].eq(self._low)
-                with m.Elif(r > self._high):
-                    m.d.sync += values_out[e].eq(self._high)
-                with m.Else():
-                    m.d.sync += values_out[e].eq(r)
+            a1 = Signal(signed(self._acc_bits), name=f"a1_{e}")
+            a2 = Signal.like(a1, name=f"a2_{e}")
+            m2 = Signal(unsigned(MULTIPLIER_BITS), name=f"m2_{e}")
+            p3 = Signal(signed(product_bits), name=f"p3_{e}")
+            p4 = Signal(signed(product_bits), name=f"p4_{e}")
+            s2, s3, s4 = (Signal.like(lookup.data[e].s, name=f"s{j}_{e}") for j in (2, 3, 4))
+            q5 = Signal(signed(product_bits + 1), name=f"q5_{e}")
+            round5 = Signal(name=f"round5_{e}")
+            r6 = Signal(signed(window), name=f"r6_{e}")
+            fits6, negative6 = Signal(name=f"fits6_{e}"), Signal(name=f"negative6_{e}")
+            upper = q5[window - 1:]
+            with m.If(advance):
+                m.d.sync += [
+                    a1.eq(values_in[e]),
+                    a2.eq(a1), m2.eq(lookup.data[e].m), s2.eq(lookup.data[e].s),
+                    p3.eq(a2 * m2), s3.eq(s2),
+                    p4.eq(p3), s4.eq(s3),
+                    q5.eq((p4 << 1) >> s4), round5.eq(s4 != 0),
+                    r6.eq((q5[:window].as_signed() + round5) >> 1),
+                    fits6.eq((upper == 0) | (upper == (1 << len(upper)) - 1)),
+                    negative6.eq(q5[-1]),
+                ]
+            saturated = Mux(negative6, self._low, self._high)
+            clamped = Mux(r6 < self._low, self._low, Mux(r6 > self._high, self._high, r6))
+            m.d.comb += self._value_field(result, e).eq(Mux(fits6, clamped, saturated))
 
 
 class Requantiser(_RequantPipeline):
@@ -184,14 +204,23 @@ class Requantiser(_RequantPipeline):
         shift = _int_array("shifts", shifts, channels, 0, MAX_SHIFT)
         self._rows = [[pair] for pair in zip(mult, shift)]
         self._low, self._high = int(out_min) << int(frac_bits), int(out_max) << int(frac_bits)
+        self._out_bits = 8 + int(frac_bits)
         super().__init__({"i": In(stream.Signature(requant_input_layout(channels, acc_bits))),
                           "o": Out(stream.Signature(dense_layout(value_shape(frac_bits))))})
 
     def elaborate(self, platform):
         m = Module()
-        i, o = self.i.payload, self.o.payload
-        self._build(m, [i.a], i.channel, i.last, [o.value], o.last)
+        i = self.i.payload
+        self._build(m, [i.a], i.channel, i.last)
         return m
+
+    @staticmethod
+    def _value_field(payload, e):
+        return payload.value
+
+    @staticmethod
+    def _last_field(payload):
+        return payload.last
 
 
 class VectorRequantiser(_RequantPipeline):
@@ -230,14 +259,22 @@ class VectorRequantiser(_RequantPipeline):
         pairs = list(zip(mult, shift)) + [(0, 0)] * (slices * width - channels)
         self._rows = [pairs[r * width:(r + 1) * width] for r in range(slices)]
         self._low, self._high = int(out_min) << int(frac_bits), int(out_max) << int(frac_bits)
+        self._out_bits = 8 + int(frac_bits)
         super().__init__({
             "i": In(stream.Signature(vector_requant_input_layout(width, slices, acc_bits))),
             "o": Out(stream.Signature(dense_vector_layout(width, value_shape(frac_bits))))})
 
     def elaborate(self, platform):
         m = Module()
-        i, o = self.i.payload, self.o.payload
+        i = self.i.payload
         width = len(self._rows[0])
-        self._build(m, [i.a[e] for e in range(width)], i.slice, i.last,
-                    [o.values[e] for e in range(width)], o.last)
+        self._build(m, [i.a[e] for e in range(width)], i.slice, i.last)
         return m
+
+    @staticmethod
+    def _value_field(payload, e):
+        return payload.values[e]
+
+    @staticmethod
+    def _last_field(payload):
+        return payload.last

