@@ -1,6 +1,6 @@
 """Alveo U250 (xcu250-figd2104-2L-e): the platform and its Vitis RTL-kernel build plan.
 
-amaranth-boards has no Alveo board (TOOLCHAIN.md). On an Alveo card the
+amaranth-boards (0.0.21) has no Alveo board. On an Alveo card the
 shell owns every pin, the PCIe link, the DDR banks and the clocks, so the
 platform declares the part and no resources: the accelerator goes in as a
 Vitis RTL kernel (:mod:`cosparse.boards.vitis`): one or more compute

@@ -1,7 +1,8 @@
 """Audio front end: 1 s of 16 kHz audio to an int8 32x32 log-mel image.
 
 Every model, the golden model and the hardware see the same input: the
-log-mel spectrogram of the GSC network (BACKGROUND.md) quantised to int8 in
+log-mel spectrogram of the GSC network (32 mel bands x 32 frames, as in
+Hunter, Spracklen, Ahmad, arXiv 2112.13896; docs/data.md) quantised to int8 in
 [0, 127].  The quantisation is chosen so that the quietest value (-80 dB, the
 ``top_db`` floor of ``librosa.power_to_db``) becomes exactly 0: the hardware
 skips zero activations, so quiet time-frequency cells cost nothing.  The

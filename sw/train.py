@@ -1,6 +1,7 @@
 """Train the GSC network; checkpoints and the ``cosparse train`` command.
 
-The recipe follows BACKGROUND.md (SGD, StepLR 0.9 per epoch) scaled for a
+The recipe follows the published GSC recipe (SGD, StepLR 0.9 per epoch;
+docs/model.md) scaled for a
 2-core CPU: batch 64 instead of 16 with momentum 0.9, which gets through an
 epoch of ~15k clips in well under a minute. Augmentation is a random time
 shift in feature space (frames rolled with zero fill, 0 being the -80 dB
@@ -373,7 +374,7 @@ def make_scheduler(optimizer, args):
 
 
 def make_optimizer(name, parameters, args):
-    """``sgd`` (BACKGROUND.md's recipe, with momentum) or ``adam`` (converges in fewer epochs)."""
+    """``sgd`` (the published recipe, with momentum) or ``adam`` (converges in fewer epochs)."""
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=args["lr"], momentum=args["momentum"],
                                weight_decay=args["weight_decay"])
