@@ -30,7 +30,7 @@ from ..hw.kernel import regmap
 
 __all__ = ["KERNEL", "CLOCK", "RESET", "CONTROL", "MEMORY", "INTERRUPT", "BUILD_TARGETS",
            "MAX_INSTANCES", "VitisTarget", "instance_name", "placement", "kernel_xml",
-           "package_tcl", "link_config", "run_script", "write_plan"]
+           "package_tcl", "link_config", "run_script", "write_sources", "write_plan"]
 
 #: The kernel's module name, and its port names as a Vitis shell expects them.
 KERNEL = "cosparse_kernel"
@@ -301,6 +301,23 @@ fi
 {package}"""
 
 
+def write_sources(out, write_verilog: Callable[[Path], Path]) -> Path:
+    """Have ``write_verilog`` write the design into ``<out>/src`` and return the ``.v`` it wrote.
+
+    Shared by every plan a vendor tool runs (the Vitis kernel, Vivado out of
+    context): the scripts name ``src/<file>.v``, so a writer that puts its
+    file anywhere else is refused here rather than by the tool hours later.
+    """
+    if not callable(write_verilog):
+        raise TypeError(f"write_verilog must be callable, got {type(write_verilog).__name__}")
+    out = Path(out)
+    (out / "src").mkdir(parents=True, exist_ok=True)
+    verilog = Path(write_verilog(out / "src"))
+    if verilog.parent.resolve() != (out / "src").resolve() or verilog.suffix != ".v":
+        raise ValueError(f"write_verilog must write a .v file into {out / 'src'}, wrote {verilog}")
+    return verilog
+
+
 def write_plan(out, target: VitisTarget, write_verilog: Callable[[Path], Path], *,
                instances: int = 1, build_target: str = "hw",
                kernel_mhz: float | None = None) -> dict:
@@ -324,13 +341,8 @@ def write_plan(out, target: VitisTarget, write_verilog: Callable[[Path], Path], 
         if target.embedded:
             raise ValueError(f"{target.board} takes its kernel clock from the platform; "
                              f"--kernel-frequency is for Alveo targets")
-    if not callable(write_verilog):
-        raise TypeError(f"write_verilog must be callable, got {type(write_verilog).__name__}")
     out = Path(out)
-    (out / "src").mkdir(parents=True, exist_ok=True)
-    verilog = Path(write_verilog(out / "src"))
-    if verilog.parent.resolve() != (out / "src").resolve() or verilog.suffix != ".v":
-        raise ValueError(f"write_verilog must write a .v file into {out / 'src'}, wrote {verilog}")
+    verilog = write_sources(out, write_verilog)
     files = {"kernel.xml": kernel_xml(), "package_xo.tcl": package_tcl(target),
              "link.cfg": link_config(target, instances),
              "run.sh": run_script(target, build_target=build_target, kernel_mhz=kernel_mhz)}

@@ -40,6 +40,8 @@ import stat
 from pathlib import Path
 from typing import Callable
 
+from .vitis import write_sources
+
 __all__ = ["VivadoReportError", "REPORTS", "clock_xdc", "ooc_tcl", "run_script",
            "write_ooc_plan", "parse_utilization", "parse_timing_summary",
            "parse_logic_levels", "vivado_report"]
@@ -127,13 +129,8 @@ def write_ooc_plan(out, write_verilog: Callable[[Path], Path], *, top: str, part
     for name, value in (("top", top), ("part", part)):
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
             raise ValueError(f"{name} must be a Verilog / part name, got {value!r}")
-    if not callable(write_verilog):
-        raise TypeError(f"write_verilog must be callable, got {type(write_verilog).__name__}")
     out = Path(out)
-    (out / "src").mkdir(parents=True, exist_ok=True)
-    verilog = Path(write_verilog(out / "src"))
-    if verilog.parent.resolve() != (out / "src").resolve() or verilog.suffix != ".v":
-        raise ValueError(f"write_verilog must write a .v file into {out / 'src'}, wrote {verilog}")
+    verilog = write_sources(out, write_verilog)
     files = {"ooc.tcl": ooc_tcl(top, part), "clock.xdc": clock_xdc(clock_mhz),
              "run.sh": run_script(top, part)}
     for name, text in files.items():
