@@ -23,7 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Depth", "carry_paired_levels", "measure", "unit_verilog"]
+__all__ = ["Depth", "carry_paired_levels", "measure", "unit_rtlil"]
 
 _CARRY_INPUTS = {"CI"}  # the chained input of a CARRY4
 
@@ -100,10 +100,10 @@ def carry_paired_levels(netlist: dict, top: str) -> int:
     return longest
 
 
-def unit_verilog(component, name: str) -> str:
-    """Verilog of ``component`` alone, module ``name``."""
-    from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False)
+def unit_rtlil(component, name: str) -> str:
+    """RTLIL of ``component`` alone, module ``name`` (what the synthesis script reads)."""
+    from amaranth.back import rtlil
+    return rtlil.convert(component, name=name, emit_src=False)
 
 
 def measure(component, name: str, *, cache=None, log=None) -> Depth:
@@ -112,7 +112,7 @@ def measure(component, name: str, *, cache=None, log=None) -> Depth:
     from ..boards.yosys import find_tool, run_logged
     from ..sim.build import cache_root
 
-    text = unit_verilog(component, name)
+    text = unit_rtlil(component, name)
     script = SCRIPT + "select {top}\nwrite_json -selected netlist.json\n"
     key = hashlib.sha256((script + name + text).encode()).hexdigest()[:16]
     folder = (Path(cache) if cache is not None else cache_root() / "depth") / key
@@ -120,8 +120,8 @@ def measure(component, name: str, *, cache=None, log=None) -> Depth:
     if result_path.exists():
         return Depth(**json.loads(result_path.read_text()))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.v").write_text(text)
-    (folder / "synth.ys").write_text(script.format(verilog=f"{name}.v", top=name))
+    (folder / f"{name}.il").write_text(text)
+    (folder / "synth.ys").write_text(script.format(rtlil=f"{name}.il", top=name))
     run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log)
     stat = parse_stat((folder / "stat.json").read_text(), name)
     netlist = json.loads((folder / "netlist.json").read_text())

