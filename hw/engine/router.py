@@ -74,6 +74,14 @@ def _pick(options, index):
     return picked
 
 
+def _check_acc_bits(acc_bits: int, weight_bits: int) -> None:
+    """ValueError unless ``acc_bits`` holds one product of ``weight_bits``-bit weights and a sign."""
+    need = product_bits(weight_bits) + 1
+    if acc_bits < need:
+        raise ValueError(f"acc_bits = {acc_bits} cannot hold a product of {weight_bits}-bit "
+                         f"weights and a sign (needs >= {need})")
+
+
 class DrainPort(wiring.Signature):
     """The drain's view of the idle buffer: read (and clear) one word of one bank.
 
@@ -124,10 +132,7 @@ class Accumulators(wiring.Component):
         for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        need = product_bits(weight_bits) + 1
-        if acc_bits < need:
-            raise ValueError(f"acc_bits = {acc_bits} cannot hold a product of {weight_bits}-bit "
-                             f"weights and a sign (needs >= {need})")
+        _check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
         super().__init__({
             "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
@@ -265,10 +270,7 @@ class LaneAccumulators(wiring.Component):
         if tiling.banks != 1:
             raise ValueError(f"lane accumulators take a single-bank tiling, got {tiling.banks} "
                              f"banks")
-        need = product_bits(weight_bits) + 1
-        if acc_bits < need:
-            raise ValueError(f"acc_bits = {acc_bits} cannot hold a product of {weight_bits}-bit "
-                             f"weights and a sign (needs >= {need})")
+        _check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
         super().__init__({
             "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
