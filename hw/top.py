@@ -140,9 +140,8 @@ class Network(wiring.Component):
             "busy": Out(len(self.stages)),
         })
 
-    def _link(self, m, source, sink, name):
-        """Stream ``source`` into ``sink`` through a FIFO of the configured depth."""
-        depth = self._config.fifo_depth
+    def _link(self, m, source, sink, name, depth):
+        """Stream ``source`` into ``sink`` through a FIFO of ``depth`` (0: directly)."""
         if depth == 0:
             wiring.connect(m, source, sink)
             return
@@ -172,7 +171,7 @@ class Network(wiring.Component):
                 engine = LinearEngine(layer, cfg, in_shape=stage.in_shape)
             m.submodules[f"engine_{layer.name}"] = engine
             m.d.comb += self.busy[index].eq(engine.busy)
-            self._link(m, source, engine.i, f"{layer.name}_in")
+            self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))
             if index == len(self.stages) - 1:
                 m.submodules.argmax = argmax = Argmax(len(self._spec.classes))
                 wiring.connect(m, engine.o, argmax.i)

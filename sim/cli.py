@@ -102,8 +102,8 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
 
 
 def _simulate(args, spec, data):
-    from .run import simulate
-    report = simulate(spec, data.x, simulator=args.sim, dense=args.dense, waves=args.waves,
+    import cosparse
+    report = cosparse.simulate(spec, data.x, simulator=args.sim, dense=args.dense, waves=args.waves,
                       progress=progress.enabled() and not args.json, stress=args.stress,
                       seed=args.seed,
                       log=None if args.json else progress.note)
