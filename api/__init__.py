@@ -106,28 +106,44 @@ def quantise_inputs(x, input_scale: float | None = None, qmin: int = -128, qmax:
     return q, float(input_scale)
 
 
-def export(model, calibration, *, classes=None, input_scale: float | None = None,
+def export(model, calibration, *, input_scale: float | None = None, classes=None,
            input_range: tuple | None = None, name: str | None = None, out=None,
            precision=None, output_scales=None, metadata: dict | None = None):
-    """A trained PyTorch model -> :class:`~cosparse.sw.netspec.NetSpec` (saved to ``out``).
+    """A trained PyTorch model -> :class:`~cosparse.sw.netspec.NetSpec` (saved to folder ``out``).
 
-    ``model`` is the project's GSCNet, an ``nn.Sequential`` or a module whose
-    forward torch.fx traces into a straight chain of the layers
-    docs/api.md lists; anything else is refused, naming the module.
-    ``calibration`` is int8 inputs ``[B, C, H, W]`` as the accelerator will
-    receive them; the model's input is ``calibration * input_scale``.
-    Calibration sets each layer's output scale (not needed when
+    ``model`` is an ``nn.Sequential``, or a module whose forward torch.fx
+    traces into a straight chain, of the project's complementary-sparse
+    Conv2d / Linear, k-WTA (local, global), MaxPool2d, BatchNorm (folded),
+    ReLU and Flatten (docs/api.md); anything else is refused with a
+    :class:`~cosparse.sw.export.ExportError` naming the module. Layer names
+    are the modules' names, made safe. ``calibration`` is int8 inputs
+    ``[B, C, H, W]`` as the accelerator will receive them (see
+    :func:`quantise_inputs`); the model's input is ``calibration *
+    input_scale``. It sets each layer's output scale (None when
     ``output_scales`` are given, e.g. by quantisation-aware training).
-    ``classes`` names the outputs; ``input_range`` is ``(qmin, qmax)``
-    (default: the calibration's sign: ``(0, 127)`` or ``(-128, 127)``).
-    ``precision`` is a :class:`~cosparse.sw.export.Precision`.
+    ``classes`` names the outputs (default ``"0"``, ``"1"``...);
+    ``input_range`` is ``(qmin, qmax)`` (default: ``(0, 127)`` for
+    non-negative calibration, else ``(-128, 127)``); ``precision`` is a
+    :class:`~cosparse.sw.export.Precision` (default: 16-bit first layer,
+    4 fraction bits into local k-WTAs). The project's GSCNet needs none of
+    these: its features' scale, range and class names are known.
     """
-    from .sw.export import export_model
+    from .sw.export import export_model, export_network, model_blocks
     from .sw.model import GSCNet
-    if not isinstance(model, GSCNet):
-        raise TypeError(f"export takes a GSCNet, got {type(model).__name__}")
-    spec, _ = export_model(model, calibration, out, name=name or "gsc", metadata=metadata,
-                           output_scales=output_scales, precision=precision)
+    if isinstance(model, GSCNet) and input_scale is None and classes is None \
+            and input_range is None:
+        spec, _ = export_model(model, calibration, out, name=name or "gsc", metadata=metadata,
+                               output_scales=output_scales, precision=precision)
+        return spec
+    if input_scale is None:
+        raise ValueError("input_scale is needed: the model's input is the int8 calibration "
+                         "times input_scale (cosparse.quantise_inputs chooses one)")
+    blocks = model_blocks(model)
+    if classes is None:
+        classes = [str(i) for i in range(blocks[-1].layer.out_features)]
+    spec, _ = export_network(model, calibration, out, input_scale=input_scale, classes=classes,
+                             input_range=input_range, name=name or "net", metadata=metadata,
+                             output_scales=output_scales, precision=precision, blocks=blocks)
     return spec
 
 
