@@ -193,13 +193,22 @@ def simulate(spec, inputs, *, hw_config=None, simulator: str = "verilator",
     Builds it with Verilator or Icarus (``simulator``; cached by content),
     streams the inputs through it and compares every output with the golden
     model. Returns the report; ``report["summary"]["all_bit_exact"]`` is the
-    verdict. ``options`` are :func:`cosparse.sim.run.simulate`'s (``stress``,
+    verdict; ``report["hw_config"]`` is the hardware config simulated, written
+    beside the run's ``report.json``. ``options`` are :func:`cosparse.sim.run.simulate`'s (``stress``,
     ``seed``, ``waves``, ``progress``, ``log``, ``timeout``...).
     """
+    from .hw.config import HwConfig, save_hw_config as save_config
+    from .hw.generate import unpack_dense
     from .sim.run import simulate as run_simulation
     spec = _spec(spec)
-    return run_simulation(spec, inputs, simulator=simulator, dense=dense,
-                          config=_hw_config(hw_config, spec, dense), **options)
+    config = _hw_config(hw_config, spec, dense)
+    report = run_simulation(spec, inputs, simulator=simulator, dense=dense, config=config,
+                            **options)
+    if config is None:
+        config = HwConfig.default_for(unpack_dense(spec) if dense else spec, dense=dense)
+    report["hw_config"] = str(save_config(config, Path(report["report_path"]).parent
+                                          / HW_CONFIG_NAME, spec, dense=dense))
+    return report
 
 
 def run(spec, inputs, *, backend: str = "sim", hw_config=None, throughput: int | None = None,

@@ -516,10 +516,7 @@ def run_cli(args) -> int:
     from ..sw import inputs
 
     spec = inputs.load_netspec(args)
-    config = None
-    if args.hw_config:
-        from ..hw.config import load_hw_config
-        config = load_hw_config(args.hw_config, spec, dense=args.dense)
+    config = inputs.load_hw_config(args, spec)
     log = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     report = resource_report(spec, config=config, dense=args.dense, jobs=args.jobs,
                              module_timeout=args.module_timeout, time_limit=args.time_limit,

@@ -18,6 +18,7 @@ def register_cli(subparsers):
     inputs.add_netspec_argument(parser)
     parser.add_argument("--dense", action="store_true",
                         help="build the dense baseline (every weight x every input)")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=_run)
@@ -46,6 +47,6 @@ def _run(args):
     import cosparse
 
     spec = inputs.load_netspec(args)
-    report = cosparse.generate(spec, args.out, dense=args.dense)
+    report = cosparse.generate(spec, args.out, hw_config=args.hw_config, dense=args.dense)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

@@ -32,6 +32,7 @@ def register_cli(subparsers):
     parser.add_argument("--throughput", type=int, metavar="N",
                         help="also run N inputs back to back (the inputs repeated) and report "
                              "inputs/s, latency and host time")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--xclbin", metavar="FILE", help="xrt: the kernel's xclbin")
     parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF "
                                                       "(default 0)")
@@ -148,9 +149,10 @@ def _run(args):
     if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     spec = inputs.load_netspec(args)
+    config = inputs.load_hw_config(args, spec)
     data = inputs.resolve(args, spec)  # checked before the (minutes-long) kernel build
-    ran = cosparse.run(spec, data.x, backend=args.backend, throughput=args.throughput,
-                       **_options(args))
+    ran = cosparse.run(spec, data.x, backend=args.backend, hw_config=config,
+                       throughput=args.throughput, **_options(args))
     throughput = ran["throughput"]
     classes = list(spec.classes)
     rows = []
