@@ -7,8 +7,11 @@ from torch import nn
 from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, KWinners, KWinners2d
 
 
-def random_sequential(seed: int, *, in_shape=None):
+def random_sequential(seed: int, *, in_shape=None, strided: bool = False):
     """``(model, in_shape)``: 1-2 conv blocks, a flatten, 1-2 linear blocks, random everything.
+
+    ``strided`` also draws each convolution's stride (1 to 2) and zero
+    padding (0 to K - 1), the first one never stride 1 without padding.
 
     Conv blocks: conv, BatchNorm2d (affine or not) sometimes, MaxPool2d(2)
     sometimes, then a local or global KWinners2d or a ReLU (or nothing);
@@ -26,8 +29,12 @@ def random_sequential(seed: int, *, in_shape=None):
         k = int(rng.integers(1, min(h, w, 3) + 1))
         out = int(rng.integers(2, 9))
         n = int(rng.integers(1, 5))
-        layers.append(CompSparseConv2d(c, out, k, n, seed=seed + index))
-        c, h, w = out, h - k + 1, w - k + 1
+        stride, pad = ((int(rng.integers(1, 3)), int(rng.integers(0, k))) if strided else (1, 0))
+        if strided and index == 0 and (stride, pad) == (1, 0):  # at least one strided/padded
+            stride, pad = (2, 0) if k == 1 else (1, 1)
+        layers.append(CompSparseConv2d(c, out, k, n, seed=seed + index, stride=stride,
+                                       padding=pad))
+        c, h, w = out, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         if rng.random() < 0.7:
             layers.append(nn.BatchNorm2d(c, affine=bool(rng.random() < 0.5)))
         if h % 2 == 0 and w % 2 == 0 and rng.random() < 0.6:

@@ -36,6 +36,11 @@ def test_the_shipped_gsc_model_exports_to_the_shipped_netspec(tmp_path):
     theirs = json.loads((assets.DEFAULT_NETSPEC / netspec.JSON_NAME).read_text())
     ours.pop("metadata"), theirs.pop("metadata")
     # The features module has described digital silence since the shipped export.
+    # NetSpec version 3 (the shipped one is 2) spells out each conv2d's stride and padding.
+    assert (ours.pop("version"), theirs.pop("version")) == (3, 2)
+    for layer in ours["layers"]:
+        if layer["kind"] == "conv2d":
+            assert (layer.pop("stride"), layer.pop("padding")) == (1, 0)
     ours_quant, theirs_quant = ours["input"].pop("quant"), theirs["input"].pop("quant")
     assert ours_quant == features.input_quant_spec()
     assert {k: v for k, v in ours_quant.items() if k != "digital_silence"} == theirs_quant
@@ -47,11 +52,15 @@ def test_the_shipped_gsc_model_exports_to_the_shipped_netspec(tmp_path):
             assert a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes(), key
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_random_sequential_nets_export_and_golden_follows_pytorch(seed):
+@pytest.mark.parametrize("seed, strided", [(seed, False) for seed in range(20)]
+                         + [(seed, True) for seed in range(100, 112)])
+def test_random_sequential_nets_export_and_golden_follows_pytorch(seed, strided):
     """Random nets, trained a few steps: the golden model's logits are PyTorch's with the
     exporter's roundings (fake_quant), up to the 16-bit requantisation multipliers."""
-    model, shape = random_sequential(seed)
+    model, shape = random_sequential(seed, strided=strided)
+    if strided:
+        convs = [m for m in model if isinstance(m, CompSparseConv2d)]
+        assert (convs[0].stride, convs[0].padding) != (1, 0)
     rng = np.random.default_rng(seed)
     signed = bool(seed % 2)
     low = -128 if signed else 0
@@ -154,3 +163,61 @@ def test_bad_export_arguments_are_named():
         cosparse.export(model, x, input_scale=0.1, classes=["a", "b"])
     with pytest.raises(ValueError, match="calibration must be integer inputs"):
         cosparse.export(model, x.astype(np.float32), input_scale=0.1)
+
+
+def _strided_conv_spec(seed, stride, padding):
+    rng = np.random.default_rng(seed)
+    c, h, w, out, k = (int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9)),
+                       int(rng.integers(1, 7)), int(rng.integers(1, 4)))
+    padding = min(padding, k - 1)
+    weights = rng.integers(-127, 128, (out, c * k * k)).astype(np.int8)
+    weights[rng.random(weights.shape) < 0.3] = 0
+    layer = netspec.Conv2d(name="conv", in_shape=(c, h, w), out_channels=out, kernel=k,
+                           stride=stride, padding=padding, n=1, weights=weights,
+                           kernel_ids=np.zeros(weights.shape, np.uint8),
+                           bias=rng.integers(-1000, 1000, out).astype(np.int32), requant=None)
+    spec = netspec.NetSpec(name="strided", input=netspec.InputSpec(shape=(c, h, w), qmin=-128),
+                           layers=(layer,), classes=tuple(map(str, range(np.prod(layer.out_shape)))))
+    return spec, layer
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 0), (2, 1), (3, 2)])
+def test_golden_conv2d_with_stride_and_padding_is_pytorchs(seed, stride, padding):
+    """Bit-exact: the golden conv2d (and its useful-MAC count) against torch's conv2d on the
+    same integers, in float64 (every value exact)."""
+    spec, layer = _strided_conv_spec(seed, stride, padding)
+    x = netspec.random_inputs(spec, 5, seed=seed)
+    x[np.random.default_rng(seed).random(x.shape) < 0.5] = 0
+    k, pad = layer.kernel, layer.padding
+    weight = torch.from_numpy(layer.dense_weight().astype(np.float64)).view(-1, x.shape[1], k, k)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)), weight,
+                                          torch.from_numpy(layer.bias.astype(np.float64)),
+                                          stride=layer.stride, padding=pad)
+    np.testing.assert_array_equal(golden.conv2d(x, layer), expected.numpy().astype(np.int64))
+    assert golden.conv2d(x, layer).shape[1:] == layer.out_shape
+    ones = torch.ones(1, x.shape[1], k, k, dtype=torch.float64)
+    reached = torch.nn.functional.conv2d(torch.from_numpy((x != 0).astype(np.float64)), ones,
+                                         stride=layer.stride, padding=pad)
+    np.testing.assert_array_equal(golden.useful_macs(x, layer),
+                                  reached.sum(dim=(1, 2, 3)).numpy().astype(np.int64) * layer.groups)
+
+
+def test_stride_and_padding_round_trip_and_old_versions_refuse_them(tmp_path):
+    spec, _ = _strided_conv_spec(0, 2, 1)
+    loaded = netspec.load(netspec.save(spec, tmp_path / "net"))
+    assert (loaded.layers[0].stride, loaded.layers[0].padding) == (2, spec.layers[0].padding)
+    np.testing.assert_array_equal(golden.run(loaded, netspec.random_inputs(spec, 3)).logits,
+                                  golden.run(spec, netspec.random_inputs(spec, 3)).logits)
+    with pytest.raises(netspec.NetSpecError, match="stride and padding need NetSpec version 3"):
+        netspec.NetSpec(name="old", input=spec.input, layers=spec.layers, classes=spec.classes,
+                        version=2)
+
+
+def test_the_hardware_generator_refuses_a_strided_conv_by_name(tmp_path):
+    spec, _ = _strided_conv_spec(1, 2, 1)
+    with pytest.raises(ValueError, match=r"layer 'conv': a conv2d with stride 2 and padding "):
+        cosparse.generate(spec, tmp_path / "hw")
+    folder = netspec.save(spec, tmp_path / "net")
+    from cosparse.sw.cli import main
+    assert main(["generate", "--netspec", str(folder), "--out", str(tmp_path / "o")]) == 2

@@ -255,7 +255,8 @@ def _spec_layers(in_shape, quantised, blocks):
                       requant=q.requant, weight_bits=q.weight_bits)
         if isinstance(layer, CompSparseConv2d):
             spec_layer = Conv2d(in_shape=shape, out_channels=layer.out_features,
-                                kernel=layer.kernel_size, **common)
+                                kernel=layer.kernel_size, stride=layer.stride,
+                                padding=layer.padding, **common)
         else:
             spec_layer = Linear(in_features=math.prod(shape), out_features=layer.out_features,
                                 **common)

@@ -77,7 +77,8 @@ def apply_layer(block, h, weight, bias):
     """``block``'s convolution or linear layer with the given (folded) parameters."""
     if isinstance(block.layer, CompSparseConv2d):
         k = block.layer.kernel_size
-        return F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
+        return F.conv2d(h, weight.view(len(weight), -1, k, k), bias,
+                        stride=block.layer.stride, padding=block.layer.padding)
     return F.linear(h.flatten(1), weight, bias)
 
 
