@@ -194,8 +194,8 @@ def simulate(spec, inputs, *, hw_config=None, simulator: str = "verilator",
     streams the inputs through it and compares every output with the golden
     model. Returns the report; ``report["summary"]["all_bit_exact"]`` is the
     verdict; ``report["hw_config"]`` is the hardware config simulated, written
-    beside the run's ``report.json``. ``options`` are :func:`cosparse.sim.run.simulate`'s (``stress``,
-    ``seed``, ``waves``, ``progress``, ``log``, ``timeout``...).
+    beside the run's report. ``options`` are :func:`cosparse.sim.run.simulate`'s
+    (``stress``, ``seed``, ``waves``, ``progress``, ``log``, ``timeout``...).
     """
     from .hw.config import HwConfig, save_hw_config as save_config
     from .hw.generate import unpack_dense

@@ -37,7 +37,8 @@ def build_ulx3s(spec: NetSpec, out, *, inputs=None, bitstream: bool = True, log=
     """Build :class:`RomDemo` of ``spec`` for the ULX3S into ``out``; return the report.
 
     ``inputs`` (int8 ``[N, *shape]``) default to 8 random inputs of the
-    NetSpec's range; ``config`` is the network's HwConfig (default: balanced). The report (``out/report.json``) holds the step times,
+    NetSpec's range; ``config`` is the network's HwConfig (default:
+    balanced). The report (``out/report.json``) holds the step times,
     nextpnr's Fmax against the board's 25 MHz clock, the utilisation, and
     the predictions the LEDs should show, in order.
     """

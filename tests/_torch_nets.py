@@ -51,7 +51,8 @@ def random_sequential(seed: int, *, in_shape=None, strided: bool = False):
     features = c * h * w
     for index in range(int(rng.integers(0, 2))):
         out = int(rng.integers(8, 33))
-        layers.append(CompSparseLinear(features, out, int(rng.integers(1, 5)), seed=seed + 10 + index))
+        layers.append(CompSparseLinear(features, out, int(rng.integers(1, 5)),
+                                       seed=seed + 10 + index))
         if rng.random() < 0.6:
             layers.append(nn.BatchNorm1d(out))
         layers.append(KWinners(out, float(rng.uniform(0.2, 0.6))) if rng.random() < 0.6

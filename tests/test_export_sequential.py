@@ -13,7 +13,7 @@ import cosparse
 from cosparse.sw import assets, features, golden, netspec
 from cosparse.sw.export import ExportError, Precision, gsc_blocks, model_blocks
 from cosparse.sw.export.fake_quant import quantised_logits
-from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, GSCNet, KWinners, KWinners2d
+from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, KWinners2d
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _torch_nets import random_sequential, train_a_few_steps  # noqa: E402
@@ -177,7 +177,8 @@ def _strided_conv_spec(seed, stride, padding):
                            kernel_ids=np.zeros(weights.shape, np.uint8),
                            bias=rng.integers(-1000, 1000, out).astype(np.int32), requant=None)
     spec = netspec.NetSpec(name="strided", input=netspec.InputSpec(shape=(c, h, w), qmin=-128),
-                           layers=(layer,), classes=tuple(map(str, range(np.prod(layer.out_shape)))))
+                           layers=(layer,),
+                           classes=tuple(map(str, range(np.prod(layer.out_shape)))))
     return spec, layer
 
 
@@ -199,8 +200,8 @@ def test_golden_conv2d_with_stride_and_padding_is_pytorchs(seed, stride, padding
     ones = torch.ones(1, x.shape[1], k, k, dtype=torch.float64)
     reached = torch.nn.functional.conv2d(torch.from_numpy((x != 0).astype(np.float64)), ones,
                                          stride=layer.stride, padding=pad)
-    np.testing.assert_array_equal(golden.useful_macs(x, layer),
-                                  reached.sum(dim=(1, 2, 3)).numpy().astype(np.int64) * layer.groups)
+    counted = reached.sum(dim=(1, 2, 3)).numpy().astype(np.int64) * layer.groups
+    np.testing.assert_array_equal(golden.useful_macs(x, layer), counted)
 
 
 def test_stride_and_padding_round_trip_and_old_versions_refuse_them(tmp_path):

@@ -64,7 +64,8 @@ def test_bad_configs_are_named(tmp_path, data, message):
     text = json.dumps(data).replace("LAYER", name)
     path = tmp_path / "hw.json"
     path.write_text(text)
-    with pytest.raises(ValueError, match=f"hardware config {path}: " + message.replace("LAYER", name)):
+    expected = f"hardware config {path}: " + message.replace("LAYER", name)
+    with pytest.raises(ValueError, match=expected):
         load_hw_config(path, spec)
 
 
