@@ -45,6 +45,7 @@ def register_cli(subparsers):
     parser.add_argument("--dense", action="store_true",
                         help="the dense baseline instead of the sparse-sparse design (Vitis "
                              "boards)")
+    inputs.add_hw_config_argument(parser)
     _add_u250_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--vivado-ooc", action="store_true",
@@ -125,10 +126,7 @@ def register_resources(subparsers):
     parser.add_argument("--dense", action="store_true",
                         help="rate the dense baseline alone (default: the sparse design, with "
                              "the dense baseline beside it)")
-    parser.add_argument("--hw-config", metavar="FILE",
-                        help="per-layer parallelism as JSON: {\"layers\": [{\"lanes\": L, "
-                             "\"offsets\": O}, ...], \"fifo_depth\": D} (default: "
-                             "HwConfig.default_for); with --dense it describes the unpacked net")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", metavar="DIR",
                         help="write resources.json and resources.png into DIR")
@@ -176,16 +174,27 @@ def _u250_options(args) -> dict:
             "kernel_mhz": args.kernel_frequency}
 
 
-def kernel_writer(spec, *, dense: bool = False):
-    """A ``write_verilog(folder)`` for the Vitis plans: the spec's :class:`Kernel` Verilog."""
+def kernel_writer(spec, *, dense: bool = False, config=None):
+    """A ``write_verilog(folder)`` for the Vitis plans: the spec's :class:`Kernel` Verilog,
+    and beside it the hardware config it was built with (``hw_config.json``)."""
     def write(folder: Path) -> Path:
         from amaranth.back import verilog
 
         from ..hw.kernel.top import NAME, Kernel
         path = Path(folder) / f"{NAME}.v"
-        path.write_text(verilog.convert(Kernel(spec, dense=dense), name=NAME))
+        path.write_text(verilog.convert(Kernel(spec, config, dense=dense), name=NAME))
+        _write_hw_config(spec, config, dense, folder)
         return path
     return write
+
+
+def _write_hw_config(spec, config, dense, folder) -> Path:
+    """``folder/hw_config.json``: ``config``, or the default one spelt out."""
+    from ..hw.config import HwConfig, save_hw_config
+    from ..hw.generate import unpack_dense
+    if config is None:
+        config = HwConfig.default_for(unpack_dense(spec) if dense else spec, dense=dense)
+    return save_hw_config(config, Path(folder) / "hw_config.json", spec, dense=dense)
 
 
 def _log(line):
@@ -194,20 +203,23 @@ def _log(line):
 
 def _run(args):
     spec = inputs.load_netspec(args)
+    config = inputs.load_hw_config(args, spec)
     log = _log
     if args.vivado_ooc:
-        return _run_vivado_ooc(args, spec)
+        return _run_vivado_ooc(args, spec, config)
     if args.board == "ulx3s":
         _u250_options(args)
         if args.dense:
             raise ValueError("--dense is for the Vitis boards (u250, zu3eg)")
         from .ulx3s import build_ulx3s
-        report = build_ulx3s(spec, args.out, log=None if args.json else log)
+        report = build_ulx3s(spec, args.out, log=None if args.json else log, config=config)
+        _write_hw_config(spec, config, False, args.out)
     else:
         from .alveo_u250 import write_u250_plan
         from .zu3eg import write_zu3eg_plan
         write = write_u250_plan if args.board == "u250" else write_zu3eg_plan
-        report = write(args.out, kernel_writer(spec, dense=args.dense), **_u250_options(args))
+        report = write(args.out, kernel_writer(spec, dense=args.dense, config=config),
+                       **_u250_options(args))
     if args.json:
         print(json.dumps(report, indent=1))
     elif args.board == "ulx3s":
@@ -226,7 +238,7 @@ def _run(args):
     return 0
 
 
-def _run_vivado_ooc(args, spec):
+def _run_vivado_ooc(args, spec, config):
     from ..hw.generate import TOP_NAME, generate, write_verilog
     from .vivado import write_ooc_plan
     if args.board == "ulx3s":
@@ -235,9 +247,11 @@ def _run_vivado_ooc(args, spec):
     from .alveo_u250 import TARGET as U250
     from .zu3eg import TARGET as ZU3EG
     target = U250 if args.board == "u250" else ZU3EG
-    plan = write_ooc_plan(args.out, lambda folder: write_verilog(
-        generate(spec, dense=args.dense), folder, TOP_NAME), top=TOP_NAME, part=target.part,
-        clock_mhz=args.clock_mhz)
+    def write(folder):
+        _write_hw_config(spec, config, args.dense, folder)
+        return write_verilog(generate(spec, config, dense=args.dense), folder, TOP_NAME)
+    plan = write_ooc_plan(args.out, write, top=TOP_NAME, part=target.part,
+                          clock_mhz=args.clock_mhz)
     if args.json:
         print(json.dumps(plan, indent=1))
     else:

@@ -53,7 +53,7 @@ from ..sw.netspec import NetSpec
 from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
 
-__all__ = ["ASSUMED_CLOCK_HZ", "FRACTION", "PUBLISHED", "FIELDS", "GLUE", "load_hw_config",
+__all__ = ["ASSUMED_CLOCK_HZ", "FRACTION", "PUBLISHED", "FIELDS", "GLUE",
            "split", "module_netlist", "resource_report", "format_report", "write_report"]
 
 #: Share of the chip a full-chip figure may use (the rest: shell, routing slack).
@@ -74,50 +74,6 @@ PUBLISHED = {
 #: How the glue between modules is counted (in every report).
 GLUE = ("the Network's top level holds only stream wiring and the busy bits (checked: every "
         "statement is a plain connection); its FIFOs are synthesised as modules and counted")
-
-
-def load_hw_config(path, spec: NetSpec):
-    """An :class:`~cosparse.hw.config.HwConfig` from a JSON file, validated against ``spec``.
-
-    The file holds ``{"layers": [{"lanes": L, "offsets": O, "acc_bits": B}, ...],
-    "fifo_depth": D}``, one entry per conv2d/linear layer in NetSpec order;
-    ``offsets`` defaults to 1, ``acc_bits`` to the layer's accumulator width,
-    ``fifo_depth`` to 4. ``spec`` is the network the config describes (the
-    unpacked one for the dense baseline). Errors name the file.
-    """
-    from ..hw.config import HwConfig, LayerConfig, accumulator_bits
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--hw-config {path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"--hw-config {path}: not JSON ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
-        raise ValueError(f"--hw-config {path}: expected an object with a 'layers' list")
-    unknown = set(data) - {"layers", "fifo_depth", "ports"}
-    if unknown:
-        raise ValueError(f"--hw-config {path}: unknown field(s) {sorted(unknown)}")
-    packed = spec.packed_layers
-    if len(data["layers"]) != len(packed):
-        raise ValueError(f"--hw-config {path}: {len(data['layers'])} layer entries, but NetSpec "
-                         f"{spec.name!r} has {len(packed)} conv2d/linear layers")
-    layers = []
-    for layer, entry in zip(packed, data["layers"]):
-        if not isinstance(entry, dict) or set(entry) - {"lanes", "offsets", "acc_bits"} \
-                or "lanes" not in entry:
-            raise ValueError(f"--hw-config {path}: layer {layer.name!r}: expected "
-                             f"{{'lanes', 'offsets', 'acc_bits'}} with 'lanes', got {entry!r}")
-        layers.append(LayerConfig(lanes=entry["lanes"], offsets=entry.get("offsets", 1),
-                                  acc_bits=entry.get("acc_bits", accumulator_bits(layer))))
-    try:
-        config = HwConfig(layers=tuple(layers), fifo_depth=data.get("fifo_depth", 4),
-                          ports=data.get("ports", 1))
-        config.validate(spec)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--hw-config {path}: {error}") from None
-    return config
 
 
 def _check_wiring(module) -> None:
@@ -560,10 +516,7 @@ def run_cli(args) -> int:
     from ..sw import inputs
 
     spec = inputs.load_netspec(args)
-    config = None
-    if args.hw_config:
-        from ..hw.generate import unpack_dense
-        config = load_hw_config(args.hw_config, unpack_dense(spec) if args.dense else spec)
+    config = inputs.load_hw_config(args, spec)
     log = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     report = resource_report(spec, config=config, dense=args.dense, jobs=args.jobs,
                              module_timeout=args.module_timeout, time_limit=args.time_limit,

@@ -43,9 +43,12 @@ class RomDemo(Elaboratable):
         log2 of the cycles between two inputs, 1 to 30 (small values for simulation).
     leds : int
         LEDs the board has (at least ``class_bits + 2``).
+    config : HwConfig or None
+        The network's parallelism (default: :meth:`HwConfig.default_for`).
     """
 
-    def __init__(self, spec: NetSpec, inputs, *, hold_bits: int = 24, leds: int = 8):
+    def __init__(self, spec: NetSpec, inputs, *, hold_bits: int = 24, leds: int = 8,
+                 config=None):
         if not isinstance(spec, NetSpec):
             raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
         x = validate_inputs(spec, np.asarray(inputs))
@@ -61,7 +64,7 @@ class RomDemo(Elaboratable):
             raise ValueError(f"leds must be at least {self.class_bits + 2} "
                              f"(class bits + 2), got {leds!r}")
         self.leds = leds
-        self.network = AxisNetwork(spec, beat_bytes=1, counter_bits=16)
+        self.network = AxisNetwork(spec, config, beat_bytes=1, counter_bits=16)
         #: The class on the LEDs, the sticky golden agreement and the result toggle.
         self.shown = Signal(self.class_bits)
         self.all_ok = Signal(init=1)

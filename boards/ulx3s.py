@@ -33,18 +33,19 @@ def platform():
 
 
 def build_ulx3s(spec: NetSpec, out, *, inputs=None, bitstream: bool = True, log=None,
-                hold_bits: int = 24) -> dict:
+                hold_bits: int = 24, config=None) -> dict:
     """Build :class:`RomDemo` of ``spec`` for the ULX3S into ``out``; return the report.
 
     ``inputs`` (int8 ``[N, *shape]``) default to 8 random inputs of the
-    NetSpec's range. The report (``out/report.json``) holds the step times,
+    NetSpec's range; ``config`` is the network's HwConfig (default:
+    balanced). The report (``out/report.json``) holds the step times,
     nextpnr's Fmax against the board's 25 MHz clock, the utilisation, and
     the predictions the LEDs should show, in order.
     """
     if not isinstance(spec, NetSpec):
         raise TypeError(f"spec must be a NetSpec, got {type(spec).__name__}")
     x = random_inputs(spec, 8, seed=0) if inputs is None else inputs
-    top = RomDemo(spec, x, hold_bits=hold_bits)
+    top = RomDemo(spec, x, hold_bits=hold_bits, config=config)
     from .ecp5 import build
     report = build(platform().prepare(top, name=TOP_NAME), TOP_NAME, Path(out), log=log,
                    bitstream=bitstream)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ..sw import inputs, progress
+from ..sw import inputs
 
 __all__ = ["register_cli", "format_table"]
 
@@ -13,11 +12,13 @@ __all__ = ["register_cli", "format_table"]
 def register_cli(subparsers):
     parser = subparsers.add_parser(
         "generate", help="NetSpec -> Amaranth design -> Verilog + summary",
-        description="Generate the accelerator for a NetSpec: writes <out>/cosparse_top.v and "
-                    "<out>/summary.json and prints the per-layer summary.")
+        description="Generate the accelerator for a NetSpec: writes <out>/cosparse_top.v, "
+                    "<out>/summary.json and <out>/hw_config.json (the hardware config used, "
+                    "docs/hardware.md) and prints the per-layer summary.")
     inputs.add_netspec_argument(parser)
     parser.add_argument("--dense", action="store_true",
                         help="build the dense baseline (every weight x every input)")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=_run)
@@ -43,14 +44,9 @@ def format_table(report: dict) -> str:
 
 
 def _run(args):
-    from .generate import generate, summary, write_verilog
+    import cosparse
 
     spec = inputs.load_netspec(args)
-    with progress.stage("generate Verilog"):
-        path = write_verilog(generate(spec, dense=args.dense), args.out)
-    with progress.stage("summary (analytical cycle model)"):
-        report = summary(spec, dense=args.dense)
-    report["verilog"] = str(path)
-    Path(args.out, "summary.json").write_text(json.dumps(report, indent=2))
+    report = cosparse.generate(spec, args.out, hw_config=args.hw_config, dense=args.dense)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

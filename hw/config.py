@@ -8,13 +8,21 @@ generator instead of loose keyword arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from math import prod
+from pathlib import Path
 
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .engine.tiling import Tiling
 
-__all__ = ["LayerConfig", "HwConfig", "accumulator_bits"]
+__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "load_hw_config", "save_hw_config",
+           "LAYER_FIELDS", "GLOBAL_FIELDS"]
+
+#: Per-layer knobs a hardware-config file may set (docs/hardware.md).
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth")
+#: Whole-design knobs a hardware-config file may set.
+GLOBAL_FIELDS = ("fifo_depth", "ports")
 
 
 def accumulator_bits(layer) -> int:
@@ -39,12 +47,15 @@ class LayerConfig:
     ``offsets`` is the number of kernel offsets a conv engine does per cycle
     (hw/engine/tiling.py: 1 walks them one by one, ``K*K`` does a whole
     kernel; 1 for linear layers), so an engine has ``lanes * offsets``
-    multipliers. ``acc_bits`` is the accumulator width.
+    multipliers. ``acc_bits`` is the accumulator width. ``fifo_depth`` is the
+    depth of the stream FIFO in front of this engine (None: the
+    :class:`HwConfig`'s ``fifo_depth``; 0: a direct connection).
     """
 
     lanes: int
     acc_bits: int
     offsets: int = 1
+    fifo_depth: int | None = None
 
     def passes(self, groups: int) -> int:
         return -(-groups // self.lanes)
@@ -55,9 +66,9 @@ class HwConfig:
     """Per packed layer :class:`LayerConfig`, in NetSpec order, plus global choices.
 
     ``ports`` is the number of activation ports per engine (only 1 is built).
-    ``fifo_depth`` is the depth of the stream FIFO placed after every engine
-    and k-WTA (0: direct connection), which absorbs rate differences between
-    neighbouring engines.
+    ``fifo_depth`` is the depth of the stream FIFO placed in front of every
+    engine (0: direct connection), which absorbs rate differences between
+    neighbouring engines; a layer's own ``fifo_depth`` overrides it.
     """
 
     layers: tuple
@@ -73,6 +84,79 @@ class HwConfig:
                              f"got {self.ports!r}")
         if not isinstance(self.fifo_depth, int) or self.fifo_depth < 0:
             raise ValueError(f"fifo_depth must be a non-negative integer, got {self.fifo_depth!r}")
+
+    def fifo_depth_of(self, index: int) -> int:
+        """Depth of the FIFO in front of packed layer ``index``'s engine."""
+        own = self.layers[index].fifo_depth
+        return self.fifo_depth if own is None else own
+
+    def to_dict(self, spec: NetSpec) -> dict:
+        """The JSON form :func:`load_hw_config` reads: layers by ``spec``'s layer names."""
+        layers = {}
+        for layer, cfg in zip(spec.packed_layers, self.layers):
+            entry = {"lanes": cfg.lanes, "offsets": cfg.offsets, "acc_bits": cfg.acc_bits}
+            if cfg.fifo_depth is not None:
+                entry["fifo_depth"] = cfg.fifo_depth
+            layers[layer.name] = entry
+        return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
+
+    @classmethod
+    def from_dict(cls, data, spec: NetSpec, *, dense: bool = False) -> "HwConfig":
+        """A config from its JSON form, validated against ``spec``.
+
+        ``data["layers"]`` maps packed layer names to ``{"lanes", "offsets",
+        "acc_bits", "fifo_depth"}`` (each optional); a layer not named, and a
+        field not given, keeps :meth:`default_for`'s choice (``dense``: the
+        dense baseline's, and ``spec`` is then the NetSpec as given, packed).
+        A list of entries in NetSpec order is read too. ValueError names the
+        unknown layer or field, or the layer and field of a bad value.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object with 'layers', got {type(data).__name__}")
+        unknown = sorted(set(data) - {"layers", *GLOBAL_FIELDS})
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; a hardware config has "
+                             f"{['layers', *GLOBAL_FIELDS]}")
+        if dense:
+            from .generate import unpack_dense
+            spec = unpack_dense(spec)
+        packed = spec.packed_layers
+        names = [layer.name for layer in packed]
+        entries = data.get("layers", {})
+        if isinstance(entries, list):
+            if len(entries) != len(packed):
+                raise ValueError(f"{len(entries)} layer entries, but NetSpec {spec.name!r} has "
+                                 f"{len(packed)} conv2d/linear layers ({', '.join(names)})")
+            entries = dict(zip(names, entries))
+        if not isinstance(entries, dict):
+            raise ValueError(f"'layers' must map layer names to settings, got {entries!r}")
+        unknown = sorted(set(entries) - set(names))
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}: NetSpec {spec.name!r} has the "
+                             f"conv2d/linear layers {names}")
+        default = cls.default_for(spec, dense=dense)
+        layers = []
+        for name, cfg in zip(names, default.layers):
+            entry = entries.get(name, {})
+            if not isinstance(entry, dict):
+                raise ValueError(f"layer {name!r}: expected an object of {list(LAYER_FIELDS)}, "
+                                 f"got {entry!r}")
+            bad = sorted(set(entry) - set(LAYER_FIELDS))
+            if bad:
+                raise ValueError(f"layer {name!r}: unknown field(s) {bad}; a layer has "
+                                 f"{list(LAYER_FIELDS)}")
+            for field, value in entry.items():
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ValueError(f"layer {name!r}: {field} must be an integer, "
+                                     f"got {value!r}")
+            layers.append(replace(cfg, **entry))
+        try:
+            config = cls(layers=tuple(layers), fifo_depth=data.get("fifo_depth", 4),
+                         ports=data.get("ports", 1))
+        except TypeError as error:
+            raise ValueError(str(error)) from None
+        config.validate(spec)
+        return config
 
     @classmethod
     def default_for(cls, spec: NetSpec, dense: bool = False, **kwargs) -> "HwConfig":
@@ -141,8 +225,40 @@ class HwConfig:
             elif cfg.offsets != 1:
                 raise ValueError(f"layer {layer.name!r}: offsets must be 1 for a linear layer, "
                                  f"got {cfg.offsets!r}")
+            if cfg.fifo_depth is not None and (not isinstance(cfg.fifo_depth, int)
+                                               or isinstance(cfg.fifo_depth, bool)
+                                               or cfg.fifo_depth < 0):
+                raise ValueError(f"layer {layer.name!r}: fifo_depth must be a non-negative "
+                                 f"integer, got {cfg.fifo_depth!r}")
             need = accumulator_bits(layer)
             if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
                 raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "
                                  f"the accumulator bound {layer.accumulator_bound()} "
                                  f"(needs {need} bits)")
+
+
+def load_hw_config(path, spec: NetSpec, *, dense: bool = False) -> HwConfig:
+    """:meth:`HwConfig.from_dict` of a JSON file; every error names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"hardware config {path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"hardware config {path}: not JSON ({error})") from None
+    try:
+        return HwConfig.from_dict(data, spec, dense=dense)
+    except ValueError as error:
+        raise ValueError(f"hardware config {path}: {error}") from None
+
+
+def save_hw_config(config: HwConfig, path, spec: NetSpec, *, dense: bool = False) -> Path:
+    """Write ``config`` (for ``spec``; ``dense``: its dense baseline) as JSON; returns the path."""
+    if dense:
+        from .generate import unpack_dense
+        spec = unpack_dense(spec)
+    config.validate(spec)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(spec), indent=2) + "\n")
+    return path

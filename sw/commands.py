@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+import cosparse
+
 from . import assets, golden, inputs, netspec
 from .data.gsc import CLASSES
 
@@ -41,7 +43,7 @@ def register_export(subparsers):
 
 
 def _run_export(args):
-    from .export import Precision, export_model
+    from .export import Precision
     from .train import load_checkpoint, read_checkpoint
     model = load_checkpoint(args.checkpoint)
     ckpt = read_checkpoint(args.checkpoint)
@@ -59,7 +61,7 @@ def _run_export(args):
         calibration, scales = None, qat["output_scales"]
     else:
         calibration, scales = inputs.from_dataset(args.data, "train", args.calibration).x, None
-    spec, _ = export_model(model, calibration, args.out, name=args.name, metadata=metadata,
+    spec = cosparse.export(model, calibration, out=args.out, name=args.name, metadata=metadata,
                            output_scales=scales, precision=precision)
     print(f"wrote NetSpec {spec.name!r} to {args.out}: "
           + ", ".join(f"{l.name} ({l.kind})" for l in spec.layers))
@@ -139,7 +141,7 @@ def _run_golden(args):
     inputs.check_input_arguments(args)
     spec = inputs.load_netspec(args)
     data = inputs.resolve(args, spec)
-    report = golden_report(spec, data, golden.run(spec, data.x, keep_activations=False))
+    report = golden_report(spec, data, cosparse.golden(spec, data.x, activations=False))
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()

@@ -51,12 +51,28 @@ def validate_inputs(spec: NetSpec, x) -> np.ndarray:
     return x.astype(np.int8)
 
 
-def conv2d(x: np.ndarray, layer: Conv2d) -> np.ndarray:
-    """``acc + bias`` of a valid, stride-1 convolution: int64 ``[B, C_out, H_out, W_out]``."""
-    batch = x.shape[0]
-    k = layer.kernel
+def _windows(x: np.ndarray, layer: Conv2d, axes: tuple) -> np.ndarray:
+    """Every K x K window of ``x`` the convolution reads: zero-padded by ``padding`` on each
+    side of ``axes`` (H, W), one window per ``stride``; shape ``[..., Ho, Wo, K, K]``."""
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    if p:
+        pad = [(0, 0)] * x.ndim
+        for axis in axes:
+            pad[axis] = (p, p)
+        x = np.pad(x, pad)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=axes)
     _, h_out, w_out = layer.out_shape
-    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
+    index = [slice(None)] * windows.ndim
+    index[axes[0]] = slice(0, (h_out - 1) * s + 1, s)
+    index[axes[1]] = slice(0, (w_out - 1) * s + 1, s)
+    return windows[tuple(index)]
+
+
+def conv2d(x: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """``acc + bias`` of the convolution (zero padding, stride): int64 ``[B, C_out, Ho, Wo]``."""
+    batch = x.shape[0]
+    _, h_out, w_out = layer.out_shape
+    windows = _windows(x, layer, (2, 3))
     # [B, C, Ho, Wo, K, K] -> [B, Ho, Wo, C, K, K]: fan-in order (c, ky, kx) as docs say.
     cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch, h_out * w_out, layer.fan_in)
     acc = cols.astype(np.float64) @ layer.dense_weight().astype(np.float64).T
@@ -137,9 +153,7 @@ def useful_macs(x: np.ndarray, layer) -> np.ndarray:
     if isinstance(layer, Linear):
         return np.count_nonzero(x.reshape(x.shape[0], -1), axis=1) * layer.groups
     nonzero = np.count_nonzero(x, axis=1).astype(np.int64)  # [B, H, W]
-    k = layer.kernel
-    windows = np.lib.stride_tricks.sliding_window_view(nonzero, (k, k), axis=(1, 2))
-    return windows.sum(axis=(1, 2, 3, 4)) * layer.groups
+    return _windows(nonzero, layer, (1, 2)).sum(axis=(1, 2, 3, 4)) * layer.groups
 
 
 @dataclass

@@ -17,7 +17,8 @@ from . import assets, features
 from .data.gsc import CLASSES, NOISE_DIR, label_of
 
 __all__ = ["Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
-           "resolve", "add_input_arguments", "add_netspec_argument", "load_netspec"]
+           "resolve", "add_input_arguments", "add_netspec_argument", "add_hw_config_argument",
+           "load_hw_config", "load_netspec"]
 
 
 @dataclass
@@ -209,6 +210,25 @@ def add_netspec_argument(parser):
     """The shared ``--netspec DIR`` option (default: the shipped model)."""
     parser.add_argument("--netspec", metavar="DIR",
                         help="NetSpec folder (default: the shipped default model)")
+
+
+def add_hw_config_argument(parser):
+    """The shared ``--hw-config FILE`` option: per-layer parallelism (docs/hardware.md)."""
+    parser.add_argument("--hw-config", metavar="FILE",
+                        help="hardware config as JSON: per-layer lanes, offsets, acc_bits and "
+                             "fifo_depth by layer name, and the global fifo_depth "
+                             "(docs/hardware.md; default: balanced per layer; `cosparse "
+                             "generate` writes the one it used as hw_config.json); with "
+                             "--dense it describes the dense baseline")
+
+
+def load_hw_config(args, spec):
+    """The HwConfig named by :func:`add_hw_config_argument`'s option for ``spec`` (None: the
+    default), read before any slow step so that a bad file fails at once."""
+    if not getattr(args, "hw_config", None):
+        return None
+    from ..hw.config import load_hw_config as load
+    return load(args.hw_config, spec, dense=getattr(args, "dense", False))
 
 
 def load_netspec(args):

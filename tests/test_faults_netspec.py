@@ -66,8 +66,14 @@ JSON_FAULTS = {
     "metadata is a list": (lambda d: d.update(metadata=[]), "metadata must be a JSON object"),
     "output is a list": (lambda d: d.update(output=[]), "output: must be a JSON object"),
     # silent wrong results before
-    "conv2d stride": (lambda d: kind(d, "conv2d").update(stride=2, padding=1),
-                      "unknown fields 'padding', 'stride'"),
+    "conv2d stride, stale out_shape": (lambda d: kind(d, "conv2d").update(stride=2, padding=1),
+                                       "out_shape is .* but the layer's parameters give"),
+    "conv2d stride in version 2": (lambda d: d.update(version=2),
+                                   "fields stride and padding need NetSpec version 3; this file "
+                                   "says version 2"),
+    "conv2d padding >= kernel": (lambda d: kind(d, "conv2d").update(padding=kind(d, "conv2d")
+                                                                    ["kernel"]),
+                                 "padding = .* must be from 0 to kernel - 1"),
     "unknown top-level field": (lambda d: d.update(extra=1), "unknown field 'extra'"),
     "unknown input field": (lambda d: d["input"].update(scale=2), "unknown field 'scale'"),
     "unknown requant field": (lambda d: kind(d, "conv2d")["requant"].update(zero_point=3),

@@ -100,7 +100,7 @@ def _wheel(tmp_path) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for top in ("sw", "hw", "sim", "boards"):
+    for top in ("api", "sw", "hw", "sim", "boards"):
         shutil.copytree(ROOT / top, source / top,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
@@ -117,7 +117,7 @@ def test_wheel_installs_and_generates_and_simulates_outside_the_tree(tmp_path, s
     folder, npy = small_net
     wheel = _wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    for asset in ("cosparse/sw/assets/default/netspec/netspec.json",
+    for asset in ("cosparse/__init__.py", "cosparse/sw/assets/default/netspec/netspec.json",
                   "cosparse/sw/assets/default/netspec/arrays.npz",
                   "cosparse/sw/assets/samples/yes_0.wav", "cosparse/hw/generate.py",
                   "cosparse/sim/bench_network.py", "cosparse/boards/yosys.py"):
@@ -140,9 +140,11 @@ def test_wheel_installs_and_generates_and_simulates_outside_the_tree(tmp_path, s
     work.mkdir()
     path = f"{env_dir / 'bin'}{os.pathsep}{_path_without(tmp_path / 'bin', DEBIAN_TOOLS)}"
     where = subprocess.run([str(python), "-c", "import cosparse.hw, cosparse.sw.assets as a; "
-                            "print(cosparse.hw.__file__); print(a.DEFAULT_NETSPEC.exists())"],
+                            "print(cosparse.hw.__file__); print(a.DEFAULT_NETSPEC.exists()); "
+                            "print(cosparse.__file__, callable(cosparse.generate))"],
                            cwd=work, capture_output=True, text=True, check=True).stdout.split()
     assert Path(where[0]).is_relative_to(site) and where[1] == "True", where
+    assert Path(where[2]).is_relative_to(site) and where[3] == "True", where
 
     env = {"COSPARSE_CACHE": str(tmp_path / "cache")}
     generated = _cosparse(["generate", "--netspec", str(folder), "--out", "gen"],

@@ -137,6 +137,7 @@ def test_version_1_files_still_load_as_int8(saved, tmp_path):
         doc["version"] = 1
         for layer in doc["layers"]:
             layer.pop("weight_bits", None), layer.pop("frac_bits", None)
+            layer.pop("stride", None), layer.pop("padding", None)
             if layer.get("requant"):
                 layer["requant"].pop("frac_bits")
     edit_json(to_version_1)

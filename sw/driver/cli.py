@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import cosparse
+
 from .. import inputs
 from .api import BACKENDS, open_device
 
@@ -30,6 +32,7 @@ def register_cli(subparsers):
     parser.add_argument("--throughput", type=int, metavar="N",
                         help="also run N inputs back to back (the inputs repeated) and report "
                              "inputs/s, latency and host time")
+    inputs.add_hw_config_argument(parser)
     parser.add_argument("--xclbin", metavar="FILE", help="xrt: the kernel's xclbin")
     parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF "
                                                       "(default 0)")
@@ -146,21 +149,21 @@ def _run(args):
     if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     spec = inputs.load_netspec(args)
+    config = inputs.load_hw_config(args, spec)
     data = inputs.resolve(args, spec)  # checked before the (minutes-long) kernel build
-    driver = open_device(args.backend, spec, **_options(args))
-    with driver:
-        result = driver.infer(data.x)
-        throughput = driver.throughput(args.throughput, data.x) if args.throughput else None
-    classes = list(driver.spec.classes)
+    ran = cosparse.run(spec, data.x, backend=args.backend, hw_config=config,
+                       throughput=args.throughput, **_options(args))
+    throughput = ran["throughput"]
+    classes = list(spec.classes)
     rows = []
     for i, name in enumerate(data.names):
         label = int(data.labels[i])
         rows.append({"name": name, "label": classes[label] if 0 <= label < len(classes) else None,
-                     "prediction": classes[int(result.predictions[i])],
-                     "logits": result.logits[i].tolist()})
-    report = {"backend": args.backend, "netspec": driver.spec.name, "inputs": rows,
-              "cycles": result.cycles, "bit_exact": result.bit_exact,
-              "host_seconds": result.seconds, "throughput": throughput}
+                     "prediction": classes[int(ran["predictions"][i])],
+                     "logits": ran["logits"][i].tolist()})
+    report = {"backend": args.backend, "netspec": spec.name, "inputs": rows,
+              "cycles": ran["cycles"], "bit_exact": ran["bit_exact"],
+              "host_seconds": ran["host_seconds"], "throughput": throughput}
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
@@ -169,10 +172,10 @@ def _run(args):
         print(f"{'input':<{width}}  {'label':<8} {'predicted':<9}")
         for r in rows:
             print(f"{Path(r['name']).name:<{width}}  {r['label'] or '-':<8} {r['prediction']:<9}")
-        print(f"\n{len(rows)} inputs in {result.cycles:,} kernel cycles"
-              + ("" if result.bit_exact is None else
-                 f"; bit-exact with the golden model: {'yes' if result.bit_exact else 'NO'}"))
+        print(f"\n{len(rows)} inputs in {ran['cycles']:,} kernel cycles"
+              + ("" if ran["bit_exact"] is None else
+                 f"; bit-exact with the golden model: {'yes' if ran['bit_exact'] else 'NO'}"))
         if throughput:
             print("\n".join(format_throughput(throughput)))
-    failed = result.bit_exact is False or (throughput and throughput["bit_exact"] is False)
+    failed = ran["bit_exact"] is False or (throughput and throughput["bit_exact"] is False)
     return 1 if failed else 0

@@ -30,7 +30,8 @@ from ..netspec import (KWTA, MAX_FRAC_BITS, MAX_WEIGHT_BITS, MIN_WEIGHT_BITS, Co
 from .pack import pack
 from .quantise import QuantisedLayer, activation_scale, fold_batch_norm, quantise_layer
 
-__all__ = ["Block", "Precision", "gsc_blocks", "quantise_model", "export_model"]
+__all__ = ["Block", "Precision", "gsc_blocks", "model_blocks", "quantise_model", "export_network",
+           "export_model"]
 
 
 @dataclass
@@ -42,7 +43,9 @@ class Block:
     bn: nn.Module | None
     pool: nn.MaxPool2d | None
     activation: nn.Module | None  # KWinners, KWinners2d, nn.ReLU or None
-    output_stage: str  # forward_with_activations key of the block's final output
+    output_stage: str  # qualified name of the module whose output is the block's output
+    pool_name: str | None = None  # the pool's NetSpec layer name
+    activation_name: str | None = None  # the k-WTA's NetSpec layer name
 
 
 #: Default weight bits of a model's first layer (the others get 8).
@@ -133,10 +136,46 @@ class Precision:
 
 def gsc_blocks(model) -> list[Block]:
     """The four blocks of :class:`cosparse.sw.model.GSCNet`."""
-    return [Block("conv1", model.conv1, model.bn1, model.pool1, model.kwta1, "kwta1"),
-            Block("conv2", model.conv2, model.bn2, model.pool2, model.kwta2, "kwta2"),
-            Block("fc1", model.fc1, model.bn3, None, model.kwta3, "kwta3"),
+    dense = model.config.dense  # ReLU, not k-WTA: no k-WTA layer names
+    return [Block("conv1", model.conv1, model.bn1, model.pool1, model.kwta1, "kwta1", "pool1",
+                  None if dense else "kwta1"),
+            Block("conv2", model.conv2, model.bn2, model.pool2, model.kwta2, "kwta2", "pool2",
+                  None if dense else "kwta2"),
+            Block("fc1", model.fc1, model.bn3, None, model.kwta3, "kwta3", None,
+                  None if dense else "kwta3"),
             Block("fc2", model.fc2, None, None, None, "fc2")]
+
+
+def model_blocks(model) -> list[Block]:
+    """The blocks of any sequential sparse net (cosparse.sw.export.sequential), named after
+    its modules; :class:`~.sequential.ExportError` names a module that cannot be exported."""
+    from .sequential import blocks_of
+    return blocks_of(model, Block)
+
+
+def float_inputs(q: np.ndarray, input_scale: float) -> np.ndarray:
+    """The float model's input ``q * input_scale`` for int8 ``q``, as float32.
+
+    Computed in float64 and rounded once, which for ``1 / 127`` gives exactly
+    cosparse.sw.features.dequantise_features (every int8 value checked).
+    """
+    return (np.asarray(q, np.float64) * float(input_scale)).astype(np.float32)
+
+
+def _block_outputs(model, blocks, x: torch.Tensor) -> dict:
+    """Each block's output (its ``output_stage`` module's) on ``x``, by forward hooks."""
+    modules = dict(model.named_modules())
+    outputs, handles = {}, []
+    for block in blocks:
+        def hook(module, args, output, key=block.output_stage):
+            outputs[key] = output.detach()
+        handles.append(modules[block.output_stage].register_forward_hook(hook))
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
 
 
 def _folded(block: Block):
@@ -145,32 +184,39 @@ def _folded(block: Block):
     bias = None if layer.bias is None else layer.bias.detach().double().numpy()
     if block.bn is None:
         return weight, (np.zeros(len(weight)) if bias is None else bias)
-    if block.bn.affine:
-        raise ValueError("batch norm with affine=True is not supported: the GSC net uses "
-                         "affine=False")
-    return fold_batch_norm(weight, bias, block.bn.running_mean.double().numpy(),
-                           block.bn.running_var.double().numpy(), block.bn.eps)
+    weight, bias = fold_batch_norm(weight, bias, block.bn.running_mean.double().numpy(),
+                                   block.bn.running_var.double().numpy(), block.bn.eps)
+    if block.bn.affine:  # then gamma * (normalised) + beta
+        gamma = block.bn.weight.detach().double().numpy()
+        return weight * gamma[:, None], bias * gamma + block.bn.bias.detach().double().numpy()
+    return weight, bias
 
 
 @torch.no_grad()
 def quantise_model(model, calibration: np.ndarray | None, blocks=None,
-                   output_scales=None, precision: Precision | None = None) -> list[QuantisedLayer]:
-    """Integer parameters of every block, output scales from ``calibration`` (int8 features).
+                   output_scales=None, precision: Precision | None = None,
+                   input_scale: float = 1.0 / features.QMAX) -> list[QuantisedLayer]:
+    """Integer parameters of every block, output scales from ``calibration`` (int8 inputs).
 
-    ``output_scales`` (every block's but the last's) are used as given
-    instead: a quantisation-aware fine-tuned model keeps the scales it was
-    trained with, and ``calibration`` may then be None. ``precision``
-    defaults to :class:`Precision`'s defaults.
+    The float model's input is ``calibration * input_scale`` (the GSC
+    features' ``q / 127`` by default). ``output_scales`` (every block's but
+    the last's) are used as given instead: a quantisation-aware fine-tuned
+    model keeps the scales it was trained with, and ``calibration`` may then
+    be None. ``blocks`` default to :func:`gsc_blocks`; ``precision`` to
+    :class:`Precision`'s defaults.
     """
     model.eval()
     blocks = gsc_blocks(model) if blocks is None else blocks
     weight_bits, frac_bits = (precision or Precision()).for_blocks(blocks)
     if output_scales is None:
-        acts = model.forward_with_activations(
-            torch.from_numpy(features.dequantise_features(calibration)))
+        if calibration is None:
+            raise ValueError("calibration inputs are needed to set the output scales "
+                             "(or give output_scales)")
+        acts = _block_outputs(model, blocks,
+                              torch.from_numpy(float_inputs(calibration, input_scale)))
     elif len(output_scales) != len(blocks) - 1:
         raise ValueError(f"need {len(blocks) - 1} output scales, got {len(output_scales)}")
-    scale = 1.0 / features.QMAX  # the float model's input is q / QMAX: exact
+    scale = float(input_scale)
     quantised = []
     for index, block in enumerate(blocks):
         weight, bias = _folded(block)
@@ -199,8 +245,8 @@ def _kwta_layer(name, activation, shape, frac_bits):
                 k=activation.k_for(activation.n_units, training=False), frac_bits=frac_bits)
 
 
-def _spec_layers(model, quantised, blocks):
-    layers, shape = [], tuple(model.config.in_shape)
+def _spec_layers(in_shape, quantised, blocks):
+    layers, shape = [], tuple(in_shape)
     for block, q in zip(blocks, quantised):
         layer = block.layer
         support = (layer.dense_weight_2d().detach() != 0).numpy() | _owned(layer)
@@ -209,18 +255,26 @@ def _spec_layers(model, quantised, blocks):
                       requant=q.requant, weight_bits=q.weight_bits)
         if isinstance(layer, CompSparseConv2d):
             spec_layer = Conv2d(in_shape=shape, out_channels=layer.out_features,
-                                kernel=layer.kernel_size, **common)
+                                kernel=layer.kernel_size, stride=layer.stride,
+                                padding=layer.padding, **common)
         else:
             spec_layer = Linear(in_features=math.prod(shape), out_features=layer.out_features,
                                 **common)
         layers.append(spec_layer)
         shape = spec_layer.out_shape
         if block.pool is not None:
-            layers.append(MaxPool2d(name=block.output_stage.replace("kwta", "pool"), in_shape=shape,
-                                    size=int(block.pool.kernel_size)))
+            size = block.pool.kernel_size
+            size = size[0] if isinstance(size, tuple) else size
+            if shape[1] % size or shape[2] % size:
+                from .sequential import ExportError
+                raise ExportError(f"{block.pool_name!r}: MaxPool2d({size}) of a {shape[1]}x"
+                                  f"{shape[2]} map drops its last rows or columns, which the "
+                                  f"hardware does not; make the map divisible by {size}")
+            layers.append(MaxPool2d(name=block.pool_name, in_shape=shape,
+                                    size=int(size)))
             shape = layers[-1].out_shape
         if isinstance(block.activation, (KWinners, KWinners2d)):
-            layers.append(_kwta_layer(block.output_stage, block.activation, shape,
+            layers.append(_kwta_layer(block.activation_name, block.activation, shape,
                                       q.requant.frac_bits))
     return layers
 
@@ -232,19 +286,51 @@ def _owned(layer) -> np.ndarray:
     return owned.reshape(layer.out_features, layer.fan_in)
 
 
-def export_model(model, calibration: np.ndarray | None, out_dir=None, *, name="gsc",
-                 metadata: dict | None = None, output_scales=None,
-                 precision: Precision | None = None) -> tuple[NetSpec, list[QuantisedLayer]]:
-    """Quantise ``model`` with ``calibration`` features (or the given ``output_scales``,
-    see :func:`quantise_model`) at ``precision``, build its NetSpec, save it if asked."""
-    blocks = gsc_blocks(model)
+def export_network(model, calibration: np.ndarray | None, out_dir=None, *,
+                   input_scale: float, classes, input_range: tuple | None = None,
+                   input_quant: dict | None = None, input_shape=None, name: str = "net",
+                   metadata: dict | None = None, output_scales=None,
+                   precision: Precision | None = None, blocks=None
+                   ) -> tuple[NetSpec, list[QuantisedLayer]]:
+    """Any sequential sparse net -> NetSpec (saved to ``out_dir`` if given).
+
+    ``calibration``: int8 inputs ``[B, C, H, W]``; the model's input is
+    ``calibration * input_scale``. ``classes``: one name per output.
+    ``input_range``: ``(qmin, qmax)`` of the int8 inputs (default: ``(0,
+    127)`` when the calibration has no negative value, else ``(-128,
+    127)``). ``input_quant``: how inputs are quantised, recorded in the
+    NetSpec (default ``{"kind": "scaled", "scale": input_scale}``).
+    ``input_shape`` is needed only without calibration. ``blocks`` default to
+    :func:`model_blocks`.
+    """
+    blocks = model_blocks(model) if blocks is None else blocks
+    if calibration is not None:
+        calibration = np.asarray(calibration)
+        if calibration.ndim != 4 or not np.issubdtype(calibration.dtype, np.integer):
+            raise ValueError(f"calibration must be integer inputs [B, C, H, W], got "
+                             f"{calibration.dtype} {calibration.shape}")
+        if input_shape is None:
+            input_shape = calibration.shape[1:]
+    if input_shape is None:
+        raise ValueError("input_shape is needed when no calibration inputs are given")
+    if input_range is None:
+        input_range = (0, 127) if calibration is None or calibration.min() >= 0 else (-128, 127)
+    qmin, qmax = (int(v) for v in input_range)
+    if calibration is not None and (calibration.min() < qmin or calibration.max() > qmax):
+        raise ValueError(f"calibration inputs span [{calibration.min()}, {calibration.max()}], "
+                         f"outside the input range [{qmin}, {qmax}]")
+    classes = tuple(str(c) for c in classes)
+    if len(classes) != blocks[-1].layer.out_features:
+        raise ValueError(f"{len(classes)} class names for {blocks[-1].layer.out_features} "
+                         f"outputs of the last layer {blocks[-1].name!r}")
     precision = (precision or Precision()).resolve(blocks)
-    quantised = quantise_model(model, calibration, blocks, output_scales, precision)
+    quantised = quantise_model(model, calibration, blocks, output_scales, precision,
+                               input_scale=input_scale)
+    quant = {"kind": "scaled", "scale": float(input_scale)} if input_quant is None else input_quant
     spec = NetSpec(name=name,
-                   input=InputSpec(shape=tuple(model.config.in_shape), qmin=features.QMIN,
-                                   qmax=features.QMAX, quant=features.input_quant_spec()),
-                   layers=tuple(_spec_layers(model, quantised, blocks)),
-                   classes=tuple(CLASSES[:model.config.classes]))
+                   input=InputSpec(shape=tuple(int(d) for d in input_shape), qmin=qmin,
+                                   qmax=qmax, quant=quant),
+                   layers=tuple(_spec_layers(input_shape, quantised, blocks)), classes=classes)
     if out_dir is not None:
         meta = dict(metadata or {})
         meta["precision"] = precision.as_dict()
@@ -254,3 +340,17 @@ def export_model(model, calibration: np.ndarray | None, out_dir=None, *, name="g
             meta["calibration_inputs"] = int(len(calibration))
         save(spec, out_dir, metadata=meta)
     return spec, quantised
+
+
+def export_model(model, calibration: np.ndarray | None, out_dir=None, *, name="gsc",
+                 metadata: dict | None = None, output_scales=None,
+                 precision: Precision | None = None) -> tuple[NetSpec, list[QuantisedLayer]]:
+    """The GSC net with its features' input quantisation and class names
+    (:func:`export_network` with ``calibration`` int8 features or the given
+    ``output_scales``, see :func:`quantise_model`)."""
+    return export_network(model, calibration, out_dir, input_scale=1.0 / features.QMAX,
+                          classes=CLASSES[:model.config.classes],
+                          input_range=(features.QMIN, features.QMAX),
+                          input_quant=features.input_quant_spec(),
+                          input_shape=tuple(model.config.in_shape), name=name, metadata=metadata,
+                          output_scales=output_scales, precision=precision)

@@ -25,12 +25,13 @@ from torch import nn
 from .. import features
 from ..model import CompSparseConv2d
 
-__all__ = ["rounded_parameters", "apply_layer", "quantised_forward", "predict"]
+__all__ = ["rounded_parameters", "apply_layer", "quantised_forward", "quantised_logits",
+           "predict"]
 
 
-def _precision(model, precision):
-    from .export import Precision, gsc_blocks
-    return (precision or Precision()).for_blocks(gsc_blocks(model))
+def _blocks(model, blocks):
+    from .export import gsc_blocks
+    return gsc_blocks(model) if blocks is None else blocks
 
 
 def _straight_through(x, rounded):
@@ -49,7 +50,10 @@ def _folded(block):
     if block.bn is None:
         return weight, bias
     inv_std = torch.rsqrt(block.bn.running_var + block.bn.eps)
-    return weight * inv_std[:, None], (bias - block.bn.running_mean) * inv_std
+    weight, bias = weight * inv_std[:, None], (bias - block.bn.running_mean) * inv_std
+    if block.bn.affine:
+        return weight * block.bn.weight[:, None], bias * block.bn.weight + block.bn.bias
+    return weight, bias
 
 
 def rounded_parameters(weight, bias, in_scale: float, last: bool, bits: int = 8):
@@ -73,11 +77,13 @@ def apply_layer(block, h, weight, bias):
     """``block``'s convolution or linear layer with the given (folded) parameters."""
     if isinstance(block.layer, CompSparseConv2d):
         k = block.layer.kernel_size
-        return F.conv2d(h, weight.view(len(weight), -1, k, k), bias)
+        return F.conv2d(h, weight.view(len(weight), -1, k, k), bias,
+                        stride=block.layer.stride, padding=block.layer.padding)
     return F.linear(h.flatten(1), weight, bias)
 
 
-def quantised_forward(model, x: torch.Tensor, output_scales, precision=None) -> torch.Tensor:
+def quantised_forward(model, x: torch.Tensor, output_scales, precision=None, *, blocks=None,
+                      input_scale: float = 1.0 / features.QMAX) -> torch.Tensor:
     """Logits of ``model`` on float features ``x`` (q / 127) with every rounding applied.
 
     ``output_scales`` are the int8 scales of every block's output but the
@@ -87,11 +93,13 @@ def quantised_forward(model, x: torch.Tensor, output_scales, precision=None) -> 
     statistics and k-WTA its inference k, as in the exported model.
     Activations are carried in units of their grid (integers as floats), so
     every rounding is exact, and scaled back before the next layer.
+    ``blocks`` default to the GSC net's (cosparse.sw.export.model_blocks
+    gives any sequential net's); ``x`` is int8 inputs times ``input_scale``.
     """
-    from .export import gsc_blocks
-    blocks = gsc_blocks(model)
-    weight_bits, frac_bits = _precision(model, precision)
-    h, in_scale = x, 1.0 / features.QMAX
+    from .export import Precision
+    blocks = _blocks(model, blocks)
+    weight_bits, frac_bits = (precision or Precision()).for_blocks(blocks)
+    h, in_scale = x, float(input_scale)
     for index, block in enumerate(blocks):
         last = index == len(blocks) - 1
         weight, bias = _folded(block)
@@ -118,14 +126,25 @@ def quantised_forward(model, x: torch.Tensor, output_scales, precision=None) -> 
 
 
 @torch.no_grad()
-def predict(model, x_int8: np.ndarray, output_scales, batch: int = 512,
-            precision=None) -> np.ndarray:
-    """Class per input through :func:`quantised_forward`, in float64 for exact rounding."""
+def quantised_logits(model, x_int8: np.ndarray, output_scales, batch: int = 512,
+                     precision=None, *, blocks=None,
+                     input_scale: float = 1.0 / features.QMAX) -> torch.Tensor:
+    """Logits of :func:`quantised_forward` on int8 inputs, in float64 for exact rounding."""
+    from .export import float_inputs
     model = model.double().eval()
     try:
         out = [quantised_forward(model, torch.from_numpy(
-                   features.dequantise_features(x_int8[i:i + batch]).astype(np.float64)),
-                   output_scales, precision).argmax(1) for i in range(0, len(x_int8), batch)]
+                   float_inputs(x_int8[i:i + batch], input_scale).astype(np.float64)),
+                   output_scales, precision, blocks=blocks, input_scale=input_scale)
+               for i in range(0, len(x_int8), batch)]
     finally:
         model.float()
-    return torch.cat(out).numpy()
+    return torch.cat(out)
+
+
+def predict(model, x_int8: np.ndarray, output_scales, batch: int = 512,
+            precision=None, **kwargs) -> np.ndarray:
+    """Class per input through :func:`quantised_forward` (``kwargs``: its ``blocks`` and
+    ``input_scale``)."""
+    return quantised_logits(model, x_int8, output_scales, batch, precision,
+                            **kwargs).argmax(1).numpy()

@@ -271,7 +271,7 @@ class CompSparseLinear(_CompSparseBase):
 
 
 class CompSparseConv2d(_CompSparseBase):
-    """2-D convolution (stride 1, no padding) with packed complementary weights.
+    """2-D convolution (square kernel, stride, zero padding) with packed complementary weights.
 
     Parameters
     ----------
@@ -281,6 +281,10 @@ class CompSparseConv2d(_CompSparseBase):
         Square kernel size ``K``.
     n : int
         Packing factor.
+    stride : int
+        Step between output positions, both axes (as :class:`torch.nn.Conv2d`).
+    padding : int
+        Zeros added on every side, from 0 to ``K - 1``.
     bias : bool
         Learn a bias per output channel.
     seed : int
@@ -300,14 +304,21 @@ class CompSparseConv2d(_CompSparseBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, n, bias=True, seed=0,
-                 slot_kernel=None):
+                 slot_kernel=None, stride=1, padding=0):
         _check_positive_int("in_channels", in_channels)
         _check_positive_int("kernel_size", kernel_size)
+        _check_positive_int("stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, int) \
+                or not 0 <= padding < kernel_size:
+            raise ValueError(f"padding must be an int from 0 to kernel_size - 1 = "
+                             f"{kernel_size - 1}, got {padding!r}")
         super().__init__(out_channels, in_channels * kernel_size * kernel_size, n, bias, seed,
                          slot_kernel)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
 
     def dense_weight(self):
         """Full weight ``[out_channels, in_channels, K, K]``."""
@@ -315,4 +326,9 @@ class CompSparseConv2d(_CompSparseBase):
         return self.dense_weight_2d().view(self.out_channels, self.in_channels, k, k)
 
     def forward(self, x):
-        return F.conv2d(x, self.dense_weight(), self.bias)
+        return F.conv2d(x, self.dense_weight(), self.bias, stride=self.stride,
+                        padding=self.padding)
+
+    def extra_repr(self):
+        return super().extra_repr() + (f", stride={self.stride}, padding={self.padding}"
+                                       if (self.stride, self.padding) != (1, 0) else "")

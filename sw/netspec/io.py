@@ -36,6 +36,8 @@ def _layer_to_json(layer, version: int) -> tuple[dict, dict]:
         if isinstance(layer, Conv2d):
             doc.update(in_shape=list(layer.in_shape), out_channels=layer.out_channels,
                        kernel=layer.kernel)
+            if version >= 3:
+                doc.update(stride=int(layer.stride), padding=int(layer.padding))
         else:
             doc.update(in_features=layer.in_features, out_features=layer.out_features)
         doc.update(n=layer.n, groups=layer.groups, fan_in=layer.fan_in,
@@ -96,7 +98,7 @@ _OUTPUT_FIELDS = ((), ("dtype", "size", "argmax_tie_break"))
 _REQUANT_FIELDS = ((), ("rounding", "out_min", "out_max", "frac_bits"))
 _LAYER_FIELDS = {
     "conv2d": (("name", "kind", "in_shape", "out_channels", "kernel", "n", "requant"),
-               ("weight_bits", "groups", "fan_in", "out_shape")),
+               ("weight_bits", "groups", "fan_in", "out_shape", "stride", "padding")),
     "linear": (("name", "kind", "in_features", "out_features", "n", "requant"),
                ("weight_bits", "groups", "fan_in", "out_shape")),
     "maxpool2d": (("name", "kind", "in_shape", "size"), ("out_shape",)),
@@ -104,6 +106,8 @@ _LAYER_FIELDS = {
 }
 #: Fields version 1 files do not have (NetSpec version 2 added them).
 _VERSION_2_FIELDS = ("weight_bits", "frac_bits")
+#: Fields version 1 and 2 files do not have (NetSpec version 3 added them).
+_VERSION_3_FIELDS = ("stride", "padding")
 _ZIP_MAGIC = b"PK\x03\x04"
 #: Most bytes the arrays of one NetSpec may unpack to (the default model's: about 5 MB).
 MAX_ARRAY_BYTES = 1 << 31
@@ -280,6 +284,11 @@ def _layer_from_json(doc, arrays: _Arrays, index: int, version: int):
         if used:
             raise NetSpecError(f"{where}: fields weight_bits and frac_bits need NetSpec "
                                f"version 2; this file says version 1 and has {used[0]!r}")
+    if version < 3:
+        used = [key for key in _VERSION_3_FIELDS if key in doc]
+        if used:
+            raise NetSpecError(f"{where}: fields stride and padding need NetSpec version 3; "
+                               f"this file says version {version} and has {used[0]!r}")
     if kind in ("conv2d", "linear"):
         packed = {key: arrays.take(f"{name}.{key}", where) for key in _PACKED_ARRAYS}
         common = dict(name=name, n=_int(doc, "n", where),
@@ -288,7 +297,9 @@ def _layer_from_json(doc, arrays: _Arrays, index: int, version: int):
         if kind == "conv2d":
             layer = Conv2d(in_shape=_shape(doc, "in_shape", where),
                            out_channels=_int(doc, "out_channels", where),
-                           kernel=_int(doc, "kernel", where), **common)
+                           kernel=_int(doc, "kernel", where),
+                           stride=_int(doc, "stride", where, 1),
+                           padding=_int(doc, "padding", where, 0), **common)
         else:
             layer = Linear(in_features=_int(doc, "in_features", where),
                            out_features=_int(doc, "out_features", where), **common)

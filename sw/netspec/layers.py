@@ -24,9 +24,10 @@ __all__ = [
 ]
 
 FORMAT = "cosparse-netspec"
-VERSION = 2
-#: Versions this reader understands: version 1 has int8 weights and no fraction bits.
-VERSIONS = (1, 2)
+VERSION = 3
+#: Versions this reader understands: version 1 has int8 weights and no fraction bits,
+#: version 2 no conv2d stride or padding.
+VERSIONS = (1, 2, 3)
 #: Kernel id of a packed slot that belongs to no kernel (its weight is 0).
 EMPTY_SLOT = 255
 INT8_MIN, INT8_MAX = -128, 127
@@ -234,11 +235,14 @@ class _PackedLayer:
 
 @dataclass(frozen=True, eq=False)
 class Conv2d(_PackedLayer):
-    """2-D convolution, stride 1, no padding ("valid"); fan-in order (c, ky, kx)."""
+    """2-D convolution with ``stride`` and zero ``padding`` (both sides, both axes); fan-in
+    order (c, ky, kx). Stride 1 and padding 0 is a "valid" convolution."""
 
     in_shape: tuple[int, int, int] = (1, 1, 1)
     out_channels: int = 1
     kernel: int = 1
+    stride: int = 1
+    padding: int = 0
     kind = "conv2d"
 
     @property
@@ -248,15 +252,22 @@ class Conv2d(_PackedLayer):
     @property
     def out_shape(self) -> tuple[int, int, int]:
         c, h, w = self.in_shape
-        return (self.out_channels, h - self.kernel + 1, w - self.kernel + 1)
+        return (self.out_channels, (h + 2 * self.padding - self.kernel) // self.stride + 1,
+                (w + 2 * self.padding - self.kernel) // self.stride + 1)
 
     def validate(self):
         where = f"layer {self.name!r} (conv2d)"
         _check_shape(where, "in_shape", self.in_shape, 3)
         _check_positive_int(where, "out_channels", self.out_channels)
         _check_positive_int(where, "kernel", self.kernel)
-        if self.kernel > min(self.in_shape[1:]):
-            _fail(where, f"kernel {self.kernel} is larger than the input {self.in_shape[1:]}")
+        _check_positive_int(where, "stride", self.stride)
+        _check_int(where, "padding", self.padding)
+        if not 0 <= self.padding < self.kernel:
+            _fail(where, f"padding = {self.padding} must be from 0 to kernel - 1 = "
+                         f"{self.kernel - 1} (more pads only zeros: outputs of bias alone)")
+        if self.kernel > min(self.in_shape[1:]) + 2 * self.padding:
+            _fail(where, f"kernel {self.kernel} is larger than the input {self.in_shape[1:]}"
+                         + (f" padded by {self.padding}" if self.padding else ""))
         self._validate_packing(where)
 
 
@@ -468,6 +479,10 @@ class NetSpec:
         if self.version == 1 and (widened or (isinstance(layer, KWTA) and layer.frac_bits)):
             _fail(where, "weight_bits other than 8 and frac_bits need NetSpec version 2; "
                          "this file says version 1")
+        if self.version < 3 and isinstance(layer, Conv2d) and (layer.stride, layer.padding) \
+                != (1, 0):
+            _fail(where, f"stride and padding need NetSpec version 3; this file says version "
+                         f"{self.version}")
         if isinstance(layer, _PackedLayer) and frac:
             _fail(where, f"its input has {frac} fraction bits; a kwta with frac_bits = {frac} "
                          f"must round it to int8 first")

@@ -11,7 +11,7 @@ from cosparse.boards import resources
 from cosparse.boards.devices import XCU250, XCZU3EG, Device, fit
 from cosparse.boards.xilinx_synth import Utilisation, parse_ltp, parse_stat
 from cosparse.boards.yosys import ToolFailed, ToolMissing, find_tool, run_logged
-from cosparse.hw.config import HwConfig, LayerConfig
+from cosparse.hw.config import HwConfig, LayerConfig, load_hw_config
 from cosparse.hw.generate import generate, summary
 from cosparse.sw import netspec
 from cosparse.sw.cli import main
@@ -256,27 +256,27 @@ def test_load_hw_config(tmp_path):
     path = tmp_path / "hw.json"
     path.write_text(json.dumps({"layers": [{"lanes": c.lanes, "offsets": c.offsets}
                                            for c in default.layers], "fifo_depth": 4}))
-    assert resources.load_hw_config(path, spec) == default
+    assert load_hw_config(path, spec) == default
     path.write_text(json.dumps({"layers": [{"lanes": 0}] * len(default.layers)}))
     with pytest.raises(ValueError, match=r"hw\.json: layer 'conv1': lanes must be"):
-        resources.load_hw_config(path, spec)
+        load_hw_config(path, spec)
     path.write_text(json.dumps({"layers": [{"lanes": 1}]}))
     with pytest.raises(ValueError, match="1 layer entries"):
-        resources.load_hw_config(path, spec)
+        load_hw_config(path, spec)
     path.write_text(json.dumps({"layers": [], "colour": 1}))
     with pytest.raises(ValueError, match="colour"):
-        resources.load_hw_config(path, spec)
+        load_hw_config(path, spec)
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     folder = netspec.save(random_netspec(12, max_channels=3, max_size=6), tmp_path / "net")
     missing = tmp_path / "none.json"
     assert main(["resources", "--netspec", str(folder), "--hw-config", str(missing)]) == 2
-    assert f"--hw-config {missing}: no such file" in capsys.readouterr().err
+    assert f"hardware config {missing}: no such file" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{lanes: 1")
     assert main(["resources", "--netspec", str(folder), "--hw-config", str(bad)]) == 2
-    assert f"--hw-config {bad}: not JSON" in capsys.readouterr().err
+    assert f"hardware config {bad}: not JSON" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["resources", "--jobs", "0"])
     assert "must be a positive int" in capsys.readouterr().err
