@@ -248,3 +248,44 @@ def test_an_unwritable_cache_folder_only_warns(fake_gsc):
     with pytest.warns(UserWarning, match="cannot write the features cache"):
         X, _, _ = load_features(fake_gsc, "testing", progress=False)
     assert X.shape[1:] == features.FEATURE_SHAPE
+
+
+# ---- generate --out -------------------------------------------------------------------------
+
+def _generate(capsys, net, out, monkeypatch):
+    """``cosparse generate --out out``; generation itself must not be reached."""
+    from cosparse.hw import generate as generate_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("generation started before --out was checked")
+
+    monkeypatch.setattr(generate_module, "generate", never)
+    code = main(["generate", "--netspec", str(net[1]), "--out", str(out), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+def test_generate_out_naming_an_existing_file_is_refused(net, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "taken"
+    out.write_text("keep me")
+    code, err = _generate(capsys, net, out, monkeypatch)
+    assert code == 2 and "exists and is not a folder" in err and "Traceback" not in err
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("layout", ["out is a link", "parent is a link", "file is a link"])
+def test_generate_out_through_a_symlink_is_refused(net, tmp_path, capsys, monkeypatch, layout):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if layout == "out is a link":
+        out = tmp_path / "out"
+        out.symlink_to(elsewhere)
+    elif layout == "parent is a link":
+        (tmp_path / "link").symlink_to(elsewhere)
+        out = tmp_path / "link" / "out"
+    else:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "cosparse_top.v").symlink_to(elsewhere / "victim.v")
+    code, err = _generate(capsys, net, out, monkeypatch)
+    assert code == 2 and "symbolic link" in err and "Traceback" not in err
+    assert list(elsewhere.iterdir()) == []
