@@ -32,8 +32,11 @@ Counts (:class:`Utilisation`):
 Results are cached under ``<cache>/synth/<hash>/`` keyed by the RTLIL text,
 the top name, the script and the Yosys version, so identical modules (equal
 FIFOs, a rerun) are synthesised once; a failed or stopped synthesis is never
-cached. The synthesis runs in a scratch folder renamed into place when it
-succeeds, so concurrent runs never see half a result.
+cached. The cache follows :mod:`cosparse.sw.cache`: one module is synthesised
+under the lock of its folder (a second process waits, then reuses the
+result), in a scratch folder renamed into place when it succeeds, so no
+reader sees half a result; a damaged ``utilisation.json`` (not JSON, a field
+missing or of the wrong type) means "not synthesised".
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..sw.cache import cache_root, locked, read_json, write_atomic
 from .yosys import ToolFailed, find_tool, run_logged
 
 __all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
@@ -177,18 +181,35 @@ def synthesis_key(rtlil: str, top: str) -> str:
 
 
 def _cache_root() -> Path:
-    from ..sim.build import cache_root
     return cache_root() / "synth"
+
+
+#: Types a cached ``utilisation.json`` must hold, per :class:`Utilisation` field.
+_FIELD_TYPES = {"int": int, "float": (int, float), "dict": dict, "str": str, "bool": bool}
+
+
+def _read_result(folder: Path) -> Utilisation | None:
+    """The :class:`Utilisation` a cache folder holds, or None when it is missing or damaged
+    (not JSON, a field missing, unknown or of the wrong type): that module is synthesised
+    again."""
+    info, problem = read_json(folder / "utilisation.json")
+    if problem is not None or not isinstance(info, dict):
+        return None
+    types = {f.name: _FIELD_TYPES[f.type] for f in fields(Utilisation)}
+    if set(info) != set(types) or any(
+            not isinstance(value, types[name]) or (isinstance(value, bool) and types[name]
+                                                   is not bool)
+            for name, value in info.items()):
+        return None
+    return Utilisation(**info)
 
 
 def cached(rtlil: str, top: str, *, cache=None) -> Utilisation | None:
     """The cached :class:`Utilisation` of ``rtlil`` (text), or None when not synthesised yet."""
     folder = (Path(cache) if cache is not None else _cache_root()) / synthesis_key(rtlil, top)
-    path = folder / "utilisation.json"
-    if not path.exists():
-        return None
-    result = Utilisation(**json.loads(path.read_text()))
-    result.cached = True
+    result = _read_result(folder)
+    if result is not None:
+        result.cached = True
     return result
 
 
@@ -215,7 +236,17 @@ def synthesise(rtlil: str, top: str, *, cache=None, log=None,
         return hit
     root = Path(cache) if cache is not None else _cache_root()
     folder = root / synthesis_key(rtlil, top)
-    root.mkdir(parents=True, exist_ok=True)
+    with locked(folder, log):
+        # Another process may have finished this module while this one waited.
+        hit = cached(rtlil, top, cache=cache)
+        if hit is not None:
+            return hit
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged result, if any
+        return _synthesise_into(rtlil, top, root, folder, log, timeout)
+
+
+def _synthesise_into(rtlil: str, top: str, root: Path, folder: Path, log, timeout) -> Utilisation:
+    """Run Yosys in a scratch folder renamed to ``folder`` once its result is written."""
     scratch = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
     try:
         (scratch / f"{top}.il").write_text(rtlil)
@@ -247,11 +278,8 @@ def synthesise(rtlil: str, top: str, *, cache=None, log=None,
                            (scratch / "carry4.txt").read_text())
         result = Utilisation(top=top, logic_levels=levels,
                              seconds=time.perf_counter() - start, **usage, **counts)
-        (scratch / "utilisation.json").write_text(json.dumps(result.as_dict(), indent=1))
-        try:
-            os.rename(scratch, folder)
-        except OSError:  # another run finished the same module first: keep its result
-            pass
+        write_atomic(scratch / "utilisation.json", json.dumps(result.as_dict(), indent=1))
+        os.rename(scratch, folder)  # under the lock, and the damaged folder is gone
         return result
     finally:
         if scratch.exists() and not (scratch / "utilisation.json").exists():

@@ -11,10 +11,20 @@ step as it starts, with the seconds elapsed: the user sees how far it got;
 with a ``timeout`` it stops the tool (and anything it started) when the
 time is up, and a failure or a timeout is a :class:`ToolFailed` whose
 ``reason`` is one line a report can carry.
+
+A YoWASP tool compiles its WebAssembly to machine code on its first start
+and caches the result in ``$YOWASP_CACHE_DIR``, rewriting the cache file in
+place: another YoWASP process that has the file mapped at that moment dies
+of SIGBUS. :func:`find_tool` therefore starts a YoWASP tool once
+(``--version``) under a lock on that cache (:mod:`cosparse.sw.cache`)
+before handing it out: the first caller compiles, the others wait and find
+the cache ready, so parallel runs (``cosparse resources --jobs N``, several
+commands at once) only ever read it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -24,7 +34,9 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged"]
+from ..sw.cache import locked
+
+__all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged", "yowasp_cache_dir"]
 
 #: Binary names tried for each tool, first found wins, and what provides them.
 TOOLS = {
@@ -93,8 +105,39 @@ def find_tool(tool: str) -> str:
     for name in names:
         found = shutil.which(name)
         if found:
+            if name.startswith("yowasp-"):
+                _warm(found, yowasp_cache_dir())
             return found
     raise ToolMissing(f"{tool} not found (looked for {', '.join(names)} on PATH): {install}")
+
+
+def yowasp_cache_dir() -> Path:
+    """Where YoWASP keeps its compiled tools: ``$YOWASP_CACHE_DIR`` or the user cache."""
+    if os.environ.get("YOWASP_CACHE_DIR"):
+        return Path(os.environ["YOWASP_CACHE_DIR"])
+    import platformdirs  # a dependency of yowasp-runtime
+    return Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+#: Seconds the first start of a YoWASP tool may take (compiling Yosys: ~1 min on 2 cores).
+WARM_TIMEOUT = 1800
+
+
+@functools.cache
+def _warm(binary: str, cache_dir: Path):
+    """Start ``binary`` once under the lock of ``cache_dir`` so that its compiled module is
+    in the cache before any run that may overlap another (once per process and cache)."""
+    with locked(cache_dir / Path(binary).name):
+        try:
+            done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                                  timeout=WARM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(f"{binary} --version did not finish within {WARM_TIMEOUT} s "
+                             f"(compiling its WebAssembly into {cache_dir})",
+                             "timeout: first start", None, True) from None
+    if done.returncode != 0:
+        reason = f"exit {done.returncode}: {_last_line((done.stdout + done.stderr).splitlines())}"
+        raise ToolFailed(f"{binary} --version failed ({reason})", reason, done.returncode)
 
 
 def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int = 1,
