@@ -243,6 +243,26 @@ def test_a_clip_edited_with_the_same_size_and_time_changes_the_key(fake_gsc):
     assert len(list((fake_gsc / CACHE_DIR).glob("testing-*.npz"))) == 2
 
 
+def test_two_processes_computing_one_split_share_one_cache(fake_gsc, tmp_path):
+    """Both succeed with the same features; one computes, the other waits and reads its file."""
+    import subprocess
+    import sys
+    script = ("import sys, numpy as np, warnings; warnings.simplefilter('error');"
+              "from cosparse.sw.data.dataset import load_features;"
+              "X, y, _ = load_features(sys.argv[1], 'testing', progress=False);"
+              "np.save(sys.argv[2], X)")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(fake_gsc),
+                              str(tmp_path / f"{i}.npy")], stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    for run in runs:
+        assert run.wait(300) == 0, run.stderr.read()[-2000:]
+    X, _, _ = load_features(fake_gsc, "testing", progress=False, cache=False)
+    for i in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{i}.npy"), X)
+    assert len(list((fake_gsc / CACHE_DIR).glob("testing-*.npz"))) == 1
+    assert not list((fake_gsc / CACHE_DIR).glob(".*"))  # no temporary file left
+
+
 def test_an_unwritable_cache_folder_only_warns(fake_gsc):
     (fake_gsc / CACHE_DIR).write_text("a file where the folder should be")
     with pytest.warns(UserWarning, match="cannot write the features cache"):
