@@ -7,7 +7,8 @@ and the package to install, not a bare ``FileNotFoundError``.
 
 Syntheses of the default network run for many minutes, so :func:`run_logged`
 writes the tool's whole output to a log file and reports each top-level
-step as it starts, with the seconds elapsed: the user sees how far it got;
+step as it starts, with the seconds elapsed, to its ``log`` and on the
+terminal's status line (:mod:`cosparse.sw.progress`): the user sees how far it got;
 with a ``timeout`` it stops the tool (and anything it started) when the
 time is up, and a failure or a timeout is a :class:`ToolFailed` whose
 ``reason`` is one line a report can carry.
@@ -24,6 +25,7 @@ commands at once) only ever read it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -34,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..sw import progress
 from ..sw.cache import locked
 
 __all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged", "yowasp_cache_dir"]
@@ -159,7 +162,14 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
     start = time.perf_counter()
     log_path = Path(log_path)
     expired = threading.Event()
-    with open(log_path, "w") as out:
+    last_step = [""]
+    # The terminal's status line names the step running (sw/progress.py); stages nest, so
+    # tools run side by side from threads (cosparse resources) report through ``log`` only.
+    staged = (progress.stage(f"{Path(command[0]).name} {' '.join(command[1:])}"[:60],
+                             detail=lambda: last_step[0])
+              if threading.current_thread() is threading.main_thread()
+              else contextlib.nullcontext())
+    with staged, open(log_path, "w") as out:
         # Its own session, so that a timeout stops whatever the tool started as well.
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -180,6 +190,8 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
             for line in process.stdout:
                 out.write(line)
                 match = _STAGE.match(line)
+                if match:
+                    last_step[0] = line.strip()[:60]
                 if log is not None and match and (match.group(2) is None or depth > 1):
                     log(f"[{time.perf_counter() - start:7.1f} s] {line.strip()[:100]}")
             _, status, rusage = os.wait4(process.pid, 0)
