@@ -107,16 +107,23 @@ def test_wrong_shape_is_refused_before_a_simulation(net, tmp_path, capsys, monke
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--throughput", "0"], "--throughput must be a positive"),
-    (["run", "--throughput", "-3"], "--throughput must be a positive"),
-    (["run", "--timeout", "0"], "--timeout must be a positive"),
+    (["run", "--throughput", "0"], "--throughput: must be a positive int"),
+    (["run", "--throughput", "-3"], "--throughput: must be a positive int"),
+    (["run", "--timeout", "0"], "--timeout: must be a positive float"),
+    (["throughput", "--batch", "0"], "--batch: must be a positive int"),
+    (["evaluate", "--checkpoint", "c", "--dataset", "d", "--limit", "0"],
+     "--limit: must be a positive int"),
     (["golden", "--wav", "a.wav", "--limit", "3"], "--limit applies to --dataset only"),
     (["run", "--features", "x.npy", "--limit", "3"], "--limit applies to --dataset only"),
     (["golden", "--dataset", "d", "--convert"], "--convert applies to --wav only"),
-    (["simulate", "--dataset", "d", "--limit", "0"], "--limit must be at least 1"),
+    (["simulate", "--dataset", "d", "--limit", "0"], "--limit: must be a positive int"),
 ])
 def test_ignored_or_impossible_options_are_refused_first(capsys, args, message):
-    assert main(args) == 2
+    try:
+        code = main(args)
+    except SystemExit as stop:  # refused by the parser (inputs.positive)
+        code = stop.code
+    assert code == 2
     assert message in capsys.readouterr().err
 
 
