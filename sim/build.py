@@ -50,7 +50,7 @@ import numpy as np
 
 from ..hw.convert import to_verilog
 from ..sw import progress
-from ..sw.cache import cache_root, locked, read_json, write_atomic
+from ..sw.cache import cache_root, feed, locked, read_json, write_atomic
 from ..sw.netspec import NetSpec
 
 __all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "BuildError", "SimulationTimeout",
@@ -148,29 +148,6 @@ class Build:
         return out
 
 
-def _feed(h, value):
-    """Hash any NetSpec / HwConfig value deterministically."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        h.update(type(value).__name__.encode())
-        for f in dataclasses.fields(value):
-            h.update(f.name.encode())
-            _feed(h, getattr(value, f.name))
-    elif isinstance(value, np.ndarray):
-        h.update(f"{value.dtype.str}{value.shape}".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    elif isinstance(value, (list, tuple)):
-        h.update(f"[{len(value)}".encode())
-        for item in value:
-            _feed(h, item)
-        h.update(b"]")
-    elif isinstance(value, dict):
-        for k in sorted(value):
-            h.update(repr(k).encode())
-            _feed(h, value[k])
-    else:
-        h.update(repr(value).encode())
-
-
 def _hw_source_digest() -> str:
     root = Path(__file__).resolve().parent.parent / "hw"
     h = hashlib.sha256()
@@ -194,16 +171,10 @@ def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: st
     if top not in TOPS:
         raise ValueError(f"unknown top level {top!r}; choose one of {', '.join(TOPS)}")
     h = hashlib.sha256()
-    if top != "axis":  # keys of the wrapper's builds stay what they were before the kernel
-        _feed(h, top)
-    _feed(h, spec)
-    _feed(h, config)
-    _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
-    if simulator == "icarus":  # flags added after the first Icarus builds
-        _feed(h, BUILD_ARGS[simulator])
-    else:  # flags and control file added after the first Verilator builds
-        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT.format(top=TOPS[top]),
-                  sorted(VERILATOR_MAKE.items())])
+    feed(h, [top, spec, config, dense, simulator, waves, BEAT_BYTES, _version(),
+             _hw_source_digest(), BUILD_ARGS[simulator]])
+    if simulator == "verilator":
+        feed(h, [PUBLIC_VLT.format(top=TOPS[top]), sorted(VERILATOR_MAKE.items())])
     return h.hexdigest()[:16]
 
 

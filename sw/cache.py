@@ -15,18 +15,25 @@ when two processes fill it at once and when a process dies half-way
 3. write the marker, last, with :func:`write_atomic` (temporary file in
    the same folder, ``fsync``, ``os.replace``): a reader sees no marker or
    a whole one, never a truncated one.
+
+Entries are keyed by content: :func:`feed` hashes a NetSpec, a HwConfig
+or any plain value by kind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import tempfile
+from numbers import Integral, Real
 from pathlib import Path
 
-__all__ = ["cache_root", "locked", "write_atomic", "atomic_path", "read_json"]
+import numpy as np
+
+__all__ = ["cache_root", "locked", "write_atomic", "atomic_path", "read_json", "feed"]
 
 
 def cache_root() -> Path:
@@ -96,3 +103,37 @@ def read_json(path) -> tuple[object, str | None]:
         return None, "missing"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         return None, f"unreadable ({error})"
+
+
+def feed(h, value):
+    """Feed ``value`` (dataclasses such as a NetSpec or HwConfig, arrays, lists, dicts, numbers,
+    strings, None) into the hashlib object ``h`` by kind, not by ``repr``, so that equal
+    content hashes equal across numpy versions and a save/load round trip. The kernel's NetSpec
+    fingerprint is built on it: its output must never change. TypeError for another kind."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(b"D" + type(value).__name__.encode())
+        for f in dataclasses.fields(value):
+            h.update(b"F" + f.name.encode())
+            feed(h, getattr(value, f.name))
+    elif isinstance(value, np.ndarray):
+        h.update(f"A{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            feed(h, item)
+    elif isinstance(value, dict):
+        h.update(f"M{len(value)}".encode())
+        for key in sorted(value, key=str):
+            feed(h, str(key))
+            feed(h, value[key])
+    elif value is None or isinstance(value, (bool, np.bool_)):
+        h.update(f"B{value if value is None else bool(value)}".encode())
+    elif isinstance(value, Integral):
+        h.update(f"I{int(value)}".encode())
+    elif isinstance(value, Real):
+        h.update(f"R{float(value).hex()}".encode())
+    elif isinstance(value, str):
+        h.update(b"S" + value.encode() + b"\0")
+    else:
+        raise TypeError(f"cannot fingerprint a {type(value).__name__} in a NetSpec")
