@@ -58,7 +58,7 @@ from ..sw.cache import cache_root, locked, read_json, write_atomic
 from .yosys import ToolFailed, find_tool, run_logged
 
 __all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
-           "yosys_version", "parse_stat", "parse_ltp", "ToolFailed"]
+           "yosys_version", "parse_stat", "parse_ltp", "cell_levels", "ToolFailed"]
 
 #: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: stat.json,
 #: carry4.txt (the module's CARRY4 cells) and ltp.txt.
@@ -149,14 +149,39 @@ def parse_ltp(text: str, carry4: str = "") -> int:
     if len(path) != int(head.group(2)):
         raise ValueError(f"the ltp report lists {len(path)} cells on a path of length "
                          f"{head.group(2)}")
-    levels, run = 0, 0
-    for cell in path + [None]:
-        if cell is not None and cell in carry:
-            run += 1
-            continue
-        levels += -(-run // 2) + (cell is not None)
-        run = 0
-    return levels
+    state, chained = (0, NO_LEVEL), False
+    for cell in path:
+        # Consecutive CARRY4 cells on a path are one chain (CO -> CI).
+        if cell in carry and chained:
+            state = cell_levels(True, 0, state)
+        else:
+            state = cell_levels(cell in carry, max(state))
+        chained = cell in carry
+    return max(state)
+
+
+#: "No such level" in :func:`cell_levels`' pairs.
+NO_LEVEL = -1
+
+
+def cell_levels(carry: bool, plain: int, chained: tuple = (0, NO_LEVEL)) -> tuple:
+    """Logic levels at one cell's output, a chained pair of CARRY4 cells counting as one level.
+
+    ``plain`` is the deepest level among the cell's inputs other than a carry
+    chain's; ``chained`` is what :func:`cell_levels` gave the CARRY4 driving
+    this one's carry input (a CARRY4 only). Returns ``(a, b)``: the levels at
+    the output when a CARRY4 chained to it would be the first of a pair (it
+    pays a level) and when it would be the second (free); the cell's own
+    depth is ``max(a, b)``. A LUT or mux costs one level; a CARRY4 entering a
+    chain costs one and makes the next free, so ``r`` chained CARRY4s cost
+    ``ceil(r / 2)``: Vivado's count on UltraScale+, where one CARRY8 (two
+    CARRY4s) is one level. :func:`parse_ltp` walks one path with it,
+    :func:`cosparse.hw.depth.carry_paired_levels` a whole netlist.
+    """
+    if not carry:
+        return (plain + 1, NO_LEVEL)
+    pays, free = chained
+    return (free, max(plain, pays) + 1)
 
 
 @functools.cache

@@ -26,6 +26,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..boards.xilinx_synth import NO_LEVEL, cell_levels
 from ..sw.cache import cache_root, locked, read_json, write_atomic
 
 __all__ = ["Depth", "carry_paired_levels", "measure", "unit_rtlil"]
@@ -71,25 +72,20 @@ def carry_paired_levels(netlist: dict, top: str) -> int:
         for source in sources:
             readers[source].append(name)
     ready = [name for name, n in indegree.items() if n == 0]
-    # Per output bit: (level when the next chained CARRY4 pays one, when it is free).
+    # Per output bit: cell_levels' pair (the next chained CARRY4 pays one / is free).
     levels: dict[int, tuple] = {}
-    none, longest, done = -1, 0, 0
+    longest, done = 0, 0
     while ready:
         name = ready.pop()
         done += 1
         cell = cells[name]
-        inputs = {port: [levels.get(b, (0, none)) if isinstance(b, int) else (0, none)
+        inputs = {port: [levels.get(b, (0, NO_LEVEL)) if isinstance(b, int) else (0, NO_LEVEL)
                          for b in cell["connections"][port]]
                   for port, d in cell["port_directions"].items() if d == "input"}
         carry = cell["type"] == "CARRY4"
         plain = max((max(a) for port, bits in inputs.items()
                      if not (carry and port in _CARRY_INPUTS) for a in bits), default=0)
-        if carry:
-            pays, free = inputs.get("CI", [(0, none)])[0]
-            # Entering the chain here (or after a free half) costs one; the next is then free.
-            result = (free, max(plain, pays) + 1)
-        else:
-            result = (plain + 1, none)
+        result = cell_levels(carry, plain, inputs.get("CI", [(0, NO_LEVEL)])[0])
         longest = max(longest, *result)
         for port, d in cell["port_directions"].items():
             if d == "output":
