@@ -49,7 +49,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..sim.run import ASSUMED_CLOCK_HZ
-from ..sw.cache import locked, read_json, write_atomic
+from ..sw.cache import cache_root, locked, read_json, write_atomic
 from ..sw.netspec import NetSpec
 from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
@@ -280,8 +280,6 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, time_limit,
     import multiprocessing
     import queue
     from concurrent.futures import ThreadPoolExecutor
-
-    from ..sim.build import cache_root
 
     synth_cache = Path(cache) if cache is not None else cache_root() / "synth"
     netlist_cache = synth_cache / "rtlil"
