@@ -101,18 +101,6 @@ def _register_vivado_report(subparsers):
     parser.set_defaults(func=_run_vivado_report)
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0:
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
-
-
 def register_resources(subparsers):
     parser = subparsers.add_parser(
         "resources", help="UltraScale+ resources per module, per instance and at full chip",
@@ -130,14 +118,14 @@ def register_resources(subparsers):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", metavar="DIR",
                         help="write resources.json and resources.png into DIR")
-    parser.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--jobs", type=inputs.positive(int), default=os.cpu_count() or 1, metavar="N",
                         help="modules converted and synthesised at once (default: the CPU "
                              "count, %(default)s)")
-    parser.add_argument("--module-timeout", type=_positive(float), default=600.0,
+    parser.add_argument("--module-timeout", type=inputs.positive(float), default=600.0,
                         metavar="SECONDS",
                         help="stop one module's synthesis after this long and report it as "
                              "failed (default %(default)g)")
-    parser.add_argument("--time-limit", type=_positive(float), default=1080.0,
+    parser.add_argument("--time-limit", type=inputs.positive(float), default=1080.0,
                         metavar="SECONDS",
                         help="stop the whole run after this long; modules not done by then are "
                              "reported as failed (default %(default)g)")

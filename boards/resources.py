@@ -49,6 +49,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..sim.run import ASSUMED_CLOCK_HZ
+from ..sw.cache import cache_root, locked, read_json, write_atomic
 from ..sw.netspec import NetSpec
 from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
@@ -169,6 +170,10 @@ def _list(spec: NetSpec, config, dense: bool) -> list[tuple[str, str]]:
     return [(name, type(sub).__name__) for name, sub in _modules(spec, config, dense)[1]]
 
 
+#: The fields of a cached netlist entry (all text); an entry without them is converted again.
+_NETLIST_FIELDS = ("name", "module", "top", "rtlil")
+
+
 def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> dict:
     """Worker: the ``index``-th module of the design as RTLIL (cached by design and name)."""
     from amaranth import __version__ as amaranth_version
@@ -181,16 +186,15 @@ def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> d
                          .encode())
     path = Path(netlist_cache) / f"{key.hexdigest()[:20]}.json"
     start = time.perf_counter()
-    if path.exists():
-        found = json.loads(path.read_text())
-        found["convert_seconds"], found["converted"] = 0.0, False
-        return found
-    top, text = module_netlist(elaboratable)
-    found = {"name": name, "module": type(elaboratable).__name__, "top": top, "rtlil": text}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(found))
-    os.replace(scratch, path)
+    with locked(path):
+        found, problem = read_json(path)
+        if problem is None and isinstance(found, dict) and set(found) == set(_NETLIST_FIELDS) \
+                and all(isinstance(found[f], str) for f in _NETLIST_FIELDS):
+            found["convert_seconds"], found["converted"] = 0.0, False
+            return found
+        top, text = module_netlist(elaboratable)
+        found = {"name": name, "module": type(elaboratable).__name__, "top": top, "rtlil": text}
+        write_atomic(path, json.dumps(found))
     found["convert_seconds"], found["converted"] = time.perf_counter() - start, True
     return found
 
@@ -232,8 +236,6 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, time_limit,
     import multiprocessing
     import queue
     from concurrent.futures import ThreadPoolExecutor
-
-    from ..sim.build import cache_root
 
     synth_cache = Path(cache) if cache is not None else cache_root() / "synth"
     netlist_cache = synth_cache / "rtlil"

@@ -32,8 +32,11 @@ Counts (:class:`Utilisation`):
 Results are cached under ``<cache>/synth/<hash>/`` keyed by the RTLIL text,
 the top name, the script and the Yosys version, so identical modules (equal
 FIFOs, a rerun) are synthesised once; a failed or stopped synthesis is never
-cached. The synthesis runs in a scratch folder renamed into place when it
-succeeds, so concurrent runs never see half a result.
+cached. The cache follows :mod:`cosparse.sw.cache`: one module is synthesised
+under the lock of its folder (a second process waits, then reuses the
+result), in a scratch folder renamed into place when it succeeds, so no
+reader sees half a result; a damaged ``utilisation.json`` (not JSON, a field
+missing or of the wrong type) means "not synthesised".
 """
 
 from __future__ import annotations
@@ -48,13 +51,14 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..sw.cache import cache_root, locked, read_json, write_atomic
 from .yosys import ToolFailed, find_tool, run_logged
 
 __all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
-           "yosys_version", "parse_stat", "parse_ltp", "ToolFailed"]
+           "yosys_version", "parse_stat", "parse_ltp", "cell_levels", "ToolFailed"]
 
 #: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: stat.json,
 #: carry4.txt (the module's CARRY4 cells) and ltp.txt.
@@ -145,14 +149,39 @@ def parse_ltp(text: str, carry4: str = "") -> int:
     if len(path) != int(head.group(2)):
         raise ValueError(f"the ltp report lists {len(path)} cells on a path of length "
                          f"{head.group(2)}")
-    levels, run = 0, 0
-    for cell in path + [None]:
-        if cell is not None and cell in carry:
-            run += 1
-            continue
-        levels += -(-run // 2) + (cell is not None)
-        run = 0
-    return levels
+    state, chained = (0, NO_LEVEL), False
+    for cell in path:
+        # Consecutive CARRY4 cells on a path are one chain (CO -> CI).
+        if cell in carry and chained:
+            state = cell_levels(True, 0, state)
+        else:
+            state = cell_levels(cell in carry, max(state))
+        chained = cell in carry
+    return max(state)
+
+
+#: "No such level" in :func:`cell_levels`' pairs.
+NO_LEVEL = -1
+
+
+def cell_levels(carry: bool, plain: int, chained: tuple = (0, NO_LEVEL)) -> tuple:
+    """Logic levels at one cell's output, a chained pair of CARRY4 cells counting as one level.
+
+    ``plain`` is the deepest level among the cell's inputs other than a carry
+    chain's; ``chained`` is what :func:`cell_levels` gave the CARRY4 driving
+    this one's carry input (a CARRY4 only). Returns ``(a, b)``: the levels at
+    the output when a CARRY4 chained to it would be the first of a pair (it
+    pays a level) and when it would be the second (free); the cell's own
+    depth is ``max(a, b)``. A LUT or mux costs one level; a CARRY4 entering a
+    chain costs one and makes the next free, so ``r`` chained CARRY4s cost
+    ``ceil(r / 2)``: Vivado's count on UltraScale+, where one CARRY8 (two
+    CARRY4s) is one level. :func:`parse_ltp` walks one path with it,
+    :func:`cosparse.hw.depth.carry_paired_levels` a whole netlist.
+    """
+    if not carry:
+        return (plain + 1, NO_LEVEL)
+    pays, free = chained
+    return (free, max(plain, pays) + 1)
 
 
 @functools.cache
@@ -177,18 +206,35 @@ def synthesis_key(rtlil: str, top: str) -> str:
 
 
 def _cache_root() -> Path:
-    from ..sim.build import cache_root
     return cache_root() / "synth"
+
+
+#: Types a cached ``utilisation.json`` must hold, per :class:`Utilisation` field.
+_FIELD_TYPES = {"int": int, "float": (int, float), "dict": dict, "str": str, "bool": bool}
+
+
+def _read_result(folder: Path) -> Utilisation | None:
+    """The :class:`Utilisation` a cache folder holds, or None when it is missing or damaged
+    (not JSON, a field missing, unknown or of the wrong type): that module is synthesised
+    again."""
+    info, problem = read_json(folder / "utilisation.json")
+    if problem is not None or not isinstance(info, dict):
+        return None
+    types = {f.name: _FIELD_TYPES[f.type] for f in fields(Utilisation)}
+    if set(info) != set(types) or any(
+            not isinstance(value, types[name]) or (isinstance(value, bool) and types[name]
+                                                   is not bool)
+            for name, value in info.items()):
+        return None
+    return Utilisation(**info)
 
 
 def cached(rtlil: str, top: str, *, cache=None) -> Utilisation | None:
     """The cached :class:`Utilisation` of ``rtlil`` (text), or None when not synthesised yet."""
     folder = (Path(cache) if cache is not None else _cache_root()) / synthesis_key(rtlil, top)
-    path = folder / "utilisation.json"
-    if not path.exists():
-        return None
-    result = Utilisation(**json.loads(path.read_text()))
-    result.cached = True
+    result = _read_result(folder)
+    if result is not None:
+        result.cached = True
     return result
 
 
@@ -215,7 +261,17 @@ def synthesise(rtlil: str, top: str, *, cache=None, log=None,
         return hit
     root = Path(cache) if cache is not None else _cache_root()
     folder = root / synthesis_key(rtlil, top)
-    root.mkdir(parents=True, exist_ok=True)
+    with locked(folder, log):
+        # Another process may have finished this module while this one waited.
+        hit = cached(rtlil, top, cache=cache)
+        if hit is not None:
+            return hit
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged result, if any
+        return _synthesise_into(rtlil, top, root, folder, log, timeout)
+
+
+def _synthesise_into(rtlil: str, top: str, root: Path, folder: Path, log, timeout) -> Utilisation:
+    """Run Yosys in a scratch folder renamed to ``folder`` once its result is written."""
     scratch = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
     try:
         (scratch / f"{top}.il").write_text(rtlil)
@@ -247,11 +303,8 @@ def synthesise(rtlil: str, top: str, *, cache=None, log=None,
                            (scratch / "carry4.txt").read_text())
         result = Utilisation(top=top, logic_levels=levels,
                              seconds=time.perf_counter() - start, **usage, **counts)
-        (scratch / "utilisation.json").write_text(json.dumps(result.as_dict(), indent=1))
-        try:
-            os.rename(scratch, folder)
-        except OSError:  # another run finished the same module first: keep its result
-            pass
+        write_atomic(scratch / "utilisation.json", json.dumps(result.as_dict(), indent=1))
+        os.rename(scratch, folder)  # under the lock, and the damaged folder is gone
         return result
     finally:
         if scratch.exists() and not (scratch / "utilisation.json").exists():

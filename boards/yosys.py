@@ -7,14 +7,26 @@ and the package to install, not a bare ``FileNotFoundError``.
 
 Syntheses of the default network run for many minutes, so :func:`run_logged`
 writes the tool's whole output to a log file and reports each top-level
-step as it starts, with the seconds elapsed: the user sees how far it got;
+step as it starts, with the seconds elapsed, to its ``log`` and on the
+terminal's status line (:mod:`cosparse.sw.progress`): the user sees how far it got;
 with a ``timeout`` it stops the tool (and anything it started) when the
 time is up, and a failure or a timeout is a :class:`ToolFailed` whose
 ``reason`` is one line a report can carry.
+
+A YoWASP tool compiles its WebAssembly to machine code on its first start
+and caches the result in ``$YOWASP_CACHE_DIR``, rewriting the cache file in
+place: another YoWASP process that has the file mapped at that moment dies
+of SIGBUS. :func:`find_tool` therefore starts a YoWASP tool once
+(``--version``) under a lock on that cache (:mod:`cosparse.sw.cache`)
+before handing it out: the first caller compiles, the others wait and find
+the cache ready, so parallel runs (``cosparse resources --jobs N``, several
+commands at once) only ever read it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import shutil
@@ -24,7 +36,10 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged"]
+from ..sw import progress
+from ..sw.cache import locked
+
+__all__ = ["ToolMissing", "ToolFailed", "find_tool", "run_logged", "yowasp_cache_dir"]
 
 #: Binary names tried for each tool, first found wins, and what provides them.
 TOOLS = {
@@ -93,8 +108,39 @@ def find_tool(tool: str) -> str:
     for name in names:
         found = shutil.which(name)
         if found:
+            if name.startswith("yowasp-"):
+                _warm(found, yowasp_cache_dir())
             return found
     raise ToolMissing(f"{tool} not found (looked for {', '.join(names)} on PATH): {install}")
+
+
+def yowasp_cache_dir() -> Path:
+    """Where YoWASP keeps its compiled tools: ``$YOWASP_CACHE_DIR`` or the user cache."""
+    if os.environ.get("YOWASP_CACHE_DIR"):
+        return Path(os.environ["YOWASP_CACHE_DIR"])
+    import platformdirs  # a dependency of yowasp-runtime
+    return Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+#: Seconds the first start of a YoWASP tool may take (compiling Yosys: ~1 min on 2 cores).
+WARM_TIMEOUT = 1800
+
+
+@functools.cache
+def _warm(binary: str, cache_dir: Path):
+    """Start ``binary`` once under the lock of ``cache_dir`` so that its compiled module is
+    in the cache before any run that may overlap another (once per process and cache)."""
+    with locked(cache_dir / Path(binary).name):
+        try:
+            done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                                  timeout=WARM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(f"{binary} --version did not finish within {WARM_TIMEOUT} s "
+                             f"(compiling its WebAssembly into {cache_dir})",
+                             "timeout: first start", None, True) from None
+    if done.returncode != 0:
+        reason = f"exit {done.returncode}: {_last_line((done.stdout + done.stderr).splitlines())}"
+        raise ToolFailed(f"{binary} --version failed ({reason})", reason, done.returncode)
 
 
 def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int = 1,
@@ -116,7 +162,14 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
     start = time.perf_counter()
     log_path = Path(log_path)
     expired = threading.Event()
-    with open(log_path, "w") as out:
+    last_step = [""]
+    # The terminal's status line names the step running (sw/progress.py); stages nest, so
+    # tools run side by side from threads (cosparse resources) report through ``log`` only.
+    staged = (progress.stage(f"{Path(command[0]).name} {' '.join(command[1:])}"[:60],
+                             detail=lambda: last_step[0])
+              if threading.current_thread() is threading.main_thread()
+              else contextlib.nullcontext())
+    with staged, open(log_path, "w") as out:
         # Its own session, so that a timeout stops whatever the tool started as well.
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -137,6 +190,8 @@ def run_logged(command: list[str], log_path, *, cwd=None, log=None, depth: int =
             for line in process.stdout:
                 out.write(line)
                 match = _STAGE.match(line)
+                if match:
+                    last_step[0] = line.strip()[:60]
                 if log is not None and match and (match.group(2) is None or depth > 1):
                     log(f"[{time.perf_counter() - start:7.1f} s] {line.strip()[:100]}")
             _, status, rusage = os.wait4(process.pid, 0)

@@ -13,15 +13,21 @@ level for the first CARRY4 and for every second one after it along the
 chain (``ceil(n / 2)`` for ``n`` chained CARRY4s), every other cell (LUT,
 wide multiplexer) one level. ``ltp``'s own count is kept beside it.
 
-Results are cached by the Verilog text under ``<cache>/depth/<hash>/``.
+Results are cached by the RTLIL text under ``<cache>/depth/<hash>/``, measured
+under the folder's lock and marked by ``depth.json`` written last and
+atomically (:mod:`cosparse.sw.cache`); a damaged ``depth.json`` is measured
+again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from ..boards.xilinx_synth import NO_LEVEL, cell_levels
+from ..sw.cache import cache_root, locked, read_json, write_atomic
 
 __all__ = ["Depth", "carry_paired_levels", "measure", "unit_rtlil"]
 
@@ -66,25 +72,20 @@ def carry_paired_levels(netlist: dict, top: str) -> int:
         for source in sources:
             readers[source].append(name)
     ready = [name for name, n in indegree.items() if n == 0]
-    # Per output bit: (level when the next chained CARRY4 pays one, when it is free).
+    # Per output bit: cell_levels' pair (the next chained CARRY4 pays one / is free).
     levels: dict[int, tuple] = {}
-    none, longest, done = -1, 0, 0
+    longest, done = 0, 0
     while ready:
         name = ready.pop()
         done += 1
         cell = cells[name]
-        inputs = {port: [levels.get(b, (0, none)) if isinstance(b, int) else (0, none)
+        inputs = {port: [levels.get(b, (0, NO_LEVEL)) if isinstance(b, int) else (0, NO_LEVEL)
                          for b in cell["connections"][port]]
                   for port, d in cell["port_directions"].items() if d == "input"}
         carry = cell["type"] == "CARRY4"
         plain = max((max(a) for port, bits in inputs.items()
                      if not (carry and port in _CARRY_INPUTS) for a in bits), default=0)
-        if carry:
-            pays, free = inputs.get("CI", [(0, none)])[0]
-            # Entering the chain here (or after a free half) costs one; the next is then free.
-            result = (free, max(plain, pays) + 1)
-        else:
-            result = (plain + 1, none)
+        result = cell_levels(carry, plain, inputs.get("CI", [(0, NO_LEVEL)])[0])
         longest = max(longest, *result)
         for port, d in cell["port_directions"].items():
             if d == "output":
@@ -110,24 +111,39 @@ def measure(component, name: str, *, cache=None, log=None) -> Depth:
     """Synthesise ``component`` alone for UltraScale+ and return its :class:`Depth`."""
     from ..boards.xilinx_synth import SCRIPT, parse_ltp, parse_stat
     from ..boards.yosys import find_tool, run_logged
-    from ..sim.build import cache_root
 
     text = unit_rtlil(component, name)
     script = SCRIPT + "select {top}\nwrite_json -selected netlist.json\n"
     key = hashlib.sha256((script + name + text).encode()).hexdigest()[:16]
     folder = (Path(cache) if cache is not None else cache_root() / "depth") / key
     result_path = folder / "depth.json"
-    if result_path.exists():
-        return Depth(**json.loads(result_path.read_text()))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.il").write_text(text)
-    (folder / "synth.ys").write_text(script.format(rtlil=f"{name}.il", top=name))
-    run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log)
-    stat = parse_stat((folder / "stat.json").read_text(), name)
-    netlist = json.loads((folder / "netlist.json").read_text())
-    result = Depth(top=name, levels=carry_paired_levels(netlist, name),
-                   ltp=parse_ltp((folder / "ltp.txt").read_text()), lut=stat["lut"],
-                   ff=stat["ff"], carry=stat["carry"], dsp=stat["dsp"], bram36=stat["bram36"])
-    result_path.write_text(json.dumps(result.as_dict(), indent=1))
-    (folder / "netlist.json").unlink()
+    with locked(folder, log):
+        found = _read_result(result_path)
+        if found is not None:
+            return found
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.il").write_text(text)
+        (folder / "synth.ys").write_text(script.format(rtlil=f"{name}.il", top=name))
+        run_logged([find_tool("yosys"), "synth.ys"], folder / "yosys.log", cwd=folder, log=log)
+        stat = parse_stat((folder / "stat.json").read_text(), name)
+        netlist = json.loads((folder / "netlist.json").read_text())
+        result = Depth(top=name, levels=carry_paired_levels(netlist, name),
+                       ltp=parse_ltp((folder / "ltp.txt").read_text()), lut=stat["lut"],
+                       ff=stat["ff"], carry=stat["carry"], dsp=stat["dsp"],
+                       bram36=stat["bram36"])
+        write_atomic(result_path, json.dumps(result.as_dict(), indent=1))
+        (folder / "netlist.json").unlink()
     return result
+
+
+def _read_result(path: Path) -> Depth | None:
+    """The cached :class:`Depth`, or None when missing or damaged (measured again)."""
+    info, problem = read_json(path)
+    types = {"top": str, "bram36": (int, float)}
+    if problem is not None or not isinstance(info, dict) or set(info) != _FIELDS or any(
+            not isinstance(v, types.get(k, int)) or isinstance(v, bool) for k, v in info.items()):
+        return None
+    return Depth(**info)
+
+
+_FIELDS = {f.name for f in fields(Depth)}

@@ -28,7 +28,12 @@ from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
 
-__all__ = ["Stage", "plan", "unit_after", "Network"]
+__all__ = ["NotBuiltInHardware", "Stage", "plan", "unit_after", "Network"]
+
+
+class NotBuiltInHardware(ValueError):
+    """A valid NetSpec the golden model runs but the generator does not build; the message
+    names the layer and why (a conv2d last layer, a global k-WTA on a (C, H, W) tensor)."""
 
 
 class Stage:
@@ -79,14 +84,16 @@ def plan(spec: NetSpec) -> list:
         # NetSpec validation guarantees that fraction bits reach only this stage's k-WTA.
         stage = Stage(layer, pool, kwta, shape)
         if kwta is not None and kwta.mode == "global" and len(stage.out_shape) == 3:
-            raise ValueError(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) tensor is not "
-                             f"built (convolutions drain position-major, global k-WTA reads "
-                             f"flat order)")
+            raise NotBuiltInHardware(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) "
+                                     f"tensor is not built (convolutions drain position-major, "
+                                     f"global k-WTA reads flat order)")
         stages.append(stage)
         shape = stage.out_shape
     if isinstance(stages[-1].layer, Conv2d):
-        raise ValueError(f"layer {stages[-1].layer.name!r}: the last layer must be linear in "
-                         f"hardware (its int32 logits go to the argmax one per cycle)")
+        raise NotBuiltInHardware(f"layer {stages[-1].layer.name!r}: the last layer must be linear "
+                                 f"in hardware (its int32 logits go to the argmax one per "
+                                 f"cycle); a conv2d-last NetSpec runs in the golden model only "
+                                 f"(`cosparse golden`)")
     return stages
 
 

@@ -14,8 +14,9 @@ and reused as is, so a second ``simulate`` of the same network starts at
 once.
 
 The cache is safe under concurrency and crashes (docs/simulation.md, "Build
-cache"): a build, its reuse and its marker are done under an exclusive
-``fcntl`` lock on ``<directory>.lock`` (a second process of the same design
+cache"; the recipe and its pieces are :mod:`cosparse.sw.cache`): a build, its
+reuse and its marker are done under an exclusive ``fcntl`` lock on
+``<directory>.lock`` (a second process of the same design
 waits, then reuses the first one's build); the marker is written atomically
 (temporary file + ``os.replace``) only after the compiler succeeded, and is
 checked against its files before reuse (a marker that does not parse, lacks
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +50,7 @@ import numpy as np
 
 from ..hw.convert import to_verilog
 from ..sw import progress
+from ..sw.cache import cache_root, feed, locked, read_json, write_atomic
 from ..sw.netspec import NetSpec
 
 __all__ = ["SIMULATORS", "TOP", "TOPS", "SimulatorMissing", "BuildError", "SimulationTimeout",
@@ -147,35 +148,6 @@ class Build:
         return out
 
 
-def cache_root() -> Path:
-    """``$COSPARSE_CACHE`` or ``~/.cache/cosparse``."""
-    env = os.environ.get("COSPARSE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cosparse"
-
-
-def _feed(h, value):
-    """Hash any NetSpec / HwConfig value deterministically."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        h.update(type(value).__name__.encode())
-        for f in dataclasses.fields(value):
-            h.update(f.name.encode())
-            _feed(h, getattr(value, f.name))
-    elif isinstance(value, np.ndarray):
-        h.update(f"{value.dtype.str}{value.shape}".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    elif isinstance(value, (list, tuple)):
-        h.update(f"[{len(value)}".encode())
-        for item in value:
-            _feed(h, item)
-        h.update(b"]")
-    elif isinstance(value, dict):
-        for k in sorted(value):
-            h.update(repr(k).encode())
-            _feed(h, value[k])
-    else:
-        h.update(repr(value).encode())
-
-
 def _hw_source_digest() -> str:
     root = Path(__file__).resolve().parent.parent / "hw"
     h = hashlib.sha256()
@@ -199,16 +171,10 @@ def design_key(spec: NetSpec, config=None, *, dense: bool = False, simulator: st
     if top not in TOPS:
         raise ValueError(f"unknown top level {top!r}; choose one of {', '.join(TOPS)}")
     h = hashlib.sha256()
-    if top != "axis":  # keys of the wrapper's builds stay what they were before the kernel
-        _feed(h, top)
-    _feed(h, spec)
-    _feed(h, config)
-    _feed(h, [dense, simulator, waves, BEAT_BYTES, _version(), _hw_source_digest()])
-    if simulator == "icarus":  # flags added after the first Icarus builds
-        _feed(h, BUILD_ARGS[simulator])
-    else:  # flags and control file added after the first Verilator builds
-        _feed(h, [BUILD_ARGS[simulator], PUBLIC_VLT.format(top=TOPS[top]),
-                  sorted(VERILATOR_MAKE.items())])
+    feed(h, [top, spec, config, dense, simulator, waves, BEAT_BYTES, _version(),
+             _hw_source_digest(), BUILD_ARGS[simulator]])
+    if simulator == "verilator":
+        feed(h, [PUBLIC_VLT.format(top=TOPS[top]), sorted(VERILATOR_MAKE.items())])
     return h.hexdigest()[:16]
 
 
@@ -377,32 +343,31 @@ def get_runner(simulator: str, *, timeout: float | None = None):
 
 # ---- the cache: lock, marker ----------------------------------------------------------------
 
-@contextlib.contextmanager
-def _locked(directory: Path, log=None):
-    """Hold the exclusive lock of one build directory (``<directory>.lock``, beside it).
-
-    The lock file lives outside the directory so that a broken build
-    directory can be removed while the lock is held. The kernel releases
-    the lock when its holder exits, however it exits.
-    """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    path = directory.with_name(directory.name + ".lock")
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if log:
-                log(f"waiting for another process building {directory}...")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 _MARKER_FIELDS = {f.name for f in dataclasses.fields(Build)} - {"cached"}
 _MARKER_INTS = ("engines", "classes", "input_size", "beat_bytes", "counter_bits")
 _MARKER_STRINGS = ("simulator", "directory", "verilog", "key", "top")
+
+
+def _marker_problem(info, key: str, simulator: str, artifact: Path) -> str | None:
+    """Why a parsed marker cannot be reused, or None when its fields and files check out."""
+    if not isinstance(info, dict) or set(info) != _MARKER_FIELDS:
+        return "fields missing or unexpected"
+    if not all(isinstance(info[f], int) and not isinstance(info[f], bool) for f in _MARKER_INTS):
+        return f"fields {', '.join(_MARKER_INTS)} must be integers"
+    if not all(isinstance(info[f], str) for f in _MARKER_STRINGS):
+        return f"fields {', '.join(_MARKER_STRINGS)} must be strings"
+    if info["key"] != key:
+        return f"key {info['key']!r} is not the design's {key!r}"
+    try:
+        if not Path(info["verilog"]).is_file() or Path(info["verilog"]).stat().st_size == 0:
+            return f"{info['verilog']} is missing or empty"
+        if not artifact.is_file() or artifact.stat().st_size == 0:
+            return f"{artifact} is missing or empty"
+    except (OSError, ValueError) as error:  # a path the system cannot take (NUL, too long)
+        return f"unreadable ({error})"
+    if simulator == "verilator" and not os.access(artifact, os.X_OK):
+        return f"{artifact} is not executable"
+    return None
 
 
 def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None) -> dict | None:
@@ -410,27 +375,9 @@ def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None)
     marker = directory / "built.json"
     if not marker.exists():
         return None
-    artifact = _artifact(simulator, directory, name)
-    try:
-        info = json.loads(marker.read_text())
-        problem = None
-        if not isinstance(info, dict) or set(info) != _MARKER_FIELDS:
-            problem = "fields missing or unexpected"
-        elif not all(isinstance(info[f], int) and not isinstance(info[f], bool)
-                     for f in _MARKER_INTS):
-            problem = f"fields {', '.join(_MARKER_INTS)} must be integers"
-        elif not all(isinstance(info[f], str) for f in _MARKER_STRINGS):
-            problem = f"fields {', '.join(_MARKER_STRINGS)} must be strings"
-        elif info["key"] != key:
-            problem = f"key {info['key']!r} is not the design's {key!r}"
-        elif not Path(info["verilog"]).is_file() or Path(info["verilog"]).stat().st_size == 0:
-            problem = f"{info['verilog']} is missing or empty"
-        elif not artifact.is_file() or artifact.stat().st_size == 0:
-            problem = f"{artifact} is missing or empty"
-        elif simulator == "verilator" and not os.access(artifact, os.X_OK):
-            problem = f"{artifact} is not executable"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
-        problem = f"unreadable ({error})"
+    info, problem = read_json(marker)
+    if problem is None:
+        problem = _marker_problem(info, key, simulator, _artifact(simulator, directory, name))
     if problem is None:
         return info
     if log:
@@ -440,13 +387,7 @@ def _read_marker(directory: Path, key: str, simulator: str, name: str, log=None)
 
 def _write_marker(directory: Path, info: dict):
     """Write ``built.json`` atomically: a reader sees no marker or a whole one."""
-    marker = directory / "built.json"
-    temporary = marker.with_name(f".built.json.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(info, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, marker)
+    write_atomic(directory / "built.json", json.dumps(info, indent=1))
 
 
 def _discard(directory: Path):
@@ -470,7 +411,7 @@ def build(spec: NetSpec, config=None, *, dense: bool = False, simulator: str = "
     name = TOPS[top]
     prefix = simulator if top == "axis" else f"{simulator}-{top}"
     directory = Path(cache or cache_root()) / "sim" / f"{prefix}-{key}"
-    with _locked(directory, log):
+    with locked(directory, log):
         info = _read_marker(directory, key, simulator, name, log)
         if info is not None:
             info.update(cached=True, directory=directory, verilog=Path(info["verilog"]))

@@ -30,7 +30,7 @@ def register_export(subparsers):
     parser.add_argument("--data", required=True, help="GSC-layout data set for calibration "
                         "(unused for a quantisation-aware fine-tuned checkpoint)")
     parser.add_argument("--out", required=True, help="NetSpec folder to write")
-    parser.add_argument("--calibration", type=int, default=2000,
+    parser.add_argument("--calibration", type=inputs.positive(int), default=2000,
                         help="training clips used to calibrate activation scales (default 2000)")
     parser.add_argument("--name", default="gsc-sparse", help="network name in the NetSpec")
     parser.add_argument("--weight-bits", metavar="LAYER=BITS,...",
@@ -217,7 +217,7 @@ def register_evaluate(subparsers):
                     "fine-tuned checkpoint the latter is the forward pass it was trained with).")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="GSC-layout data set")
     parser.add_argument("--split", default="testing", choices=("train", "validation", "testing"))
-    parser.add_argument("--limit", type=int, help="use only the first N clips")
+    parser.add_argument("--limit", type=inputs.positive(int), help="use only the first N clips")
     inputs.add_netspec_argument(parser)
     parser.add_argument("--checkpoint", help="float sparse checkpoint (default: shipped)")
     parser.add_argument("--dense-checkpoint", help="float dense baseline checkpoint")

@@ -8,6 +8,7 @@ path, so each source is checked once and in one way.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from . import assets, features
 from .data.gsc import CLASSES, NOISE_DIR, label_of
 
-__all__ = ["Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
+__all__ = ["positive", "Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
            "resolve", "add_input_arguments", "add_netspec_argument", "add_hw_config_argument",
            "load_hw_config", "load_netspec"]
 
@@ -163,9 +164,24 @@ def add_input_arguments(parser):
     source.add_argument("--dataset", metavar="DIR", help="a GSC-layout data set folder")
     parser.add_argument("--split", default="testing", choices=("train", "validation", "testing"),
                         help="split of --dataset (default: testing)")
-    parser.add_argument("--limit", type=int, help="use only the first N clips of --dataset")
+    parser.add_argument("--limit", type=positive(int),
+                        help="use only the first N clips of --dataset")
     parser.add_argument("--convert", action="store_true",
                         help="resample / downmix / centre-crop wavs that are not 16 kHz mono 1 s")
+
+
+def positive(kind):
+    """An argparse ``type`` for a positive ``kind`` (int or float): ``0``, ``-3`` or ``x`` end the
+    command with "argument --NAME: must be a positive int, got '0'" before any work."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
 
 
 def check_input_arguments(args):
@@ -173,8 +189,6 @@ def check_input_arguments(args):
     if getattr(args, "limit", None) is not None:
         if not args.dataset:
             raise ValueError("--limit applies to --dataset only")
-        if args.limit < 1:
-            raise ValueError(f"--limit must be at least 1, got {args.limit}")
     if getattr(args, "convert", False) and not args.wav:
         raise ValueError("--convert applies to --wav only; a data set's clips must already "
                          "be 16 kHz mono and at most 1 s (convert them with "

@@ -20,12 +20,24 @@ ends, and while it runs:
 By default progress is on only when stderr is a terminal, so pipes, CI
 logs and tests stay quiet; ``COSPARSE_PROGRESS=0`` or ``1`` overrides.
 Stages nest (``generate Verilog: elaborate``); the innermost one reports.
+
+The status lines come from a small heartbeat process (:class:`_Heartbeat`),
+not from a thread of this one: Yosys's conversion to Verilog runs
+in-process (Amaranth's WebAssembly Yosys) and holds the GIL for tens of
+seconds, which would silence a thread exactly when the user waits. The
+heartbeat lives while a stage is open, prints the innermost stage and its
+elapsed seconds on its own clock, and hears of stage changes and of each
+stage's ``detail`` from this process whenever it can run. A stream without
+a file descriptor (a test's ``io.StringIO``) gets the lines from a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -40,8 +52,77 @@ _TTY_INTERVAL = 1.0
 _lock = threading.RLock()
 _state = {"enabled": False, "stream": None, "tty": False}
 _stack: list = []  # open stages: [label, start, detail], innermost last
-_ticker: list = []  # the thread printing status lines while a stage is open
+_ticker: list = []  # the thread feeding the heartbeat (or printing) while a stage is open
+_heartbeat: list = []  # the _Heartbeat printing status lines while a stage is open, if any
 _wake = threading.Event()
+
+#: The heartbeat process: reads JSON lines on stdin (``["stage", label, seconds elapsed]``,
+#: ``["detail", text]``, ``["exit"]``) and prints a status line on its stderr every interval.
+_HEARTBEAT = r"""
+import json, os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when it ends
+interval, tty = float(sys.argv[1]), sys.argv[2] == "1"
+label, start, detail, pending = None, 0.0, "", b""
+due = time.monotonic() + interval
+while True:
+    ready = select.select([0], [], [], max(0.0, due - time.monotonic()))[0]
+    if ready:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        messages = [json.loads(line) for line in lines]
+        if ["exit"] in messages:
+            break
+        for message in messages:
+            if message[0] == "stage":
+                label, start, detail = message[1], time.monotonic() - message[2], ""
+            else:
+                detail = message[1]
+        continue
+    due = time.monotonic() + interval
+    text = f"cosparse: {label}: {detail + ', ' if detail else ''}{time.monotonic() - start:.0f} s"
+    os.write(2, ("\r\x1b[K" + text if tty else text + "\n").encode(errors="replace"))
+"""
+
+
+class _Heartbeat:
+    """The process printing status lines while a stage is open (see the module docstring)."""
+
+    def __init__(self, stream, interval: float, tty: bool):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _HEARTBEAT, str(interval), "1" if tty else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stream.fileno())
+
+    def send(self, *message):
+        try:
+            self.process.stdin.write((json.dumps(message) + "\n").encode())
+            self.process.stdin.flush()
+        except (OSError, ValueError):  # it is gone: the stage lines still come from here
+            pass
+
+    def close(self):
+        self.send("exit")
+        try:
+            self.process.stdin.close()
+            self.process.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+
+
+def _start_heartbeat() -> bool:
+    """Start the heartbeat process for the configured stream; False when it cannot have one."""
+    stream = _state["stream"]
+    try:
+        stream.fileno()
+        stream.flush()
+        beat = _Heartbeat(stream, _TTY_INTERVAL if _state["tty"] else LOG_INTERVAL,
+                          _state["tty"])
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return False
+    _heartbeat.append(beat)
+    return True
 
 
 def configure(enabled: bool | None = None, stream=None) -> bool:
@@ -80,13 +161,9 @@ def _write(text: str, *, final: bool):
     stream.flush()
 
 
-def _status(entry, now) -> str:
-    label, start, detail = entry
-    text = detail() if detail is not None else ""
-    return f"{label}: {text + ', ' if text else ''}{now - start:.0f} s"
-
-
 def _tick():
+    """While a stage is open: feed the heartbeat each stage's detail, or print the status
+    lines (no heartbeat)."""
     interval = _TTY_INTERVAL if _state["tty"] else LOG_INTERVAL
     while True:
         _wake.wait(interval)
@@ -95,11 +172,19 @@ def _tick():
             if not _stack:
                 _ticker.clear()
                 return
+            label, start, detail = _stack[-1]
+            if _heartbeat and detail is None:
+                continue  # the heartbeat counts the seconds on its own
             try:
-                line = _status(_stack[-1], time.perf_counter())
+                text = detail() if detail is not None else ""
             except Exception as error:  # noqa: BLE001 - a detail must not end the report
-                line = f"{_stack[-1][0]}: ({type(error).__name__}: {error})"
-            _write("cosparse: " + line, final=False)
+                text = f"({type(error).__name__}: {error})"
+            if _heartbeat:
+                _heartbeat[0].send("detail", text)
+            else:
+                seconds = time.perf_counter() - start
+                _write(f"cosparse: {label}: {text + ', ' if text else ''}{seconds:.0f} s",
+                       final=False)
 
 
 def note(message: str):
@@ -124,8 +209,13 @@ def stage(label: str, detail=None):
         return
     with _lock:
         path = ": ".join([entry[0] for entry in _stack] + [label])
-        _stack.append([path, time.perf_counter(), detail])
+        start = time.perf_counter()
+        _stack.append([path, start, detail])
         _write(f"cosparse: {path} ...", final=not _state["tty"])
+        if not _heartbeat:
+            _start_heartbeat()
+        if _heartbeat:
+            _heartbeat[0].send("stage", path, 0.0)
         if not _ticker:
             _ticker.append(threading.Thread(target=_tick, daemon=True, name="progress"))
             _ticker[0].start()
@@ -136,8 +226,12 @@ def stage(label: str, detail=None):
     finally:
         with _lock:
             entry = _stack.pop()
-            seconds = time.perf_counter() - entry[1]
-            _write(f"cosparse: {path}: {'done' if ok else 'stopped'} after {seconds:.1f} s",
+            now = time.perf_counter()
+            if _heartbeat and _stack:
+                _heartbeat[0].send("stage", _stack[-1][0], now - _stack[-1][1])
+            elif _heartbeat:
+                _heartbeat.pop().close()
+            _write(f"cosparse: {path}: {'done' if ok else 'stopped'} after {now - entry[1]:.1f} s",
                    final=True)
             if not _stack:
                 _wake.set()

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .cache import atomic_path
 from .model import GSCNet, NetConfig
 
 FORMAT = "cosparse-checkpoint"
@@ -160,9 +161,8 @@ def _checkpoint(model, metrics, qat=None, **extra):
 
 def _save(obj, path):
     """Write atomically, so a stopped run never leaves a half-written checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def read_checkpoint(path):

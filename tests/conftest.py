@@ -1,8 +1,9 @@
 """Fixtures shared across test folders, and the ``board`` marker."""
 
-import fcntl
+import json
 import os
 
+import numpy as np
 import pytest
 
 
@@ -28,6 +29,7 @@ def driver_cache(tmp_path_factory, driver_spec):
     rather than compile the same kernel again side by side.
     """
     from cosparse.sim.build import SimulatorMissing, find_simulator
+    from cosparse.sw.cache import locked
     from cosparse.sw.driver import open_device
     try:
         find_simulator("verilator")
@@ -38,7 +40,30 @@ def driver_cache(tmp_path_factory, driver_spec):
         root.mkdir(exist_ok=True)
     else:
         root = tmp_path_factory.mktemp("driver-cache")
-    with open(root / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(root / "build"):
         open_device("sim", driver_spec, cache=root)
     return root
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A saved random network with conv, pool, k-WTA and linear layers, and two ways to break
+    it: ``(spec, folder, edit_json, edit_arrays)`` (the NetSpec tests, faults and all)."""
+    from cosparse.sw import netspec
+    from cosparse.sw.netspec import random_netspec
+    spec = next(s for s in map(random_netspec, range(100))
+                if {"maxpool2d", "kwta", "linear"} <= {l.kind for l in s.layers})
+    folder = netspec.save(spec, tmp_path / "net")
+
+    def edit_json(change):
+        doc = json.loads((folder / netspec.JSON_NAME).read_text())
+        change(doc)
+        (folder / netspec.JSON_NAME).write_text(json.dumps(doc))
+
+    def edit_arrays(change):
+        with np.load(folder / netspec.ARRAYS_NAME) as npz:
+            arrays = dict(npz)
+        change(arrays)
+        np.savez(folder / netspec.ARRAYS_NAME, **arrays)
+
+    return spec, folder, edit_json, edit_arrays

@@ -1,7 +1,9 @@
 """A NetSpec whose last layer is a conv2d (issue 14): one class out of C*H*W, flat (C, H, W).
 
 The golden model, ``cosparse golden`` and the driver's result layout all
-read its logits as docs/netspec.md ("Output") says.
+read its logits as docs/netspec.md ("Output") says; the hardware generator
+does not build one (its argmax takes one logit a cycle from a linear layer)
+and every hardware command refuses it with :class:`NotBuiltInHardware`.
 """
 
 import json
@@ -49,3 +51,50 @@ def test_cosparse_golden_on_a_conv_last_netspec(conv_last, tmp_path, capsys):
         [conv_last.classes[p] for p in expected.predictions]
     assert [len(r["logits"]) for r in report["inputs"]] == [18] * 4
     assert main(["golden", "--netspec", str(folder), "--features", str(tmp_path / "x.npy")]) == 0
+
+
+# ---- hardware and driver --------------------------------------------------------------------
+
+def test_the_generator_refuses_a_conv_last_network_by_name(conv_last):
+    from cosparse.hw.generate import generate
+    from cosparse.hw.top import NotBuiltInHardware
+    with pytest.raises(NotBuiltInHardware, match="'head': the last layer must be linear"):
+        generate(conv_last)
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--out", "{tmp}/gen"],
+    ["simulate", "--features", "{tmp}/x.npy"],
+    ["run", "--backend", "sim", "--features", "{tmp}/x.npy"],
+])
+def test_hardware_commands_refuse_a_conv_last_netspec_in_one_line(conv_last, tmp_path, capsys,
+                                                                  command):
+    """Refused when the design is planned, before any compiler runs: exit 2, one line."""
+    folder = netspec.save(conv_last, tmp_path / "net")
+    np.save(tmp_path / "x.npy", netspec.random_inputs(conv_last, 2, seed=1))
+    args = [command[0], "--netspec", str(folder), "--no-progress",
+            *(a.format(tmp=tmp_path) for a in command[1:])]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the last layer must be linear in hardware" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_driver_result_records_of_a_conv_last_layout_decode_flat(conv_last):
+    """A kernel record carries the C*H*W logits in flat (C, H, W) order and one class index:
+    the driver's decoding gives the golden model's logits and prediction."""
+    from cosparse.hw.kernel import regmap
+    from cosparse.sw.driver import protocol
+
+    x = netspec.random_inputs(conv_last, 5, seed=4)
+    expected = golden.run(conv_last, x)
+    layout = protocol.Layout.of(conv_last)
+    assert layout.classes == 18
+    index_bytes = regmap.result_bytes(18) - 4 * 18
+    records = bytearray()
+    for logits, prediction in zip(expected.logits, expected.predictions):
+        record = logits.astype("<i4").tobytes() + int(prediction).to_bytes(index_bytes, "little")
+        records += record.ljust(layout.record_stride, b"\0")
+    logits, predictions = protocol.unpack_results(layout, records, len(x))
+    np.testing.assert_array_equal(logits, expected.activations["head"].reshape(5, -1))
+    np.testing.assert_array_equal(predictions, expected.predictions)

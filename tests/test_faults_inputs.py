@@ -107,16 +107,23 @@ def test_wrong_shape_is_refused_before_a_simulation(net, tmp_path, capsys, monke
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--throughput", "0"], "--throughput must be a positive"),
-    (["run", "--throughput", "-3"], "--throughput must be a positive"),
-    (["run", "--timeout", "0"], "--timeout must be a positive"),
+    (["run", "--throughput", "0"], "--throughput: must be a positive int"),
+    (["run", "--throughput", "-3"], "--throughput: must be a positive int"),
+    (["run", "--timeout", "0"], "--timeout: must be a positive float"),
+    (["throughput", "--batch", "0"], "--batch: must be a positive int"),
+    (["evaluate", "--checkpoint", "c", "--dataset", "d", "--limit", "0"],
+     "--limit: must be a positive int"),
     (["golden", "--wav", "a.wav", "--limit", "3"], "--limit applies to --dataset only"),
     (["run", "--features", "x.npy", "--limit", "3"], "--limit applies to --dataset only"),
     (["golden", "--dataset", "d", "--convert"], "--convert applies to --wav only"),
-    (["simulate", "--dataset", "d", "--limit", "0"], "--limit must be at least 1"),
+    (["simulate", "--dataset", "d", "--limit", "0"], "--limit: must be a positive int"),
 ])
 def test_ignored_or_impossible_options_are_refused_first(capsys, args, message):
-    assert main(args) == 2
+    try:
+        code = main(args)
+    except SystemExit as stop:  # refused by the parser (inputs.positive)
+        code = stop.code
+    assert code == 2
     assert message in capsys.readouterr().err
 
 
@@ -243,8 +250,69 @@ def test_a_clip_edited_with_the_same_size_and_time_changes_the_key(fake_gsc):
     assert len(list((fake_gsc / CACHE_DIR).glob("testing-*.npz"))) == 2
 
 
+def test_two_processes_computing_one_split_share_one_cache(fake_gsc, tmp_path):
+    """Both succeed with the same features; one computes, the other waits and reads its file."""
+    import subprocess
+    import sys
+    script = ("import sys, numpy as np, warnings; warnings.simplefilter('error');"
+              "from cosparse.sw.data.dataset import load_features;"
+              "X, y, _ = load_features(sys.argv[1], 'testing', progress=False);"
+              "np.save(sys.argv[2], X)")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(fake_gsc),
+                              str(tmp_path / f"{i}.npy")], stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    for run in runs:
+        assert run.wait(300) == 0, run.stderr.read()[-2000:]
+    X, _, _ = load_features(fake_gsc, "testing", progress=False, cache=False)
+    for i in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{i}.npy"), X)
+    assert len(list((fake_gsc / CACHE_DIR).glob("testing-*.npz"))) == 1
+    assert not list((fake_gsc / CACHE_DIR).glob(".*"))  # no temporary file left
+
+
 def test_an_unwritable_cache_folder_only_warns(fake_gsc):
     (fake_gsc / CACHE_DIR).write_text("a file where the folder should be")
     with pytest.warns(UserWarning, match="cannot write the features cache"):
         X, _, _ = load_features(fake_gsc, "testing", progress=False)
     assert X.shape[1:] == features.FEATURE_SHAPE
+
+
+# ---- generate --out -------------------------------------------------------------------------
+
+def _generate(capsys, net, out, monkeypatch):
+    """``cosparse generate --out out``; generation itself must not be reached."""
+    from cosparse.hw import generate as generate_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("generation started before --out was checked")
+
+    monkeypatch.setattr(generate_module, "generate", never)
+    code = main(["generate", "--netspec", str(net[1]), "--out", str(out), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+def test_generate_out_naming_an_existing_file_is_refused(net, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "taken"
+    out.write_text("keep me")
+    code, err = _generate(capsys, net, out, monkeypatch)
+    assert code == 2 and "exists and is not a folder" in err and "Traceback" not in err
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("layout", ["out is a link", "parent is a link", "file is a link"])
+def test_generate_out_through_a_symlink_is_refused(net, tmp_path, capsys, monkeypatch, layout):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if layout == "out is a link":
+        out = tmp_path / "out"
+        out.symlink_to(elsewhere)
+    elif layout == "parent is a link":
+        (tmp_path / "link").symlink_to(elsewhere)
+        out = tmp_path / "link" / "out"
+    else:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "cosparse_top.v").symlink_to(elsewhere / "victim.v")
+    code, err = _generate(capsys, net, out, monkeypatch)
+    assert code == 2 and "symbolic link" in err and "Traceback" not in err
+    assert list(elsewhere.iterdir()) == []

@@ -16,20 +16,6 @@ from cosparse.sw import netspec
 from cosparse.sw.netspec import NetSpecError, random_netspec
 
 
-@pytest.fixture
-def saved(tmp_path):
-    spec = next(s for s in map(random_netspec, range(100))
-                if {"maxpool2d", "kwta", "linear"} <= {l.kind for l in s.layers})
-    folder = netspec.save(spec, tmp_path / "net")
-
-    def edit(change):
-        doc = json.loads((folder / netspec.JSON_NAME).read_text())
-        change(doc)
-        (folder / netspec.JSON_NAME).write_text(json.dumps(doc))
-
-    return spec, folder, edit
-
-
 def kind(doc, name):
     return next(l for l in doc["layers"] if l["kind"] == name)
 
@@ -113,7 +99,7 @@ JSON_FAULTS = {
 
 @pytest.mark.parametrize("case", JSON_FAULTS)
 def test_json_fault_is_named(saved, case):
-    _, folder, edit = saved
+    _, folder, edit, _ = saved
     change, message = JSON_FAULTS[case]
     edit(change)
     with pytest.raises(NetSpecError, match=message):
@@ -122,7 +108,7 @@ def test_json_fault_is_named(saved, case):
 
 def test_every_field_of_the_saved_file_is_known(saved):
     """save() writes only fields load() accepts, for both versions."""
-    spec, folder, _ = saved
+    spec, folder, _, _ = saved
     assert netspec.load(folder).output_size == spec.output_size
 
 
@@ -132,14 +118,14 @@ def _arrays(folder):
 
 
 def test_empty_array_file(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     (folder / netspec.ARRAYS_NAME).write_bytes(b"")
     with pytest.raises(NetSpecError, match="not a .npz file .* this file is empty"):
         netspec.load(folder)
 
 
 def test_text_file_as_array_file_is_not_blamed_on_pickles(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     (folder / netspec.ARRAYS_NAME).write_text("conv1.weights = 1, 2, 3\n")
     with pytest.raises(NetSpecError, match="not a .npz file") as error:
         netspec.load(folder)
@@ -147,7 +133,7 @@ def test_text_file_as_array_file_is_not_blamed_on_pickles(saved):
 
 
 def test_npy_as_array_file(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     with open(folder / netspec.ARRAYS_NAME, "wb") as f:
         np.save(f, np.zeros(3))
     with pytest.raises(NetSpecError, match="not a .npz file"):
@@ -155,7 +141,7 @@ def test_npy_as_array_file(saved):
 
 
 def test_truncated_array_file(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     path = folder / netspec.ARRAYS_NAME
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(NetSpecError, match="not a readable .npz file"):
@@ -163,7 +149,7 @@ def test_truncated_array_file(saved):
 
 
 def test_an_array_stored_twice_is_refused(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     path = folder / netspec.ARRAYS_NAME
     arrays = _arrays(folder)
     with zipfile.ZipFile(path, "a") as archive, archive.open("conv1.bias.npy", "w") as member:
@@ -173,7 +159,7 @@ def test_an_array_stored_twice_is_refused(saved):
 
 
 def test_big_endian_array_names_the_byte_order(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     arrays = _arrays(folder)
     arrays["conv1.bias"] = arrays["conv1.bias"].astype(">i4")
     np.savez(folder / netspec.ARRAYS_NAME, **arrays)
@@ -182,7 +168,7 @@ def test_big_endian_array_names_the_byte_order(saved):
 
 
 def test_arrays_link_outside_the_folder_is_refused(saved, tmp_path):
-    _, folder, edit = saved
+    _, folder, edit, _ = saved
     outside = tmp_path / "elsewhere.npz"
     os.replace(folder / netspec.ARRAYS_NAME, outside)
     (folder / "linked.npz").symlink_to(outside)
@@ -192,14 +178,14 @@ def test_arrays_link_outside_the_folder_is_refused(saved, tmp_path):
 
 
 def test_arrays_other_name_inside_the_folder_loads(saved):
-    spec, folder, edit = saved
+    spec, folder, edit, _ = saved
     os.replace(folder / netspec.ARRAYS_NAME, folder / "weights.npz")
     edit(lambda d: d.update(arrays="weights.npz"))
     assert netspec.load(folder).output_size == spec.output_size
 
 
 def test_netspec_json_not_utf8(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     (folder / netspec.JSON_NAME).write_bytes(b"\xff\xfe{}")
     with pytest.raises(NetSpecError, match="not valid JSON"):
         netspec.load(folder)
@@ -218,7 +204,7 @@ def test_in_memory_netspec_refuses_bad_names_and_classes():
 
 def test_damaged_compressed_member_is_named(saved):
     """A flipped byte inside deflated data raised zlib.error (found by fuzzing)."""
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     path = folder / netspec.ARRAYS_NAME
     with zipfile.ZipFile(path) as archive:
         info = archive.infolist()[0]
@@ -234,7 +220,7 @@ def test_damaged_compressed_member_is_named(saved):
 
 
 def test_member_header_promising_more_than_it_holds(saved):
-    _, folder, _ = saved
+    _, folder, _, _ = saved
     path = folder / netspec.ARRAYS_NAME
     import io
     header = io.BytesIO()

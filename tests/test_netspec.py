@@ -9,27 +9,6 @@ from cosparse.sw import netspec
 from cosparse.sw.netspec import NetSpecError, random_netspec
 
 
-@pytest.fixture
-def saved(tmp_path):
-    """A saved random network with conv, pool, k-WTA and linear layers, and a way to break it."""
-    spec = next(s for s in map(random_netspec, range(100))
-                if {"maxpool2d", "kwta", "linear"} <= {l.kind for l in s.layers})
-    folder = netspec.save(spec, tmp_path / "net")
-
-    def edit_json(change):
-        doc = json.loads((folder / netspec.JSON_NAME).read_text())
-        change(doc)
-        (folder / netspec.JSON_NAME).write_text(json.dumps(doc))
-
-    def edit_arrays(change):
-        with np.load(folder / netspec.ARRAYS_NAME) as npz:
-            arrays = dict(npz)
-        change(arrays)
-        np.savez(folder / netspec.ARRAYS_NAME, **arrays)
-
-    return spec, folder, edit_json, edit_arrays
-
-
 def layer_doc(doc, kind):
     return next(l for l in doc["layers"] if l["kind"] == kind)
 

