@@ -28,7 +28,7 @@ from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
 
-__all__ = ["NotBuiltInHardware", "Stage", "plan", "engine_for", "unit_after", "Network"]
+__all__ = ["NotBuiltInHardware", "Stage", "plan", "position_major_input", "engine_for", "unit_after", "Network"]
 
 
 class NotBuiltInHardware(ValueError):
@@ -97,22 +97,29 @@ def plan(spec: NetSpec) -> list:
     return stages
 
 
+def position_major_input(stage, index: int) -> bool:
+    """Whether the conv engine of ``stage`` (packed layer ``index``) gets position-major input.
+
+    Later layers read a conv engine's drain through a k-WTA or Sparsifier,
+    one position at a time in raster order, and a one-channel input's flat
+    order is raster order; only a first layer with more than one channel
+    reads NetSpec flat (channel-major) order. Position-major input lets the
+    engine keep a ring of output rows (hw/engine/ring.py); channel-major
+    input keeps the whole map.
+    """
+    return isinstance(stage.layer, Conv2d) and (index > 0 or stage.in_shape[0] == 1)
+
+
 def engine_for(stage, config, index: int):
     """The engine of ``stage`` (packed layer ``index`` of :func:`plan`) with ``config``.
 
-    A conv engine's input is position-major unless it is the first layer
-    with more than one channel: later layers read a conv engine's drain
-    through a k-WTA or Sparsifier, one position at a time in raster order,
-    and a one-channel input's flat order is raster order. Position-major
-    input lets the engine keep a ring of output rows (hw/engine/ring.py);
-    the first layer's flat (channel-major) input keeps the whole map.
     Shared by :class:`Network`, sim/bench_engine.py and bench/, so all build
     the same engine.
     """
     layer = stage.layer
     if isinstance(layer, Conv2d):
         return ConvEngine(layer, config, pool=stage.pool,
-                          position_major=index > 0 or stage.in_shape[0] == 1)
+                          position_major=position_major_input(stage, index))
     return LinearEngine(layer, config, in_shape=stage.in_shape)
 
 
