@@ -107,3 +107,27 @@ def test_ring_reads_a_row_once_its_last_sum_is_written(offsets):
     xs[:, 1, 0, 0] = [100, -77, 5]
     xs[2, 0, 0, 1] = 9
     run_ring(layer, config, 1, xs, stall=0.0, seed=0)
+
+
+def test_channel_major_first_layer_keeps_the_whole_map():
+    """A first layer with C > 1 reads NetSpec flat (channel-major) order: the generator builds
+    it with the double-buffered whole map, which is bit-exact in that order; a one-channel
+    first layer and every later conv get the ring."""
+    from cosparse.hw.top import engine_for, plan, position_major_input
+    from cosparse.sw.netspec import random_netspec
+
+    stages = plan(random_netspec(4))  # conv1 on (2, 12, 12), conv2 after it
+    assert [position_major_input(s, i) for i, s in enumerate(stages)][:2] == [False, True]
+    assert position_major_input(plan(random_netspec(1))[0], 0)  # (1, 9, 9)
+    assert engine_for(stages[0], LayerConfig(lanes=2, acc_bits=32, offsets=1), 0)._window is None
+    rng = np.random.default_rng(9)
+    layer = conv_layer(rng, c=3, size=8, k=3, out=4, n=2)
+    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), offsets=3)
+    engine = ConvEngine(layer, config, pool=2)
+    xs = sparse_rows(rng, layer.in_shape, 3, 0.5)
+    beats, expected = [], []
+    for x in xs:
+        beats += sparse_beats(x)  # flat order: channel-major
+        expected += as_vectors(conv_expected(layer, x, 2), layer.out_channels)
+    got, _ = run_stream_bench(engine, beats, len(expected), seed=9)
+    assert [[int(v) for v in o.values] for o in got] == expected
