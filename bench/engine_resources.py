@@ -26,14 +26,9 @@ from pathlib import Path
 
 def engine_component(spec, config, index):
     """The engine of packed layer ``index`` as the generator builds it."""
-    from cosparse.hw.engine import ConvEngine, LinearEngine
-    from cosparse.hw.top import plan
-    from cosparse.sw.netspec import Conv2d
+    from cosparse.hw.top import engine_for, plan
 
-    stage, cfg = plan(spec)[index], config.layers[index]
-    if isinstance(stage.layer, Conv2d):
-        return ConvEngine(stage.layer, cfg, pool=stage.pool)
-    return LinearEngine(stage.layer, cfg, in_shape=stage.in_shape)
+    return engine_for(plan(spec)[index], config.layers[index], index)
 
 
 def main(argv=None) -> int:

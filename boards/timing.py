@@ -193,8 +193,7 @@ def network_units(spec: NetSpec, config=None) -> dict:
     component belongs to one design).
     """
     from ..hw.config import HwConfig
-    from ..hw.engine import ConvEngine, LinearEngine
-    from ..hw.top import plan, unit_after
+    from ..hw.top import engine_for, plan, unit_after
 
     config = HwConfig.default_for(spec) if config is None else config
     config.validate(spec)
@@ -202,13 +201,8 @@ def network_units(spec: NetSpec, config=None) -> dict:
     units = {}
     for index, (stage, cfg) in enumerate(zip(stages, config.layers)):
         layer = stage.layer
-        if isinstance(layer, Conv2d):
-            units[f"engine_{layer.name}"] = (
-                lambda layer=layer, cfg=cfg, pool=stage.pool: ConvEngine(layer, cfg, pool=pool))
-        else:
-            units[f"engine_{layer.name}"] = (
-                lambda layer=layer, cfg=cfg, shape=stage.in_shape:
-                LinearEngine(layer, cfg, in_shape=shape))
+        units[f"engine_{layer.name}"] = (
+            lambda stage=stage, cfg=cfg, index=index: engine_for(stage, cfg, index))
         if index < len(stages) - 1:
             units[f"sparse_{layer.name}"] = lambda stage=stage: unit_after(stage)
     return units

@@ -22,12 +22,14 @@ from .convert import to_verilog
 from .engine.weights import kernel_id_bits
 from .kwta.global_ import scan_cycles
 from .kwta.local import search_cycles
-from .top import Network, plan
+from .engine.ring import ring_window
+from .top import Network, plan, position_major_input
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
 
 #: Cycles an engine spends per input besides its work items: the multiply and
-#: read-modify-write pipeline empties before the buffers swap.
+#: read-modify-write pipeline empties before the buffers swap (a ring: before its
+#: last rows are final, hw/engine/ring.py ``SETTLE``, and the next input starts).
 SWAP_CYCLES = 6
 
 #: Module (and file) name of the generated top level.
@@ -116,7 +118,13 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     plus a few cycles to swap buffers; ``drain`` = one word per cycle (conv:
     pre-pool positions times passes) or one channel per cycle (linear). The
     drain of one input overlaps the accumulation of the next, so the
-    engine's interval is the larger. The unit after each engine (``after``:
+    engine's interval is the larger. A conv engine with a row-window ring
+    (position-major input, hw/engine/ring.py) has one buffer: its drain
+    reads only in cycles the accumulation leaves a bank free and the next
+    input waits for the last rows, so fed without a gap it takes at most
+    ``accumulate + drain`` plus the same few cycles (fewer where inputs
+    near the map's edge leave banks free, or gaps in its input let the
+    drain in early). The unit after each engine (``after``:
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
     at least one per position for a conv output (a local k-WTA: at least its
     search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
@@ -137,13 +145,15 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     names = [layer.name for layer in built.layers]
     rows = []
     input_cycles = int(np.prod(spec.input.shape))
-    for stage, cfg in zip(plan(built), config.layers):
+    for index, (stage, cfg) in enumerate(zip(plan(built), config.layers)):
         layer = stage.layer
+        ring = position_major_input(stage, index)
         at = names.index(layer.name)
         x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
         if isinstance(layer, Conv2d):
-            tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes)
+            tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes,
+                            window=ring_window(layer.kernel, stage.pool) if ring else None)
             accumulate = float(np.mean(_conv_items(x_in, tiling, dense)))
             drain = int(np.prod(layer.out_shape[1:])) * passes
             banks, depth = tiling.banks, tiling.depth
@@ -174,9 +184,12 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_memory_bits": layer.fan_in * passes * cfg.lanes
             * (layer.weight_bits + kernel_id_bits(layer.n)),
-            "accumulator_bits": 2 * banks * depth * cfg.lanes * layer.n * cfg.acc_bits,
+            "ring": ring,
+            "accumulator_bits": (1 if ring else 2) * banks * depth * cfg.lanes * layer.n
+            * cfg.acc_bits,
             "accumulate_cycles": accumulate, "drain_cycles": drain,
-            "cycles_per_input": max(accumulate + SWAP_CYCLES, drain),
+            "cycles_per_input": accumulate + drain + SWAP_CYCLES if ring
+            else max(accumulate + SWAP_CYCLES, drain),
             "after_cycles": after,
         })
     intervals = [("input", input_cycles)]

@@ -28,7 +28,7 @@ from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
 
-__all__ = ["NotBuiltInHardware", "Stage", "plan", "unit_after", "Network"]
+__all__ = ["NotBuiltInHardware", "Stage", "plan", "position_major_input", "engine_for", "unit_after", "Network"]
 
 
 class NotBuiltInHardware(ValueError):
@@ -95,6 +95,32 @@ def plan(spec: NetSpec) -> list:
                                  f"cycle); a conv2d-last NetSpec runs in the golden model only "
                                  f"(`cosparse golden`)")
     return stages
+
+
+def position_major_input(stage, index: int) -> bool:
+    """Whether the conv engine of ``stage`` (packed layer ``index``) gets position-major input.
+
+    Later layers read a conv engine's drain through a k-WTA or Sparsifier,
+    one position at a time in raster order, and a one-channel input's flat
+    order is raster order; only a first layer with more than one channel
+    reads NetSpec flat (channel-major) order. Position-major input lets the
+    engine keep a ring of output rows (hw/engine/ring.py); channel-major
+    input keeps the whole map.
+    """
+    return isinstance(stage.layer, Conv2d) and (index > 0 or stage.in_shape[0] == 1)
+
+
+def engine_for(stage, config, index: int):
+    """The engine of ``stage`` (packed layer ``index`` of :func:`plan`) with ``config``.
+
+    Shared by :class:`Network`, sim/bench_engine.py and bench/, so all build
+    the same engine.
+    """
+    layer = stage.layer
+    if isinstance(layer, Conv2d):
+        return ConvEngine(layer, config, pool=stage.pool,
+                          position_major=position_major_input(stage, index))
+    return LinearEngine(layer, config, in_shape=stage.in_shape)
 
 
 def unit_after(stage, *, skip_zeros: bool = True):
@@ -177,10 +203,7 @@ class Network(wiring.Component):
         source = head.o
         for index, (stage, cfg) in enumerate(zip(self.stages, self._config.layers)):
             layer = stage.layer
-            if isinstance(layer, Conv2d):
-                engine = ConvEngine(layer, cfg, pool=stage.pool)
-            else:
-                engine = LinearEngine(layer, cfg, in_shape=stage.in_shape)
+            engine = engine_for(stage, cfg, index)
             m.submodules[f"engine_{layer.name}"] = engine
             m.d.comb += self.busy[index].eq(engine.busy)
             self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))

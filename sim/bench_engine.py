@@ -38,14 +38,19 @@ __all__ = ["localise", "replay_units"]
 MARGIN_CYCLES = 5000
 
 
-def _sparse_beats(t: np.ndarray, dense: bool) -> list:
-    """Beats of hw/layouts.py's sparse stream for one tensor, flat order.
+def _sparse_beats(t: np.ndarray, dense: bool, position_major: bool = False) -> list:
+    """Beats of hw/layouts.py's sparse stream for one tensor, flat order (position-major:
+    raster order of positions, channels ascending within one, as a k-WTA emits them).
 
-    The engines accept non-zeros in any order; ``dense`` sends every value,
-    zeros included, as the dense baseline's sparsifiers and k-WTAs do.
+    A conv engine with a ring needs position-major beats, others accept any
+    order; ``dense`` sends every value, zeros included, as the dense
+    baseline's sparsifiers and k-WTAs do.
     """
-    coords = [tuple(map(int, c)) for c in (np.argwhere(np.ones_like(t, bool)) if dense
-                                           else np.argwhere(t != 0))]
+    view = t.transpose(1, 2, 0) if position_major else t
+    coords = [tuple(map(int, c)) for c in (np.argwhere(np.ones_like(view, bool)) if dense
+                                           else np.argwhere(view != 0))]
+    if position_major:
+        coords = [(c, y, x) for y, x, c in coords]
     if not coords:
         coords = [(0,) * t.ndim]
     beats = []
@@ -174,11 +179,10 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
     ``first_difference`` or ``hung``/``protocol``.
     """
     from ..hw.argmax import Argmax
-    from ..hw.engine import ConvEngine, LinearEngine
     from ..hw.generate import _prepare, summary
     from ..hw.kwta.global_ import bins
     from ..hw.sparsify import Sparsifier
-    from ..hw.top import plan, unit_after
+    from ..hw.top import engine_for, plan, unit_after
     from ..sw.netspec import Conv2d
 
     x = golden.validate_inputs(spec, x)
@@ -227,11 +231,10 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         budget = int(20 * model[e]["cycles_per_input"]) + MARGIN_CYCLES
         final = e == len(stages) - 1
         # ---- the engine (with its fused pool) -----------------------------
+        engine = engine_for(stage, cfg, e)
         if isinstance(layer, Conv2d):
-            engine = ConvEngine(layer, cfg, pool=stage.pool)
             count = stage.out_shape[1] * stage.out_shape[2]
         else:
-            engine = LinearEngine(layer, cfg, in_shape=stage.in_shape)
             count = int(np.prod(stage.out_shape))
         # the golden activation the engine must produce: its layer's, or its pool's
         names = [m.name for m in built.layers]
@@ -240,8 +243,9 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         want = np.asarray(acts[target]) if target in acts else None
         if final and logits is not None and want is None:
             want = logits
+        ordered = isinstance(layer, Conv2d)
         out, hung = _run_unit(engine, _sparse_beats(np.asarray(h).reshape(stage.in_shape),
-                                                    dense), budget, count=count)
+                                                    dense, ordered), budget, count=count)
         got = _from_dense(out, stage.out_shape) if not hung else None
         if not check({"unit": "engine", "layer": layer.name, "compared_with": target,
                       "pool": stage.pool}, want, got, hung) and stop_at_first:

@@ -17,6 +17,7 @@ from ..layouts import dense_vector_layout, sparse_layout, value_shape
 from .drain import PositionDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
+from .ring import RowWindow, ring_window
 from .router import Accumulators
 from .tiling import Tiling
 
@@ -133,6 +134,13 @@ class ConvEngine(PackedEngine):
         Lanes, offsets per cycle and accumulator width.
     pool : int
         Max-pool window fused into the drain (1: none).
+    position_major : bool
+        The input arrives position-major (raster order of positions, the
+        channels of a position together): the engine then keeps a ring of
+        ``K + pool`` output rows or more, single-buffered, and drains the rows
+        the input has passed while it goes on (:mod:`.ring`). Otherwise (a
+        first layer with ``C > 1`` in NetSpec flat order, channel-major) every
+        output position is held, double-buffered.
 
     Ports
     -----
@@ -143,16 +151,24 @@ class ConvEngine(PackedEngine):
     busy : high while any input is being accumulated or drained.
     """
 
-    def __init__(self, layer, config, pool: int = 1):
+    def __init__(self, layer, config, pool: int = 1, position_major: bool = False):
         if layer.requant is None:
             raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
                              f"is not built")
+        if not isinstance(position_major, bool):
+            raise TypeError(f"position_major must be a bool, got {position_major!r}")
         out_hw = tuple(layer.out_shape[1:])
-        tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups))
-        scatter = ConvScatter(tuple(layer.in_shape), tiling)
+        in_shape = tuple(layer.in_shape)
+        window = ring_window(layer.kernel, pool) if position_major else None
+        tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups),
+                        window=window)
+        scatter = ConvScatter(in_shape, tiling)
+        drain = PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits,
+                              ring=position_major)
         super().__init__(layer, config, scatter, tiling,
                          Accumulators(layer.n, config.lanes, tiling, config.acc_bits,
-                                      layer.weight_bits),
-                         PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits),
+                                      layer.weight_bits, buffers=1 if position_major else 2),
+                         drain,
                          dense_vector_layout(layer.out_channels,
-                                             value_shape(layer.requant.frac_bits)))
+                                             value_shape(layer.requant.frac_bits)),
+                         window=RowWindow(in_shape, tiling, pool) if position_major else None)

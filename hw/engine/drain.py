@@ -15,7 +15,7 @@ Every word read is cleared on the next cycle, so the buffer is zero when
 the next input accumulates in it.
 """
 
-from amaranth import Array, Const, Module, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -53,17 +53,26 @@ class PositionDrain(wiring.Component):
         Pool window (1: none); must divide both output extents.
     acc_bits : int
         Accumulator width.
+    ring : bool
+        Drain a row window (:mod:`.ring`) while the input accumulates: the
+        walk takes pool-row groups as they become final (``final``) and reads
+        only when the accumulators' port is free (``acc.free``).
 
     Ports
     -----
-    start : pulse: the idle buffer holds a finished input.
-    busy : high from ``start`` until every word was read (and handed to requantisation).
-    acc : read/clear port into the idle buffer.
+    start : pulse: the idle buffer holds a finished input (ring: the next
+        input may begin; the walk restarts at group 0).
+    busy : high from ``start`` until every word was read (and handed to requantisation);
+        ring: while a word read waits for requantisation.
+    acc : read/clear port into the idle buffer (ring: into the ring).
+    final : ring only: pool-row groups (``pool`` output rows each) whose sums are
+        complete and written.
+    drained : ring only: groups whose words have all been read (and so cleared).
     o : ``dense_vector_layout(out_channels, value_shape(layer.requant.frac_bits))``:
         int8, or int8 with the requantisation's fraction bits.
     """
 
-    def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int):
+    def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int, ring: bool = False):
         ho, wo = tiling.out_hw
         if not isinstance(pool, int) or pool < 1 or ho % pool or wo % pool:
             raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
@@ -71,13 +80,15 @@ class PositionDrain(wiring.Component):
         if layer.requant is None:
             raise ValueError(f"layer {layer.name!r}: a position drain needs requant")
         self._layer, self._lanes, self._t = layer, lanes, tiling
-        self._pool, self._acc_bits = pool, acc_bits
+        self._pool, self._acc_bits, self._ring = pool, acc_bits, ring
+        groups = range(ho // pool + 1)
         super().__init__({
             "start": In(1),
             "busy": Out(1),
             "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
             "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
                                                           value_shape(layer.requant.frac_bits)))),
+            **({"final": In(groups), "drained": Out(groups)} if ring else {}),
         })
 
     def elaborate(self, platform):
@@ -88,8 +99,11 @@ class PositionDrain(wiring.Component):
         py, px = Signal(range(ho // s)), Signal(range(wo // s))
         wi, wj = Signal(range(s)), Signal(range(s))
         q = Signal(range(passes))
-        issuing = Signal()
-        final = ((py == ho // s - 1) & (px == wo // s - 1) & (wi == s - 1) & (wj == s - 1)
+        # Ring: armed from reset, and each group waits until it is final; a read waits for a
+        # cycle in which the read-modify-write leaves the port free.
+        issuing = Signal(init=int(self._ring))
+        go = issuing & (py < self.final) & self.acc.free if self._ring else issuing
+        at_end = ((py == ho // s - 1) & (px == wo // s - 1) & (wi == s - 1) & (wj == s - 1)
                  & (q == passes - 1))
 
         def step():
@@ -117,20 +131,21 @@ class PositionDrain(wiring.Component):
             init=[biases[r * width:(r + 1) * width] for r in range(passes)])
         bias = bias_mem.read_port()
         m.d.comb += [
-            self.acc.addr.eq((q * t.bank_h + _lut([v // t.rows for v in range(ho)], oy)) * t.bank_w
+            self.acc.addr.eq((q * t.bank_h + _lut([v // t.rows % t.bank_h for v in range(ho)], oy))
+                             * t.bank_w
                              + _lut([v // t.cols for v in range(wo)], ox)),
             self.acc.bank.eq(_lut([v % t.rows for v in range(ho)], oy) * t.cols
                              + _lut([v % t.cols for v in range(wo)], ox)),
-            self.acc.en.eq(advance),
-            self.acc.clear.eq(issuing),
+            self.acc.en.eq(advance & go if self._ring else advance),
+            self.acc.clear.eq(go),
             bias.addr.eq(q),
             bias.en.eq(advance),
         ]
         with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_q.eq(q), d_last.eq(final)]
-            with m.If(issuing):
+            m.d.sync += [d_valid.eq(go), d_q.eq(q), d_last.eq(at_end)]
+            with m.If(go):
                 step()
-                with m.If(final):
+                with m.If(at_end):
                     m.d.sync += issuing.eq(0)
         with m.If(self.start):
             m.d.sync += [issuing.eq(1), py.eq(0), px.eq(0), wi.eq(0), wj.eq(0), q.eq(0)]
@@ -148,7 +163,10 @@ class PositionDrain(wiring.Component):
                      requant.i.payload.last.eq(d_last), out_ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, pool.i)
         wiring.connect(m, pool.o, wiring.flipped(self.o))
-        m.d.comb += self.busy.eq(issuing | d_valid)
+        if self._ring:
+            m.d.comb += [self.busy.eq(d_valid), self.drained.eq(Mux(issuing, py, ho // s))]
+        else:
+            m.d.comb += self.busy.eq(issuing | d_valid)
         return m
 
 

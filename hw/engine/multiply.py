@@ -23,7 +23,10 @@ from amaranth.utils import ceil_log2
 
 from .weights import check_weight_bits, kernel_id_bits, lane_layout, weight_words, word_layout
 
-__all__ = ["bits", "item_layout", "product_bits", "product_layout", "PackedMultiply"]
+__all__ = ["LATENCY", "bits", "item_layout", "product_bits", "product_layout", "PackedMultiply"]
+
+#: Cycles from an item at :class:`PackedMultiply`'s input to its products at the output.
+LATENCY = 3
 
 
 def bits(extent: int) -> int:

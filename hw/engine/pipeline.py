@@ -18,14 +18,20 @@ class PackedEngine(wiring.Component):
     wait costs a few cycles per input and is what keeps every input's sums
     apart.
 
+    With a ``window`` (:class:`~.ring.RowWindow`, a conv engine with
+    position-major input) there is one buffer, a ring of output rows: the
+    window gates the scatter's input and tells the drain which rows are
+    final, and the drain empties them while the input goes on.
+
     Subclasses (:class:`ConvEngine`, :class:`LinearEngine`) pick the
     scatter, the tiling, the accumulators (:mod:`.router`) and the drain.
     """
 
-    def __init__(self, layer, config, scatter, tiling, accumulators, drain, out_layout):
+    def __init__(self, layer, config, scatter, tiling, accumulators, drain, out_layout,
+                 window=None):
         self._layer, self._config = layer, config
         self._scatter, self._tiling, self._drain = scatter, tiling, drain
-        self._accumulators = accumulators
+        self._accumulators, self._window = accumulators, window
         super().__init__({
             "i": In(stream.Signature(scatter.i.payload.shape())),
             "o": Out(stream.Signature(out_layout)),
@@ -39,10 +45,25 @@ class PackedEngine(wiring.Component):
         m.submodules.multiply = multiply = PackedMultiply(layer, lanes, self._tiling)
         m.submodules.accumulators = acc = self._accumulators
         m.submodules.drain = drain = self._drain
-        wiring.connect(m, wiring.flipped(self.i), scatter.i)
         wiring.connect(m, drain.o, wiring.flipped(self.o))
         wiring.connect(m, drain.acc, acc.drain)
         wiring.connect(m, multiply.o, acc.i)
+        if self._window is not None:
+            m.submodules.window = window = self._window
+            wiring.connect(m, wiring.flipped(self.i), window.i)
+            wiring.connect(m, window.o, scatter.i)
+            m.d.comb += [
+                multiply.i.valid.eq(scatter.o.valid),
+                multiply.i.payload.eq(scatter.o.payload),
+                scatter.o.ready.eq(1),
+                window.last_item.eq(multiply.i.valid & multiply.i.payload.last),
+                drain.final.eq(window.final),
+                window.drained.eq(drain.drained),
+                drain.start.eq(window.start),
+                self.busy.eq(window.busy | drain.busy),
+            ]
+            return m
+        wiring.connect(m, wiring.flipped(self.i), scatter.i)
 
         # Gate between the scatter and the multiplier: closed from the last item of an input
         # until the buffers have swapped.

@@ -35,6 +35,15 @@ clears. A drain read returns every sum of one position and pass, ``lanes x
 n`` output channels, one cycle after it is issued; the read port holds the
 word while the drain issues no read.
 
+A conv engine whose input arrives position-major keeps one buffer only,
+a ring of output rows (``buffers = 1``, :mod:`.ring`): the drain reads
+(and clears) the rows that are final while later rows still accumulate, so
+it takes a bank's read port only in a cycle in which the read-modify-write
+does not read that bank (``free``); its clear then lands in the next cycle,
+when no update writes that bank either. Read-modify-write reads overwrite
+the read port's word, so a register holds the drained word while the drain
+waits.
+
 Why whole words and no ``Array`` indexing: Verilator, which the benches
 use, evaluates every memory port and every expression every cycle.
 Selecting a lane's sum by its kernel id and the drained bank by its number
@@ -89,7 +98,8 @@ class DrainPort(wiring.Signature):
     when ``clear`` is high with ``en``, the word read is set to zero on the
     next cycle, leaving the buffer ready for a later input. ``data`` holds
     the word's ``lanes x n`` sums one cycle after the read, sum
-    ``l * n + j`` being kernel ``j`` of lane ``l``.
+    ``l * n + j`` being kernel ``j`` of lane ``l``. ``free`` is high when a
+    read of ``bank`` may be issued this cycle (always, double-buffered).
     """
 
     def __init__(self, sums: int, banks: int, depth: int, acc_bits: int):
@@ -98,12 +108,13 @@ class DrainPort(wiring.Signature):
             "bank": Out(unsigned(bits(banks))),
             "en": Out(1),
             "clear": Out(1),
+            "free": In(1),
             "data": In(data.ArrayLayout(signed(acc_bits), sums)),
         })
 
 
 class Accumulators(wiring.Component):
-    """Banked, double-buffered accumulators fed by :class:`PackedMultiply`.
+    """Banked accumulators, double-buffered or one ring, fed by :class:`PackedMultiply`.
 
     Parameters
     ----------
@@ -119,21 +130,28 @@ class Accumulators(wiring.Component):
     weight_bits : int
         Width of the layer's weights (2..16), which sets the product width
         of the input stream (:func:`~.multiply.product_layout`).
+    buffers : int
+        2: double-buffered (``sel`` picks the accumulating buffer); 1: one
+        ring, drained in the cycles the read-modify-write leaves a bank free.
 
     Ports
     -----
     i : products, always accepted.
-    sel : which buffer accumulates; the other belongs to ``drain``.
+    sel : which buffer accumulates; the other belongs to ``drain`` (unused with one buffer).
     done : high in the cycle the item marked ``last`` is written.
-    drain : :class:`DrainPort` into the other buffer.
+    drain : :class:`DrainPort` into the other buffer (the ring).
     """
 
-    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8):
+    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8,
+                 buffers: int = 2):
         for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if buffers not in (1, 2):
+            raise ValueError(f"buffers must be 1 (a ring) or 2, got {buffers!r}")
         _check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
+        self._buffers = buffers
         super().__init__({
             "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
                                      always_ready=True)),
@@ -165,6 +183,14 @@ class Accumulators(wiring.Component):
                      c_bank.eq(self.drain.bank)]
         with m.If(self.drain.en):
             m.d.sync += d_bank.eq(self.drain.bank)
+        buffers = self._buffers
+        if buffers == 2:
+            m.d.comb += self.drain.free.eq(1)
+        else:
+            # The drain may read a bank the item being read now leaves alone.
+            writes = [self.i.payload.write[b] for b in range(t.banks)]
+            busy = _pick(writes, self.drain.bank) if t.banks > 1 else writes[0]
+            m.d.comb += self.drain.free.eq(~(self.i.valid & busy))
 
         drained = []
         for b in range(t.banks):
@@ -174,7 +200,7 @@ class Accumulators(wiring.Component):
             # A word holds the lanes x n sums of one position and pass, sum i in bits
             # [acc_bits * i, acc_bits * (i + 1)).
             mems = []
-            for buf in range(2):
+            for buf in range(buffers):
                 mem = Memory(shape=unsigned(sums * acc_bits), depth=t.depth, init=[])
                 m.submodules[f"bank{b}_{buf}"] = mem
                 mems.append((mem.read_port(), mem.write_port(granularity=acc_bits)))
@@ -185,9 +211,9 @@ class Accumulators(wiring.Component):
                 # The lane's sum from the accumulating buffer (a 2n-way pick by buffer and
                 # kernel id), or the previous item's new value of that very sum.
                 options = [_slot(mems[buf][0].data, lane * n + j, acc_bits) if j < n else 0
-                           for buf in range(2) for j in range(1 << len(kernel))]
+                           for buf in range(buffers) for j in range(1 << len(kernel))]
                 old = Mux(hit_addr & (p.kernel[b][lane] == kernel), p_total[b][lane],
-                          _pick(options, Cat(kernel, self.sel)))
+                          _pick(options, Cat(kernel, self.sel) if buffers == 2 else kernel))
                 total = Signal(signed(acc_bits), name=f"sum{b}_{lane}")
                 m.d.comb += total.eq(old + s.product[b][lane])
                 m.d.sync += p_total[b][lane].eq(total)
@@ -197,6 +223,20 @@ class Accumulators(wiring.Component):
             # Reads only for items that write the bank: an idle port costs a simulator nothing.
             reading = self.i.valid & self.i.payload.write[b]
             clearing = c_en & (c_bank == b)
+            if buffers == 1:
+                # The drain reads only where no item reads (``free``), and its clear lands
+                # when the item read with it, which leaves this bank alone, writes.
+                (read, write), = mems
+                draining = self.drain.en & (self.drain.bank == b)
+                m.d.comb += [
+                    read.addr.eq(Mux(draining, self.drain.addr, self.i.payload.addr[b])),
+                    read.en.eq(reading | draining),
+                    write.addr.eq(Mux(clearing, c_addr, s.addr[b])),
+                    write.data.eq(Mux(clearing, 0, Cat(*totals))),
+                    write.en.eq(Mux(clearing, (1 << sums) - 1, Mux(writing, Cat(*enables), 0))),
+                ]
+                drained.append(read.data)
+                continue
             for buf, (read, write) in enumerate(mems):
                 accumulating = self.sel == buf
                 m.d.comb += [
@@ -211,6 +251,13 @@ class Accumulators(wiring.Component):
         # The drained buffer's word of the bank read last (the read ports hold it while the
         # drain does not read).
         word = _pick(drained, d_bank) if t.banks > 1 else drained[0]
+        if buffers == 1:
+            # Later reads of the read-modify-write replace the read port's word: hold it.
+            fresh, held = Signal(), Signal.like(word)
+            m.d.sync += fresh.eq(self.drain.en)
+            with m.If(fresh):
+                m.d.sync += held.eq(word)
+            word = Mux(fresh, word, held)
         for index in range(sums):
             m.d.comb += self.drain.data[index].eq(_slot(word, index, acc_bits))
         return m

@@ -23,22 +23,26 @@ from test_engine import conv_layer  # noqa: E402
 
 
 @pytest.mark.slow
-def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path):
+@pytest.mark.parametrize("position_major", [False, True])
+def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path, position_major):
     try:
         find_tool("yosys")
     except ToolMissing as error:
         pytest.skip(str(error))
     rng = np.random.default_rng(0)
     # 32 input channels of 3x3 kernels, 4 groups one lane at a time: a 1,152-word weight ROM;
-    # one offset per cycle: one bank of 4 passes x 16 x 16 positions (1,024 words of 2 sums).
-    layer = conv_layer(rng, c=32, size=18, k=3, out=8, n=2)
-    engine = ConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)))
+    # one offset per cycle: one bank of 4 passes x 16 x 16 positions (1,024 words of 2 sums),
+    # twice; or, position-major, a ring of 4 passes x 8 x 32 positions (1,024 words), once.
+    size = 34 if position_major else 18
+    layer = conv_layer(rng, c=32, size=size, k=3, out=8, n=2)
+    engine = ConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)),
+                        pool=2 if position_major else 1, position_major=position_major)
     top, netlist = module_netlist(engine)
     used = synthesise(netlist, top, cache=tmp_path / "cache")
     cells = used.cells
     block = cells.get("RAMB18E2", 0) + cells.get("RAMB36E2", 0) + cells.get("URAM288", 0)
-    # Two accumulator buffers and the weight ROM, at least one block RAM each.
-    assert block >= 3, cells
+    # The accumulator buffers (two, or one ring) and the weight ROM, one block RAM or more each.
+    assert block >= (2 if position_major else 3), cells
     # No distributed RAM anywhere: every memory of this engine is block-RAM shaped.
     assert not any(name.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "RAM512"))
                    for name in cells), cells
