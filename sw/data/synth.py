@@ -1,4 +1,4 @@
-"""An offline stand-in for Google Speech Commands, synthesised with espeak-ng.
+"""An offline stand-in for Google Speech Commands, synthesised with espeak-ng (and flite, festival).
 
 The output follows the real GSC layout exactly (see :mod:`.gsc`), so the same
 loader, training and evaluation code runs on it:
@@ -22,6 +22,11 @@ range and the unknown-word list are the difficulty knobs.
 
 Every clip depends only on (seed, word, index), so clips are made in
 parallel and the same seed gives byte-identical files.
+
+Other engines (:mod:`.engines`, ``--engines``) speak with every voice of
+flite and festival; ``--holdout-engine`` keeps one engine out of training
+(leave-one-engine-out); ``--snr`` and ``--snr-skew`` set the noise. Each
+data set gets ``clips.tsv``: engine, voice, speaker, split and SNR per clip.
 """
 from __future__ import annotations
 
@@ -309,7 +314,7 @@ def make_speakers(count: int, seed: int) -> list[Speaker]:
 
 
 def make_other_speakers(engine: str, count: int, seed: int) -> list[Speaker]:
-    """``count`` distinct flite / festival speakers: voice x stretch (85-125%) x shift (+-3 semitones)."""
+    """``count`` distinct flite / festival speakers: voice x stretch x shift (see Speaker)."""
     rng = np.random.default_rng([seed, zlib.crc32(f"speakers:{engine}".encode())])
     names = engines.voices(engine)
     found: dict[str, Speaker] = {}
@@ -658,7 +663,7 @@ def cli_synth(args: argparse.Namespace) -> int:
 def register_cli(subparsers) -> argparse.ArgumentParser:
     """Add ``synth`` to an argparse subparsers object (``cosparse data synth``)."""
     parser = subparsers.add_parser(
-        "synth", help="synthesise a GSC-layout keyword data set with espeak-ng",
+        "synth", help="synthesise a GSC-layout keyword data set (espeak-ng, flite, festival)",
         description=__doc__.split("\n\n")[0])
     _add_arguments(parser)
     parser.set_defaults(func=cli_synth)
