@@ -77,7 +77,7 @@ def voices(engine: str) -> tuple[str, ...]:
                               text=True, check=False)
         found = sorted(proc.stdout.strip().strip("()").split())
     else:
-        raise ValueError(f"voices() is for flite and festival; espeak-ng has synth.variants()")
+        raise ValueError("voices() is for flite and festival; espeak-ng has synth.variants()")
     if not found:
         raise EngineError(f"{engine} offers no voices; install one (Debian: festvox-kallpc16k "
                           f"for festival)")
