@@ -98,7 +98,7 @@ fi
 # tool on PATH -> Debian package; cocotb also loads the Python it runs in from its shared
 # library, which Debian ships apart (libpython3.X) from its python3.
 missing=()
-for pair in espeak-ng:espeak-ng sox:sox iverilog:iverilog g++:g++ make:make; do
+for pair in espeak-ng:espeak-ng flite:flite festival:festival sox:sox iverilog:iverilog g++:g++ make:make; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ "$("$PYTHON" -c 'import sys; print(sys.base_prefix)')" = /usr ] && command -v dpkg-query >/dev/null \

@@ -7,7 +7,11 @@ epoch of ~15k clips in well under a minute. Augmentation is a random time
 shift in feature space (frames rolled with zero fill, 0 being the -80 dB
 floor), which keeps features valid int8 in [0, 127]. A gain change is not
 offered: the features are dB relative to the clip's own maximum
-(``power_to_db(ref=max)``), so a gain has no effect on them.
+(``power_to_db(ref=max)``), so a gain has no effect on them. Optional
+augmentation that hides which speech engine spoke a clip (random EQ and
+band limit, speed and vocal-tract-length warps, SpecAugment-style masks)
+and extra digital / near-silence examples are in :mod:`cosparse.sw.augment`
+(``eq_prob``, ``warp_prob``, ``mask_prob``, ``silence_extra``).
 
 Quantisation-aware fine-tuning (``qat_from=CHECKPOINT``, ``cosparse train
 --qat-from``) continues a trained model with the forward pass of
@@ -42,9 +46,11 @@ QMAX = 127
 
 #: Training arguments that must not change when a run is resumed.
 _RESUME_FIXED = ("optimizer", "batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
-                 "augment", "max_shift", "lr_schedule", "qat", "init_from")
+                 "augment", "max_shift", "lr_schedule", "qat", "init_from", "eq_prob",
+                 "warp_prob", "mask_prob", "silence_extra")
 #: Values of training arguments that checkpoints from before the argument existed imply.
-_RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None, "init_from": None}
+_RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None, "init_from": None,
+                   "eq_prob": 0.0, "warp_prob": 0.0, "mask_prob": 0.0, "silence_extra": 0.0}
 
 
 # ---- data --------------------------------------------------------------------
@@ -232,8 +238,12 @@ def _batches(n, batch_size, generator):
             yield idx
 
 
-def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoch):
+def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoch,
+                 silence=None):
     from tqdm import tqdm
+
+    from . import augment
+    from .data.gsc import SILENCE
 
     qat = args.get("qat")
     if qat is None:
@@ -249,10 +259,16 @@ def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoc
     steps = math.ceil(X.shape[0] / args["batch_size"])
     for idx in tqdm(_batches(X.shape[0], args["batch_size"], generator), total=steps,
                     desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
-        q = X[idx]
+        q, yb = X[idx].cpu(), y[idx].cpu()
         if args["augment"]:
             q = time_shift(q, args["max_shift"], generator)
-        xb, yb = to_input(q).to(device), y[idx].to(device)
+        q = augment.augment_batch(q, generator, eq=args.get("eq_prob", 0.0),
+                                  warp_p=args.get("warp_prob", 0.0),
+                                  mask=args.get("mask_prob", 0.0))
+        if args.get("silence_extra", 0.0) > 0:
+            q, yb = augment.add_silence(q, yb, silence, SILENCE, generator,
+                                        args["silence_extra"])
+        xb, yb = to_input(q).to(device), yb.to(device)
         logits = forward(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
@@ -386,7 +402,8 @@ def make_optimizer(name, parameters, args):
 def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_size=64, lr=0.02,
           optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, lr_schedule="step", seed=0,
           augment=True, max_shift=3, device="auto", resume=False, progress=True, data=None,
-          threads=None, qat_from=None, calibration=2000, init_from=None):
+          threads=None, qat_from=None, calibration=2000, init_from=None, eq_prob=0.0,
+          warp_prob=0.0, mask_prob=0.0, silence_extra=0.0):
     """Train a :class:`GSCNet`, checkpointing every epoch.
 
     Parameters
@@ -412,6 +429,13 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         Seeds model init, data order and augmentation.
     augment : bool
         Random time shift of up to ``max_shift`` frames.
+    eq_prob, warp_prob, mask_prob : float
+        Share of each batch given a random EQ / band limit, a speed and
+        vocal-tract-length warp, SpecAugment-style masks
+        (:mod:`cosparse.sw.augment`); 0 (default) leaves training as it was.
+    silence_extra : float
+        Share of each batch replaced by digital silence and near-silence
+        labelled "silence" (:func:`cosparse.sw.augment.silence_bank`).
     device : str
         "auto" (cuda if available), "cpu", "cuda", ...
     resume : bool
@@ -457,7 +481,11 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     args = dict(optimizer=optimizer, batch_size=batch_size, lr=lr, momentum=momentum,
                 weight_decay=weight_decay,
                 lr_gamma=lr_gamma, lr_schedule=lr_schedule, seed=seed, augment=augment,
-                max_shift=max_shift)
+                max_shift=max_shift, eq_prob=eq_prob, warp_prob=warp_prob, mask_prob=mask_prob,
+                silence_extra=silence_extra)
+    for name in ("eq_prob", "warp_prob", "mask_prob", "silence_extra"):
+        if not 0.0 <= args[name] <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {args[name]!r}")
     if lr_schedule == "cosine":
         args["epochs"] = epochs  # the schedule's length: fixed on resume
     elif lr_schedule != "step":
@@ -497,11 +525,16 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
             return evaluate(model, Xv, yv)
     _reset_metrics(out_dir / "metrics.jsonl", start)
     Xd, yd = X.to(device), y.to(device)
+    silence = None
+    if silence_extra > 0:
+        from .augment import silence_bank
+        silence = silence_bank(seed)
     metrics = {}
     for epoch in range(start + 1, epochs + 1):
         tic = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
-        metrics = _train_epoch(model, optimizer, Xd, yd, args, generator, device, progress, epoch)
+        metrics = _train_epoch(model, optimizer, Xd, yd, args, generator, device, progress, epoch,
+                               silence)
         scheduler.step()
         if qat is None:
             model.update_boost_strength()
@@ -551,6 +584,15 @@ def add_arguments(parser):
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-augment", action="store_true", help="disable the random time shift")
+    parser.add_argument("--eq-prob", type=float, default=0.0,
+                        help="share of clips given a random EQ and band limit (default 0)")
+    parser.add_argument("--warp-prob", type=float, default=0.0,
+                        help="share of clips given a speed and vocal-tract-length warp (default 0)")
+    parser.add_argument("--mask-prob", type=float, default=0.0,
+                        help="share of clips given SpecAugment-style masks (default 0)")
+    parser.add_argument("--silence-extra", type=float, default=0.0,
+                        help="share of each batch replaced by digital / near-silence labelled "
+                             "silence (default 0)")
     parser.add_argument("--dense", action="store_true",
                         help="dense baseline: n=1 everywhere, ReLU instead of k-WTA")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -594,7 +636,9 @@ def run_cli(args):
           lr_schedule=args.lr_schedule, momentum=args.momentum,
           weight_decay=args.weight_decay, seed=args.seed, augment=not args.no_augment,
           device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads,
-          qat_from=args.qat_from, calibration=args.calibration, init_from=args.init_from)
+          qat_from=args.qat_from, calibration=args.calibration, init_from=args.init_from,
+          eq_prob=args.eq_prob, warp_prob=args.warp_prob, mask_prob=args.mask_prob,
+          silence_extra=args.silence_extra)
     return 0
 
 

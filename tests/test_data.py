@@ -175,3 +175,94 @@ def test_synth_cli_registers():
     synth.register_cli(sub)
     args = sub.choices["synth"].parse_args(["--out", "x", "--seed", "5"])
     assert args.func is synth.cli_synth and args.seed == 5 and args.clips_per_word == synth.Config.clips_per_word
+
+
+# ---- several speech engines, leave-one-engine-out ---------------------------
+
+@pytest.fixture(scope="module")
+def engines_synth(tmp_path_factory):
+    missing = [e for e in synth.engines.ENGINES if shutil.which(e) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    out = tmp_path_factory.mktemp("engines") / "a"
+    cfg = synth.Config(speakers=6, other_speakers=6, engines=synth.engines.ENGINES,
+                       holdout_engine="festival", snr_db=(0.0, 45.0), snr_skew=1.5)
+    kw = dict(seed=5, clips_per_word=12, unknown_clips_per_word=3, words=["yes", "left"],
+              unknown_words=["bed"], config=cfg, jobs=1, progress=False)
+    synth.synthesise(out, **kw)
+    return out, kw
+
+
+def test_engines_each_speak_with_their_voices(engines_synth):
+    out, _ = engines_synth
+    rows = synth.read_manifest(out).values()
+    assert {r["engine"] for r in rows} == set(synth.engines.ENGINES)
+    for engine in ("flite", "festival"):
+        assert {r["voice"] for r in rows if r["engine"] == engine} <= set(
+            synth.engines.voices(engine))
+    assert "awb_time" not in synth.engines.voices("flite")  # a clock: says times only
+    for wav in out.glob("*/*_nohash_*.wav"):
+        audio, rate = sf.read(wav)
+        assert rate == RATE and len(audio) == RATE and np.abs(audio).max() > 0.05
+
+
+def test_held_out_engine_never_reaches_training(engines_synth):
+    out, _ = engines_synth
+    manifest = synth.read_manifest(out)
+    train = {e.name for e in gsc.list_split(out, "train") if e.word != "silence"}
+    held = {c for c, r in manifest.items() if r["engine"] == "festival"}
+    assert held and train and not held & train
+    assert {manifest[c]["engine"] for c in train} == {"espeak-ng", "flite"}
+    for split in ("validation", "testing"):
+        listed = {e.name for e in gsc.list_split(out, split) if e.word != "silence"}
+        assert {c for c in listed if manifest[c]["split"] != split} == set()
+    assert {r["split"] for c, r in manifest.items() if c in held} <= {"validation", "testing"}
+
+
+def test_manifest_snr_is_within_the_range(engines_synth):
+    out, _ = engines_synth
+    snrs = [float(r["snr_db"]) for r in synth.read_manifest(out).values() if r["snr_db"]]
+    assert snrs and all(0.0 <= s <= 45.0 for s in snrs)
+
+
+def test_snr_skew_weights_towards_low_snr():
+    rng = np.random.default_rng(0)
+    uniform = [synth._snr(rng, synth.Config(snr_db=(0.0, 45.0))) for _ in range(2000)]
+    skewed = [synth._snr(rng, synth.Config(snr_db=(0.0, 45.0), snr_skew=1.5)) for _ in range(2000)]
+    assert min(skewed) >= 0 and max(skewed) <= 45
+    assert np.mean(skewed) < np.mean(uniform) - 3
+
+
+def test_default_set_keeps_its_espeak_speakers():
+    """The default set (espeak-ng alone) keeps its speaker ids and draws (same files as before
+    other engines existed)."""
+    import hashlib
+
+    sp = synth.Speaker("en-us", "m1", 50, 160)
+    assert sp.id == hashlib.sha1(b"en-us+m1/50/160").hexdigest()[:8]
+    assert synth.Speaker("slt", "", 0, 100, "flite").id != synth.Speaker("slt", "", 0, 100).id
+    assert synth.Config().engines == ("espeak-ng",) and synth.Config().holdout_engine is None
+    assert synth.Config().snr_db == (20.0, 45.0) and synth.Config().snr_skew == 1.0
+
+
+@pytest.mark.parametrize("cfg, pattern", [
+    (dict(engines=("espeak-ng",), holdout_engine="flite"), "not one of --engines"),
+    (dict(engines=("flite",), holdout_engine="flite"), "at least two --engines"),
+    (dict(snr_db=(30.0, 10.0)), "LO <= HI"),
+    (dict(snr_skew=0.0), "snr-skew"),
+])
+def test_bad_engine_settings_are_named(tmp_path, cfg, pattern):
+    if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
+        pytest.skip("espeak-ng or flite not installed")
+    with pytest.raises(ValueError, match=pattern):
+        synth.synthesise(tmp_path / "x", config=synth.Config(**cfg), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_engine_names_are_checked():
+    assert synth.engines.parse_engines("espeak-ng, flite") == ("espeak-ng", "flite")
+    with pytest.raises(ValueError, match="unknown speech engine 'say'"):
+        synth.engines.parse_engines("espeak-ng,say")
+    with pytest.raises(ValueError, match="twice"):
+        synth.engines.parse_engines("flite,flite")
+

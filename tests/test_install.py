@@ -69,6 +69,17 @@ def test_data_synth_without_espeak_names_the_package(tmp_path):
     assert not any((tmp_path / "data").glob("*.wav"))
 
 
+@pytest.mark.parametrize("engine", ["flite", "festival"])
+def test_data_synth_without_another_engine_names_the_package(tmp_path, engine):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    result = _cosparse(["data", "synth", "--out", str(tmp_path / "data"), "--engines",
+                        f"espeak-ng,{engine}"],
+                       path=_path_without(tmp_path / "bin", ("flite", "festival")), cwd=tmp_path)
+    _one_line_error(result, engine, f"sudo apt-get install {engine}")
+    assert not (tmp_path / "data").exists()
+
+
 def test_icarus_without_iverilog_names_the_package(tmp_path, small_net):
     folder, npy = small_net
     result = _cosparse(["simulate", "--sim", "icarus", "--netspec", str(folder), "--features",

@@ -1,4 +1,4 @@
-"""An offline stand-in for Google Speech Commands, synthesised with espeak-ng.
+"""An offline stand-in for Google Speech Commands, synthesised with espeak-ng (and flite, festival).
 
 The output follows the real GSC layout exactly (see :mod:`.gsc`), so the same
 loader, training and evaluation code runs on it:
@@ -22,6 +22,11 @@ range and the unknown-word list are the difficulty knobs.
 
 Every clip depends only on (seed, word, index), so clips are made in
 parallel and the same seed gives byte-identical files.
+
+Other engines (:mod:`.engines`, ``--engines``) speak with every voice of
+flite and festival; ``--holdout-engine`` keeps one engine out of training
+(leave-one-engine-out); ``--snr`` and ``--snr-skew`` set the noise. Each
+data set gets ``clips.tsv``: engine, voice, speaker, split and SNR per clip.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import noise
+from . import engines, noise
 from .gsc import CLASSES, KEYWORDS, LIST_FILES, NOISE_DIR
 
 #: fork where there is one: spawn would re-import the caller's script, which
@@ -78,7 +83,15 @@ class Config:
     clips_per_word: int = 1500
     unknown_clips_per_word: int = 75
     speakers: int = 600
+    #: Speakers of each other engine (flite, festival): voice x stretch x shift.
+    other_speakers: int = 200
+    engines: tuple[str, ...] = ("espeak-ng",)
+    #: An engine whose clips go to validation and testing only (leave-one-engine-out).
+    holdout_engine: str | None = None
     snr_db: tuple[float, float] = (20.0, 45.0)
+    #: SNR = lo + (hi - lo) * u ** snr_skew with u uniform: 1 is uniform, larger
+    #: values put more clips at low SNR (1.5 over 0-45 dB: 23% below 5 dB, 45% at 5-25).
+    snr_skew: float = 1.0
     noise_probability: float = 0.8
     reverb_probability: float = 0.3
     eq_probability: float = 0.5
@@ -86,17 +99,26 @@ class Config:
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic voice: dialect, variant, base pitch (0-99), base speed (wpm)."""
+    """One synthetic voice.
+
+    espeak-ng: dialect, variant, base pitch (0-99), base speed (wpm).
+    flite / festival: voice, no variant, ``pitch`` a shift in tenths of a
+    semitone (-30..30, by resampling), ``speed`` a duration stretch in
+    percent (85-125); see :mod:`.engines`.
+    """
 
     voice: str
     variant: str
     pitch: int
     speed: int
+    engine: str = "espeak-ng"
 
     @property
     def id(self) -> str:
         """8 hex digits, like GSC's speaker ids."""
         key = f"{self.voice}+{self.variant}/{self.pitch}/{self.speed}"
+        if self.engine != "espeak-ng":  # espeak-ng's ids stay what they were
+            key = f"{self.engine}:{key}"
         return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
@@ -110,7 +132,7 @@ class Job:
     path: Path
 
 
-class EspeakError(RuntimeError):
+class EspeakError(engines.EngineError):
     """espeak-ng is missing or failed."""
 
 
@@ -206,13 +228,54 @@ def clip_rng(seed: int, word: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(word.encode()), index])
 
 
+def engine_rng(seed: int, word: str, index: int) -> np.random.Generator:
+    """The generator of a flite / festival clip's stretch and shift jitter.
+
+    Apart from :func:`clip_rng`: festival speaks a batch of clips before
+    any of them is augmented, so these draws come first.
+    """
+    return np.random.default_rng([seed, zlib.crc32(word.encode()), index, 2])
+
+
+def other_engine_settings(speaker: Speaker, rng: np.random.Generator) -> tuple[float, float]:
+    """(duration stretch, shift in tenths of a semitone) of one flite / festival clip."""
+    stretch = speaker.speed / 100 * rng.uniform(0.93, 1.07)
+    return stretch, speaker.pitch + rng.uniform(-5, 5)
+
+
+def speak_other(word: str, speaker: Speaker, settings: tuple[float, float]) -> np.ndarray:
+    """``word`` spoken by a flite speaker, or by a festival speaker one at a time."""
+    stretch, shift = settings
+    if speaker.engine == "flite":
+        raw = engines.flite(word, speaker.voice, stretch)
+    else:
+        raw = engines.festival_batch([(word, speaker.voice, stretch)])[0]
+    return engines.shift_semitones(raw, shift)
+
+
+def _snr(rng: np.random.Generator, cfg: Config) -> float:
+    if cfg.snr_skew == 1.0:
+        return rng.uniform(*cfg.snr_db)
+    lo, hi = cfg.snr_db
+    return lo + (hi - lo) * rng.random() ** cfg.snr_skew
+
+
 def make_clip(word: str, speaker: Speaker, rng: np.random.Generator, cfg: Config,
-              babble_bank: list[np.ndarray]) -> np.ndarray:
-    """One augmented 1 s clip of ``word`` as int16 [16000]."""
-    speech = espeak(word, voice=speaker.voice, variant=speaker.variant,
-                    speed=int(np.clip(speaker.speed + rng.integers(-15, 16), 80, 300)),
-                    pitch=int(np.clip(speaker.pitch + rng.integers(-8, 9), 0, 99)),
-                    amplitude=int(rng.integers(60, 150)))
+              babble_bank: list[np.ndarray], speech: np.ndarray | None = None,
+              info: dict | None = None) -> np.ndarray:
+    """One augmented 1 s clip of ``word`` as int16 [16000].
+
+    ``speech``: the raw speech of a flite / festival speaker (see
+    :func:`speak_other`); espeak-ng speakers are spoken here. ``info``, when
+    given, receives ``snr_db`` (None for a clip without added noise).
+    """
+    if speech is None:
+        if speaker.engine != "espeak-ng":
+            raise ValueError(f"make_clip needs the speech of {speaker.engine} speakers")
+        speech = espeak(word, voice=speaker.voice, variant=speaker.variant,
+                        speed=int(np.clip(speaker.speed + rng.integers(-15, 16), 80, 300)),
+                        pitch=int(np.clip(speaker.pitch + rng.integers(-8, 9), 0, 99)),
+                        amplitude=int(rng.integers(60, 150)))
     speech = _trim(speech)
     if rng.random() < cfg.eq_probability:
         speech = _eq(speech, rng)
@@ -223,9 +286,12 @@ def make_clip(word: str, speaker: Speaker, rng: np.random.Generator, cfg: Config
     start = int(rng.integers(0, CLIP - len(speech) + 1))
     clip[start:start + len(speech)] = speech
     speech_rms = np.sqrt(np.mean(speech.astype(np.float64) ** 2))
+    snr = None
     if rng.random() < cfg.noise_probability:
-        snr = rng.uniform(*cfg.snr_db)
+        snr = _snr(rng, cfg)
         clip += _noise(rng, babble_bank) * speech_rms * 10 ** (-snr / 20)
+    if info is not None:
+        info["snr_db"] = None if snr is None else float(snr)
     peak = rng.uniform(0.1, 0.9)
     clip *= peak / max(np.abs(clip).max(), 1e-9)
     return np.round(clip * 32767).astype(np.int16)
@@ -247,20 +313,46 @@ def make_speakers(count: int, seed: int) -> list[Speaker]:
     return list(found.values())
 
 
-def split_of(speaker_id: str) -> str:
-    """GSC's rule: a hash of the speaker picks the split (~10% val, ~10% test)."""
+def make_other_speakers(engine: str, count: int, seed: int) -> list[Speaker]:
+    """``count`` distinct flite / festival speakers: voice x stretch x shift (see Speaker)."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"speakers:{engine}".encode())])
+    names = engines.voices(engine)
+    found: dict[str, Speaker] = {}
+    while len(found) < count:
+        sp = Speaker(names[rng.integers(len(names))], "", int(rng.integers(-30, 31)),
+                     int(rng.integers(85, 126)), engine)
+        found.setdefault(sp.id, sp)
+    return list(found.values())
+
+
+def split_of(speaker_id: str, held_out: bool = False) -> str:
+    """GSC's rule: a hash of the speaker picks the split (~10% val, ~10% test).
+
+    A speaker of the held-out engine goes to validation or testing only
+    (half each), never to training.
+    """
     bucket = int(hashlib.sha1(speaker_id.encode()).hexdigest(), 16) % 100
+    if held_out:
+        return "validation" if bucket < 50 else "testing"
     return "validation" if bucket < 10 else "testing" if bucket < 20 else "train"
 
 
 def plan(out_dir: Path, seed: int, cfg: Config, words: dict[str, int]) -> list[Job]:
-    """Every clip to make: speaker and file name per (word, index)."""
-    speakers = make_speakers(cfg.speakers, seed)
+    """Every clip to make: speaker and file name per (word, index).
+
+    With several engines each clip first picks an engine (equal shares),
+    then a speaker of it; with espeak-ng alone the draws are those of the
+    original single-engine set, so its files stay the same.
+    """
+    pools = [make_speakers(cfg.speakers, seed) if engine == "espeak-ng"
+             else make_other_speakers(engine, cfg.other_speakers, seed)
+             for engine in cfg.engines]
     jobs = []
     for word, count in words.items():
         used: dict[str, int] = {}
         for index in range(count):
             pick = np.random.default_rng([seed, zlib.crc32(word.encode()), index, 1])
+            speakers = pools[0] if len(pools) == 1 else pools[pick.integers(len(pools))]
             speaker = speakers[pick.integers(len(speakers))]
             n = used[speaker.id] = used.get(speaker.id, -1) + 1
             jobs.append(Job(word, index, speaker, out_dir / word / f"{speaker.id}_nohash_{n}.wav"))
@@ -309,40 +401,107 @@ def _init_worker(seed: int, cfg: Config, bank: list[np.ndarray]) -> None:
     _WORKER.update(seed=seed, cfg=cfg, bank=bank)
 
 
-def _run_job(job: Job) -> str:
+def _run_chunk(chunk: list[Job]) -> list[tuple[Job, float | None]]:
+    """Make and write the clips of ``chunk`` (one engine); (job, SNR in dB or None) each."""
     import soundfile as sf
 
-    rng = clip_rng(_WORKER["seed"], job.word, job.index)
-    audio = make_clip(job.word, job.speaker, rng, _WORKER["cfg"], _WORKER["bank"])
-    sf.write(job.path, audio, RATE, subtype="PCM_16")
-    return job.speaker.id
+    seed = _WORKER["seed"]
+    speech: list[np.ndarray | None] = [None] * len(chunk)
+    if chunk[0].speaker.engine != "espeak-ng":
+        settings = [other_engine_settings(job.speaker, engine_rng(seed, job.word, job.index))
+                    for job in chunk]
+        if chunk[0].speaker.engine == "festival":  # one process for the chunk
+            raw = engines.festival_batch([(job.word, job.speaker.voice, stretch)
+                                          for job, (stretch, _) in zip(chunk, settings)])
+            speech = [engines.shift_semitones(r, shift) for r, (_, shift) in zip(raw, settings)]
+        else:
+            speech = [speak_other(job.word, job.speaker, s) for job, s in zip(chunk, settings)]
+    done = []
+    for job, spoken in zip(chunk, speech):
+        info: dict = {}
+        audio = make_clip(job.word, job.speaker, clip_rng(seed, job.word, job.index),
+                          _WORKER["cfg"], _WORKER["bank"], spoken, info)
+        sf.write(job.path, audio, RATE, subtype="PCM_16")
+        done.append((job, info["snr_db"]))
+    return done
 
 
-def _run_all(jobs: list[Job], seed: int, cfg: Config, jobs_n: int, progress: bool) -> None:
+def _chunks(jobs: list[Job], size: int) -> list[list[Job]]:
+    """Jobs in chunks of one engine each (festival speaks a chunk per process)."""
+    out = []
+    for engine in dict.fromkeys(job.speaker.engine for job in jobs):
+        same = [job for job in jobs if job.speaker.engine == engine]
+        out += [same[i:i + size] for i in range(0, len(same), size)]
+    return out
+
+
+def _run_all(jobs: list[Job], seed: int, cfg: Config, jobs_n: int,
+             progress: bool) -> dict[Path, float | None]:
+    """Make every clip; the SNR of each (None: no noise added), by path."""
     from tqdm import tqdm
 
     bank = babble_speech(seed)
     for job in jobs:
         job.path.parent.mkdir(parents=True, exist_ok=True)
-    bar = dict(total=len(jobs), desc="synth", unit="clip", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
+    snrs: dict[Path, float | None] = {}
+    chunks = _chunks(jobs, 16 if jobs_n > 1 else 48)
     if jobs_n == 1:
         _init_worker(seed, cfg, bank)
-        for job in tqdm(jobs, **bar):
-            _run_job(job)
-        return
-    with get_context(_START).Pool(jobs_n, _init_worker, (seed, cfg, bank)) as pool:
-        for _ in tqdm(pool.imap_unordered(_run_job, jobs, chunksize=16), **bar):
-            pass
+        results = map(_run_chunk, chunks)
+    else:
+        pool = get_context(_START).Pool(jobs_n, _init_worker, (seed, cfg, bank))
+        results = pool.imap_unordered(_run_chunk, chunks)
+    try:
+        for done in results:
+            snrs.update((job.path, snr) for job, snr in done)
+            bar.update(len(done))
+    finally:
+        bar.close()
+        if jobs_n != 1:
+            pool.terminate()
+            pool.join()
+    return snrs
 
 
-def _write_lists(out_dir: Path, jobs: list[Job]) -> None:
+#: Per clip: engine, voice, speaker, split and SNR (``cosparse evaluate`` reads it).
+MANIFEST = "clips.tsv"
+MANIFEST_COLUMNS = ("clip", "engine", "voice", "speaker", "split", "snr_db")
+
+
+def _write_lists(out_dir: Path, jobs: list[Job], snrs: dict[Path, float | None],
+                 holdout_engine: str | None) -> None:
     lists: dict[str, list[str]] = {s: [] for s in LIST_FILES}
+    rows = []
     for job in jobs:
-        split = split_of(job.speaker.id)
+        split = split_of(job.speaker.id, job.speaker.engine == holdout_engine)
+        clip = f"{job.word}/{job.path.name}"
         if split in lists:
-            lists[split].append(f"{job.word}/{job.path.name}")
+            lists[split].append(clip)
+        voice = job.speaker.voice + (f"+{job.speaker.variant}" if job.speaker.variant else "")
+        snr = snrs[job.path]
+        rows.append("\t".join((clip, job.speaker.engine, voice, job.speaker.id, split,
+                               "" if snr is None else f"{snr:.2f}")))
     for split, name in LIST_FILES.items():
         (out_dir / name).write_text("".join(f"{r}\n" for r in sorted(lists[split])))
+    (out_dir / MANIFEST).write_text("\t".join(MANIFEST_COLUMNS) + "\n"
+                                    + "".join(f"{r}\n" for r in sorted(rows)))
+
+
+def read_manifest(root) -> dict[str, dict[str, str]]:
+    """``ROOT/clips.tsv`` as ``{clip: {column: value}}``; empty when the set has none.
+
+    Data sets synthesised before the manifest existed, and real GSC, have none.
+    """
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    header = tuple(lines[0].split("\t")) if lines else ()
+    if header != MANIFEST_COLUMNS:
+        raise ValueError(f"{path}: header {header!r} is not {MANIFEST_COLUMNS!r}; synthesise "
+                         f"the data set again")
+    return {row[0]: dict(zip(header, row)) for row in (line.split("\t") for line in lines[1:])}
 
 
 def synthesise(out_dir, *, seed: int = 0, clips_per_word: int | None = None,
@@ -377,8 +536,8 @@ def synthesise(out_dir, *, seed: int = 0, clips_per_word: int | None = None,
     pathlib.Path
         ``out_dir``.
     """
-    check_espeak()
     cfg = config or Config()
+    check_engines(cfg)
     per_kw = cfg.clips_per_word if clips_per_word is None else clips_per_word
     per_unk = cfg.unknown_clips_per_word if unknown_clips_per_word is None else unknown_clips_per_word
     counts = {w: per_kw for w in (words or KEYWORDS)}
@@ -387,9 +546,31 @@ def synthesise(out_dir, *, seed: int = 0, clips_per_word: int | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = plan(out_dir, seed, cfg, counts)
     write_noise_files(out_dir, seed)
-    _run_all(todo, seed, cfg, jobs, progress)
-    _write_lists(out_dir, todo)
+    snrs = _run_all(todo, seed, cfg, jobs, progress)
+    _write_lists(out_dir, todo, snrs, cfg.holdout_engine)
     return out_dir
+
+
+def check_engines(cfg: Config) -> None:
+    """Every engine ``cfg`` speaks with is installed and the held-out one is among them.
+
+    espeak-ng is always needed: it speaks the babble noise.
+    """
+    check_espeak()
+    for engine in cfg.engines:
+        engines.require(engine)
+    if cfg.holdout_engine is not None:
+        if cfg.holdout_engine not in cfg.engines:
+            raise ValueError(f"--holdout-engine {cfg.holdout_engine} is not one of --engines "
+                             f"{','.join(cfg.engines)}")
+        if len(cfg.engines) < 2:
+            raise ValueError("--holdout-engine needs at least two --engines: the held-out "
+                             "engine's clips are never trained on")
+    lo, hi = cfg.snr_db
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ValueError(f"SNR range must be LO,HI dB with LO <= HI, got {lo},{hi}")
+    if not cfg.snr_skew > 0:
+        raise ValueError(f"--snr-skew must be > 0, got {cfg.snr_skew}")
 
 
 def synthesise_samples(out_dir, *, per_class: int = 2, seed: int = 1234,
@@ -436,6 +617,17 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=Config.unknown_clips_per_word,
                         help="clips per unknown word (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes")
+    parser.add_argument("--engines", default="espeak-ng", metavar="ENGINE,...",
+                        help="speech engines, each with every voice it offers: "
+                             f"{','.join(engines.ENGINES)} (default %(default)s)")
+    parser.add_argument("--holdout-engine", metavar="ENGINE",
+                        help="leave-one-engine-out: this engine's clips go to validation and "
+                             "testing only, never to training")
+    parser.add_argument("--snr", default="20,45", metavar="LO,HI",
+                        help="SNR range of the added noise in dB (default %(default)s)")
+    parser.add_argument("--snr-skew", type=float, default=1.0,
+                        help="SNR = LO + (HI-LO) * u**SKEW: 1 uniform (default), 1.5 weights "
+                             "towards low SNR")
     parser.add_argument("--samples", action="store_true",
                         help="write only a few demo clips per class, <class>_<i>.wav")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -445,14 +637,23 @@ def cli_synth(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; prints where the data went and the time."""
     start = time.time()
     try:
+        parts = args.snr.split(",")
+        try:
+            snr = tuple(float(p) for p in parts)
+        except ValueError:
+            snr = ()
+        if len(snr) != 2:
+            raise ValueError(f"--snr must be LO,HI in dB (e.g. 0,45), got {args.snr!r}")
+        config = Config(engines=engines.parse_engines(args.engines),
+                        holdout_engine=args.holdout_engine, snr_db=snr, snr_skew=args.snr_skew)
         if args.samples:
             paths = synthesise_samples(args.out, seed=args.seed)
             print(f"wrote {len(paths)} sample clips to {args.out}")
             return 0
         synthesise(args.out, seed=args.seed, clips_per_word=args.clips_per_word,
                    unknown_clips_per_word=args.unknown_clips_per_word, jobs=args.jobs,
-                   progress=not args.quiet)
-    except EspeakError as err:
+                   progress=not args.quiet, config=config)
+    except engines.EngineError as err:
         print(f"cosparse data synth: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote a GSC-layout data set to {args.out} in {time.time() - start:.0f} s")
@@ -462,7 +663,7 @@ def cli_synth(args: argparse.Namespace) -> int:
 def register_cli(subparsers) -> argparse.ArgumentParser:
     """Add ``synth`` to an argparse subparsers object (``cosparse data synth``)."""
     parser = subparsers.add_parser(
-        "synth", help="synthesise a GSC-layout keyword data set with espeak-ng",
+        "synth", help="synthesise a GSC-layout keyword data set (espeak-ng, flite, festival)",
         description=__doc__.split("\n\n")[0])
     _add_arguments(parser)
     parser.set_defaults(func=cli_synth)
