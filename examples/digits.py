@@ -52,29 +52,31 @@ def split(images, labels, samples: int | None = None):
     return (images[train], labels[train]), (images[test], labels[test])
 
 
-def build_model(seed: int = 0) -> nn.Sequential:
-    """The digits net: padded 3x3 convs (8x8 kept), a stride-2 conv, two linear layers.
+def build_model(seed: int = 0, widths: tuple = (16, 32, 64)) -> nn.Sequential:
+    """The digits net: a padded 3x3 conv (8x8 kept), a stride-2 conv, two linear layers.
 
     conv1 1->16 (pad 1, 8x8) + BN + local k-WTA (4 of 16) -> conv2 16->32
     (stride 2, pad 1, 4x4) + BN + 2x2 max-pool (2x2) + local k-WTA (8 of 32)
-    -> linear 128->64 + BN + k-WTA (16 of 64) -> linear 64->10.
+    -> linear 128->64 + BN + k-WTA (16 of 64) -> linear 64->10, with the
+    default ``widths`` (conv1, conv2 and fc1 outputs; the test uses half).
     Each complementary-sparse layer packs ``n`` sparse kernels per dense one.
     """
+    c1, c2, f1 = widths
     torch.manual_seed(seed)
     model = nn.Sequential()
-    model.add_module("conv1", CompSparseConv2d(1, 16, 3, n=2, padding=1, seed=seed))
-    model.add_module("bn1", nn.BatchNorm2d(16, affine=False))
-    model.add_module("kwta1", KWinners2d(16, density=0.25, local=True))
-    model.add_module("conv2", CompSparseConv2d(16, 32, 3, n=4, stride=2, padding=1,
+    model.add_module("conv1", CompSparseConv2d(1, c1, 3, n=2, padding=1, seed=seed))
+    model.add_module("bn1", nn.BatchNorm2d(c1, affine=False))
+    model.add_module("kwta1", KWinners2d(c1, density=0.25, local=True))
+    model.add_module("conv2", CompSparseConv2d(c1, c2, 3, n=4, stride=2, padding=1,
                                                seed=seed + 1))
-    model.add_module("bn2", nn.BatchNorm2d(32, affine=False))
+    model.add_module("bn2", nn.BatchNorm2d(c2, affine=False))
     model.add_module("pool2", nn.MaxPool2d(2))
-    model.add_module("kwta2", KWinners2d(32, density=0.25, local=True))
+    model.add_module("kwta2", KWinners2d(c2, density=0.25, local=True))
     model.add_module("flatten", nn.Flatten())
-    model.add_module("fc1", CompSparseLinear(32 * 2 * 2, 64, n=4, seed=seed + 2))
-    model.add_module("bn3", nn.BatchNorm1d(64, affine=False))
-    model.add_module("kwta3", KWinners(64, density=0.25))
-    model.add_module("head", CompSparseLinear(64, 10, n=1, seed=seed + 3))
+    model.add_module("fc1", CompSparseLinear(c2 * 2 * 2, f1, n=4, seed=seed + 2))
+    model.add_module("bn3", nn.BatchNorm1d(f1, affine=False))
+    model.add_module("kwta3", KWinners(f1, density=0.25))
+    model.add_module("head", CompSparseLinear(f1, 10, n=1, seed=seed + 3))
     return model
 
 
@@ -96,11 +98,14 @@ def train(model, images, labels, *, epochs: int, batch: int = 64, lr: float = 3e
 
 
 def run(*, epochs: int = 40, samples: int | None = None, simulate: int = 64,
-        out: str | Path = "out/digits", seed: int = 0, log=print) -> dict:
+        out: str | Path = "out/digits", seed: int = 0, widths: tuple = (16, 32, 64),
+        hw_config=None, log=print) -> dict:
     """Train, export, golden-test, generate and simulate; returns the figures.
 
     ``samples`` limits the data set (tests); ``simulate`` is how many held-out
-    inputs go through the simulated Verilog (0: none). The figures:
+    inputs go through the simulated Verilog (0: none); ``widths`` are
+    :func:`build_model`'s; ``hw_config`` is
+    :func:`cosparse.generate`'s (default: the generator's own). The figures:
     ``float_accuracy`` (PyTorch), ``golden_accuracy`` (the integer model the
     hardware computes), ``initiation_interval`` (cycles per input, analytical),
     ``multipliers``, ``simulated`` and ``bit_exact``.
@@ -108,7 +113,7 @@ def run(*, epochs: int = 40, samples: int | None = None, simulate: int = 64,
     out = Path(out)
     images, labels = load_digits()
     (train_x, train_y), (test_x, test_y) = split(images, labels, samples)
-    model = train(build_model(seed), train_x, train_y, epochs=epochs, seed=seed)
+    model = train(build_model(seed, widths), train_x, train_y, epochs=epochs, seed=seed)
     with torch.no_grad():
         float_accuracy = float((model(torch.from_numpy(test_x)).argmax(1).numpy()
                                 == test_y).mean())
@@ -124,7 +129,7 @@ def run(*, epochs: int = 40, samples: int | None = None, simulate: int = 64,
     log(f"accuracy on {len(test_y)} held-out digits: float {float_accuracy:.4f}, "
         f"golden (integer) {golden_accuracy:.4f}")
 
-    summary = cosparse.generate(spec, out / "hw")
+    summary = cosparse.generate(spec, out / "hw", hw_config=hw_config)
     figures = {"train": len(train_y), "test": len(test_y), "epochs": epochs,
                "float_accuracy": float_accuracy, "golden_accuracy": golden_accuracy,
                "initiation_interval": summary["initiation_interval"],
@@ -133,8 +138,8 @@ def run(*, epochs: int = 40, samples: int | None = None, simulate: int = 64,
     log(f"generated {summary['verilog']}: {summary['multipliers']} multipliers, "
         f"{summary['initiation_interval']} cycles per input")
     if simulate:
-        report = cosparse.simulate(spec, test_q[:simulate], stress=min(simulate, 8),
-                                   progress=False)
+        report = cosparse.simulate(spec, test_q[:simulate], hw_config=hw_config,
+                                   stress=min(simulate, 8), progress=False)
         figures["simulated"] = min(simulate, len(test_q))
         figures["bit_exact"] = bool(report["summary"]["all_bit_exact"])
         log(f"simulated {figures['simulated']} held-out digits: "

