@@ -84,20 +84,18 @@ def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
     return path
 
 
-def _tile_counts(size: int, extent: int, tiling, span: int) -> np.ndarray:
-    """Offset tiles (along one axis) that an input at each coordinate reaches."""
-    k = tiling.kernel
-    return np.array([min(k - 1, v) // span - max(0, v - extent + 1) // span + 1
-                     for v in range(size)], np.int64)
-
-
 def _conv_items(x: np.ndarray, tiling, dense: bool) -> np.ndarray:
-    """Work items per input of a conv engine: per input sent, its tiles, times the passes."""
+    """Work items per input of a conv engine: per input sent, its tiles, times the passes.
+
+    An input's tiles are those its row reaches times those its column reaches
+    (:meth:`~.engine.tiling.Tiling.axis`), at least one item (an input that
+    reaches no output, at stride above 1, still sends one)."""
     sent = np.ones(x.shape, bool) if dense else x != 0
     per_position = sent.sum(axis=1).astype(np.int64)  # [B, H, W]
-    ty = _tile_counts(x.shape[2], tiling.out_hw[0], tiling, tiling.rows)
-    tx = _tile_counts(x.shape[3], tiling.out_hw[1], tiling, tiling.cols)
-    return (per_position * ty[:, None] * tx[None, :]).sum(axis=(1, 2)) * tiling.passes
+    ty = np.array([len(t) for t in tiling.rows_axis(x.shape[2]).tiles], np.int64)
+    tx = np.array([len(t) for t in tiling.cols_axis(x.shape[3]).tiles], np.int64)
+    items = np.maximum(ty, 1)[:, None] * np.maximum(tx, 1)[None, :]
+    return (per_position * items).sum(axis=(1, 2)) * tiling.passes
 
 
 def _emit_cycles(out: np.ndarray, dense: bool, floor: int = 1) -> np.ndarray:
@@ -153,7 +151,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         passes = cfg.passes(layer.groups)
         if isinstance(layer, Conv2d):
             tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes,
-                            window=ring_window(layer.kernel, stage.pool) if ring else None)
+                            window=ring_window(layer.kernel, stage.pool) if ring else None,
+                            stride=layer.stride, padding=layer.padding)
             accumulate = float(np.mean(_conv_items(x_in, tiling, dense)))
             drain = int(np.prod(layer.out_shape[1:])) * passes
             banks, depth = tiling.banks, tiling.depth

@@ -64,11 +64,6 @@ def plan(spec: NetSpec) -> list:
         if not isinstance(layer, (Conv2d, Linear)):
             raise ValueError(f"layer {layer.name!r} ({layer.kind}) must follow a conv2d or "
                              f"linear layer (or its pool) to be built in hardware")
-        if isinstance(layer, Conv2d) and (layer.stride, layer.padding) != (1, 0):
-            raise ValueError(f"layer {layer.name!r}: a conv2d with stride {layer.stride} and "
-                             f"padding {layer.padding} is not built in hardware yet (the conv "
-                             f"engines scatter stride 1, no padding); the golden model runs it "
-                             f"(cosparse golden)")
         i += 1
         pool = 1
         if i < len(layers) and isinstance(layers[i], MaxPool2d):

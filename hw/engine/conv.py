@@ -1,15 +1,16 @@
 """Convolution engine: each non-zero input is scattered to the outputs it reaches.
 
-Input ``(c, y, x)`` contributes to output ``(y - ky, x - kx)`` through fan-in
-index ``f = c*K*K + ky*K + kx``, for every kernel offset that lands inside
-the output. The scatter walks the offset tiles of :mod:`.tiling` that hold
+Input ``(c, y, x)`` contributes to output ``(oy, ox)`` with ``oy*s + ky - p
+= y`` and ``ox*s + kx - p = x`` (stride ``s``, zero padding ``p``) through
+fan-in index ``f = c*K*K + ky*K + kx``, for every kernel offset that lands
+inside the output. The scatter walks the offset tiles of :mod:`.tiling` that hold
 at least one such offset, one work item per tile and pass; with the whole
 kernel as one tile (``offsets = K*K``) an input costs one cycle per pass,
 so an engine's cycles are its non-zero inputs times its passes and follow
 the activation density.
 """
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,12 +33,19 @@ def _lut(values, index):
 class ConvScatter(wiring.Component):
     """Sparse ``(value, c, y, x)`` stream -> one work item per useful offset tile and pass.
 
+    Which tiles an input coordinate reaches and where each tile's offsets
+    land are constant tables per axis (:meth:`~.tiling.Tiling.axis`), small
+    ROMs indexed by the coordinate (and the tile): the same tables for any
+    stride and padding. An input that reaches no output at all (stride above
+    1) still sends one item with no write, so an input's ``last`` always
+    reaches the accumulators.
+
     Parameters
     ----------
     in_shape : (C, H, W)
         Input tensor shape.
     tiling : Tiling
-        Kernel size, offset tile, output size and passes.
+        Kernel size, stride, padding, offset tile, output size and passes.
     """
 
     def __init__(self, in_shape: tuple, tiling: Tiling):
@@ -46,10 +54,11 @@ class ConvScatter(wiring.Component):
         if not isinstance(tiling, Tiling):
             raise TypeError(f"tiling must be a Tiling, got {tiling!r}")
         c, h, w = in_shape
-        k = tiling.kernel
-        if not 1 <= k <= min(h, w) or tiling.out_hw != (h - k + 1, w - k + 1):
-            raise ValueError(f"tiling (kernel {k}, output {tiling.out_hw}) does not fit the "
-                             f"input {in_shape!r}")
+        k, s, p = tiling.kernel, tiling.stride, tiling.padding
+        if not 1 <= k <= min(h, w) + 2 * p \
+                or tiling.out_hw != ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1):
+            raise ValueError(f"tiling (kernel {k}, stride {s}, padding {p}, output "
+                             f"{tiling.out_hw}) does not fit the input {in_shape!r}")
         self._shape, self._t = in_shape, tiling
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
@@ -57,44 +66,41 @@ class ConvScatter(wiring.Component):
             "busy": Out(1),
         })
 
-    def _axis(self, m, coord, tile, size, extent, span, items, name):
-        """Tile range of one coordinate and, per bank row/column, where the tile's offsets go.
+    @staticmethod
+    def _axis(m, coord, tile, table, span, items, name):
+        """Drive one axis of the item from ``table``; returns its first/last/next-tile tables.
 
-        ``span`` is the tile extent along this axis (rows or cols), ``extent``
-        the output extent (Ho or Wo), ``size`` the input extent.
+        ``coord`` is the input coordinate, ``tile`` the current tile along the
+        axis; ``items[b]`` gets bank row/column ``b``'s offset, entry and ``ok``.
         """
-        k = self._t.kernel
-        lo = [max(0, v - extent + 1) // span for v in range(size)]
-        hi = [min(k - 1, v) // span for v in range(size)]
-        quot, rem = _lut([v // span for v in range(size)], coord), \
-            _lut([v % span for v in range(size)], coord)
-        quot_signed = Signal(signed(len(quot) + 1), name=f"{name}_quot")
-        m.d.comb += quot_signed.eq(quot)
+        count = len(table.slots[0])
+        index = Signal(range(len(table.slots) * count), name=f"{name}_index")
+        m.d.comb += index.eq(coord * count + tile)
         for b in range(span):
-            # Offset i = (rem - b) mod span of tile ``tile`` reaches output coordinate
-            # span * addr + b, with addr = quot - tile - (b > rem).
-            addr = Signal(signed(len(quot) + 2), name=f"{name}_addr{b}")
+            flat = [slots[t][b] for slots in table.slots for t in range(count)]
             m.d.comb += [
-                addr.eq(quot_signed - tile - (rem < b)),
-                items[b].src.eq(Mux(rem >= b, rem - b, rem + span - b)),
-                items[b].addr.eq(addr),
-                items[b].ok.eq((addr >= 0) & (addr <= (extent - 1 - b) // span)
-                               if extent - 1 - b >= 0 else 0),
+                items[b].ok.eq(_lut([int(ok) for ok, _, _ in flat], index)),
+                items[b].src.eq(_lut([src for _, src, _ in flat], index)),
+                items[b].addr.eq(_lut([addr for _, _, addr in flat], index)),
             ]
-        return lo, hi
+        first = [tiles[0] if tiles else 0 for tiles in table.tiles]
+        last = [tiles[-1] if tiles else 0 for tiles in table.tiles]
+        # The tile after ``t`` that the coordinate reaches (where ``t`` is not its last).
+        after = [next((u for u in tiles if u > t), t) for tiles in table.tiles
+                 for t in range(count)]
+        return first, last, _lut(after, index)
 
     def elaborate(self, platform):
         m = Module()
         t = self._t
         _, h, w = self._shape
-        ho, wo = t.out_hw
         act = Signal(self.i.payload.shape())
         ty, tx = Signal(range(t.tiles_y)), Signal(range(t.tiles_x))
         q = Signal(range(t.passes))
         busy = Signal()
         item = self.o.payload
-        ty_lo, ty_hi = self._axis(m, act.y, ty, h, ho, t.rows, item.rows, "row")
-        tx_lo, tx_hi = self._axis(m, act.x, tx, w, wo, t.cols, item.cols, "col")
+        ty_lo, ty_hi, ty_next = self._axis(m, act.y, ty, t.rows_axis(h), t.rows, item.rows, "row")
+        tx_lo, tx_hi, tx_next = self._axis(m, act.x, tx, t.cols_axis(w), t.cols, item.cols, "col")
         tx_last, ty_last = tx == _lut(tx_hi, act.x), ty == _lut(ty_hi, act.y)
         at_end = (q == t.passes - 1) & tx_last & ty_last
 
@@ -111,9 +117,9 @@ class ConvScatter(wiring.Component):
             with m.If(q != t.passes - 1):
                 m.d.sync += q.eq(q + 1)
             with m.Elif(~tx_last):
-                m.d.sync += [q.eq(0), tx.eq(tx + 1)]
+                m.d.sync += [q.eq(0), tx.eq(tx_next)]
             with m.Elif(~ty_last):
-                m.d.sync += [q.eq(0), tx.eq(_lut(tx_lo, act.x)), ty.eq(ty + 1)]
+                m.d.sync += [q.eq(0), tx.eq(_lut(tx_lo, act.x)), ty.eq(ty_next)]
             with m.Else():
                 m.d.sync += busy.eq(0)
         with m.If(self.i.valid & self.i.ready):
@@ -161,7 +167,7 @@ class ConvEngine(PackedEngine):
         in_shape = tuple(layer.in_shape)
         window = ring_window(layer.kernel, pool) if position_major else None
         tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups),
-                        window=window)
+                        window=window, stride=layer.stride, padding=layer.padding)
         scatter = ConvScatter(in_shape, tiling)
         drain = PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits,
                               ring=position_major)

@@ -3,22 +3,26 @@
 A conv engine whose input arrives position-major (raster order of ``(y, x)``,
 all channels of a position together: the output of a conv engine's k-WTA or
 Sparsifier, or a one-channel first layer) needs only a few output rows at a
-time. Input row ``y`` reaches output rows ``y - K + 1 .. y`` only, so once
-an input of row ``y`` is seen, every output row below ``y - K + 1`` is
-final. The accumulators then hold a ring of ``ring_rows`` output rows
-(:class:`~.tiling.Tiling` ``window``, single-buffered, :mod:`.router`),
+time. Input row ``y`` reaches output rows ``y - K + 1 .. y`` only (stride
+``s``, padding ``p``: ``ceil((y + p - K + 1) / s) .. floor((y + p) / s)``,
+at most ``K`` rows), so once an input of row ``y`` is seen, every output row
+below the first of these is final. The accumulators then hold a ring of
+``ring_rows`` output rows (:class:`~.tiling.Tiling` ``window``,
+single-buffered, :mod:`.router`),
 and the drain reads (and clears) each group of ``pool`` output rows once it
 is final, while later rows accumulate. This unit, between the engine's input
 and its scatter, keeps the two in step:
 
 - ``final``, the number of pool-row groups whose sums are complete: group
   ``P`` (rows ``P*pool .. P*pool + pool - 1``) is final when a beat of row
-  ``y >= P*pool + pool - 1 + K`` waits at the scatter after every earlier
+  ``y`` whose first output row is past the group (``y >= P*pool + pool - 1
+  + K`` at stride 1, no padding) waits at the scatter after every earlier
   beat's items have left it (rows without any input need no beat of their
   own: the next beat's row, or the input's end, passes them), and after the
   input's last item, every group. The count reaches the drain
   :data:`SETTLE` cycles later, when those items' sums are written.
-- A beat of row ``y`` writes output rows up to ``min(y, Ho - 1)``, which
+- A beat of row ``y`` writes output rows up to ``min(floor((y + p) / s),
+  Ho - 1)``, which
   share ring rows with the rows ``ring_rows`` below them, so it waits until
   the drain has read every group that holds one of those. The ring holds at
   least ``K + pool`` rows, so that wait never depends on a group that this
@@ -89,8 +93,12 @@ class RowWindow(wiring.Component):
                              f"and a pool of {pool} (needs {ring_window(kernel, pool) - 1})")
         self._groups = groups = ho // pool
         # Groups final once a beat of row y waits; groups that must be read before it enters.
-        self._final = [min(groups, max(0, (y - kernel + 1) // pool)) for y in range(h)]
-        self._need = [min(groups, max(0, (min(y, ho - 1) - rows) // pool + 1)) for y in range(h)]
+        # Input row y reaches output rows ceil((y + p - K + 1) / s) .. floor((y + p) / s).
+        s, p = tiling.stride, tiling.padding
+        self._final = [min(groups, max(0, -(-(y + p - kernel + 1) // s)) // pool)
+                       for y in range(h)]
+        self._need = [min(groups, max(0, (min((y + p) // s, ho - 1) - rows) // pool + 1))
+                      for y in range(h)]
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
             "o": Out(stream.Signature(sparse_layout(in_shape))),

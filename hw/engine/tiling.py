@@ -19,9 +19,42 @@ A conv engine whose input arrives position-major keeps only a *window* of
 output rows (a ring, :mod:`.ring`): entry row ``oy // rows`` is taken
 modulo ``bank_h``, a power of two, so the scatter's entry coordinate needs
 no divider, only its low bits.
+
+With stride ``s`` and zero padding ``p``, input ``(c, y, x)`` reaches output
+``(oy, ox)`` through offset ``(ky, kx)`` when ``oy*s + ky - p = y`` (and the
+same along x): the offsets that land are those with ``ky = y + p (mod s)``,
+``s`` apart, so the outputs of one tile's offsets are still distinct modulo
+``rows`` and the banks stay conflict-free. Which tiles an input coordinate
+reaches, and where each bank's offset lands, is a small table per axis
+(:meth:`Tiling.axis`), computed here once for the scatter's lookup tables
+and the cycle model alike. Padding needs no zeros stored or sent: a padded
+position is zero, and a zero is never scattered.
 """
 
-__all__ = ["Tiling"]
+from dataclasses import dataclass
+
+__all__ = ["Tiling", "AxisTable"]
+
+
+@dataclass(frozen=True)
+class AxisTable:
+    """Where the inputs of one axis land, for every input coordinate and tile.
+
+    Attributes
+    ----------
+    tiles : list of list of int
+        Per input coordinate ``v``, the tiles (along this axis) holding at least
+        one offset that reaches an output, ascending. Empty where none does
+        (stride above 1: a row between the rows the kernel samples).
+    slots : list of list of list of (bool, int, int)
+        ``slots[v][t][b]`` for bank row/column ``b``: ``(ok, src, addr)``, the
+        offset ``src`` of tile ``t`` that reaches an output coordinate ``o``
+        with ``o mod span = b`` and that output's entry coordinate ``addr``
+        in the bank (taken modulo the bank extent: a ring's entry row).
+    """
+
+    tiles: list
+    slots: list
 
 
 class Tiling:
@@ -37,6 +70,8 @@ class Tiling:
         Output positions before pooling ((1, 1) for linear).
     passes : int
         Passes per tile (``ceil(groups / lanes)``).
+    stride, padding : int
+        The convolution's stride and zero padding (1 and 0 for a linear layer).
     window : int, optional
         Output rows the banks must hold at once (a ring, :mod:`.ring`); None
         holds the whole output map. The ring holds ``rows * bank_h`` rows,
@@ -60,10 +95,16 @@ class Tiling:
     """
 
     def __init__(self, kernel: int, offsets: int, out_hw: tuple, passes: int,
-                 window: int | None = None):
-        for name, value in (("kernel", kernel), ("offsets", offsets), ("passes", passes)):
+                 window: int | None = None, stride: int = 1, padding: int = 0):
+        for name, value in (("kernel", kernel), ("offsets", offsets), ("passes", passes),
+                            ("stride", stride)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(padding, bool) or not isinstance(padding, int) \
+                or not 0 <= padding < kernel:
+            raise ValueError(f"padding must be an integer from 0 to kernel - 1 = {kernel - 1}, "
+                             f"got {padding!r}")
+        self.stride, self.padding = stride, padding
         if kernel % offsets == 0:
             self.rows, self.cols = 1, offsets
         elif offsets % kernel == 0 and kernel % (offsets // kernel) == 0:
@@ -97,3 +138,32 @@ class Tiling:
         """Entry of position ``(oy, ox)`` and pass ``q`` in its bank."""
         return (q * self.bank_h + (oy // self.rows) % self.bank_h) * self.bank_w \
             + ox // self.cols
+
+    def axis(self, size: int, extent: int, span: int, bank: int) -> AxisTable:
+        """The :class:`AxisTable` of one axis: ``size`` input and ``extent`` output
+        coordinates, tiles ``span`` offsets long, ``bank`` entries per bank along it."""
+        k, s, p = self.kernel, self.stride, self.padding
+        tiles, slots = [], []
+        for v in range(size):
+            reached, per_tile = [], []
+            for tile in range(k // span):
+                banks = [(False, 0, 0)] * span
+                for src in range(span):
+                    num = v + p - (tile * span + src)
+                    if num >= 0 and num % s == 0 and num // s < extent:
+                        o = num // s
+                        banks[o % span] = (True, src, o // span % bank)
+                per_tile.append(banks)
+                if any(ok for ok, _, _ in banks):
+                    reached.append(tile)
+            tiles.append(reached)
+            slots.append(per_tile)
+        return AxisTable(tiles, slots)
+
+    def rows_axis(self, size: int) -> AxisTable:
+        """:meth:`axis` along y for an input ``size`` rows high."""
+        return self.axis(size, self.out_hw[0], self.rows, self.bank_h)
+
+    def cols_axis(self, size: int) -> AxisTable:
+        """:meth:`axis` along x for an input ``size`` columns wide."""
+        return self.axis(size, self.out_hw[1], self.cols, self.bank_w)

@@ -88,7 +88,8 @@ def _random_widths(layers, rng):
 
 
 def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
-                   empty_fraction: float = 0.05, widths: bool = False) -> NetSpec:
+                   empty_fraction: float = 0.05, widths: bool = False,
+                   strided: bool = False) -> NetSpec:
     """A small random conv -> [pool] -> [kwta] -> ... -> linear network.
 
     Shapes, packing factors n, pool and k-WTA presence, k and mode are all
@@ -96,8 +97,12 @@ def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
     each packed layer's ``weight_bits`` (4, 8, 12 or 16) and the
     ``frac_bits`` a layer hands its k-WTA (0, 2, 4 or 8), from a second
     stream of the same seed, so the shapes are those without ``widths``.
+    ``strided`` draws each convolution's stride (1 to 2) and zero padding
+    (0 to K - 1) from a third stream, the first convolution never stride 1
+    without padding (kernel sizes and channels stay those without it).
     """
     rng = np.random.default_rng(seed)
+    strides = np.random.default_rng([seed, 2])
     in_c = int(rng.integers(1, 3))
     size = int(rng.integers(6, max_size + 1))
     shape = (in_c, size, size)
@@ -106,8 +111,14 @@ def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
         kernel = int(rng.integers(1, min(4, shape[1]) + 1))
         out_c = int(rng.integers(2, max_channels + 1))
         n = int(rng.integers(1, out_c + 1))
-        conv = _packed(rng, Conv2d, f"conv{index + 1}", dict(in_shape=shape, out_channels=out_c,
-                       kernel=kernel), out_c, shape[0] * kernel * kernel, n, True, empty_fraction)
+        geometry = dict(in_shape=shape, out_channels=out_c, kernel=kernel)
+        if strided:
+            stride, padding = int(strides.integers(1, 3)), int(strides.integers(0, kernel))
+            if index == 0 and (stride, padding) == (1, 0):
+                stride, padding = (2, 0) if kernel == 1 else (1, 1)
+            geometry.update(stride=stride, padding=padding)
+        conv = _packed(rng, Conv2d, f"conv{index + 1}", geometry, out_c,
+                       shape[0] * kernel * kernel, n, True, empty_fraction)
         layers.append(conv)
         shape = conv.out_shape
         if shape[1] % 2 == 0 and shape[2] % 2 == 0 and shape[1] >= 4 and rng.random() < 0.6:
