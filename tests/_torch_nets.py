@@ -7,11 +7,15 @@ from torch import nn
 from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, KWinners, KWinners2d
 
 
-def random_sequential(seed: int, *, in_shape=None, strided: bool = False):
+def random_sequential(seed: int, *, in_shape=None, strided: bool = False,
+                      hardware: bool = False):
     """``(model, in_shape)``: 1-2 conv blocks, a flatten, 1-2 linear blocks, random everything.
 
     ``strided`` also draws each convolution's stride (1 to 2) and zero
     padding (0 to K - 1), the first one never stride 1 without padding.
+    ``hardware``: only what the generator builds (a global k-WTA after a
+    convolution exports and runs in the golden model, but has no hardware
+    unit yet: a local one takes its place); the draws are the same.
 
     Conv blocks: conv, BatchNorm2d (affine or not) sometimes, MaxPool2d(2)
     sometimes, then a local or global KWinners2d or a ReLU (or nothing);
@@ -44,7 +48,7 @@ def random_sequential(seed: int, *, in_shape=None, strided: bool = False):
         if choice < 0.4:
             layers.append(KWinners2d(c, float(rng.uniform(0.2, 0.8)), local=True))
         elif choice < 0.6:
-            layers.append(KWinners2d(c, float(rng.uniform(0.1, 0.5)), local=False))
+            layers.append(KWinners2d(c, float(rng.uniform(0.1, 0.5)), local=hardware))
         elif choice < 0.9:
             layers.append(nn.ReLU())
     layers.append(nn.Flatten())
