@@ -88,3 +88,28 @@ def train_a_few_steps(model, x: torch.Tensor, steps: int = 3, seed: int = 0):
         nn.functional.cross_entropy(model(x), labels).backward()
         optimiser.step()
     return model.eval()
+
+
+def check_golden_follows_pytorch(model, spec, calibration, scale, x):
+    """The golden model's logits on int8 ``x`` are PyTorch's with the exporter's roundings.
+
+    PyTorch runs the model with fake quantisation at the exporter's own
+    output scales (as recorded in the NetSpec's requantisation). Equal on
+    nearly every input; where not, a 16-bit requantisation multiplier
+    (m / 2**s rather than the exact real scale) moved one rounding by one
+    step. Returns the golden result.
+    """
+    from cosparse.sw import golden
+    from cosparse.sw.export import model_blocks, quantise_model
+    from cosparse.sw.export.fake_quant import quantised_logits
+    result = golden.run(spec, x)
+    blocks = model_blocks(model)
+    quantised = quantise_model(model, calibration, blocks, input_scale=scale)
+    reference = quantised_logits(model, x, [q.output_scale for q in quantised[:-1]],
+                                 blocks=blocks, input_scale=scale).numpy()
+    logits = result.logits * quantised[-1].output_scale
+    same = np.all(np.isclose(logits, reference, rtol=1e-6, atol=1e-9), axis=1)
+    assert same.mean() >= 0.9, spec.packed_layers[-1].name
+    assert np.abs(logits - reference).max() <= 0.05 * np.abs(reference).max()
+    assert (reference.argmax(1) == result.predictions).mean() >= 0.97
+    return result

@@ -12,11 +12,11 @@ from torch import nn
 import cosparse
 from cosparse.sw import assets, features, golden, netspec
 from cosparse.sw.export import ExportError, Precision, gsc_blocks, model_blocks
-from cosparse.sw.export.fake_quant import quantised_logits
 from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, KWinners2d
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torch_nets import random_sequential, train_a_few_steps  # noqa: E402
+from _torch_nets import (check_golden_follows_pytorch, random_sequential,  # noqa: E402
+                         train_a_few_steps)
 
 
 def test_the_shipped_gsc_model_exports_to_the_shipped_netspec(tmp_path):
@@ -72,31 +72,7 @@ def test_random_sequential_nets_export_and_golden_follows_pytorch(seed, strided)
     assert all(layer.name.startswith("layer_") and layer.name[6:] in names
                for layer in spec.layers)
     x = rng.integers(low, 128, (100, *shape)).astype(np.int8)
-    result = golden.run(spec, x)
-    blocks = model_blocks(model)
-    packed = spec.packed_layers
-    # the exporter's own output scales, as recorded in the NetSpec's requantisation
-    out_scales = _output_scales(model, calibration, scale, blocks)
-    reference = quantised_logits(model, x, out_scales, blocks=blocks,
-                                 input_scale=scale).numpy()
-    logits = result.logits * _last_acc_scale(model, calibration, scale, blocks)
-    # Equal on nearly every input; where not, a 16-bit requantisation multiplier
-    # (m / 2**s rather than the exact real scale) moved one rounding by one step.
-    same = np.all(np.isclose(logits, reference, rtol=1e-6, atol=1e-9), axis=1)
-    assert same.mean() >= 0.9, packed[-1].name
-    assert np.abs(logits - reference).max() <= 0.05 * np.abs(reference).max()
-    assert (reference.argmax(1) == result.predictions).mean() >= 0.97
-
-
-def _output_scales(model, calibration, scale, blocks):
-    from cosparse.sw.export import quantise_model
-    return [q.output_scale for q in quantise_model(model, calibration, blocks,
-                                                   input_scale=scale)[:-1]]
-
-
-def _last_acc_scale(model, calibration, scale, blocks):
-    from cosparse.sw.export import quantise_model
-    return quantise_model(model, calibration, blocks, input_scale=scale)[-1].output_scale
+    check_golden_follows_pytorch(model, spec, calibration, scale, x)
 
 
 def _net(*layers):
