@@ -167,11 +167,11 @@ def generate(spec, out, *, hw_config=None, dense: bool = False) -> dict:
     ready to edit and pass back as ``hw_config``). ``dense``: the dense
     baseline. The summary's ``verilog`` and ``hw_config`` hold the paths.
     An ``out`` that is a file or runs through a symbolic link is refused
-    (:class:`~cosparse.hw.cli.OutputPathError`) before anything is built.
+    (:class:`~cosparse.hw.output.OutputPathError`) before anything is built.
     """
     import json
 
-    from .hw.cli import check_out
+    from .hw.output import check_out
     from .hw.config import HwConfig, save_hw_config as save_config
     from .hw.generate import generate as build, summary, unpack_dense, write_verilog
     from .sw import progress

@@ -3,47 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from ..sw import inputs
+from .output import check_out
 
-__all__ = ["register_cli", "format_table", "OutputPathError", "check_out"]
-
-#: The files ``cosparse generate`` writes into ``--out``.
-OUTPUTS = ("cosparse_top.v", "summary.json", "hw_config.json")
-
-
-class OutputPathError(ValueError):
-    """``--out`` names something ``cosparse generate`` must not write into: an existing file,
-    or a path through a symbolic link (the files would land wherever the link points)."""
-
-
-def check_out(out) -> Path:
-    """``out`` as a :class:`~pathlib.Path` after refusing what :class:`OutputPathError` names.
-
-    Checked before generation (a minute for the default network), so a bad
-    ``--out`` costs nothing. Every component of the path as given is
-    checked, not the folders above the working directory: a link the user
-    typed, or one planted inside the output folder, could send the Verilog
-    anywhere, so the user is asked for the real path instead.
-    """
-    path = Path(out)
-    for depth in range(1, len(path.parts) + 1):
-        part = Path(*path.parts[:depth])
-        if part.is_symlink():
-            raise OutputPathError(f"--out {out}: {part} is a symbolic link; cosparse generate "
-                                  f"does not write through links; give the real folder "
-                                  f"({path.resolve()})")
-    if path.exists() and not path.is_dir():
-        raise OutputPathError(f"--out {out}: exists and is not a folder; name a new or "
-                              f"existing folder")
-    for name in OUTPUTS:
-        target = path / name
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise OutputPathError(f"--out {out}: {target} is a symbolic link or not a regular "
-                                  f"file; remove it or choose another folder")
-    return path
-
+__all__ = ["register_cli", "format_table"]
 
 def register_cli(subparsers):
     parser = subparsers.add_parser(
@@ -82,8 +45,8 @@ def format_table(report: dict) -> str:
 def _run(args):
     import cosparse
 
-    out = check_out(args.out)
+    check_out(args.out)  # before the NetSpec is read: a bad --out costs nothing
     spec = inputs.load_netspec(args)
-    report = cosparse.generate(spec, out, hw_config=args.hw_config, dense=args.dense)
+    report = cosparse.generate(spec, args.out, hw_config=args.hw_config, dense=args.dense)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
