@@ -338,7 +338,7 @@ def _rate(spec: NetSpec, config, dense: bool, placed: list) -> dict:
                       if k in record})
         if record["status"] == "ok":
             entry.update({f: record[f] for f in FIELDS}, cached=record["cached"],
-                         cells=record["cells"])
+                         cells=record["cells"], parts=record["parts"])
         else:
             entry["reason"] = record["reason"]
     per_module = list(modules.values())
@@ -438,6 +438,7 @@ def _table(block: dict) -> str:
                        for i, (v, w) in enumerate(zip(row, widths))) for row in rows]
     for f in block["failed"]:
         lines.append(f"FAILED {f['name']}: {f['reason'].splitlines()[0]}")
+    lines += _breakdown(block)
     clock = block["clock_hz_assumed"] / 1e6
     fits = ("nothing synthesised" if block["instances_u250"] is None else
             f"{block['instances_u250']} per U250 in {FRACTION:.0%} (binding: {block['binding']}), "
@@ -447,6 +448,21 @@ def _table(block: dict) -> str:
                  f"{clock:.0f} MHz (assumed); {fits}"
                  + ("" if block["complete"] else "; INCOMPLETE: failed modules not counted"))
     return "\n".join(lines)
+
+
+def _breakdown(block: dict, share: float = 0.05) -> list[str]:
+    """Lines naming, per module holding at least ``share`` of the instance's LUTs, its
+    submodules' own LUTs / FFs / DSPs (largest first): where the LUTs go."""
+    total = block["per_instance"]["lut"] or 1
+    lines = []
+    for e in block["per_module"]:
+        if e["status"] != "ok" or e["lut"] * e["count"] < share * total or len(e["parts"]) < 2:
+            continue
+        parts = sorted(e["parts"].items(), key=lambda item: -item[1]["lut"])
+        lines.append(f"  {e['name']}: " + ", ".join(
+            f"{name or '(own)'} {p['lut']:,} LUT / {p['ff']:,} FF / {p['dsp']} DSP"
+            for name, p in parts if p["lut"] or p["ff"] or p["dsp"]))
+    return ["where the LUTs go (each submodule's own cells):", *lines] if lines else []
 
 
 def format_report(report: dict) -> str:

@@ -4,10 +4,16 @@ Vivado is not available to this project, so resources come from Yosys's
 Xilinx flow: one module (an engine or unit of the design, converted on its
 own with its own ports to RTLIL, Yosys's own netlist language, which
 Amaranth writes directly; cosparse.boards.resources) is
-synthesised out of context, flattened inside itself, and mapped to
-UltraScale+ cells without I/O or clock buffers (a kernel is placed inside a
-shell, not on pins), with UltraRAM inference for large memories (``-uram``),
-as Vivado would place them on a U250.
+synthesised out of context and mapped to UltraScale+ cells without I/O or
+clock buffers (a kernel is placed inside a shell, not on pins), with
+UltraRAM inference for large memories (``-uram``), as Vivado would place
+them on a U250. The module's own hierarchy is kept through synthesis (each
+submodule, e.g. an engine's accumulators, multiplier and drain, is
+optimised and mapped by ABC on its own, which is what lets the default
+network's largest engine finish: ABC's time grows faster than the size of
+the logic it maps) and flattened only after mapping, for the counts and the
+logic levels, which so cross submodule boundaries. ``parts`` has each
+submodule's own cells, the breakdown of the module.
 
 Counts (:class:`Utilisation`):
 
@@ -58,13 +64,16 @@ from ..sw.cache import cache_root, locked, read_json, write_atomic
 from .yosys import ToolFailed, find_tool, run_logged
 
 __all__ = ["Utilisation", "SCRIPT", "LUTS_PER_CELL", "synthesise", "synthesis_key",
-           "yosys_version", "parse_stat", "parse_ltp", "cell_levels", "ToolFailed"]
+           "yosys_version", "parse_stat", "parse_parts", "parse_ltp", "cell_levels", "ToolFailed"]
 
-#: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: stat.json,
-#: carry4.txt (the module's CARRY4 cells) and ltp.txt.
+#: The Yosys script; ``{rtlil}`` and ``{top}`` are filled in. Outputs: parts.json (each
+#: submodule's own cells), stat.json (the module's, flattened after mapping), carry4.txt
+#: (the module's CARRY4 cells) and ltp.txt.
 SCRIPT = """\
 read_rtlil {rtlil}
-synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf -uram
+synth_xilinx -family xcup -top {top} -noiopad -noclkbuf -uram
+tee -q -o parts.json stat -json
+flatten
 tee -q -o stat.json stat -json
 read_verilog -lib +/xilinx/cells_sim.v
 hierarchy -top {top}
@@ -98,6 +107,7 @@ class Utilisation:
     uram: int
     logic_levels: int
     cells: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     max_rss_mb: float = 0.0
@@ -123,6 +133,20 @@ def parse_stat(text: str, top: str) -> dict:
         "bram36": cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
         "uram": cells.get("URAM288", 0), "cells": cells,
     }
+
+
+def parse_parts(text: str, top: str) -> dict:
+    """Each submodule's own counts (cells of its submodules excluded) from the ``stat -json``
+    of the hierarchical netlist, keyed by its path below ``top`` (``""``: the top's own)."""
+    parts = {}
+    for name in json.loads(text)["modules"]:
+        path = name.lstrip("\\")
+        if path != top and not path.startswith(f"{top}."):
+            continue
+        counts = parse_stat(text, path)
+        counts.pop("cells")
+        parts[path[len(top) + 1:]] = counts
+    return parts
 
 
 _LTP_HEAD = re.compile(r"Longest topological path in (\S+) \(length=(-?\d+)\)")
@@ -299,6 +323,7 @@ def _synthesise_into(rtlil: str, top: str, root: Path, folder: Path, log, timeou
                 failed.usage = usage
                 raise failed from None
         counts = parse_stat((scratch / "stat.json").read_text(), top)
+        counts["parts"] = parse_parts((scratch / "parts.json").read_text(), top)
         levels = parse_ltp((scratch / "ltp.txt").read_text(),
                            (scratch / "carry4.txt").read_text())
         result = Utilisation(top=top, logic_levels=levels,

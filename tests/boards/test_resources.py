@@ -10,7 +10,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from cosparse.boards import resources
 from cosparse.boards import yosys as yosys_module
 from cosparse.boards.devices import XCU250, XCZU3EG, Device, fit
-from cosparse.boards.xilinx_synth import Utilisation, parse_ltp, parse_stat
+from cosparse.boards.xilinx_synth import Utilisation, parse_ltp, parse_parts, parse_stat
 from cosparse.boards.yosys import ToolFailed, ToolMissing, find_tool, run_logged
 from cosparse.hw.config import HwConfig, LayerConfig, load_hw_config
 from cosparse.hw.generate import generate, summary
@@ -58,6 +58,19 @@ def test_parse_stat_counts_luts_of_distributed_ram_and_shift_registers():
     assert "$scopeinfo" not in counts["cells"] and counts["cells"]["MUXF7"] == 6
     with pytest.raises(ValueError, match="'other'"):
         parse_stat(json.dumps(STAT), "other")
+
+
+def test_parse_parts_gives_each_submodules_own_cells():
+    stat = {"modules": {
+        "\\top": {"num_cells_by_type": {"LUT2": 1, "FDRE": 2}},
+        "\\top.acc": {"num_cells_by_type": {"LUT6": 7, "RAM32M16": 1, "DSP48E2": 2}},
+        "\\top.acc.inner": {"num_cells_by_type": {"LUT3": 3}},
+        "\\other": {"num_cells_by_type": {"LUT1": 9}}}}
+    parts = parse_parts(json.dumps(stat), "top")
+    assert set(parts) == {"", "acc", "acc.inner"}
+    assert (parts[""]["lut"], parts[""]["ff"]) == (1, 2)
+    assert (parts["acc"]["lut"], parts["acc"]["dsp"]) == (7 + 8, 2)
+    assert parts["acc.inner"]["lut"] == 3 and "cells" not in parts["acc"]
 
 
 def test_parse_ltp_counts_two_chained_carry4_as_one_level():
@@ -178,7 +191,9 @@ def _fake_synthesise(fail=(), calls=None):
         size = len(rtlil) // 100
         return Utilisation(top=top, lut=size, ff=size // 2, carry=1, dsp=len(top) % 3,
                            bram36=0.5 * (top == "conv_engine"), uram=0,
-                           logic_levels=len(top))
+                           logic_levels=len(top),
+                           parts={"": {"lut": 1, "ff": 0, "dsp": 0},
+                                  "inner": {"lut": size - 1, "ff": size // 2, "dsp": 0}})
     return synthesise
 
 
@@ -237,6 +252,7 @@ def test_a_failed_module_is_reported_not_hidden(tmp_path, monkeypatch, fake_yosy
     assert report["per_instance"]["lut"] == sum(m["lut"] * m["count"]
                                                 for m in report["per_module"] if "lut" in m)
     assert any("FAILED sparse:engine_conv1" in line for line in lines)
+    assert "inner" in resources.format_report(report)  # where the LUTs go
     assert "INCOMPLETE" in resources.format_report(report)
 
 
@@ -254,6 +270,11 @@ def test_small_network_synthesised_module_by_module_then_cached(tmp_path):
     assert modules["engine_conv1"]["dsp"] >= 1 and modules["engine_conv1"]["ff"] > 0
     assert all(m["logic_levels"] >= 1 and not m["cached"] for m in modules.values())
     assert report["per_instance"]["lut"] == sum(m["lut"] * m["count"] for m in modules.values())
+    # The engine's hierarchy was kept through synthesis: its parts add up to the whole.
+    parts = modules["engine_conv1"]["parts"]
+    assert {"accumulators", "multiply", "drain", "scatter"} <= set(parts)
+    for field in ("lut", "ff", "dsp"):
+        assert sum(p[field] for p in parts.values()) == modules["engine_conv1"][field]
     assert any("start sparse:engine_conv1 (ConvEngine" in line for line in lines)
     assert any("done sparse:engine_conv1 in" in line for line in lines)
     again = []
