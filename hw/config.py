@@ -20,7 +20,9 @@ __all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "load_hw_config", "sav
            "LAYER_FIELDS", "GLOBAL_FIELDS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
-LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth")
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "accumulators")
+#: Accumulator organisations of a conv engine (:class:`LayerConfig`).
+ACCUMULATORS = ("word", "kernel")
 #: Whole-design knobs a hardware-config file may set.
 GLOBAL_FIELDS = ("fifo_depth", "ports")
 
@@ -50,12 +52,21 @@ class LayerConfig:
     multipliers. ``acc_bits`` is the accumulator width. ``fifo_depth`` is the
     depth of the stream FIFO in front of this engine (None: the
     :class:`HwConfig`'s ``fifo_depth``; 0: a direct connection).
+    ``accumulators`` organises a conv engine's sums: ``"word"``, one memory
+    word per output position and pass holding its ``lanes x n`` sums
+    (hw/engine/router.py), drained one position and pass per cycle;
+    ``"kernel"``, one memory of single sums per bank and lane, never
+    cleared and drained by difference (hw/engine/kernel_ring.py), which
+    needs no per-lane selection among ``n`` sums and drains alongside the
+    accumulation but takes ``n`` reads per position and pass; only for an
+    engine with position-major input (a ring). Linear layers ignore it.
     """
 
     lanes: int
     acc_bits: int
     offsets: int = 1
     fifo_depth: int | None = None
+    accumulators: str = "word"
 
     def passes(self, groups: int) -> int:
         return -(-groups // self.lanes)
@@ -97,6 +108,8 @@ class HwConfig:
             entry = {"lanes": cfg.lanes, "offsets": cfg.offsets, "acc_bits": cfg.acc_bits}
             if cfg.fifo_depth is not None:
                 entry["fifo_depth"] = cfg.fifo_depth
+            if isinstance(layer, Conv2d):
+                entry["accumulators"] = cfg.accumulators
             layers[layer.name] = entry
         return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
 
@@ -146,6 +159,11 @@ class HwConfig:
                 raise ValueError(f"layer {name!r}: unknown field(s) {bad}; a layer has "
                                  f"{list(LAYER_FIELDS)}")
             for field, value in entry.items():
+                if field == "accumulators":
+                    if value not in ACCUMULATORS:
+                        raise ValueError(f"layer {name!r}: accumulators must be one of "
+                                         f"{list(ACCUMULATORS)}, got {value!r}")
+                    continue
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                     raise ValueError(f"layer {name!r}: {field} must be an integer, "
                                      f"got {value!r}")
@@ -176,7 +194,12 @@ class HwConfig:
         them within the slowest convolution's cycles (all their groups when
         the net has no convolution), so the baseline is a balanced pipeline
         too rather than one with 1,500 multipliers idle 99% of the time;
-        pass the NetSpec as given (packed or already unpacked).
+        pass the NetSpec as given (packed or already unpacked). A conv
+        engine with position-major input gets kernel-addressed accumulators
+        where their drain, ``n`` reads per output position and pass, takes
+        no more cycles than the input stage's one feature per cycle (the
+        pipeline's floor), and word accumulators otherwise (the dense
+        baseline: always word).
         """
         layers = []
         nonzero = prod(spec.input.shape)
@@ -188,8 +211,12 @@ class HwConfig:
             if isinstance(layer, (Conv2d, Linear)):
                 groups = layer.out_channels if dense else layer.groups
                 if isinstance(layer, Conv2d):
+                    ring = bool(layers) or layer.in_shape[0] == 1
+                    reads = prod(layer.out_shape[1:]) * layer.n
+                    kernel = ring and not dense and reads <= prod(spec.input.shape)
                     config = LayerConfig(lanes=groups, acc_bits=accumulator_bits(layer),
-                                         offsets=1 if dense else layer.kernel ** 2)
+                                         offsets=1 if dense else layer.kernel ** 2,
+                                         accumulators="kernel" if kernel else "word")
                 else:
                     budget = conv_cycles if dense else layer.out_features
                     passes = min(groups, max(1, budget // max(1, nonzero)))
@@ -225,6 +252,14 @@ class HwConfig:
             elif cfg.offsets != 1:
                 raise ValueError(f"layer {layer.name!r}: offsets must be 1 for a linear layer, "
                                  f"got {cfg.offsets!r}")
+            if cfg.accumulators not in ACCUMULATORS:
+                raise ValueError(f"layer {layer.name!r}: accumulators must be one of "
+                                 f"{list(ACCUMULATORS)}, got {cfg.accumulators!r}")
+            if cfg.accumulators == "kernel" and isinstance(layer, Conv2d) \
+                    and layer is packed[0] and layer.in_shape[0] > 1:
+                raise ValueError(f"layer {layer.name!r}: kernel accumulators need position-major "
+                                 f"input (a ring), but a first layer with {layer.in_shape[0]} "
+                                 f"channels reads channel-major order; use accumulators 'word'")
             if cfg.fifo_depth is not None and (not isinstance(cfg.fifo_depth, int)
                                                or isinstance(cfg.fifo_depth, bool)
                                                or cfg.fifo_depth < 0):

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import dense_vector_layout, sparse_layout, value_shape
 from .drain import PositionDrain
+from .kernel_ring import KernelRingAccumulators
 from .multiply import item_layout
 from .pipeline import PackedEngine
 from .ring import RowWindow, ring_window
@@ -137,7 +138,9 @@ class ConvEngine(PackedEngine):
         The NetSpec layer; it must requantise (a convolution cannot be the
         last, int32, layer in hardware).
     config : LayerConfig
-        Lanes, offsets per cycle and accumulator width.
+        Lanes, offsets per cycle, accumulator width and organisation
+        (``accumulators``: word, :mod:`.router`; kernel, :mod:`.kernel_ring`,
+        position-major input only).
     pool : int
         Max-pool window fused into the drain (1: none).
     position_major : bool
@@ -169,12 +172,19 @@ class ConvEngine(PackedEngine):
         tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups),
                         window=window, stride=layer.stride, padding=layer.padding)
         scatter = ConvScatter(in_shape, tiling)
+        by_kernel = config.accumulators == "kernel"
+        if by_kernel and not position_major:
+            raise ValueError(f"layer {layer.name!r}: kernel accumulators need position-major "
+                             f"input (a ring); use accumulators 'word'")
         drain = PositionDrain(layer, config.lanes, tiling, pool, config.acc_bits,
-                              ring=position_major)
-        super().__init__(layer, config, scatter, tiling,
-                         Accumulators(layer.n, config.lanes, tiling, config.acc_bits,
-                                      layer.weight_bits, buffers=1 if position_major else 2),
-                         drain,
+                              ring=position_major, by_kernel=by_kernel)
+        if by_kernel:
+            accumulators = KernelRingAccumulators(layer.n, config.lanes, tiling, config.acc_bits,
+                                                  layer.weight_bits)
+        else:
+            accumulators = Accumulators(layer.n, config.lanes, tiling, config.acc_bits,
+                                        layer.weight_bits, buffers=1 if position_major else 2)
+        super().__init__(layer, config, scatter, tiling, accumulators, drain,
                          dense_vector_layout(layer.out_channels,
                                              value_shape(layer.requant.frac_bits)),
                          window=RowWindow(in_shape, tiling, pool) if position_major else None)

@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..layouts import dense_layout, dense_vector_layout, value_shape
 from ..requant import Requantiser, VectorRequantiser
 from .pool import VectorPool
+from .kernel_ring import KernelRingPort
 from .router import DrainPort, SumPort
 
 __all__ = ["PositionDrain", "ChannelDrain"]
@@ -37,9 +38,14 @@ class PositionDrain(wiring.Component):
     """Emit one finished convolution input as vector beats, one per (pooled) position.
 
     The walk is position-major over the pooled output: for each output
-    position (raster order), each position of its pool window, each pass
-    (innermost); one word read per step. A pooled output therefore costs
-    ``size * size * passes`` cycles.
+    position (raster order), each position of its pool window, each pass;
+    one word read per step. A pooled output therefore costs ``size * size *
+    passes`` cycles. From kernel-addressed accumulators (``by_kernel``,
+    :mod:`.kernel_ring`) a read yields one kernel of every lane, so each
+    pass takes ``n`` reads (kernels innermost) and costs ``n`` times as many
+    cycles; the requantiser then has ``lanes`` multipliers instead of
+    ``lanes x n``, and the channels, which such a read holds ``n`` apart,
+    are put back in order by wiring alone.
 
     Parameters
     ----------
@@ -57,6 +63,9 @@ class PositionDrain(wiring.Component):
         Drain a row window (:mod:`.ring`) while the input accumulates: the
         walk takes pool-row groups as they become final (``final``) and reads
         only when the accumulators' port is free (``acc.free``).
+    by_kernel : bool
+        Read kernel-addressed ring accumulators (:class:`~.kernel_ring.KernelRingPort`;
+        ``ring`` must be set): no ``free`` to wait for and no clear.
 
     Ports
     -----
@@ -64,7 +73,8 @@ class PositionDrain(wiring.Component):
         input may begin; the walk restarts at group 0).
     busy : high from ``start`` until every word was read (and handed to requantisation);
         ring: while a word read waits for requantisation.
-    acc : read/clear port into the idle buffer (ring: into the ring).
+    acc : read/clear port into the idle buffer (ring: into the ring); with
+        ``by_kernel`` a :class:`~.kernel_ring.KernelRingPort`.
     final : ring only: pool-row groups (``pool`` output rows each) whose sums are
         complete and written.
     drained : ring only: groups whose words have all been read (and so cleared).
@@ -72,63 +82,90 @@ class PositionDrain(wiring.Component):
         int8, or int8 with the requantisation's fraction bits.
     """
 
-    def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int, ring: bool = False):
+    def __init__(self, layer, lanes: int, tiling, pool: int, acc_bits: int, ring: bool = False,
+                 by_kernel: bool = False):
         ho, wo = tiling.out_hw
         if not isinstance(pool, int) or pool < 1 or ho % pool or wo % pool:
             raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
                              f"the output {tiling.out_hw}, got {pool!r}")
         if layer.requant is None:
             raise ValueError(f"layer {layer.name!r}: a position drain needs requant")
+        if by_kernel and not ring:
+            raise ValueError(f"layer {layer.name!r}: kernel-addressed accumulators are a ring")
         self._layer, self._lanes, self._t = layer, lanes, tiling
-        self._pool, self._acc_bits, self._ring = pool, acc_bits, ring
+        self._pool, self._acc_bits, self._ring, self._by_kernel = pool, acc_bits, ring, by_kernel
         groups = range(ho // pool + 1)
+        port = (KernelRingPort(lanes, tiling.banks, tiling.depth, layer.n, acc_bits) if by_kernel
+                else DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits))
         super().__init__({
             "start": In(1),
             "busy": Out(1),
-            "acc": Out(DrainPort(lanes * layer.n, tiling.banks, tiling.depth, acc_bits)),
+            "acc": Out(port),
             "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
                                                           value_shape(layer.requant.frac_bits)))),
             **({"final": In(groups), "drained": Out(groups)} if ring else {}),
         })
 
+    def _slices(self):
+        """``(width, kernels, order)``: channels per read, reads per position and pass, and
+        the channel of each element of the reads in walk order (slice ``q * kernels + j``,
+        element ``e``): a word holds channels ``q * width + e``; a kernel read holds lane
+        ``e``'s kernel ``j``, channel ``(q * lanes + e) * n + j``."""
+        n, passes = self._layer.n, self._t.passes
+        if not self._by_kernel:
+            width = self._lanes * n
+            return width, 1, list(range(passes * width))
+        return self._lanes, n, [(q * self._lanes + e) * n + j for q in range(passes)
+                                for j in range(n) for e in range(self._lanes)]
+
     def elaborate(self, platform):
         m = Module()
         layer, t, s = self._layer, self._t, self._pool
         ho, wo = t.out_hw
-        width, passes = self._lanes * layer.n, t.passes
+        passes = t.passes
+        width, kernels, order = self._slices()
+        channels = layer.out_channels
         py, px = Signal(range(ho // s)), Signal(range(wo // s))
         wi, wj = Signal(range(s)), Signal(range(s))
-        q = Signal(range(passes))
-        # Ring: armed from reset, and each group waits until it is final; a read waits for a
-        # cycle in which the read-modify-write leaves the port free.
+        q, j = Signal(range(passes)), Signal(range(kernels))
+        # Ring: armed from reset, and each group waits until it is final; a word read waits
+        # for a cycle in which the read-modify-write leaves the port free (kernel-addressed
+        # accumulators have a read port of the drain's own).
         issuing = Signal(init=int(self._ring))
-        go = issuing & (py < self.final) & self.acc.free if self._ring else issuing
+        go = issuing
+        if self._ring:
+            go = issuing & (py < self.final)
+            if not self._by_kernel:
+                go &= self.acc.free
         at_end = ((py == ho // s - 1) & (px == wo // s - 1) & (wi == s - 1) & (wj == s - 1)
-                 & (q == passes - 1))
+                  & (q == passes - 1) & (j == kernels - 1))
 
         def step():
-            m.d.sync += q.eq(q + 1)
-            with m.If(q == passes - 1):
-                m.d.sync += [q.eq(0), wj.eq(wj + 1)]
-                with m.If(wj == s - 1):
-                    m.d.sync += [wj.eq(0), wi.eq(wi + 1)]
-                    with m.If(wi == s - 1):
-                        m.d.sync += [wi.eq(0), px.eq(px + 1)]
-                        with m.If(px == wo // s - 1):
-                            m.d.sync += [px.eq(0), py.eq(py + 1)]
+            m.d.sync += j.eq(j + 1)
+            with m.If(j == kernels - 1):
+                m.d.sync += [j.eq(0), q.eq(q + 1)]
+                with m.If(q == passes - 1):
+                    m.d.sync += [q.eq(0), wj.eq(wj + 1)]
+                    with m.If(wj == s - 1):
+                        m.d.sync += [wj.eq(0), wi.eq(wi + 1)]
+                        with m.If(wi == s - 1):
+                            m.d.sync += [wi.eq(0), px.eq(px + 1)]
+                            with m.If(px == wo // s - 1):
+                                m.d.sync += [px.eq(0), py.eq(py + 1)]
 
         # Read stage: the word and the biases of the slice being emitted, held while stalled.
         d_valid, d_last = Signal(), Signal()
-        d_q = Signal.like(q)
+        slice_index = Signal(range(passes * kernels))
+        d_slice = Signal.like(slice_index)
         out_ready = Signal()
         advance = ~d_valid | out_ready
         oy, ox = Signal(range(ho)), Signal(range(wo))
-        m.d.comb += [oy.eq(py * s + wi), ox.eq(px * s + wj)]
+        m.d.comb += [oy.eq(py * s + wi), ox.eq(px * s + wj), slice_index.eq(q * kernels + j)]
         bias_row = data.ArrayLayout(signed(self._acc_bits), width)
-        biases = [int(b) for b in layer.bias] + [0] * (passes * width - layer.out_channels)
+        biases = [int(layer.bias[c]) if c < channels else 0 for c in order]
         m.submodules.bias = bias_mem = Memory(
-            shape=bias_row, depth=passes,
-            init=[biases[r * width:(r + 1) * width] for r in range(passes)])
+            shape=bias_row, depth=passes * kernels,
+            init=[biases[r * width:(r + 1) * width] for r in range(passes * kernels)])
         bias = bias_mem.read_port()
         m.d.comb += [
             self.acc.addr.eq((q * t.bank_h + _lut([v // t.rows % t.bank_h for v in range(ho)], oy))
@@ -137,32 +174,45 @@ class PositionDrain(wiring.Component):
             self.acc.bank.eq(_lut([v % t.rows for v in range(ho)], oy) * t.cols
                              + _lut([v % t.cols for v in range(wo)], ox)),
             self.acc.en.eq(advance & go if self._ring else advance),
-            self.acc.clear.eq(go),
-            bias.addr.eq(q),
+            bias.addr.eq(slice_index),
             bias.en.eq(advance),
         ]
+        if self._by_kernel:
+            m.d.comb += self.acc.kernel.eq(j)
+        else:
+            m.d.comb += self.acc.clear.eq(go)
         with m.If(advance):
-            m.d.sync += [d_valid.eq(go), d_q.eq(q), d_last.eq(at_end)]
+            m.d.sync += [d_valid.eq(go), d_slice.eq(slice_index), d_last.eq(at_end)]
             with m.If(go):
                 step()
                 with m.If(at_end):
                     m.d.sync += issuing.eq(0)
         with m.If(self.start):
-            m.d.sync += [issuing.eq(1), py.eq(0), px.eq(0), wi.eq(0), wj.eq(0), q.eq(0)]
+            m.d.sync += [issuing.eq(1), py.eq(0), px.eq(0), wi.eq(0), wj.eq(0), q.eq(0), j.eq(0)]
 
+        # Requantisation and pooling in walk order (channels past the layer's get m = 0 and
+        # are dropped), then each output channel taken from its place in that order.
         rq = layer.requant
+        padded = passes * kernels * width
+        mult = [int(rq.multiplier[c]) if c < channels else 0 for c in order]
+        shift = [int(rq.shift[c]) if c < channels else 0 for c in order]
         m.submodules.requant = requant = VectorRequantiser(
-            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
-            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
-            frac_bits=rq.frac_bits)
-        m.submodules.pool = pool = VectorPool(layer.out_channels, width, passes, s * s,
+            padded, width, self._acc_bits, mult, shift, out_min=rq.out_min,
+            out_max=rq.out_max, frac_bits=rq.frac_bits)
+        m.submodules.pool = pool = VectorPool(padded, width, passes * kernels, s * s,
                                               frac_bits=rq.frac_bits)
         for e in range(width):
             m.d.comb += requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
-        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_q),
+        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_slice),
                      requant.i.payload.last.eq(d_last), out_ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, pool.i)
-        wiring.connect(m, pool.o, wiring.flipped(self.o))
+        place = {c: i for i, c in enumerate(order)}
+        m.d.comb += [
+            self.o.valid.eq(pool.o.valid),
+            self.o.payload.last.eq(pool.o.payload.last),
+            pool.o.ready.eq(self.o.ready),
+        ] + [self.o.payload.values[c].eq(pool.o.payload.values[place[c]])
+             for c in range(channels)]
         if self._ring:
             m.d.comb += [self.busy.eq(d_valid), self.drained.eq(Mux(issuing, py, ho // s))]
         else:

@@ -49,7 +49,7 @@ use, evaluates every memory port and every expression every cycle.
 Selecting a lane's sum by its kernel id and the drained bank by its number
 with an ``Array`` became shifts of whole ~1,400-bit words by a variable
 amount (the default network's conv2 accumulators alone then cost 226 us a
-cycle and 636 s to compile); masked ORs of constant slices (:func:`_pick`)
+cycle and 636 s to compile); masked ORs of constant slices (:func:`pick`)
 do not.
 """
 
@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiply import bits, product_bits, product_layout
 
-__all__ = ["DrainPort", "Accumulators", "SumPort", "LaneAccumulators"]
+__all__ = ["DrainPort", "Accumulators", "SumPort", "LaneAccumulators", "check_acc_bits", "pick"]
 
 
 def _slot(word, index, acc_bits):
@@ -68,7 +68,7 @@ def _slot(word, index, acc_bits):
     return word[index * acc_bits:(index + 1) * acc_bits].as_signed()
 
 
-def _pick(options, index):
+def pick(options, index):
     """``options[index]``, as an OR of the options masked by ``index == position``.
 
     The same logic as indexing an :class:`~amaranth.Array`, but every option
@@ -83,7 +83,7 @@ def _pick(options, index):
     return picked
 
 
-def _check_acc_bits(acc_bits: int, weight_bits: int) -> None:
+def check_acc_bits(acc_bits: int, weight_bits: int) -> None:
     """ValueError unless ``acc_bits`` holds one product of ``weight_bits``-bit weights and a sign."""
     need = product_bits(weight_bits) + 1
     if acc_bits < need:
@@ -149,7 +149,7 @@ class Accumulators(wiring.Component):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if buffers not in (1, 2):
             raise ValueError(f"buffers must be 1 (a ring) or 2, got {buffers!r}")
-        _check_acc_bits(acc_bits, weight_bits)
+        check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
         self._buffers = buffers
         super().__init__({
@@ -189,7 +189,7 @@ class Accumulators(wiring.Component):
         else:
             # The drain may read a bank the item being read now leaves alone.
             writes = [self.i.payload.write[b] for b in range(t.banks)]
-            busy = _pick(writes, self.drain.bank) if t.banks > 1 else writes[0]
+            busy = pick(writes, self.drain.bank) if t.banks > 1 else writes[0]
             m.d.comb += self.drain.free.eq(~(self.i.valid & busy))
 
         drained = []
@@ -213,7 +213,7 @@ class Accumulators(wiring.Component):
                 options = [_slot(mems[buf][0].data, lane * n + j, acc_bits) if j < n else 0
                            for buf in range(buffers) for j in range(1 << len(kernel))]
                 old = Mux(hit_addr & (p.kernel[b][lane] == kernel), p_total[b][lane],
-                          _pick(options, Cat(kernel, self.sel) if buffers == 2 else kernel))
+                          pick(options, Cat(kernel, self.sel) if buffers == 2 else kernel))
                 total = Signal(signed(acc_bits), name=f"sum{b}_{lane}")
                 m.d.comb += total.eq(old + s.product[b][lane])
                 m.d.sync += p_total[b][lane].eq(total)
@@ -250,7 +250,7 @@ class Accumulators(wiring.Component):
             drained.append(Mux(self.sel, mems[0][0].data, mems[1][0].data))
         # The drained buffer's word of the bank read last (the read ports hold it while the
         # drain does not read).
-        word = _pick(drained, d_bank) if t.banks > 1 else drained[0]
+        word = pick(drained, d_bank) if t.banks > 1 else drained[0]
         if buffers == 1:
             # Later reads of the read-modify-write replace the read port's word: hold it.
             fresh, held = Signal(), Signal.like(word)
@@ -317,7 +317,7 @@ class LaneAccumulators(wiring.Component):
         if tiling.banks != 1:
             raise ValueError(f"lane accumulators take a single-bank tiling, got {tiling.banks} "
                              f"banks")
-        _check_acc_bits(acc_bits, weight_bits)
+        check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
         super().__init__({
             "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
@@ -374,5 +374,5 @@ class LaneAccumulators(wiring.Component):
                     write.en.eq(Mux(accumulating, writing, clearing)),
                 ]
             drained.append(Mux(self.sel, ports[0][0].data, ports[1][0].data))
-        m.d.comb += self.drain.data.eq(_pick(drained, d_lane) if lanes > 1 else drained[0])
+        m.d.comb += self.drain.data.eq(pick(drained, d_lane) if lanes > 1 else drained[0])
         return m

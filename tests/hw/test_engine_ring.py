@@ -60,21 +60,26 @@ def run_ring(layer, config, pool, xs, *, stall, seed):
     (4, 1, 18, 5, 1, 25, 2, 0.3, 0.5),  # 5x5, the default's tiling, a ring of 10 of 14 rows
     (5, 1, 14, 2, 2, 4, 1, 0.1, 0.3),   # very sparse: most rows without an input
 ])
-def test_ring_conv_engine(seed, c, size, kernel, lanes, offsets, pool, density, stall):
+@pytest.mark.parametrize("accumulators", ["word", "kernel"])
+def test_ring_conv_engine(seed, c, size, kernel, lanes, offsets, pool, density, stall,
+                          accumulators):
     """Random layers and inputs, position-major, with random stalls on both streams."""
     rng = np.random.default_rng(seed)
-    layer = conv_layer(rng, c=c, size=size, k=kernel, out=5, n=2)
-    config = LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer), offsets=offsets)
+    layer = conv_layer(rng, c=c, size=size, k=kernel, out=5, n=2 + (accumulators == "kernel"))
+    config = LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer), offsets=offsets,
+                         accumulators=accumulators)
     run_ring(layer, config, pool, sparse_rows(rng, layer.in_shape, 3, density),
              stall=stall, seed=seed)
 
 
-def test_ring_back_to_back_dense_inputs_with_output_backpressure():
+@pytest.mark.parametrize("accumulators", ["word", "kernel"])
+def test_ring_back_to_back_dense_inputs_with_output_backpressure(accumulators):
     """Dense inputs back to back and a slow consumer: the ring fills, the scatter waits for
     the drain, and the next input waits for the previous one's tail."""
     rng = np.random.default_rng(7)
     layer = conv_layer(rng, c=1, size=10, k=3, out=4, n=2)
-    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), offsets=3)
+    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), offsets=3,
+                         accumulators=accumulators)
     xs = rng.integers(1, 128, (3, *layer.in_shape)).astype(np.int8)
     run_ring(layer, config, 2, xs, stall=0.7, seed=3)
 
@@ -96,13 +101,15 @@ def test_ring_holds_only_a_window_of_rows():
         ConvEngine(layer, LayerConfig(lanes=2, acc_bits=32), position_major=1)
 
 
+@pytest.mark.parametrize("accumulators", ["word", "kernel"])
 @pytest.mark.parametrize("offsets", [1, 9])
-def test_ring_reads_a_row_once_its_last_sum_is_written(offsets):
+def test_ring_reads_a_row_once_its_last_sum_is_written(offsets, accumulators):
     """An input whose only activation is at (0, 0) writes output (0, 0), the first word the
     drain reads, with its last item: the drain must wait exactly until that write lands."""
     rng = np.random.default_rng(8)
     layer = conv_layer(rng, c=2, size=8, k=3, out=4, n=2)
-    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), offsets=offsets)
+    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), offsets=offsets,
+                         accumulators=accumulators)
     xs = np.zeros((3, *layer.in_shape), np.int8)
     xs[:, 1, 0, 0] = [100, -77, 5]
     xs[2, 0, 0, 1] = 9
