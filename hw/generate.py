@@ -84,6 +84,29 @@ def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
     return path
 
 
+def _kernel_ring_cycles(x: np.ndarray, items: np.ndarray, layer, tiling, pool: int,
+                        dense: bool) -> np.ndarray:
+    """Cycles per input of a conv engine with kernel-addressed ring accumulators.
+
+    Its drain reads ``positions x passes x n`` sums alongside the
+    accumulation, each pool-row group as soon as it is final, so an input
+    takes its work items plus the drain of the groups that become final only
+    after its last beat (the rows the last input row reaches), or, when the
+    drain is slower than the accumulation, the whole drain.
+    """
+    from .engine.ring import RowWindow
+
+    ho, wo = tiling.out_hw
+    groups = ho // pool
+    per_group = pool * wo * tiling.passes * layer.n
+    final = RowWindow(tuple(layer.in_shape), tiling, pool)._final
+    sent = np.ones_like(x, dtype=bool) if dense else x != 0
+    rows = sent.any(axis=(1, 3))  # (batch, H): rows with an input
+    last = np.where(rows.any(axis=1), rows.shape[1] - 1 - np.argmax(rows[:, ::-1], axis=1), -1)
+    tail = np.array([(groups - (final[y] if y >= 0 else 0)) * per_group for y in last])
+    return np.maximum(items + tail, groups * per_group) + SWAP_CYCLES
+
+
 def _conv_items(x: np.ndarray, tiling, dense: bool) -> np.ndarray:
     """Work items per input of a conv engine: per input sent, its tiles, times the passes.
 
@@ -122,7 +145,12 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     input waits for the last rows, so fed without a gap it takes at most
     ``accumulate + drain`` plus the same few cycles (fewer where inputs
     near the map's edge leave banks free, or gaps in its input let the
-    drain in early). The unit after each engine (``after``:
+    drain in early). With kernel-addressed accumulators
+    (hw/engine/kernel_ring.py) the drain reads ``n`` sums per position and
+    pass through a port of its own, alongside the accumulation: an input
+    takes ``max(accumulate + tail, drain)`` plus the swap, ``tail`` being the
+    reads of the pool-row groups the input's last row leaves unfinished
+    (:func:`_kernel_ring_cycles`). The unit after each engine (``after``:
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
     at least one per position for a conv output (a local k-WTA: at least its
     search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
@@ -153,15 +181,22 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes,
                             window=ring_window(layer.kernel, stage.pool) if ring else None,
                             stride=layer.stride, padding=layer.padding)
-            accumulate = float(np.mean(_conv_items(x_in, tiling, dense)))
-            drain = int(np.prod(layer.out_shape[1:])) * passes
+            items = _conv_items(x_in, tiling, dense)
+            accumulate = float(np.mean(items))
+            by_kernel = cfg.accumulators == "kernel"
+            drain = int(np.prod(layer.out_shape[1:])) * passes * (layer.n if by_kernel else 1)
             banks, depth = tiling.banks, tiling.depth
+            cycles = (float(np.mean(_kernel_ring_cycles(x_in, items, layer, tiling, stage.pool,
+                                                        dense))) if by_kernel
+                      else accumulate + drain + SWAP_CYCLES if ring
+                      else max(accumulate + SWAP_CYCLES, drain))
         else:
             sent = x_in.reshape(len(x_in), -1)
             accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
             accumulate *= passes
             drain = layer.out_channels
-            banks, depth = 1, passes
+            banks, depth, by_kernel = 1, passes, False
+            cycles = max(accumulate + SWAP_CYCLES, drain)
         # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
         out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
         if layer is built.packed_layers[-1]:
@@ -184,11 +219,12 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "weight_memory_bits": layer.fan_in * passes * cfg.lanes
             * (layer.weight_bits + kernel_id_bits(layer.n)),
             "ring": ring,
-            "accumulator_bits": (1 if ring else 2) * banks * depth * cfg.lanes * layer.n
-            * cfg.acc_bits,
+            "accumulators": cfg.accumulators if isinstance(layer, Conv2d) else "lane",
+            # Kernel-addressed: the sums and, beside them, their bases.
+            "accumulator_bits": (2 if by_kernel or not ring else 1) * banks * depth * cfg.lanes
+            * layer.n * cfg.acc_bits,
             "accumulate_cycles": accumulate, "drain_cycles": drain,
-            "cycles_per_input": accumulate + drain + SWAP_CYCLES if ring
-            else max(accumulate + SWAP_CYCLES, drain),
+            "cycles_per_input": cycles,
             "after_cycles": after,
         })
     intervals = [("input", input_cycles)]
