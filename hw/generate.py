@@ -22,7 +22,7 @@ from .convert import to_verilog
 from .engine.weights import kernel_id_bits
 from .kwta.global_ import scan_cycles
 from .kwta.local import search_cycles
-from .engine.ring import ring_window
+from .engine.conv import conv_tiling
 from .top import Network, plan, position_major_input
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
@@ -161,7 +161,6 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     them all. ``inputs`` (int8 batch) defaults to a few random inputs of the
     NetSpec's input range.
     """
-    from .engine.tiling import Tiling
 
     built, config = _prepare(spec, config, dense)
     x = random_inputs(spec, 4, seed=0) if inputs is None else inputs
@@ -178,14 +177,12 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
         if isinstance(layer, Conv2d):
-            tiling = Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), passes,
-                            window=ring_window(layer.kernel, stage.pool) if ring else None,
-                            stride=layer.stride, padding=layer.padding)
+            tiling = conv_tiling(layer, cfg, stage.pool, ring)
             items = _conv_items(x_in, tiling, dense)
             accumulate = float(np.mean(items))
             by_kernel = cfg.accumulators == "kernel"
             drain = int(np.prod(layer.out_shape[1:])) * passes * (layer.n if by_kernel else 1)
-            banks, depth = tiling.banks, tiling.depth
+            banks, depth, copies = tiling.banks, tiling.depth, tiling.col_copies
             cycles = (float(np.mean(_kernel_ring_cycles(x_in, items, layer, tiling, stage.pool,
                                                         dense))) if by_kernel
                       else accumulate + drain + SWAP_CYCLES if ring
@@ -195,7 +192,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
             accumulate *= passes
             drain = layer.out_channels
-            banks, depth, by_kernel = 1, passes, False
+            banks, depth, by_kernel, copies = 1, passes, False, 1
             cycles = max(accumulate + SWAP_CYCLES, drain)
         # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
         out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
@@ -216,7 +213,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
             "passes": passes, "multipliers": cfg.lanes * cfg.offsets, "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
-            "weight_memory_bits": layer.fan_in * passes * cfg.lanes
+            "weight_memory_bits": layer.fan_in * passes * cfg.lanes * copies
             * (layer.weight_bits + kernel_id_bits(layer.n)),
             "ring": ring,
             "accumulators": cfg.accumulators if isinstance(layer, Conv2d) else "lane",

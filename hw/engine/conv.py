@@ -23,7 +23,7 @@ from .ring import RowWindow, ring_window
 from .router import Accumulators
 from .tiling import Tiling
 
-__all__ = ["ConvScatter", "ConvEngine"]
+__all__ = ["ConvScatter", "ConvEngine", "conv_tiling"]
 
 
 def _lut(values, index):
@@ -63,7 +63,8 @@ class ConvScatter(wiring.Component):
         self._shape, self._t = in_shape, tiling
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
-            "o": Out(stream.Signature(item_layout(tiling, c * tiling.tiles() * tiling.passes))),
+            "o": Out(stream.Signature(item_layout(
+                tiling, c * tiling.tiles() * tiling.passes * tiling.col_copies))),
             "busy": Out(1),
         })
 
@@ -89,7 +90,7 @@ class ConvScatter(wiring.Component):
         # The tile after ``t`` that the coordinate reaches (where ``t`` is not its last).
         after = [next((u for u in tiles if u > t), t) for tiles in table.tiles
                  for t in range(count)]
-        return first, last, _lut(after, index)
+        return first, last, _lut(after, index), index
 
     def elaborate(self, platform):
         m = Module()
@@ -100,8 +101,12 @@ class ConvScatter(wiring.Component):
         q = Signal(range(t.passes))
         busy = Signal()
         item = self.o.payload
-        ty_lo, ty_hi, ty_next = self._axis(m, act.y, ty, t.rows_axis(h), t.rows, item.rows, "row")
-        tx_lo, tx_hi, tx_next = self._axis(m, act.x, tx, t.cols_axis(w), t.cols, item.cols, "col")
+        ty_lo, ty_hi, ty_next, _ = self._axis(m, act.y, ty, t.rows_axis(h), t.rows, item.rows,
+                                              "row")
+        tx_lo, tx_hi, tx_next, col = self._axis(m, act.x, tx, t.cols_axis(w), t.cols, item.cols,
+                                                "col")
+        # Which stored copy of the word has this (column, tile)'s offsets in bank order.
+        phase = _lut([p for row in t.col_phase for p in row], col) if t.col_copies > 1 else 0
         tx_last, ty_last = tx == _lut(tx_hi, act.x), ty == _lut(ty_hi, act.y)
         at_end = (q == t.passes - 1) & tx_last & ty_last
 
@@ -109,7 +114,8 @@ class ConvScatter(wiring.Component):
             self.busy.eq(busy),
             self.o.valid.eq(busy),
             item.value.eq(act.value),
-            item.word.eq(((act.c * t.tiles_y + ty) * t.tiles_x + tx) * t.passes + q),
+            item.word.eq((((act.c * t.tiles_y + ty) * t.tiles_x + tx) * t.passes + q)
+                         * t.col_copies + phase),
             item.q.eq(q),
             item.last.eq(act.last & at_end),
             self.i.ready.eq(~busy | (self.o.ready & at_end)),
@@ -127,6 +133,26 @@ class ConvScatter(wiring.Component):
             m.d.sync += [act.eq(self.i.payload), busy.eq(1), q.eq(0),
                          ty.eq(_lut(ty_lo, self.i.payload.y)), tx.eq(_lut(tx_lo, self.i.payload.x))]
         return m
+
+
+def conv_tiling(layer, config, pool: int, position_major: bool) -> Tiling:
+    """The :class:`~.tiling.Tiling` of a conv engine (shared with the cycle model).
+
+    A ring when the input is position-major; the weights stored
+    column-rotated (``in_width``) when the memory holds more than one word,
+    where a few more words of the same width cost no more block RAM, while a
+    one-word memory (a one-channel layer in one pass) is constant and its
+    column multiplexers fold away in synthesis.
+    """
+    c, _, w = layer.in_shape
+    shape = (layer.kernel, config.offsets, tuple(layer.out_shape[1:]),
+             config.passes(layer.groups))
+    options = dict(window=ring_window(layer.kernel, pool) if position_major else None,
+                   stride=layer.stride, padding=layer.padding)
+    tiling = Tiling(*shape, **options)
+    if c * tiling.tiles() * tiling.passes == 1:
+        return tiling
+    return Tiling(*shape, **options, in_width=w)
 
 
 class ConvEngine(PackedEngine):
@@ -166,11 +192,8 @@ class ConvEngine(PackedEngine):
                              f"is not built")
         if not isinstance(position_major, bool):
             raise TypeError(f"position_major must be a bool, got {position_major!r}")
-        out_hw = tuple(layer.out_shape[1:])
         in_shape = tuple(layer.in_shape)
-        window = ring_window(layer.kernel, pool) if position_major else None
-        tiling = Tiling(layer.kernel, config.offsets, out_hw, config.passes(layer.groups),
-                        window=window, stride=layer.stride, padding=layer.padding)
+        tiling = conv_tiling(layer, config, pool, position_major)
         scatter = ConvScatter(in_shape, tiling)
         by_kernel = config.accumulators == "kernel"
         if by_kernel and not position_major:

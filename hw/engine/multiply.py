@@ -6,7 +6,9 @@ the tile lands in it (``src``), at which entry, and whether that output
 exists (``ok``); see :mod:`.tiling`. This unit reads the word of the tile,
 moves each offset's weights to the bank its output lives in (a rotation by
 the activation's position modulo the tile shape: rows first, then columns,
-two small multiplexers instead of one ``offsets``-way one) and multiplies.
+two small multiplexers instead of one ``offsets``-way one; the columns need
+none where the weight memory stores each word column-rotated,
+:class:`~.tiling.Tiling` ``in_width``) and multiplies.
 
 Weights are signed ``weight_bits`` integers (the layer's, 8 by default) and
 activations int8, so each product is a signed ``8 + weight_bits`` bit value:
@@ -135,7 +137,9 @@ class PackedMultiply(wiring.Component):
                 entry = (s1.q * t.bank_h + s1.rows[by].addr) * t.bank_w + s1.cols[bx].addr
                 ok = s1.rows[by].ok & s1.cols[bx].ok
                 # A missing output gets entry 0, so no bank is ever addressed out of range.
-                m.d.sync += [weights2[b].eq(Array(columns)[s1.cols[bx].src]),
+                # Column-rotated weights are stored in bank order already (Tiling.col_patterns).
+                column = columns[bx] if t.col_patterns else Array(columns)[s1.cols[bx].src]
+                m.d.sync += [weights2[b].eq(column),
                              addr2[b].eq(Mux(ok, entry, 0)), write2[b].eq(ok)]
 
         # Stage 3: registered products.

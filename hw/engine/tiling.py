@@ -77,6 +77,14 @@ class Tiling:
         holds the whole output map. The ring holds ``rows * bank_h`` rows,
         ``bank_h`` the smallest power of two that covers ``window``, or the
         whole map where that is no larger.
+    in_width : int, optional
+        The input's width, to store the weights column-rotated: which tile
+        column lands in which bank column depends only on the input column
+        and the tile (:meth:`axis`), a few patterns in all (``cols`` at
+        stride 1, a rotation), so the weight memory can hold each word once
+        per pattern, already in bank order, and the multiplier needs no
+        column multiplexer (measured: two thirds of its LUTs,
+        docs/hardware.md). None: one copy, rotated by multiplexers.
 
     Attributes
     ----------
@@ -92,10 +100,17 @@ class Tiling:
     depth : int
         Entries per bank: ``passes * bank_h * bank_w``; entry
         ``(q * bank_h + (oy // rows) % bank_h) * bank_w + ox // cols``.
+    col_patterns : list of tuple of int
+        With ``in_width``: per stored copy of a word, the tile column each bank
+        column takes; else ``[]``.
+    col_phase : list of list of int
+        With ``in_width``: ``col_phase[x][tx]``, the copy an input in column
+        ``x`` uses for tile column ``tx``.
     """
 
     def __init__(self, kernel: int, offsets: int, out_hw: tuple, passes: int,
-                 window: int | None = None, stride: int = 1, padding: int = 0):
+                 window: int | None = None, stride: int = 1, padding: int = 0,
+                 in_width: int | None = None):
         for name, value in (("kernel", kernel), ("offsets", offsets), ("passes", passes),
                             ("stride", stride)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -125,6 +140,37 @@ class Tiling:
         self.ring_rows = self.rows * self.bank_h
         self.bank_w = -(-self.out_hw[1] // self.cols)
         self.depth = passes * self.bank_h * self.bank_w
+        self.col_patterns, self.col_phase = [], []
+        if in_width is not None:
+            if not isinstance(in_width, int) or isinstance(in_width, bool) or in_width < 1:
+                raise ValueError(f"in_width must be a positive integer, got {in_width!r}")
+            self.col_patterns, self.col_phase = self._patterns(self.cols_axis(in_width))
+
+    @property
+    def col_copies(self) -> int:
+        """Copies of each word the weight memory stores (1 without column rotation)."""
+        return max(1, len(self.col_patterns))
+
+    @staticmethod
+    def _patterns(table: "AxisTable") -> tuple:
+        """The fewest column patterns that serve every (input column, tile), and which one each
+        uses: a bank column no offset reaches takes any tile column, so partial patterns
+        merge where they agree."""
+        patterns, phase = [], []
+        for per_tile in table.slots:
+            row = []
+            for banks in per_tile:
+                want = [src if ok else None for ok, src, _ in banks]
+                for index, have in enumerate(patterns):
+                    if all(w is None or h is None or w == h for w, h in zip(want, have)):
+                        patterns[index] = [h if w is None else w for w, h in zip(want, have)]
+                        break
+                else:
+                    index = len(patterns)
+                    patterns.append(want)
+                row.append(index)
+            phase.append(row)
+        return [tuple(0 if v is None else v for v in p) for p in patterns], phase
 
     def tiles(self) -> int:
         """Tiles per input channel: weight words per channel and pass."""

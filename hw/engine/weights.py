@@ -60,8 +60,12 @@ def weight_words(layer, lanes: int, tiling) -> list:
 
     Address ``((c * tiles_y + ty) * tiles_x + tx) * passes + q`` for a conv
     layer (``tiling`` is its :class:`~.tiling.Tiling`); ``f * passes + q``
-    for a linear layer (``tiling.kernel == 1``). Building the words with
-    numpy keeps generation fast for layers with thousands of fan-in positions.
+    for a linear layer (``tiling.kernel == 1``). A tiling with column
+    patterns (``in_width``) stores each word once per pattern, at address
+    ``word * copies + pattern``, its offsets' columns already in bank-column
+    order: offset ``(i, b)`` of copy ``p`` is tile offset ``(i,
+    col_patterns[p][b])``. Building the words with numpy keeps generation
+    fast for layers with thousands of fan-in positions.
     """
     groups, fan_in = layer.weights.shape
     passes, k = tiling.passes, tiling.kernel
@@ -76,7 +80,12 @@ def weight_words(layer, lanes: int, tiling) -> list:
     # word order (offset i*cols + j outer, lane inner).
     fields = fields.reshape(passes, lanes, channels, tiling.tiles_y, tiling.rows,
                             tiling.tiles_x, tiling.cols)
-    rows = fields.transpose(2, 3, 5, 0, 4, 6, 1).reshape(-1, tiling.offsets * lanes)
+    ordered = fields.transpose(2, 3, 5, 0, 4, 6, 1)  # (c, ty, tx, q, i, j, l)
+    if tiling.col_patterns:
+        # (..., i, pattern, b, l): bank column b of copy p holds tile column col_patterns[p][b].
+        ordered = np.stack([ordered[..., list(p), :] for p in tiling.col_patterns], axis=-3)
+        ordered = np.moveaxis(ordered, -4, -3)  # (c, ty, tx, q, p, i, b, l)
+    rows = ordered.reshape(-1, tiling.offsets * lanes)
     words = []
     for row in rows.tolist():
         word = 0
