@@ -113,7 +113,11 @@ def measure(component, name: str, *, cache=None, log=None) -> Depth:
     from ..boards.yosys import find_tool, run_logged
 
     text = unit_rtlil(component, name)
-    script = SCRIPT + "select {top}\nwrite_json -selected netlist.json\n"
+    # A unit is small: synthesised flat, so optimisation crosses its submodules' boundaries
+    # (the figure is the unit's own depth, not an artefact of its Amaranth hierarchy).
+    script = SCRIPT.replace("synth_xilinx -family xcup -top {top} ",
+                            "synth_xilinx -family xcup -top {top} -flatten ") \
+        + "select {top}\nwrite_json -selected netlist.json\n"
     key = hashlib.sha256((script + name + text).encode()).hexdigest()[:16]
     folder = (Path(cache) if cache is not None else cache_root() / "depth") / key
     result_path = folder / "depth.json"
