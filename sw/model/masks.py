@@ -221,6 +221,7 @@ class CandidatePruning(MaskScheduler):
             for cand, alive in zip(self.candidates, self.alive):
                 cand.mul_(alive)  # momentum must not revive a pruned candidate's value
         if self.step >= self.end_step:
+            self.prune(1.0)  # the schedule's end point: exactly one candidate per slot
             self.commit()
         elif self.settings.method == "gmp" and self.step % self.settings.every == 0:
             self.prune(self.step / self.end_step)
