@@ -292,3 +292,28 @@ def test_static_is_the_default_and_qat_refuses_a_learned_mask(tmp_path):
     with pytest.raises(ValueError, match="quantisation-aware"):
         tr.train(SMALL, out_dir=tmp_path, epochs=1, data=data, progress=False,
                  qat_from=tmp_path / "x.pt", mask="gmp")
+
+
+def test_export_command_carries_the_mask_into_the_netspec_metadata(tmp_path, monkeypatch):
+    import argparse
+
+    from cosparse.sw import commands, inputs, netspec
+    g = torch.Generator().manual_seed(2)
+    X = torch.randint(0, 128, (48, 1, 32, 32), generator=g).to(torch.int8)
+    y = torch.randint(0, 12, (48,), generator=g)
+    mask = MaskSettings("set", every=2)
+    tr.train(SMALL, out_dir=tmp_path / "run", epochs=1, batch_size=16,
+             data={"train": (X, y), "validation": (X[:16], y[:16])}, progress=False, threads=1,
+             mask=mask)
+    monkeypatch.setattr(inputs, "from_dataset", lambda *a, **k: inputs.Inputs(
+        X.numpy(), y.numpy(), [str(i) for i in range(len(y))]))
+    sub = argparse.ArgumentParser().add_subparsers()
+    commands.register_export(sub)
+    args = sub.choices["export"].parse_args(["--checkpoint", str(tmp_path / "run" / "best.pt"),
+                                             "--data", "unused", "--out", str(tmp_path / "spec")])
+    assert args.func(args) == 0
+    assert netspec.load_metadata(tmp_path / "spec")["mask"] == mask.as_dict()
+    spec = netspec.load(tmp_path / "spec")
+    model = tr.load_checkpoint(tmp_path / "run" / "best.pt")
+    for (_, layer), packed in zip(learnable_layers(model), spec.packed_layers):
+        np.testing.assert_array_equal(packed.kernel_ids, layer.slot_kernel.numpy().astype(np.uint8))
