@@ -58,6 +58,15 @@ def useful_macs(netspec_dir, data):
     return float(sum(stats.useful_macs.mean() for stats in result.stats))
 
 
+def kernel_fan_in(checkpoint):
+    """``layer: (min, max)`` slots per kernel: how unbalanced the learned kernels are."""
+    from cosparse.sw.model.masks import learnable_layers
+    from cosparse.sw.train import load_checkpoint
+    return {name: (int(f.min()), int(f.max())) for name, layer in
+            learnable_layers(load_checkpoint(checkpoint))
+            for f in [layer.kernel_fan_in()]}
+
+
 def row(method, report, folder):
     """One docs/sparsity.md row: held-out engine, noisy, in distribution, agreement, MACs."""
     held = [e for e in report["by_engine"].values() if e["held_out"]]
@@ -70,7 +79,9 @@ def row(method, report, folder):
             f"{cell(espeak)} | {100 * report['golden_int8_accuracy']:.1f}% | "
             f"{100 * report['golden_agrees_with_float_sparse']:.1f}% | "
             f"{report['mean_useful_macs']:,.0f} | {100 * best['best_val_acc']:.1f}% | "
-            f"{sum(m['seconds'] for m in metrics) / 60:.0f} min |")
+            f"{sum(m['seconds'] for m in metrics) / 60:.0f} min | "
+            + ", ".join(f"{lo}-{hi}" for lo, hi in kernel_fan_in(folder / "best.pt").values())
+            + " |")
 
 
 def main(argv=None):
@@ -90,8 +101,9 @@ def main(argv=None):
         rows.append(row(method, report, args.out / method))
         print(rows[-1], flush=True)
     print("\n| method | held-out engine | noisy 5-25 dB | espeak-ng 20-45 dB + clean | all testing "
-          "| golden vs float | useful MACs / input | best validation | training time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| golden vs float | useful MACs / input | best validation | training time "
+          "| slots per kernel, min-max (conv1, conv2, fc1, fc2) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
