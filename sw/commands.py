@@ -55,7 +55,9 @@ def _run_export(args):
         precision = Precision.parse(args.weight_bits, args.frac_bits)
     metadata = {"checkpoint": str(args.checkpoint),
                 "checkpoint_metrics": ckpt.get("metrics", {}),
-                "command": " ".join(["cosparse"] + sys.argv[1:])}
+                "command": " ".join(["cosparse"] + sys.argv[1:]),
+                # how the complementary masks were learned (checkpoints before --mask: static)
+                "mask": ckpt.get("mask", {"method": "static"})}
     if qat is not None:  # the scales it was fine-tuned with: the NetSpec computes that forward
         metadata["qat"] = qat
         calibration, scales = None, qat["output_scales"]

@@ -22,6 +22,12 @@ and no boosting. The activation scales are calibrated once, as the exporter
 does, frozen, and stored in the checkpoints (``qat``), and the exporter then
 uses them: the NetSpec computes that forward pass.
 
+Learned complementary masks (``mask=``, ``cosparse train --mask``) come from
+:mod:`cosparse.sw.model.masks`: its scheduler is called around every
+optimiser step, adds the dense candidate weights of ``magnitude`` / ``gmp``
+to the optimiser, and its state is saved in ``last.pt`` (``mask_state``);
+every checkpoint records the settings (``mask``).
+
 Every epoch writes a line to ``OUT/metrics.jsonl``, ``OUT/last.pt`` (model,
 optimiser, scheduler, epoch and RNG states: ``resume=True`` continues
 bit-exactly on CPU) and, when validation accuracy improves, ``OUT/best.pt``.
@@ -38,6 +44,9 @@ import torch.nn.functional as F
 
 from .cache import atomic_path
 from .model import GSCNet, NetConfig
+from .model.masks import METHODS as MASK_METHODS
+from .model.masks import MaskSettings
+from .model.masks import make_scheduler as make_mask_scheduler
 
 FORMAT = "cosparse-checkpoint"
 VERSION = 1
@@ -47,10 +56,11 @@ QMAX = 127
 #: Training arguments that must not change when a run is resumed.
 _RESUME_FIXED = ("optimizer", "batch_size", "lr", "momentum", "weight_decay", "lr_gamma", "seed",
                  "augment", "max_shift", "lr_schedule", "qat", "init_from", "eq_prob",
-                 "warp_prob", "mask_prob", "silence_extra")
+                 "warp_prob", "mask_prob", "silence_extra", "mask")
 #: Values of training arguments that checkpoints from before the argument existed imply.
 _RESUME_IMPLIED = {"optimizer": "sgd", "lr_schedule": "step", "qat": None, "init_from": None,
-                   "eq_prob": 0.0, "warp_prob": 0.0, "mask_prob": 0.0, "silence_extra": 0.0}
+                   "eq_prob": 0.0, "warp_prob": 0.0, "mask_prob": 0.0, "silence_extra": 0.0,
+                   "mask": {"method": "static"}}
 
 
 # ---- data --------------------------------------------------------------------
@@ -238,8 +248,13 @@ def _batches(n, batch_size, generator):
             yield idx
 
 
+def _steps_per_epoch(n, batch_size):
+    """Batches :func:`_batches` yields for ``n`` clips (a trailing batch of one is dropped)."""
+    return n // batch_size + (1 if n % batch_size > 1 else 0)
+
+
 def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoch,
-                 silence=None):
+                 silence=None, masks=None):
     from tqdm import tqdm
 
     from . import augment
@@ -269,22 +284,28 @@ def _train_epoch(model, optimizer, X, y, args, generator, device, progress, epoc
             q, yb = augment.add_silence(q, yb, silence, SILENCE, generator,
                                         args["silence_extra"])
         xb, yb = to_input(q).to(device), yb.to(device)
+        if masks is not None:
+            masks.before_forward()
         logits = forward(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if masks is not None:
+            masks.after_step(optimizer)
         total_loss += loss.item() * idx.numel()
         correct += int((logits.argmax(1) == yb).sum())
         seen += idx.numel()
     return {"train_loss": total_loss / seen, "train_acc": correct / seen}
 
 
-def _start_state(config, args, out_dir, resume, device, init_state=None):
-    """Fresh or resumed (model, optimiser, scheduler, generator, epoch, best).
+def _start_state(config, args, out_dir, resume, device, init_state=None, total_steps=1):
+    """Fresh or resumed (model, optimiser, scheduler, generator, epoch, best, masks).
 
     ``init_state``: state dict a fresh run starts from (quantisation-aware
-    fine-tuning) instead of the random init.
+    fine-tuning) instead of the random init. ``masks``: the mask scheduler
+    of ``args["mask"]`` (None for static masks), whose extra parameters the
+    optimiser also updates.
     """
     last = out_dir / "last.pt"
     ckpt = read_checkpoint(last) if resume else None
@@ -306,18 +327,22 @@ def _start_state(config, args, out_dir, resume, device, init_state=None):
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device)
-    optimizer = make_optimizer(args["optimizer"], model.parameters(), args)
+    masks = make_mask_scheduler(MaskSettings(**args["mask"]), model, total_steps, args["seed"])
+    parameters = list(model.parameters()) + ([] if masks is None else masks.parameters())
+    optimizer = make_optimizer(args["optimizer"], parameters, args)
     scheduler = make_scheduler(optimizer, args)
     generator = torch.Generator().manual_seed(args["seed"])
     epoch, best = 0, -1.0
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
+        if masks is not None:
+            masks.load_state_dict(ckpt["mask_state"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         generator.set_state(ckpt["rng"]["data"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         epoch, best = ckpt["epoch"], ckpt["best_val_acc"]
-    return model, optimizer, scheduler, generator, epoch, best
+    return model, optimizer, scheduler, generator, epoch, best, masks
 
 
 def _qat_precision(qat):
@@ -403,7 +428,7 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
           optimizer="sgd", momentum=0.9, weight_decay=0.0, lr_gamma=0.9, lr_schedule="step", seed=0,
           augment=True, max_shift=3, device="auto", resume=False, progress=True, data=None,
           threads=None, qat_from=None, calibration=2000, init_from=None, eq_prob=0.0,
-          warp_prob=0.0, mask_prob=0.0, silence_extra=0.0):
+          warp_prob=0.0, mask_prob=0.0, silence_extra=0.0, mask=None):
     """Train a :class:`GSCNet`, checkpointing every epoch.
 
     Parameters
@@ -436,6 +461,15 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     silence_extra : float
         Share of each batch replaced by digital silence and near-silence
         labelled "silence" (:func:`cosparse.sw.augment.silence_bank`).
+    mask : str or MaskSettings, optional
+        How the complementary masks are learned
+        (:mod:`cosparse.sw.model.masks`): a method name of
+        :data:`~cosparse.sw.model.masks.METHODS` with default settings, or a
+        :class:`~cosparse.sw.model.masks.MaskSettings`. ``None`` /
+        ``"static"``: the random frozen masks, training exactly as before.
+        With ``magnitude`` / ``gmp``, validation scores of the dense
+        candidate phase are logged but ``best.pt`` is only written once the
+        mask is committed. Recorded in every checkpoint (``mask``).
     device : str
         "auto" (cuda if available), "cpu", "cuda", ...
     resume : bool
@@ -486,7 +520,15 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     for name in ("eq_prob", "warp_prob", "mask_prob", "silence_extra"):
         if not 0.0 <= args[name] <= 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1], got {args[name]!r}")
-    if lr_schedule == "cosine":
+    mask = MaskSettings() if mask is None else (
+        MaskSettings(method=mask) if isinstance(mask, str) else mask)
+    if not isinstance(mask, MaskSettings):
+        raise TypeError(f"mask must be a method name or MaskSettings, got {type(mask).__name__}")
+    args["mask"] = mask.as_dict()
+    if mask.method != "static" and qat_from is not None:
+        raise ValueError(f"--mask {mask.method} cannot be combined with quantisation-aware "
+                         f"fine-tuning, which keeps the trained mask; learn the mask first")
+    if lr_schedule == "cosine" or mask.method != "static":
         args["epochs"] = epochs  # the schedule's length: fixed on resume
     elif lr_schedule != "step":
         raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {lr_schedule!r}")
@@ -500,8 +542,9 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     if qat_from is not None:
         config, init_state, args["qat"] = _qat_start(qat_from, config, data_root, X, calibration,
                                                      progress)
-    model, optimizer, scheduler, generator, start, best = _start_state(
-        config, args, out_dir, resume, device, init_state)
+    model, optimizer, scheduler, generator, start, best, masks = _start_state(
+        config, args, out_dir, resume, device, init_state,
+        total_steps=epochs * _steps_per_epoch(X.shape[0], batch_size))
     qat = None  # the checkpoints' record of a fine-tuning run
     if args["qat"] is not None:
         from .export.fake_quant import predict as qat_predict
@@ -534,14 +577,15 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         tic = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
         metrics = _train_epoch(model, optimizer, Xd, yd, args, generator, device, progress, epoch,
-                               silence)
+                               silence, masks)
         scheduler.step()
         if qat is None:
             model.update_boost_strength()
         metrics = {"epoch": epoch, **metrics, "val_acc": val_accuracy(), "lr": lr_now,
                    "seconds": round(time.perf_counter() - tic, 3)}
-        improved = metrics["val_acc"] > best
-        best = max(best, metrics["val_acc"])
+        deployable = masks is None or masks.deployable  # not the dense candidates of pruning
+        improved = deployable and metrics["val_acc"] > best
+        best = max(best, metrics["val_acc"]) if deployable else best
         metrics["best_val_acc"] = best
         with open(out_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
@@ -550,11 +594,15 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
                   f"train {metrics['train_acc']:.4f} val {metrics['val_acc']:.4f} "
                   f"lr {lr_now:.4g} ({metrics['seconds']:.1f} s)", flush=True)
         if improved:
-            _save(_checkpoint(model, metrics, qat), out_dir / "best.pt")
+            _save(_checkpoint(model, metrics, qat, mask=args["mask"]), out_dir / "best.pt")
+        extra = {} if masks is None else {"mask_state": masks.state_dict()}
         _save(_checkpoint(model, metrics, qat, epoch=epoch, best_val_acc=best, train_args=args,
                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                          rng={"data": generator.get_state(), "torch": torch.get_rng_state()}),
+                          rng={"data": generator.get_state(), "torch": torch.get_rng_state()},
+                          mask=args["mask"], **extra),
               out_dir / "last.pt")
+    if masks is not None:
+        masks.finish()
     return metrics
 
 
@@ -593,6 +641,18 @@ def add_arguments(parser):
     parser.add_argument("--silence-extra", type=float, default=0.0,
                         help="share of each batch replaced by digital / near-silence labelled "
                              "silence (default 0)")
+    parser.add_argument("--mask", choices=MASK_METHODS, default="static",
+                        help="how the complementary masks are learned: static (default: random, "
+                             "frozen), magnitude (dense candidates, one-shot prune), gmp (gradual "
+                             "magnitude pruning), set or rigl (dynamic sparse training)")
+    parser.add_argument("--mask-end", type=float, default=None,
+                        help="fraction of training at which the mask is final (default 0.5 for "
+                             "magnitude/gmp, 0.75 for set/rigl)")
+    parser.add_argument("--mask-drop", type=float, default=0.3,
+                        help="set/rigl: fraction of slots dropped at the first update, "
+                             "cosine-decayed (default 0.3)")
+    parser.add_argument("--mask-every", type=int, default=50,
+                        help="batches between mask updates of gmp/set/rigl (default 50)")
     parser.add_argument("--dense", action="store_true",
                         help="dense baseline: n=1 everywhere, ReLU instead of k-WTA")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -638,7 +698,8 @@ def run_cli(args):
           device=args.device, resume=args.resume, progress=not args.quiet, threads=args.threads,
           qat_from=args.qat_from, calibration=args.calibration, init_from=args.init_from,
           eq_prob=args.eq_prob, warp_prob=args.warp_prob, mask_prob=args.mask_prob,
-          silence_extra=args.silence_extra)
+          silence_extra=args.silence_extra,
+          mask=MaskSettings(args.mask, args.mask_end, args.mask_drop, args.mask_every))
     return 0
 
 

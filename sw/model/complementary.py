@@ -159,6 +159,15 @@ class _CompSparseBase(nn.Module):
         self._build_scatter_index()
         self.packed = nn.Parameter(torch.empty(self.groups, fan_in))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.weight_source = None
+        """Callable ``layer -> [out_features, fan_in]`` weight that replaces the packed one.
+
+        ``None`` (always, outside training with a learned mask): the forward
+        pass uses :meth:`packed_weight_2d`. A mask scheduler
+        (:mod:`cosparse.sw.model.masks`) sets it while it trains dense
+        candidates or needs the dense weight's gradient; it is neither a
+        parameter nor saved.
+        """
         self.reset_parameters()
 
     def _build_scatter_index(self):
@@ -177,6 +186,24 @@ class _CompSparseBase(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A loaded slot_kernel replaces the drawn one: rebuild the index.
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._build_scatter_index()
+
+    @torch.no_grad()
+    def set_assignment(self, slot_kernel, packed):
+        """Replace the assignment and the packed weights (a learned mask's update).
+
+        Parameters
+        ----------
+        slot_kernel : torch.Tensor
+            ``[groups, fan_in]`` kernel ids in ``[EMPTY, n_g)``; validated.
+        packed : torch.Tensor
+            ``[groups, fan_in]`` weights; those of :data:`EMPTY` slots are
+            stored as 0, so an empty slot never holds a stale weight.
+        """
+        _validate_slot_kernel(slot_kernel.cpu(), group_sizes(self.out_features, self.n),
+                              self.fan_in)
+        self.slot_kernel.copy_(slot_kernel)
+        self.packed.copy_(torch.where(slot_kernel == EMPTY, 0.0, packed))
         self._build_scatter_index()
 
     def kernel_fan_in(self):
@@ -213,7 +240,14 @@ class _CompSparseBase(nn.Module):
             self.bias.uniform_(-1, 1).mul_(bound_per_unit)
 
     def dense_weight_2d(self):
-        """Dense weight as ``[out_features, fan_in]``, zero outside supports.
+        """Dense weight as ``[out_features, fan_in]``: :meth:`packed_weight_2d`
+        unless :attr:`weight_source` replaces it."""
+        if self.weight_source is not None:
+            return self.weight_source(self)
+        return self.packed_weight_2d()
+
+    def packed_weight_2d(self):
+        """Dense weight of the packed form, ``[out_features, fan_in]``, zero outside supports.
 
         Differentiable with respect to ``packed``: gradients of masked
         positions are simply never produced.
