@@ -1,0 +1,182 @@
+"""``simulate`` sharded across a Dask cluster (cosparse.sim.distributed).
+
+A 2-worker local cluster gives the serial run's results, in input order,
+with one build shared by both workers; a worker killed while it simulates a
+shard loses no result (its shard runs again on a worker that lives); a
+worker that would simulate another design is refused.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosparse.sim import distributed as sharding
+from cosparse.sim.build import build
+from cosparse.sim.run import simulate
+from cosparse.sw import netspec
+from cosparse.sw.cache import locked
+from cosparse.sw.netspec import random_inputs, random_netspec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _sim_util import needs_verilator  # noqa: E402
+
+#: A small random network: its Verilator build takes seconds, each shard a few.
+NET = dict(seed=11, max_channels=4, max_size=8)
+
+
+def _outputs(report):
+    """What a sharded run must reproduce exactly: per input, in order, class, logits, verdict."""
+    return [(r["index"], r["prediction"], r["logits"], r["bit_exact"]) for r in report["inputs"]]
+
+
+def test_shards_are_contiguous_balanced_and_cover_every_input():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        count, shards = int(rng.integers(1, 300)), int(rng.integers(1, 40))
+        ranges = sharding.shard_ranges(count, shards)
+        assert len(ranges) == min(count, shards)
+        assert ranges[0][0] == 0 and ranges[-1][1] == count
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        sizes = [b - a for a, b in ranges]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+        workers = int(rng.integers(1, 9))
+        chosen = sharding.default_shards(count, workers)
+        assert 1 <= chosen <= count
+        assert chosen == count or chosen % workers == 0
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="shard|input"):
+            sharding.shard_ranges(bad, 2)
+        with pytest.raises(ValueError, match="shards"):
+            sharding.shard_ranges(5, bad)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shards", "3"], "--shards applies to a sharded run"),
+    (["--workers", "2", "--waves"], "--waves records one simulator run"),
+])
+def test_sharding_options_that_would_be_ignored_are_refused(extra, message, capsys):
+    from cosparse.sw.cli import main
+    assert main(["simulate", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The network saved as a NetSpec, and 10 random inputs saved as features."""
+    root = tmp_path_factory.mktemp("sharded")
+    spec = random_netspec(**NET)
+    x = random_inputs(spec, 10, seed=4)
+    np.save(root / "x.npy", x)
+    return spec, netspec.save(spec, root / "net"), root / "x.npy", x
+
+
+def _cosparse(args, cache):
+    env = dict(os.environ, COSPARSE_CACHE=str(cache), COSPARSE_PROGRESS="0")
+    run = subprocess.run([sys.executable, "-m", "cosparse.sw.cli", *args], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_two_local_workers_give_the_serial_results_with_one_shared_build(small, tmp_path):
+    """`cosparse simulate --workers 2` on an empty cache: both workers start a shard at once,
+    one builds and the other reuses its build; the results equal a serial run's, in order."""
+    spec, folder, features, x = small
+    args = ["simulate", "--netspec", str(folder), "--features", str(features), "--json",
+            "--stress", "3"]
+    sharded = _cosparse(args + ["--workers", "2", "--shards", "4"], tmp_path)
+    serial = _cosparse(args, tmp_path)
+    assert serial["summary"]["build_cached"]  # the sharded run's build, reused
+    assert serial["summary"]["all_bit_exact"] and sharded["summary"]["all_bit_exact"]
+    assert _outputs(sharded) == _outputs(serial)
+    assert [r["index"] for r in sharded["inputs"]] == list(range(len(x)))
+    assert [r["name"] for r in sharded["inputs"]] == [r["name"] for r in serial["inputs"]]
+    info = sharded["summary"]["sharded"]
+    assert (info["workers"], info["shards"], info["builds"]) == (2, 4, 1)
+    assert len({s["worker"] for s in sharded["shards"]}) == 2
+    assert [(s["start"], s["stop"]) for s in sharded["shards"]] == [(0, 3), (3, 6), (6, 8),
+                                                                     (8, 10)]
+    # The serial run's stress inputs (the first 3) and its latency input, plus one per shard.
+    assert sharded["stress_inputs"] == serial["stress_inputs"] == 3
+    assert sharded["summary"]["outputs_checked"] == serial["summary"]["outputs_checked"] + 3
+    assert sharded["summary"]["latency_cycles"] == serial["summary"]["latency_cycles"]
+    assert Path(sharded["report_path"]).is_file() and Path(sharded["hw_config"]).is_file()
+
+
+@pytest.fixture(scope="module")
+def cluster(small, tmp_path_factory):
+    """A 2-worker local cluster and a cache holding the network's build."""
+    spec = small[0]
+    cache = tmp_path_factory.mktemp("sharded-cache")
+    with locked(cache / "build"):
+        build(spec, cache=cache)
+    with sharding.connect(2) as client:
+        yield client, cache
+
+
+def _running_simulation(cache, pids, deadline):
+    """The pid of a worker that is simulating a shard now: its run folder holds the job."""
+    while time.monotonic() < deadline:
+        for job in cache.glob("sim/*/runs/*/job.npz"):
+            pid = int(re.match(r"\d{8}-\d{6}-(\d+)-", job.parent.name).group(1))
+            if pid in pids:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no worker started a simulation")
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_a_worker_killed_mid_shard_loses_no_result(small, cluster):
+    spec, _, _, x = small
+    client, cache = cluster
+    x = np.concatenate([x, random_inputs(spec, 14, seed=5)])
+    pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2
+    outcome, lines = {}, []
+
+    def run():
+        try:
+            outcome["report"] = sharding.simulate_sharded(client, spec, x, shards=6, stress=2,
+                                                          cache=cache, log=lines.append)
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    victim = _running_simulation(cache, pids, time.monotonic() + 300)
+    os.kill(victim, signal.SIGKILL)
+    thread.join(600)
+    assert not thread.is_alive(), "the sharded run did not finish"
+    assert "error" not in outcome, outcome.get("error")
+    report = outcome["report"]
+    assert victim not in {s["pid"] for s in report["shards"]}  # its shard ran elsewhere
+    assert victim not in set(client.run(os.getpid).values())  # the worker is gone
+    assert len(lines) == 6 and len(report["shards"]) == 6
+    serial = simulate(spec, x, progress=False, stress=2, cache=cache)
+    assert report["summary"]["all_bit_exact"]
+    assert _outputs(report) == _outputs(serial)
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_a_worker_that_would_simulate_another_design_is_refused(small, cluster, monkeypatch):
+    """This process computes another build key than the workers (as a client of another
+    cosparse version would): the run stops naming it rather than mix two designs."""
+    spec, _, _, x = small
+    client, cache = cluster
+    from cosparse.sim import build as build_module
+    monkeypatch.setattr(build_module, "design_key", lambda *a, **k: "0" * 16)
+    with pytest.raises(RuntimeError, match="another version of cosparse"):
+        sharding.simulate_sharded(client, spec, x[:2], shards=1, stress=0, cache=cache)
