@@ -132,6 +132,8 @@ def _sharded(args) -> bool:
     if args.waves:
         raise ValueError("--waves records one simulator run; a sharded run has one per shard, "
                          "on the workers: drop --workers/--scheduler to record waves")
+    from .distributed import require_distributed
+    require_distributed()
     return True
 
 

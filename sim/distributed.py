@@ -50,8 +50,8 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["SHARD_INPUTS", "connect", "shard_ranges", "default_shards", "run_shard",
-           "simulate_sharded"]
+__all__ = ["SHARD_INPUTS", "require_distributed", "connect", "shard_ranges", "default_shards",
+           "run_shard", "simulate_sharded"]
 
 #: Inputs per shard aimed at by :func:`default_shards`: each shard pays a simulator start
 #: (process, cocotb, reset) and one input run alone for latency, a few seconds on the
@@ -63,7 +63,8 @@ _INSTALL = ("Dask distributed is not installed; install it with `pip install 'co
             "(or `pip install 'dask[distributed]'`) on this machine and on every worker")
 
 
-def _distributed():
+def require_distributed():
+    """The ``distributed`` module; RuntimeError naming the install command when it is absent."""
     try:
         import distributed
     except ImportError:
@@ -132,7 +133,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, *,
     ``scheduler``, ``workers`` is how many workers to wait for (``timeout``
     seconds) before sharding; the user's cluster is left running.
     """
-    distributed = _distributed()
+    distributed = require_distributed()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -232,7 +233,7 @@ def simulate_sharded(client, spec, inputs, *, shards: int | None = None, config=
         with lock:
             return f"{done['shards']}/{len(ranges)} shards, {done['inputs']}/{n} inputs"
 
-    distributed = _distributed()
+    distributed = require_distributed()
     label = f"simulate {n} inputs in {len(ranges)} shards on {workers} workers"
     try:
         with progress.stage(label, detail=detail):

@@ -69,6 +69,13 @@ def test_sharding_options_that_would_be_ignored_are_refused(extra, message, caps
     assert message in capsys.readouterr().err
 
 
+def test_without_dask_the_sharding_options_name_the_install_command(monkeypatch, capsys):
+    from cosparse.sw.cli import main
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    assert main(["simulate", "--workers", "2"]) == 2
+    assert "pip install 'cosparse[dask]'" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """The network saved as a NetSpec, and 10 random inputs saved as features."""
