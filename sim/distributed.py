@@ -110,7 +110,7 @@ def run_shard(spec, x, start: int, options: dict) -> dict:
     try:
         from distributed import get_worker
         worker = get_worker().address
-    except (ImportError, ValueError):  # called outside a worker (the tests' serial check)
+    except (ImportError, ValueError):  # called directly, outside a cluster
         pass
     began = time.perf_counter()
     report = simulate(spec, x, progress=False, log=None, **options)
@@ -129,7 +129,8 @@ def connect(workers: int | None = None, scheduler: str | None = None, *,
     """A Dask ``Client``: on ``scheduler`` (``tcp://HOST:PORT``) or on a new local cluster.
 
     Local: ``workers`` processes (default: one per core this process may
-    use) of one thread each, no dashboard, closed on exit. With
+    use) of one thread each, closed on exit; its dashboard, when bokeh is
+    installed, on a free port (8787 may be another cluster's). With
     ``scheduler``, ``workers`` is how many workers to wait for (``timeout``
     seconds) before sharding; the user's cluster is left running.
     """
