@@ -141,6 +141,8 @@ def _simulate(args, spec, data, config):
     import cosparse
     log = None if args.json else progress.note
     if _sharded(args):
+        # A line per finished shard: the run's progress, also beside --json when progress is on.
+        log = progress.note if progress.enabled() or not args.json else None
         from .distributed import connect
         with connect(args.workers, args.scheduler) as client:
             report = cosparse.simulate(spec, data.x, hw_config=config, simulator=args.sim,

@@ -20,10 +20,8 @@ import numpy as np
 import pytest
 
 from cosparse.sim import distributed as sharding
-from cosparse.sim.build import build
 from cosparse.sim.run import simulate
 from cosparse.sw import netspec
-from cosparse.sw.cache import locked
 from cosparse.sw.netspec import random_inputs, random_netspec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -86,31 +84,43 @@ def small(tmp_path_factory):
     return spec, netspec.save(spec, root / "net"), root / "x.npy", x
 
 
-def _cosparse(args, cache):
-    env = dict(os.environ, COSPARSE_CACHE=str(cache), COSPARSE_PROGRESS="0")
+def _cosparse(args, cache, progress="0"):
+    env = dict(os.environ, COSPARSE_CACHE=str(cache), COSPARSE_PROGRESS=progress)
     run = subprocess.run([sys.executable, "-m", "cosparse.sw.cli", *args], env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)
+    return json.loads(run.stdout), run.stderr
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The module's build cache, empty at first: its first sharded run builds the network."""
+    return tmp_path_factory.mktemp("sharded-cache")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local cluster of 2 worker processes, one thread each (as `--workers 2` starts)."""
+    with sharding.connect(2) as client:
+        yield client
 
 
 @pytest.mark.slow
 @needs_verilator
-def test_two_local_workers_give_the_serial_results_with_one_shared_build(small, tmp_path):
-    """`cosparse simulate --workers 2` on an empty cache: both workers start a shard at once,
-    one builds and the other reuses its build; the results equal a serial run's, in order."""
-    spec, folder, features, x = small
-    args = ["simulate", "--netspec", str(folder), "--features", str(features), "--json",
-            "--stress", "3"]
-    sharded = _cosparse(args + ["--workers", "2", "--shards", "4"], tmp_path)
-    serial = _cosparse(args, tmp_path)
-    assert serial["summary"]["build_cached"]  # the sharded run's build, reused
+def test_two_local_workers_give_the_serial_results_with_one_shared_build(small, client, cache):
+    """On an empty cache both workers start a shard at once: one builds and the other waits
+    and reuses its build. The results equal a serial run's, in input order."""
+    import cosparse
+    spec, _, _, x = small
+    fresh = not any(cache.glob("sim/*/built.json"))
+    sharded = cosparse.simulate(spec, x, client=client, shards=4, stress=3, cache=cache)
+    serial = simulate(spec, x, progress=False, stress=3, cache=cache)
+    assert serial["summary"]["build_cached"]  # the workers' build, reused
     assert serial["summary"]["all_bit_exact"] and sharded["summary"]["all_bit_exact"]
     assert _outputs(sharded) == _outputs(serial)
     assert [r["index"] for r in sharded["inputs"]] == list(range(len(x)))
-    assert [r["name"] for r in sharded["inputs"]] == [r["name"] for r in serial["inputs"]]
     info = sharded["summary"]["sharded"]
-    assert (info["workers"], info["shards"], info["builds"]) == (2, 4, 1)
+    assert (info["workers"], info["shards"], info["builds"]) == (2, 4, 1 if fresh else 0)
     assert len({s["worker"] for s in sharded["shards"]}) == 2
     assert [(s["start"], s["stop"]) for s in sharded["shards"]] == [(0, 3), (3, 6), (6, 8),
                                                                      (8, 10)]
@@ -121,33 +131,49 @@ def test_two_local_workers_give_the_serial_results_with_one_shared_build(small, 
     assert Path(sharded["report_path"]).is_file() and Path(sharded["hw_config"]).is_file()
 
 
-@pytest.fixture(scope="module")
-def cluster(small, tmp_path_factory):
-    """A 2-worker local cluster and a cache holding the network's build."""
-    spec = small[0]
-    cache = tmp_path_factory.mktemp("sharded-cache")
-    with locked(cache / "build"):
-        build(spec, cache=cache)
-    with sharding.connect(2) as client:
-        yield client, cache
+def _cosparse(args, cache):
+    env = dict(os.environ, COSPARSE_CACHE=str(cache), COSPARSE_PROGRESS="1")
+    run = subprocess.run([sys.executable, "-m", "cosparse.sw.cli", *args], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout), run.stderr
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_simulate_workers_2_gives_the_serial_results_and_reports_each_shard(small, cache):
+    """`cosparse simulate --workers 2`: its own local cluster, the serial results in input
+    order with their names, and a progress line as each shard finishes."""
+    spec, folder, features, x = small
+    sharded, progress = _cosparse(["simulate", "--netspec", str(folder), "--features",
+                                   str(features), "--stress", "3", "--workers", "2",
+                                   "--shards", "4", "--json"], cache)
+    serial = simulate(spec, x, progress=False, stress=3, cache=cache)
+    assert _outputs(sharded) == _outputs(serial) and sharded["summary"]["all_bit_exact"]
+    assert [r["name"] for r in sharded["inputs"]] == [f"x.npy[{i}]" for i in range(len(x))]
+    assert sharded["summary"]["sharded"]["workers"] == 2
+    assert "cosparse: simulate 10 inputs in 4 shards on 2 workers ..." in progress
+    assert sorted(re.findall(r"^shard (\d)/4 \(inputs (\d+)-(\d+)\): (\d+)/\4 bit-exact",
+                             progress, re.M)) == [("1", "0", "2", "7"), ("2", "3", "5", "4"),
+                                                  ("3", "6", "7", "3"), ("4", "8", "9", "3")]
 
 
 def _running_simulation(cache, pids, deadline):
-    """The pid of a worker that is simulating a shard now: its run folder holds the job."""
+    """A worker simulating a shard now, and that run's job file: the run's folder is named
+    after the worker's pid and holds the job until the run ends."""
     while time.monotonic() < deadline:
         for job in cache.glob("sim/*/runs/*/job.npz"):
             pid = int(re.match(r"\d{8}-\d{6}-(\d+)-", job.parent.name).group(1))
             if pid in pids:
-                return pid
+                return pid, job
         time.sleep(0.05)
     raise AssertionError("no worker started a simulation")
 
 
 @pytest.mark.slow
 @needs_verilator
-def test_a_worker_killed_mid_shard_loses_no_result(small, cluster):
+def test_a_worker_killed_mid_shard_loses_no_result(small, client, cache):
     spec, _, _, x = small
-    client, cache = cluster
     x = np.concatenate([x, random_inputs(spec, 14, seed=5)])
     pids = set(client.run(os.getpid).values())
     assert len(pids) == 2
@@ -162,13 +188,16 @@ def test_a_worker_killed_mid_shard_loses_no_result(small, cluster):
 
     thread = threading.Thread(target=run)
     thread.start()
-    victim = _running_simulation(cache, pids, time.monotonic() + 300)
+    victim, job = _running_simulation(cache, pids, time.monotonic() + 300)
     os.kill(victim, signal.SIGKILL)
+    # The job still there: killed before its run ended (a run deletes its job as it ends).
+    mid_shard = job.exists()
     thread.join(600)
     assert not thread.is_alive(), "the sharded run did not finish"
     assert "error" not in outcome, outcome.get("error")
     report = outcome["report"]
-    assert victim not in {s["pid"] for s in report["shards"]}  # its shard ran elsewhere
+    if mid_shard:  # else (rarely) the kill came as the run ended, its result already sent
+        assert victim not in {s["pid"] for s in report["shards"]}  # its shard ran again
     assert victim not in set(client.run(os.getpid).values())  # the worker is gone
     assert len(lines) == 6 and len(report["shards"]) == 6
     serial = simulate(spec, x, progress=False, stress=2, cache=cache)
@@ -178,11 +207,11 @@ def test_a_worker_killed_mid_shard_loses_no_result(small, cluster):
 
 @pytest.mark.slow
 @needs_verilator
-def test_a_worker_that_would_simulate_another_design_is_refused(small, cluster, monkeypatch):
+def test_a_worker_that_would_simulate_another_design_is_refused(small, client, cache,
+                                                                 monkeypatch):
     """This process computes another build key than the workers (as a client of another
     cosparse version would): the run stops naming it rather than mix two designs."""
     spec, _, _, x = small
-    client, cache = cluster
     from cosparse.sim import build as build_module
     monkeypatch.setattr(build_module, "design_key", lambda *a, **k: "0" * 16)
     with pytest.raises(RuntimeError, match="another version of cosparse"):
