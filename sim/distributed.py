@@ -235,12 +235,20 @@ def simulate_sharded(client, spec, inputs, *, shards: int | None = None, config=
             return f"{done['shards']}/{len(ranges)} shards, {done['inputs']}/{n} inputs"
 
     distributed = require_distributed()
+    from distributed.scheduler import KilledWorker
     label = f"simulate {n} inputs in {len(ranges)} shards on {workers} workers"
     try:
         with progress.stage(label, detail=detail):
             for future in distributed.as_completed(list(futures)):
-                shard = future.result()  # a shard's exception ends the run here
                 index = futures[future]
+                try:
+                    shard = future.result()  # a shard's exception ends the run here
+                except KilledWorker as error:
+                    a, b = ranges[index]
+                    raise RuntimeError(
+                        f"shard {index + 1} (inputs {a}-{b - 1}) lost every worker that ran "
+                        f"it ({error}); a worker that dies on every try is often out of "
+                        f"memory: see the workers' logs") from None
                 results[index] = shard
                 with lock:
                     done["shards"] += 1

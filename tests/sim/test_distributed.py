@@ -170,19 +170,16 @@ def _running_simulation(cache, pids, deadline):
     raise AssertionError("no worker started a simulation")
 
 
-@pytest.mark.slow
-@needs_verilator
-def test_a_worker_killed_mid_shard_loses_no_result(small, client, cache):
-    spec, _, _, x = small
-    x = np.concatenate([x, random_inputs(spec, 14, seed=5)])
+def _kill_a_worker_mid_shard(client, cache, spec, x, **options):
+    """Run ``simulate_sharded`` and SIGKILL a worker while it simulates a shard; returns
+    (report or None, error or None, log lines, victim pid, whether the kill was mid-run)."""
     pids = set(client.run(os.getpid).values())
-    assert len(pids) == 2
     outcome, lines = {}, []
 
     def run():
         try:
-            outcome["report"] = sharding.simulate_sharded(client, spec, x, shards=6, stress=2,
-                                                          cache=cache, log=lines.append)
+            outcome["report"] = sharding.simulate_sharded(client, spec, x, cache=cache,
+                                                          log=lines.append, **options)
         except BaseException as error:  # noqa: BLE001 - handed to the test's thread
             outcome["error"] = error
 
@@ -194,8 +191,17 @@ def test_a_worker_killed_mid_shard_loses_no_result(small, client, cache):
     mid_shard = job.exists()
     thread.join(600)
     assert not thread.is_alive(), "the sharded run did not finish"
-    assert "error" not in outcome, outcome.get("error")
-    report = outcome["report"]
+    return outcome.get("report"), outcome.get("error"), lines, victim, mid_shard
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_a_worker_killed_mid_shard_loses_no_result(small, client, cache):
+    spec, _, _, x = small
+    x = np.concatenate([x, random_inputs(spec, 14, seed=5)])
+    report, error, lines, victim, mid_shard = _kill_a_worker_mid_shard(
+        client, cache, spec, x, shards=6, stress=2)
+    assert error is None, error
     if mid_shard:  # else (rarely) the kill came as the run ended, its result already sent
         assert victim not in {s["pid"] for s in report["shards"]}  # its shard ran again
     assert victim not in set(client.run(os.getpid).values())  # the worker is gone
@@ -203,6 +209,24 @@ def test_a_worker_killed_mid_shard_loses_no_result(small, client, cache):
     serial = simulate(spec, x, progress=False, stress=2, cache=cache)
     assert report["summary"]["all_bit_exact"]
     assert _outputs(report) == _outputs(serial)
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_a_shard_that_loses_every_worker_ends_the_run_naming_it(small, cache):
+    """With no second try allowed (Dask's allowed-failures 0) the killed worker's shard
+    cannot run again: one line naming the shard and the likely cause, not KilledWorker."""
+    import dask
+    spec, _, _, x = small
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            sharding.connect(2) as client:
+        report, error, _, _, mid_shard = _kill_a_worker_mid_shard(
+            client, cache, spec, x, shards=4, stress=0)
+    if mid_shard:
+        assert isinstance(error, RuntimeError), error
+        assert re.match(r"shard \d \(inputs \d-\d\) lost every worker that ran it",
+                        str(error)), error
+        assert "out of memory" in str(error)
 
 
 @pytest.mark.slow
