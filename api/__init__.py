@@ -191,7 +191,7 @@ def generate(spec, out, *, hw_config=None, dense: bool = False) -> dict:
 
 
 def simulate(spec, inputs, *, hw_config=None, simulator: str = "verilator",
-             dense: bool = False, **options) -> dict:
+             dense: bool = False, client=None, shards: int | None = None, **options) -> dict:
     """Simulate the generated Verilog of ``spec`` cycle-accurately on int8 ``inputs``.
 
     Builds it with Verilator or Icarus (``simulator``; cached by content),
@@ -200,14 +200,27 @@ def simulate(spec, inputs, *, hw_config=None, simulator: str = "verilator",
     verdict; ``report["hw_config"]`` is the hardware config simulated, written
     beside the run's report. ``options`` are :func:`cosparse.sim.run.simulate`'s
     (``stress``, ``seed``, ``waves``, ``progress``, ``log``, ``timeout``...).
+
+    With a Dask ``client`` (``distributed.Client``), the inputs are cut into
+    ``shards`` run on its workers, results in input order
+    (:func:`cosparse.sim.distributed.simulate_sharded`, docs/distributed.md;
+    ``options``: ``stress``, ``seed``, ``timeout``, ``log``).
     """
     from .hw.config import HwConfig, save_hw_config as save_config
     from .hw.generate import unpack_dense
-    from .sim.run import simulate as run_simulation
     spec = _spec(spec)
     config = _hw_config(hw_config, spec, dense)
-    report = run_simulation(spec, inputs, simulator=simulator, dense=dense, config=config,
-                            **options)
+    if client is not None:
+        from .sim.distributed import simulate_sharded
+        report = simulate_sharded(client, spec, inputs, shards=shards, config=config,
+                                  simulator=simulator, dense=dense, **options)
+    elif shards is not None:
+        raise ValueError("shards= cuts the inputs across a Dask cluster's workers; pass its "
+                         "client= too (cosparse.sim.distributed.connect)")
+    else:
+        from .sim.run import simulate as run_simulation
+        report = run_simulation(spec, inputs, simulator=simulator, dense=dense, config=config,
+                                **options)
     if config is None:
         config = HwConfig.default_for(unpack_dense(spec) if dense else spec, dense=dense)
     report["hw_config"] = str(save_config(config, Path(report["report_path"]).parent

@@ -5,7 +5,7 @@
 #   2. .venv made with it (the Debian package providing venv, python3.X-venv, is installed
 #      with apt-get when missing and root or password-less sudo is at hand);
 #   3. the CPU build of torch (when .venv has no torch), then cosparse itself, editable,
-#      with its test extras;
+#      with its test extras (pytest, pytest-xdist, Dask distributed for sharded simulation);
 #   4. Debian packages for what needs them, when root or password-less sudo is at hand:
 #      espeak-ng + sox (data synthesis), iverilog (the second simulator), and the C++
 #      compiler, make and libpython the Verilator build and cocotb need. Without root this
@@ -88,7 +88,7 @@ fi
 stamp="$VENV/.cosparse-setup"
 want="$(pwd) $(cat pyproject.toml setup.py | cksum)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
-   || ! "$python" -c "import cosparse.sw.progress, pytest, xdist" 2>/dev/null; then
+   || ! "$python" -c "import cosparse.sw.progress, pytest, xdist, distributed" 2>/dev/null; then
   say "installing cosparse (editable) and its dependencies into $VENV"
   pip install -q -e ".[dev]"
   echo "$want" > "$stamp"

@@ -23,6 +23,18 @@ def register_cli(subparsers):
     inputs.add_netspec_argument(parser)
     inputs.add_input_arguments(parser)
     _common(parser)
+    cluster = parser.add_argument_group(
+        "sharded across a Dask cluster (docs/distributed.md; pip install 'cosparse[dask]')")
+    cluster.add_argument("--workers", type=inputs.positive(int), metavar="K",
+                         help="shard the inputs across K Dask workers: a local cluster of K "
+                              "processes of one thread each, or with --scheduler, wait until "
+                              "the cluster has K workers")
+    cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                         help="use the Dask cluster of this scheduler (`dask scheduler`, "
+                              "`dask worker tcp://HOST:PORT`) rather than a local one")
+    cluster.add_argument("--shards", type=inputs.positive(int), metavar="N",
+                         help="cut the inputs into N shards (default: about 64 inputs each, a "
+                              "multiple of the workers)")
     parser.set_defaults(func=_run_simulate)
 
     demo = subparsers.add_parser(
@@ -71,7 +83,9 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
     ii = s["initiation_interval"]
     lines.append(f"bit-exact: {s['bit_exact']}/{s['outputs_checked']} outputs "
                  f"({s['inputs']} inputs streamed back to back, {report['stress_inputs']} again "
-                 f"with random gaps and backpressure, 1 alone for latency)")
+                 f"with random gaps and backpressure, "
+                 + (f"{s['sharded']['shards']} alone for latency, one per shard)"
+                    if "sharded" in s else "1 alone for latency)"))
     lines.append(f"latency: {s['latency_cycles']:,} cycles; initiation interval: "
                  + (f"{ii:,.0f} cycles measured" if ii else "- (needs >= 2 inputs)")
                  + f" (analytical model {s['initiation_interval_model']:,.0f})")
@@ -82,9 +96,15 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
         f"{e['name']} {e['busy_cycles_per_input']:,.0f} ({100 * e['busy_fraction']:.0f}%)"
         for e in s["engines"]))
     lines.append(f"simulation ({s['simulator']}): {s['sim_inputs_per_second']:,.1f} inputs/s, "
-                 f"{s['sim_cycles_per_second']:,.0f} cycles/s; build "
+                 f"{s['sim_cycles_per_second']:,.0f} cycles/s"
+                 + (" per simulator" if "sharded" in s else "") + "; build "
                  + ("cached" if s["build_cached"] else
                     f"{s['generate_seconds']:.1f} s generate + {s['build_seconds']:.1f} s compile"))
+    if "sharded" in s:
+        d = s["sharded"]
+        lines.append(f"sharded: {d['shards']} shards on {d['workers']} Dask workers, "
+                     f"{d['wall_seconds']:.1f} s wall, {d['inputs_per_second']:,.1f} inputs/s "
+                     f"in all; {d['builds']} shard(s) built the design")
     for m in report["mismatches"][:5]:
         diff = ", ".join(f"class {d['class']}: expected {d['expected']} got {d['got']}"
                          for d in m["differing_logits"][:4])
@@ -102,13 +122,37 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
     return "\n".join(lines)
 
 
+def _sharded(args) -> bool:
+    """Whether ``simulate`` runs on a Dask cluster; refuses options a sharded run would ignore."""
+    if getattr(args, "workers", None) is None and getattr(args, "scheduler", None) is None:
+        if getattr(args, "shards", None) is not None:
+            raise ValueError("--shards applies to a sharded run; add --workers K (a local Dask "
+                             "cluster) or --scheduler tcp://HOST:PORT")
+        return False
+    if args.waves:
+        raise ValueError("--waves records one simulator run; a sharded run has one per shard, "
+                         "on the workers: drop --workers/--scheduler to record waves")
+    from .distributed import require_distributed
+    require_distributed()
+    return True
+
+
 def _simulate(args, spec, data, config):
     import cosparse
-    report = cosparse.simulate(spec, data.x, hw_config=config, simulator=args.sim,
-                               dense=args.dense, waves=args.waves,
-                      progress=progress.enabled() and not args.json, stress=args.stress,
-                      seed=args.seed,
-                      log=None if args.json else progress.note)
+    log = None if args.json else progress.note
+    if _sharded(args):
+        # A line per finished shard: the run's progress, also beside --json when progress is on.
+        log = progress.note if progress.enabled() or not args.json else None
+        from .distributed import connect
+        with connect(args.workers, args.scheduler) as client:
+            report = cosparse.simulate(spec, data.x, hw_config=config, simulator=args.sim,
+                                       dense=args.dense, client=client, shards=args.shards,
+                                       stress=args.stress, seed=args.seed, log=log)
+    else:
+        report = cosparse.simulate(spec, data.x, hw_config=config, simulator=args.sim,
+                                   dense=args.dense, waves=args.waves,
+                                   progress=progress.enabled() and not args.json,
+                                   stress=args.stress, seed=args.seed, log=log)
     classes = list(spec.classes)
     for r in report["inputs"]:
         r["name"] = data.names[r["index"]]
@@ -122,6 +166,7 @@ def _simulate(args, spec, data, config):
 
 def _run_simulate(args):
     inputs.check_input_arguments(args)
+    _sharded(args)  # before any slow step
     spec = inputs.load_netspec(args)
     config = inputs.load_hw_config(args, spec)
     with progress.stage("inputs"):  # wav clips: log-mel features (librosa's first run: minutes)

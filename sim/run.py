@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -88,8 +89,13 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
                   log=say)
     say(("reusing cached build " if built.cached else "built ") + str(built.directory))
 
-    run_dir = built.directory / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # A folder of its own per call, even for calls of one process within one second (the
+    # shards a Dask worker runs one after another, threads of one process): the pid names the
+    # process, the random tail keeps two calls apart.
+    runs = built.directory / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+                                    dir=runs))
     stress = min(len(x), 16) if stress is None else min(len(x), max(0, stress))
     model = hw_summary(spec, config, dense=dense, inputs=x[:64])
     ii_model = model["initiation_interval"]
