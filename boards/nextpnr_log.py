@@ -32,7 +32,7 @@ PHASES = (
     ("pack", re.compile(r"^Info: Packing ")),
     ("place", re.compile(r"^Info: (Creating initial analytic placement|Running main analytical "
                          r"placer|Running simulated annealing placer)")),
-    ("route", re.compile(r"^Info: Routing\.\.")),
+    ("route", re.compile(r"^Info: (Routing globals|Routing\.\.|Running router2)")),
     ("done", re.compile(r"^Info: Program finished normally")),
 )
 

@@ -239,6 +239,9 @@ def test_parse_log_of_a_run_stopped_in_routing():
     assert log["phase"] == "route" and log["routed_fmax_mhz"] == {}
     assert log["placed_fmax_mhz"] == {"$glbnet$clk$TRELLIS_IO_IN": 166.42}
     assert log["critical_paths"] == []
+    router2 = TINY_LOG[:TINY_LOG.index("Info: Routing..")].replace("Info: Routing globals...\n", "")
+    assert parse_log(router2)["phase"] == "place"
+    assert parse_log(router2 + "Info: Running router2...\n")["phase"] == "route"
     packing = TINY_LOG[:TINY_LOG.index("Info: Creating initial analytic placement")]
     assert parse_log(packing)["phase"] == "pack" and parse_log("")["phase"] is None
     cut = TINY_LOG[:TINY_LOG.index("Info:      logic  0.26  3.70")]  # mid-path
