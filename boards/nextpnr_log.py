@@ -31,7 +31,7 @@ __all__ = ["parse_log", "PHASES"]
 PHASES = (
     ("pack", re.compile(r"^Info: Packing ")),
     ("place", re.compile(r"^Info: (Creating initial analytic placement|Running main analytical "
-                         r"placer|Running simulated annealing placer)")),
+                         r"placer|Running simulated annealing placer|Running Static placer)")),
     ("route", re.compile(r"^Info: (Routing globals|Routing\.\.|Running router2)")),
     ("done", re.compile(r"^Info: Program finished normally")),
 )

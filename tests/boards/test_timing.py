@@ -243,6 +243,7 @@ def test_parse_log_of_a_run_stopped_in_routing():
     assert parse_log(router2)["phase"] == "place"
     assert parse_log(router2 + "Info: Running router2...\n")["phase"] == "route"
     packing = TINY_LOG[:TINY_LOG.index("Info: Creating initial analytic placement")]
+    assert parse_log(packing + "Info: Running Static placer...\n")["phase"] == "place"
     assert parse_log(packing)["phase"] == "pack" and parse_log("")["phase"] is None
     cut = TINY_LOG[:TINY_LOG.index("Info:      logic  0.26  3.70")]  # mid-path
     path = parse_log(cut)["critical_paths"][0]
