@@ -85,8 +85,9 @@ def _register_timing(subparsers):
                         help="nextpnr's target clock (default 200): it places and routes for "
                              "it and reports what it reached")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed (default 1)")
-    parser.add_argument("--placer", choices=PLACERS, default="heap",
-                        help="nextpnr's placer (default heap, the analytic one)")
+    parser.add_argument("--placer", choices=PLACERS, default="static",
+                        help="nextpnr's placer (default static: with nextpnr's default, heap, "
+                             "the scaled network does not route)")
     parser.add_argument("--router", choices=ROUTERS, default="router2",
                         help="nextpnr's router (default router2: router1, nextpnr's own "
                              "default, does not converge on the scaled network)")

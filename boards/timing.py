@@ -26,8 +26,10 @@ yet take these designs, docs/boards.md says why). nextpnr is run with a clock
 target (``--freq``) above what the design reaches, so that its
 timing-driven placement and routing work on the critical path, and with
 ``--timing-allow-fail``, so that a missed target is a figure, not an error.
-Its router is router2 by default: on the scaled GSC network nextpnr's own
-default, router1, stopped converging (docs/boards.md has the run). A design
+Its placer is the static (electrostatic) one and its router router2 by
+default: on the scaled GSC network, nextpnr's own defaults (heap, router1)
+place it but do not route it, while static and router2 do (docs/boards.md
+has the runs). A design
 larger than the part stops nextpnr at packing or placement; the report
 then carries the utilisation nextpnr logged and its error line
 (:class:`DoesNotFit`). A run given a time limit that it passes is stopped
@@ -371,7 +373,7 @@ def _harness_design(spec, unit, config):
 
 def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None = None,
                lanes: int | None = None, clock_mhz: float = 200.0, seed: int = 1,
-               placer: str = "heap", router: str = "router2",
+               placer: str = "static", router: str = "router2",
                time_limit: float | None = None, log=None) -> dict:
     """Place and route ``spec``'s network (or one ``unit``) in a :class:`RegisteredHarness`.
 
