@@ -61,7 +61,7 @@ def register_cli(subparsers):
 
 
 def _register_timing(subparsers):
-    from .timing import PARTS
+    from .timing import PARTS, PLACERS, ROUTERS
     parser = subparsers.add_parser(
         "timing", help="place and route with nextpnr and report Fmax (ECP5-85F)",
         description="Place and route a network, or one of its units (--unit), inside a "
@@ -85,6 +85,16 @@ def _register_timing(subparsers):
                         help="nextpnr's target clock (default 200): it places and routes for "
                              "it and reports what it reached")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed (default 1)")
+    parser.add_argument("--placer", choices=PLACERS, default="static",
+                        help="nextpnr's placer (default static: with nextpnr's default, heap, "
+                             "the scaled network does not route)")
+    parser.add_argument("--router", choices=ROUTERS, default="router2",
+                        help="nextpnr's router (default router2: router1, nextpnr's own "
+                             "default, does not converge on the scaled network)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="stop after this long (synthesis and place and route) and "
+                             "report the phase reached and nextpnr's Fmax estimate after "
+                             "placement, if it got there (exit status 2)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run_timing)
@@ -251,11 +261,17 @@ def _run_vivado_ooc(args, spec, config):
 
 
 def _run_timing(args):
-    from .timing import scaled_gsc, timing_run
+    from .timing import Stopped, scaled_gsc, timing_run
     spec = scaled_gsc() if args.scaled else inputs.load_netspec(args)
-    report = timing_run(spec, args.out, part=args.part, unit=args.unit, lanes=args.lanes,
-                        clock_mhz=args.clock_mhz, seed=args.seed,
-                        log=None if args.json else _log)
+    try:
+        report = timing_run(spec, args.out, part=args.part, unit=args.unit, lanes=args.lanes,
+                            clock_mhz=args.clock_mhz, seed=args.seed, placer=args.placer,
+                            router=args.router, time_limit=args.time_limit,
+                            log=None if args.json else _log)
+    except Stopped as stopped:
+        if args.json:  # what it reached, machine-readable; the error line follows on stderr
+            print(json.dumps(stopped.report, indent=1))
+        raise
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -266,6 +282,7 @@ def _run_timing(args):
     if path is not None:
         print(f"critical path: {path['from']} -> {path['to']}, {path['delay_ns']:.2f} ns "
               f"({path['logic_levels']} cells, {path['routing_ns']:.2f} ns routing)")
+        print(f"  through modules: {', '.join(m or '(harness)' for m in path['modules'])}")
     for cell, n in report["utilisation"].items():
         print(f"{cell:>14}: {n['used']:>6,} / {n['available']:,}")
     print(f"report: {Path(args.out) / 'timing.json'}")

@@ -26,9 +26,21 @@ yet take these designs, docs/boards.md says why). nextpnr is run with a clock
 target (``--freq``) above what the design reaches, so that its
 timing-driven placement and routing work on the critical path, and with
 ``--timing-allow-fail``, so that a missed target is a figure, not an error.
-A design larger than the part stops nextpnr at packing or placement; the
-report then carries the utilisation nextpnr logged and its error line
-(:class:`DoesNotFit`).
+Its placer is the static (electrostatic) one and its router router2 by
+default: on the scaled GSC network, nextpnr's own defaults (heap, router1)
+place it but do not route it, while static and router2 do (docs/boards.md
+has the runs). A design
+larger than the part stops nextpnr at packing or placement; the report
+then carries the utilisation nextpnr logged and its error line
+(:class:`DoesNotFit`). A run given a time limit that it passes is stopped
+and reports what it reached (:class:`Stopped`): the phase, and after
+placement nextpnr's estimate of the Fmax.
+
+Each cell on the critical path is mapped back to the Amaranth module it
+came from (``critical_path["modules"]``): the flattened netlist names a
+cell ``<module path>.<signal>_<suffix>``, Amaranth's signal names may hold
+dots themselves, so the module is the longest module path of the design
+(the RTLIL's module names) that prefixes the cell's name.
 """
 
 from __future__ import annotations
@@ -47,10 +59,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.netspec import KWTA, Conv2d, InputSpec, Linear, MaxPool2d, NetSpec
 from ..sw.netspec.random import random_packing, random_requant
-from .yosys import find_tool, run_logged
+from .nextpnr_log import parse_log
+from .yosys import ToolFailed, find_tool, run_logged
 
-__all__ = ["Part", "PARTS", "DoesNotFit", "RegisteredHarness", "scaled_gsc", "network_units",
-           "parse_report", "parse_utilisation_log", "timing_run", "TOP_NAME"]
+__all__ = ["Part", "PARTS", "PLACERS", "ROUTERS", "DoesNotFit", "Stopped", "RegisteredHarness",
+           "scaled_gsc", "network_units", "parse_report", "parse_utilisation_log",
+           "module_paths", "module_of", "timing_run", "TOP_NAME"]
 
 #: Module name of the harness top in the netlist and the build products.
 TOP_NAME = "cosparse_timing"
@@ -75,8 +89,21 @@ PARTS = {
 }
 
 
+#: nextpnr's placers and routers (``--placer``, ``--router``).
+PLACERS = ("heap", "sa", "static")
+ROUTERS = ("router1", "router2")
+
+
 class DoesNotFit(RuntimeError):
     """nextpnr stopped because the design needs more cells of some type than the part has."""
+
+
+class Stopped(RuntimeError):
+    """The run passed its time limit; ``report`` is what it had reached (also in timing.json)."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
 
 
 class RegisteredHarness(wiring.Component):
@@ -276,6 +303,62 @@ def parse_utilisation_log(text: str) -> tuple:
     return ({c: v for c, v in used.items() if v["used"]}, error.group(1) if error else None)
 
 
+_MODULE = re.compile(r"^module \\(\S+)$", re.M)
+
+
+def module_paths(rtlil_text: str, top: str = TOP_NAME) -> list:
+    """The module paths below ``top`` in Amaranth's RTLIL (``dut``, ``dut.emitter``, ...).
+
+    Amaranth names each RTLIL module by its place in the hierarchy
+    (``top.dut.emitter``); Yosys's flattening keeps that path, less the
+    top's name, as the prefix of every cell and net inside the module.
+    """
+    prefix = top + "."
+    return [name[len(prefix):] for name in _MODULE.findall(rtlil_text)
+            if name.startswith(prefix)]
+
+
+def module_of(cell: str, paths) -> str:
+    """The module of a flattened cell or net name: the longest of ``paths`` prefixing it
+    (``""`` for the top, the harness)."""
+    best = ""
+    for path in paths:
+        if cell.startswith(path + ".") and len(path) > len(best):
+            best = path
+    return best
+
+
+def _path_modules(report: dict, paths) -> dict:
+    """{(from, to) endpoint pair: the modules its cells lie in, in path order} of a report."""
+    found = {}
+    for path in report.get("critical_paths", []):
+        segments = path.get("path", [])
+        if not segments:
+            continue
+        cells = [segments[0]["from"].get("cell", "")] + [s["to"].get("cell", "")
+                                                         for s in segments]
+        modules = [module_of(cell, paths) for cell in cells]
+        found[(_endpoint(segments[0]["from"]), _endpoint(segments[-1]["to"]))] = \
+            list(dict.fromkeys(modules))
+    return found
+
+
+def _design_sources(log_path, critical: dict) -> list:
+    """The Amaranth source lines (``file.py:line``) of the nets on the log's matching path.
+
+    Nets made by Yosys's techmap carry its cell library's location
+    (``cells_map_trellis.v``), which says nothing of the design: only the
+    ``.py`` lines are kept.
+    """
+    log = parse_log(Path(log_path).read_text(errors="replace"))
+    for path in log["critical_paths"]:
+        names = [s["name"] for s in path["segments"]] + [s.get("sink", "")
+                                                          for s in path["segments"]]
+        if critical["from"] in names and critical["to"] in names:
+            return [loc for loc in path["sources"] if ".py:" in loc]
+    return []
+
+
 def _harness_design(spec, unit, config):
     """The component to time and a description of it."""
     if unit is None:
@@ -290,17 +373,26 @@ def _harness_design(spec, unit, config):
 
 def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None = None,
                lanes: int | None = None, clock_mhz: float = 200.0, seed: int = 1,
-               log=None) -> dict:
+               placer: str = "static", router: str = "router2",
+               time_limit: float | None = None, log=None) -> dict:
     """Place and route ``spec``'s network (or one ``unit``) in a :class:`RegisteredHarness`.
 
     ``lanes`` replaces the lanes of the engine ``unit`` (fewer lanes: more
     passes, fewer multipliers and accumulator banks; to time a smaller
     instance of an engine that does not fit the part). ``clock_mhz`` is
-    nextpnr's target (``--freq``), ``seed`` its placer seed. Returns (and
-    writes to ``out/timing.json``) the part, the design, the step seconds
-    and :func:`parse_report`'s figures; a design too large for the part
-    raises :class:`DoesNotFit` whose message gives nextpnr's utilisation
-    and error, after writing the same (``fits`` False) to ``timing.json``.
+    nextpnr's target (``--freq``), ``seed`` its placer seed, ``placer`` and
+    ``router`` its algorithms (:data:`PLACERS`, :data:`ROUTERS`).
+    ``time_limit`` (seconds, synthesis and place and route together) stops
+    the run once passed. Returns (and writes to ``out/timing.json``) the
+    part, the design, the step seconds, :func:`parse_report`'s figures,
+    nextpnr's Fmax estimate after placement (``placed_fmax_mhz``) and, on
+    the critical path, the modules its cells lie in and the Python source
+    lines of its nets. A design too large for the part raises
+    :class:`DoesNotFit` whose message gives nextpnr's utilisation and
+    error, after writing the same (``fits`` False) to ``timing.json``; a
+    run past its time limit raises :class:`Stopped` after writing what it
+    reached (``status`` "stopped", the phase, the utilisation and the
+    estimate after placement where nextpnr got that far).
     """
     from amaranth.back import rtlil
 
@@ -310,6 +402,14 @@ def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None =
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     if not isinstance(clock_mhz, (int, float)) or not 1 <= clock_mhz <= 1000:
         raise ValueError(f"clock_mhz must be from 1 to 1000, got {clock_mhz!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {', '.join(PLACERS)}, got {placer!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
+    if time_limit is not None and (isinstance(time_limit, bool)
+                                   or not isinstance(time_limit, (int, float))
+                                   or not time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     target = PARTS[part]
     config = HwConfig.default_for(spec)
     if lanes is not None:
@@ -334,36 +434,78 @@ def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None =
     start = time.perf_counter()
     dut, design = _harness_design(spec, unit, config)
     harness = RegisteredHarness(dut)
-    (out / f"{TOP_NAME}.il").write_text(rtlil.convert(harness, name=TOP_NAME))
+    text = rtlil.convert(harness, name=TOP_NAME)
+    (out / f"{TOP_NAME}.il").write_text(text)
+    modules = module_paths(text)
     result = {"part": target.device, "netspec": spec.name, **design,
               "lanes": None if lanes is None else lanes,
               "harness": {"input_bits": harness.input_bits, "output_bits": harness.output_bits},
-              "clock_target_mhz": float(clock_mhz), "seed": seed, "steps": {}}
+              "clock_target_mhz": float(clock_mhz), "seed": seed, "placer": placer,
+              "router": router, "time_limit_s": time_limit, "steps": {}}
     result["steps"]["generate"] = time.perf_counter() - start
     if log:
         log(f"{design}: {harness.input_bits} input, {harness.output_bits} output bits; "
             f"RTLIL in {result['steps']['generate']:.1f} s")
+
+    def left():
+        return None if time_limit is None else max(1.0, time_limit
+                                                    - (time.perf_counter() - start))
+
     (out / f"{TOP_NAME}.ys").write_text(f"read_rtlil {TOP_NAME}.il\n"
                                         f"{target.synth} -top {TOP_NAME}\n"
                                         f"write_json {TOP_NAME}.json\n")
-    result["steps"]["yosys"] = run_logged([yosys, "-l", "yosys.log", "-q", f"{TOP_NAME}.ys"],
-                                          out / "yosys.out", cwd=out, log=log)
-    command = [nextpnr, *target.args, "--json", f"{TOP_NAME}.json", "--freq", str(clock_mhz),
-               "--timing-allow-fail", "--seed", str(seed), "--report", "report.json",
-               "--log", "nextpnr.log"]
     try:
-        result["steps"]["nextpnr"] = run_logged(command, out / "nextpnr.out", cwd=out, log=log)
-    except RuntimeError as error:
-        used, message = parse_utilisation_log((out / "nextpnr.out").read_text(errors="replace"))
+        result["steps"]["yosys"] = run_logged(
+            [yosys, "-l", "yosys.log", "-q", f"{TOP_NAME}.ys"], out / "yosys.out", cwd=out,
+            log=log, timeout=left())
+    except ToolFailed as error:
+        if not error.timed_out:
+            raise
+        _stop(result, out, time_limit, {"phase": "synthesis"}, {}, start)
+    command = [nextpnr, *target.args, "--json", f"{TOP_NAME}.json", "--freq", str(clock_mhz),
+               "--timing-allow-fail", "--seed", str(seed), "--placer", placer,
+               "--router", router, "--report", "report.json", "--log", "nextpnr.log"]
+    try:
+        result["steps"]["nextpnr"] = run_logged(command, out / "nextpnr.out", cwd=out, log=log,
+                                                timeout=left())
+    except ToolFailed as error:
+        text = (out / "nextpnr.out").read_text(errors="replace")
+        used, message = parse_utilisation_log(text)
+        if error.timed_out:
+            _stop(result, out, time_limit, parse_log(text), used, start)
         over = {c: v for c, v in used.items() if v["used"] > v["available"]}
         if not over and "no BELs remaining" not in (message or ""):
             raise
-        result.update(fits=False, utilisation=used, error=message, over=sorted(over))
+        result.update(fits=False, status="does not fit", utilisation=used, error=message,
+                      over=sorted(over))
         (out / "timing.json").write_text(json.dumps(result, indent=1))
         detail = ", ".join(f"{c} {v['used']:,} / {v['available']:,}" for c, v in over.items())
         raise DoesNotFit(f"{design} does not fit the {target.device}: {detail or message}; "
                          f"nextpnr: {message}") from error
-    result.update(fits=True, **parse_report(json.loads((out / "report.json").read_text())))
+    report = json.loads((out / "report.json").read_text())
+    result.update(fits=True, status="routed", **parse_report(report))
+    result["placed_fmax_mhz"] = parse_log(
+        (out / "nextpnr.out").read_text(errors="replace"))["placed_fmax_mhz"]
+    pairs = _path_modules(report, modules)
+    for path in result["critical_paths"]:
+        path["modules"] = pairs.get((path["from"], path["to"]), [])
+    if result["critical_path"] is not None:
+        result["critical_path"]["sources"] = _design_sources(out / "nextpnr.out",
+                                                             result["critical_path"])
     result["seconds"] = sum(result["steps"].values())
     (out / "timing.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _stop(result: dict, out: Path, time_limit: float, log: dict, used: dict, start: float):
+    """Write what a run past its time limit reached to timing.json and raise :class:`Stopped`."""
+    result.update(status="stopped", stopped_in=log["phase"], utilisation=used,
+                  placed_fmax_mhz=log.get("placed_fmax_mhz", {}),
+                  seconds=time.perf_counter() - start)
+    (out / "timing.json").write_text(json.dumps(result, indent=1))
+    estimate = ", ".join(f"{mhz:.1f} MHz" for mhz in result["placed_fmax_mhz"].values())
+    comb = used.get("TRELLIS_COMB")
+    raise Stopped(f"stopped at the time limit of {time_limit:g} s in {log['phase'] or 'start-up'}"
+                  + (f"; TRELLIS_COMB {comb['used']:,} / {comb['available']:,}" if comb else "")
+                  + (f"; nextpnr's estimate after placement: {estimate}" if estimate else "")
+                  + f"; {out / 'timing.json'} has what it reached", result)

@@ -2,6 +2,8 @@
 
 import gc
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +12,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from cosparse.boards.timing import (DoesNotFit, RegisteredHarness, network_units,
-                                    parse_report, parse_utilisation_log, scaled_gsc, timing_run)
+from cosparse.boards.nextpnr_log import parse_log
+from cosparse.boards.timing import (DoesNotFit, RegisteredHarness, Stopped, module_of,
+                                    module_paths, network_units, parse_report,
+                                    parse_utilisation_log, scaled_gsc, timing_run)
 from cosparse.boards.yosys import ToolMissing, find_tool
 from cosparse.hw.top import plan
 from cosparse.sw import golden
@@ -192,6 +196,103 @@ def test_timing_run_errors(tmp_path):
         timing_run(TINY, tmp_path, unit="sparse_conv1", lanes=1)
     with pytest.raises(ValueError, match="not an engine"):
         timing_run(TINY, tmp_path, unit="engine_conv9", lanes=1)
+    with pytest.raises(ValueError, match="placer must be one of heap, sa, static"):
+        timing_run(TINY, tmp_path, placer="fast")
+    with pytest.raises(ValueError, match="router must be one of router1, router2"):
+        timing_run(TINY, tmp_path, router="router3")
+    for bad in (0, -5, True, "10"):
+        with pytest.raises(ValueError, match="time_limit"):
+            timing_run(TINY, tmp_path, time_limit=bad)
+
+
+#: nextpnr-ecp5 0.11.1's whole log of the tiny network's k-WTA unit (router1).
+TINY_LOG = (Path(__file__).parent / "fixtures" / "nextpnr" / "tiny_kwta_router1.log").read_text()
+
+
+def test_parse_log_phases_estimates_and_paths():
+    log = parse_log(TINY_LOG)
+    clock = "$glbnet$clk$TRELLIS_IO_IN"
+    assert log["phase"] == "done"
+    assert log["placed_fmax_mhz"] == {clock: 166.42}
+    assert log["routed_fmax_mhz"] == {clock: 179.79}
+    first, into, out = log["critical_paths"]
+    assert first["title"] == f"clock '{clock}' (posedge -> posedge)"
+    assert into["title"] == f"cross-domain path '<async>' -> 'posedge {clock}'"
+    assert [s["type"] for s in first["segments"]] == (
+        ["clk-to-q"] + ["routing", "logic"] * 4 + ["routing", "setup"])
+    head, net = first["segments"][:2]
+    assert head == {"type": "clk-to-q", "delay_ns": 0.52, "total_ns": 0.52, "sources": [],
+                    "name": "dut.emitter.compactor.slice.skid_valid_TRELLIS_FF_Q.Q"}
+    assert net["name"] == "dut.emitter.last_LUT4_C_Z[1]"
+    assert net["sink"] == "dut.emitter.final_LUT4_D.C"
+    assert first["segments"][-1]["name"] == "dut.ring0.need_TRELLIS_FF_Q.M"
+    assert (first["logic_ns"], first["routing_ns"]) == (1.53, 4.03)
+    # Every LUT output net carries the techmap's location, four nets of this path.
+    assert first["sources"] == ["/share/lattice/cells_map_trellis.v:108.23-108.24"]
+    assert first["files"] == {"/share/lattice/cells_map_trellis.v": 4}
+    assert out["sources"] == ["/work/wt-fmax/boards/timing.py:125"]
+
+
+def test_parse_log_of_a_run_stopped_in_routing():
+    text = TINY_LOG[:TINY_LOG.index("Info: Routing..")] + "Info: Routing..\nInfo: Setting up\n"
+    log = parse_log(text)
+    assert log["phase"] == "route" and log["routed_fmax_mhz"] == {}
+    assert log["placed_fmax_mhz"] == {"$glbnet$clk$TRELLIS_IO_IN": 166.42}
+    assert log["critical_paths"] == []
+    router2 = TINY_LOG[:TINY_LOG.index("Info: Routing..")].replace("Info: Routing globals...\n", "")
+    assert parse_log(router2)["phase"] == "place"
+    assert parse_log(router2 + "Info: Running router2...\n")["phase"] == "route"
+    packing = TINY_LOG[:TINY_LOG.index("Info: Creating initial analytic placement")]
+    assert parse_log(packing + "Info: Running Static placer...\n")["phase"] == "place"
+    assert parse_log(packing)["phase"] == "pack" and parse_log("")["phase"] is None
+    cut = TINY_LOG[:TINY_LOG.index("Info:      logic  0.26  3.70")]  # mid-path
+    path = parse_log(cut)["critical_paths"][0]
+    assert path["logic_ns"] is None and len(path["files"]) == 1
+
+
+def test_module_paths_and_module_of():
+    rtlil = ("module \\cosparse_timing\nend\nmodule \\cosparse_timing.dut\nend\n"
+             "module \\cosparse_timing.dut.emitter\nend\n"
+             "module \\cosparse_timing.dut.emitter.compactor\nend\n"
+             "module \\other.dut.x\nend\n")
+    paths = module_paths(rtlil)
+    assert paths == ["dut", "dut.emitter", "dut.emitter.compactor"]
+    assert module_of("dut.emitter.compactor.skid_valid_TRELLIS_FF_Q", paths) == \
+        "dut.emitter.compactor"
+    # A signal name with a dot of its own stays in its module.
+    assert module_of("dut.i__payload.values_TRELLIS_FF_Q_371", paths) == "dut"
+    assert module_of("dut.emitterx_LUT4_Z", paths) == "dut"
+    assert module_of("folded_TRELLIS_FF_Q", paths) == ""
+
+
+def _stub(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_time_limit_stops_and_reports_the_placement_estimate(tmp_path, monkeypatch):
+    """Stand-in tools: Yosys returns at once, nextpnr logs up to routing and then hangs."""
+    from cosparse.boards import timing
+    placed = TINY_LOG[:TINY_LOG.index("Info: Routing..")] + "Info: Routing..\n"
+    (tmp_path / "placed.log").write_text(placed)
+    tools = {"yosys": _stub(tmp_path / "yosys", "exit 0\n"),
+             "nextpnr-ecp5": _stub(tmp_path / "nextpnr",
+                                   f"cat {tmp_path / 'placed.log'}\nexec sleep 60\n")}
+    monkeypatch.setattr(timing, "find_tool", tools.get)
+    start = time.perf_counter()
+    with pytest.raises(Stopped, match=r"time limit of 3 s in route; TRELLIS_COMB .*166\.4 MHz"):
+        timing_run(TINY, tmp_path / "run", unit="sparse_conv1", time_limit=3)
+    assert time.perf_counter() - start < 30
+    saved = json.loads((tmp_path / "run" / "timing.json").read_text())
+    assert saved["status"] == "stopped" and saved["stopped_in"] == "route"
+    assert saved["placed_fmax_mhz"] == {"$glbnet$clk$TRELLIS_IO_IN": 166.42}
+    assert saved["utilisation"]["TRELLIS_COMB"]["available"] == 83640
+    assert saved["time_limit_s"] == 3 and saved["router"] == "router2"
+    # Synthesis that outlasts the limit stops there.
+    tools["yosys"] = _stub(tmp_path / "yosys", "exec sleep 60\n")
+    with pytest.raises(Stopped, match="in synthesis"):
+        timing_run(TINY, tmp_path / "run", unit="sparse_conv1", time_limit=2)
 
 
 def _tools(*names):
@@ -213,6 +314,9 @@ def test_unit_timing_on_ecp5(tmp_path):
     path = report["critical_path"]
     assert path["delay_ns"] > 0 and 1000 / path["delay_ns"] >= report["fmax_mhz"] * 0.9
     assert json.loads((tmp_path / "timing.json").read_text()) == report
+    assert report["status"] == "routed" and report["router"] == "router2"
+    assert report["placed_fmax_mhz"] and path["modules"][0].startswith("dut")
+    assert all(".py:" in source for source in path["sources"])
 
 
 def test_unit_too_large_for_the_part(tmp_path, monkeypatch):
