@@ -225,7 +225,9 @@ class WindowConvEngine(wiring.Component):
         # Input rows of pooled row py: start(py) = py*pool*S - P .. + rows - 1.
         starts = [py * pool * s - p for py in range(ph)]
         clipped = [min(max(v, 0), h) for v in starts] + [h]
-        need = [min(h, v + rows) for v in starts[:-1]] + [h]  # rows written; last: all (lead)
+        # Rows written before a pooled row is read: its window's, and every row it releases
+        # when done (at stride above 1 some are read by no window); the last: all (lead).
+        need = [max(min(h, v + rows), clipped[py + 1]) for py, v in enumerate(starts[:-1])] + [h]
         release = [clipped[py + 1] - clipped[py] for py in range(ph)]
         row_ok = [sum(1 << r for r in range(rows) if 0 <= v + r < h) for v in starts]
         col_first = [px * pool * s - p + (0 if px == 0 else cols - step) for px in range(pw)]
