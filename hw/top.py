@@ -22,8 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .argmax import Argmax, result_layout
 from .config import HwConfig
-from .engine import ConvEngine, LinearEngine
-from .engine.window import WindowConvEngine
+from .engine import ConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
 from .kwta.local import LocalKWTA
 from .layouts import dense_layout
