@@ -174,6 +174,67 @@ class WindowConvEngine(wiring.Component):
             values.append(int(layer.bias[channel]) if channel < layer.out_channels else 0)
         return values
 
+    def _leaves(self, lane, reg, xs, q, q2):
+        """Stage 2 of ``lane``: its products, and per kernel ``j`` the leaves of its tree
+        (products, masked by the pass ``q2`` where they belong elsewhere, and the bias)
+        with the bound of the kernel's sum. ``q`` is the pass at stage 0 (weight ROM)."""
+        layer, passes, bits = self._layer, self._passes, int(self._layer.weight_bits)
+        weights, kernels = self._slots(lane)
+        products = {}
+        for f, options in enumerate(weights):
+            if not any(options):
+                continue  # an empty slot in every pass: no multiplier
+            if len(set(options)) == 1:
+                operand = Const(options[0], signed(bits))
+            else:
+                rom = Array(Const(v, signed(bits)) for v in options)
+                operand = reg(rom[q], signed(bits), f"w_{lane}_{f}")
+            products[f] = (reg(xs[f] * operand, signed(8 + bits), f"p_{lane}_{f}"),
+                           128 * max(abs(v) for v in options))
+        result = []
+        for j in range(layer.n):
+            bias = self._bias(lane, j)
+            limit = max(abs(bias[qq]) + sum(128 * abs(weights[f][qq])
+                                            for f in products if kernels[f][qq] == j)
+                        for qq in range(passes))
+            leaves = []
+            for f, (product, bound) in products.items():
+                if not any(kernels[f][qq] == j for qq in range(passes)):
+                    continue
+                # A pass whose weight is 0 adds 0 wherever the product goes.
+                mine = [kernels[f][qq] == j or weights[f][qq] == 0 for qq in range(passes)]
+                if all(mine):
+                    leaves.append((product, bound))
+                else:
+                    keep = Array(Const(int(v), 1) for v in mine)[q2]
+                    leaves.append((Mux(keep, product, 0), bound))
+            if any(bias):
+                shape = signed(_signed_bits(max(map(abs, bias))))
+                value = Const(bias[0], shape) if len(set(bias)) == 1 else \
+                    Array(Const(v, shape) for v in bias)[q2]
+                leaves.append((value, max(map(abs, bias))))
+            result.append((leaves, limit))
+        return result
+
+    @staticmethod
+    def _adder_tree(reg, leaves, limit, levels, name):
+        """Sum ``(value, bound)`` leaves, one registered adder level per stage, over exactly
+        ``levels`` stages; each node as wide as its bound, at most ``limit``."""
+        leaves = leaves or [(Const(0, signed(2)), 0)]
+        for level in range(levels):
+            pairs = []
+            for a in range(0, len(leaves), 2):
+                if a + 1 < len(leaves):
+                    (x, bx), (y, by) = leaves[a], leaves[a + 1]
+                    value, bound = x + y, min(bx + by, limit)
+                else:
+                    (value, bound), = leaves[a:]
+                pairs.append((reg(value, signed(_signed_bits(bound)),
+                                  f"{name}_{level}_{a // 2}"), bound))
+            leaves = pairs
+        assert len(leaves) == 1
+        return leaves[0][0]
+
     # -- elaboration -----------------------------------------------------------------------
 
     def elaborate(self, platform):
@@ -309,7 +370,6 @@ class WindowConvEngine(wiring.Component):
             return r
 
         # Stage 1: the sub-window of the pool position (and the pass's weights, below).
-        kk = k * k
         xs = []
         for ky in range(k):
             for kx in range(k):
@@ -322,66 +382,14 @@ class WindowConvEngine(wiring.Component):
         last1 = reg(cvalid & c_end & c_final, 1, "last1")
 
         lanes, n = self._lanes, layer.n
-        bits = int(layer.weight_bits)
-        sums = []  # (output slot l*n + j, its sum at the last stage)
         q2 = reg(q1, range(passes), "pass2")
-        trees = []
-        for lane in range(lanes):
-            weights, kernels = self._slots(lane)
-            products = {}
-            for f in range(kk):
-                if not any(weights[f]):
-                    continue
-                if len(set(weights[f])) == 1:
-                    operand = Const(weights[f][0], signed(bits))
-                else:
-                    operand = reg(Array(Const(v, signed(bits)) for v in weights[f])[q], signed(bits),
-                                  f"w_{lane}_{f}")
-                product = reg(xs[f] * operand, signed(8 + bits), f"p_{lane}_{f}")
-                products[f] = (product, 128 * max(abs(v) for v in weights[f]))
-            for j in range(n):
-                bias = self._bias(lane, j)
-                leaves = []
-                limit = 0
-                for qq in range(passes):
-                    total = abs(bias[qq]) + sum(128 * abs(weights[f][qq]) for f in range(kk)
-                                                if kernels[f][qq] == j)
-                    limit = max(limit, total)
-                for f, (product, bound) in products.items():
-                    mine = [kernels[f][qq] == j or weights[f][qq] == 0 for qq in range(passes)]
-                    if not any(kernels[f][qq] == j for qq in range(passes)):
-                        continue
-                    if all(mine):
-                        leaves.append((product, bound))
-                    else:
-                        keep = Array(Const(int(v), 1) for v in mine)[q2]
-                        leaves.append((Mux(keep, product, 0), bound))
-                if any(bias):
-                    value = Const(bias[0], signed(_signed_bits(max(map(abs, bias))))) \
-                        if len(set(bias)) == 1 else \
-                        Array(Const(v, signed(_signed_bits(max(map(abs, bias))))) for v in bias)[q2]
-                    leaves.append((value, max(map(abs, bias))))
-                trees.append((lane, j, leaves, limit))
+        trees = [(lane, j, leaves, limit)
+                 for lane in range(lanes)
+                 for j, (leaves, limit) in enumerate(self._leaves(lane, reg, xs, q, q2))]
         # Stage 3 on: one adder level per stage; shorter trees are delayed to the longest.
-        levels = max((max(1, len(leaves)) - 1).bit_length() for *_, leaves, _ in trees)
-        for lane, j, leaves, limit in trees:
-            level = 0
-            if not leaves:
-                leaves = [(Const(0, signed(2)), 0)]
-            while len(leaves) > 1 or level < levels:
-                pairs = []
-                for a in range(0, len(leaves), 2):
-                    if a + 1 < len(leaves):
-                        (x, bx), (y, by) = leaves[a], leaves[a + 1]
-                        bound = min(bx + by, limit)
-                        pairs.append((reg(x + y, signed(_signed_bits(bound)),
-                                          f"sum_{lane}_{j}_{level}_{a // 2}"), bound))
-                    else:
-                        x, bx = leaves[a]
-                        pairs.append((reg(x, signed(_signed_bits(bx)),
-                                          f"sum_{lane}_{j}_{level}_{a // 2}"), bx))
-                leaves, level = pairs, level + 1
-            sums.append((lane * n + j, leaves[0][0]))
+        levels = max((max(1, len(leaves)) - 1).bit_length() for _, _, leaves, _ in trees)
+        sums = [(lane * n + j, self._adder_tree(reg, leaves, limit, levels, f"sum_{lane}_{j}"))
+                for lane, j, leaves, limit in trees]
         valid, qd, lastd = reg(v1, 1, "valid2"), q2, reg(last1, 1, "last2")
         for level in range(levels):
             valid = reg(valid, 1, f"valid{level + 3}")
