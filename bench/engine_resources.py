@@ -3,7 +3,7 @@
 The whole default network is too big for the WebAssembly Yosys (docs/hardware.md),
 so the engine micro-architecture is measured one engine at a time: the engine of
 packed layer ``--engine`` (0-based, NetSpec order) is built exactly as the
-generator builds it (``HwConfig.default_for``, or ``--lanes``/``--offsets``),
+generator builds it (``HwConfig.default_for``, or ``--lanes``/``--offsets``/``--kind``),
 converted to RTLIL with its ports (`cosparse.boards.resources.module_netlist`, as
 `cosparse resources` does for every module) and synthesised with
 ``synth_xilinx -family xcup -flatten -noiopad -noclkbuf -uram``
@@ -12,6 +12,7 @@ DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
 
     python bench/engine_resources.py --random 3 --engine 0
     python bench/engine_resources.py --engine 1          # the default's conv2
+    python bench/engine_resources.py --engine 0 --kind scatter --lanes 2   # conv1 as a scatter engine
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", type=int, default=0, help="packed layer index (default 0)")
     parser.add_argument("--lanes", type=int, help="override the engine's lanes")
     parser.add_argument("--offsets", type=int, help="override the engine's offsets")
+    parser.add_argument("--kind", choices=("scatter", "window"),
+                        help="override a conv engine's kind (LayerConfig.engine)")
     parser.add_argument("--out", default="build/engine-resources", metavar="DIR")
     parser.add_argument("--cache", metavar="DIR", help="synthesis cache")
     args = parser.parse_args(argv)
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
                                                            "default NetSpec"))
     config = HwConfig.default_for(spec)
     layers = list(config.layers)
-    changes = {k: v for k, v in (("lanes", args.lanes), ("offsets", args.offsets)) if v}
+    changes = {k: v for k, v in (("lanes", args.lanes), ("offsets", args.offsets),
+                                 ("engine", args.kind)) if v}
     layers[args.engine] = dataclasses.replace(layers[args.engine], **changes)
     config = dataclasses.replace(config, layers=tuple(layers))
     config.validate(spec)
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
     used = synthesise(netlist, top, cache=args.cache,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     row = summary(spec, config)["layers"][args.engine]
-    report = {"engine": row["name"], "lanes": row["lanes"], "offsets": row["offsets"],
+    report = {"engine": row["name"], "kind": row["engine"], "lanes": row["lanes"],
+              "offsets": row["offsets"], "multipliers": row["multipliers"],
               "passes": row["passes"], "cycles_per_input": row["cycles_per_input"],
               "rtlil_mb": path.stat().st_size / 1e6,
               "seconds": time.perf_counter() - start, **used.as_dict()}

@@ -25,12 +25,12 @@ def register_cli(subparsers):
 
 def format_table(report: dict) -> str:
     """The summary as a fixed-width table, one row per engine."""
-    head = ("layer", "kind", "out", "G", "n", "lanes", "offsets", "passes", "weight bits",
+    head = ("layer", "kind", "engine", "out", "G", "n", "lanes", "offsets", "passes", "weight bits",
             "acc bits", "accumulate", "drain", "cycles/input", "after")
     rows = [head]
     for r in report["layers"]:
         after = "-" if r["after_cycles"] is None else f"{r['after_cycles']:.0f}"
-        rows.append((r["name"], r["kind"], "x".join(map(str, r["out_shape"])), r["groups"],
+        rows.append((r["name"], r["kind"], r["engine"], "x".join(map(str, r["out_shape"])), r["groups"],
                      r["n"], r["lanes"], r["offsets"], r["passes"], r["weight_memory_bits"],
                      r["accumulator_bits"], f"{r['accumulate_cycles']:.0f}", r["drain_cycles"],
                      f"{r['cycles_per_input']:.0f}", after))

@@ -17,11 +17,14 @@ from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .engine.tiling import Tiling
 
 __all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "load_hw_config", "save_hw_config",
-           "LAYER_FIELDS", "GLOBAL_FIELDS"]
+           "LAYER_FIELDS", "GLOBAL_FIELDS", "ENGINES", "ACCUMULATORS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
-LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "accumulators")
-#: Accumulator organisations of a conv engine (:class:`LayerConfig`).
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators")
+#: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py) or window
+#: (hw/engine/window.py).
+ENGINES = ("scatter", "window")
+#: Accumulator organisations of a scatter conv engine (:class:`LayerConfig`).
 ACCUMULATORS = ("word", "kernel")
 #: Whole-design knobs a hardware-config file may set.
 GLOBAL_FIELDS = ("fifo_depth", "ports")
@@ -51,9 +54,14 @@ class LayerConfig:
     kernel; 1 for linear layers), so an engine has ``lanes * offsets``
     multipliers. ``acc_bits`` is the accumulator width. ``fifo_depth`` is the
     depth of the stream FIFO in front of this engine (None: the
-    :class:`HwConfig`'s ``fifo_depth``; 0: a direct connection).
-    ``accumulators`` organises a conv engine's sums: ``"word"``, one memory
-    word per output position and pass holding its ``lanes x n`` sums
+    :class:`HwConfig`'s ``fifo_depth``; 0: a direct connection). ``engine``
+    picks a conv layer's engine: ``"scatter"`` (every non-zero input added
+    into the outputs it reaches, hw/engine/conv.py) or ``"window"`` (one
+    output position per cycle from a line buffer, no accumulator memory,
+    hw/engine/window.py: one-channel inputs only; it does the whole kernel
+    each cycle, ``lanes x K*K`` multipliers, and ignores ``offsets``).
+    ``accumulators`` organises a scatter conv engine's sums: ``"word"``, one
+    memory word per output position and pass holding its ``lanes x n`` sums
     (hw/engine/router.py), drained one position and pass per cycle;
     ``"kernel"``, one memory of single sums per bank and lane, never
     cleared and drained by difference (hw/engine/kernel_ring.py), which
@@ -66,7 +74,14 @@ class LayerConfig:
     acc_bits: int
     offsets: int = 1
     fifo_depth: int | None = None
+    engine: str = "scatter"
     accumulators: str = "word"
+
+    def multipliers(self, layer) -> int:
+        """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window)."""
+        if self.engine == "window":
+            return self.lanes * layer.kernel ** 2
+        return self.lanes * self.offsets
 
     def passes(self, groups: int) -> int:
         return -(-groups // self.lanes)
@@ -109,6 +124,7 @@ class HwConfig:
             if cfg.fifo_depth is not None:
                 entry["fifo_depth"] = cfg.fifo_depth
             if isinstance(layer, Conv2d):
+                entry["engine"] = cfg.engine
                 entry["accumulators"] = cfg.accumulators
             layers[layer.name] = entry
         return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
@@ -118,7 +134,7 @@ class HwConfig:
         """A config from its JSON form, validated against ``spec``.
 
         ``data["layers"]`` maps packed layer names to ``{"lanes", "offsets",
-        "acc_bits", "fifo_depth"}`` (each optional); a layer not named, and a
+        "acc_bits", "fifo_depth", "engine"}`` (each optional); a layer not named, and a
         field not given, keeps :meth:`default_for`'s choice (``dense``: the
         dense baseline's, and ``spec`` is then the NetSpec as given, packed).
         A list of entries in NetSpec order is read too. ValueError names the
@@ -159,12 +175,16 @@ class HwConfig:
                 raise ValueError(f"layer {name!r}: unknown field(s) {bad}; a layer has "
                                  f"{list(LAYER_FIELDS)}")
             for field, value in entry.items():
-                if field == "accumulators":
+                if field == "engine":
+                    if value not in ENGINES:
+                        raise ValueError(f"layer {name!r}: engine must be one of "
+                                         f"{list(ENGINES)}, got {value!r}")
+                elif field == "accumulators":
                     if value not in ACCUMULATORS:
                         raise ValueError(f"layer {name!r}: accumulators must be one of "
                                          f"{list(ACCUMULATORS)}, got {value!r}")
-                    continue
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                elif value is not None and (isinstance(value, bool)
+                                            or not isinstance(value, int)):
                     raise ValueError(f"layer {name!r}: {field} must be an integer, "
                                      f"got {value!r}")
             layers.append(replace(cfg, **entry))
@@ -200,8 +220,16 @@ class HwConfig:
         no more cycles than the input stage's one feature per cycle (the
         pipeline's floor), and word accumulators otherwise (the dense
         baseline: always word).
+
+        A first conv layer with one input channel (dense-ish features) gets
+        the window engine (hw/engine/window.py) instead, with the fewest
+        lanes whose cycles per input (:func:`~.engine.window.window_cycles`)
+        stay within :meth:`interval_floor`, the interval the rest of the
+        network cannot go below anyway (the default GSC network: 8 lanes, 2
+        passes, 1,568 cycles against the global k-WTA's 1,757).
         """
         layers = []
+        window = None  # index of the layer built as a window engine
         nonzero = prod(spec.input.shape)
         # The dense baseline's convolutions take every (output position, input channel,
         # offset) once per cycle; its linear layers need go no faster than the slowest.
@@ -224,12 +252,52 @@ class HwConfig:
                                          acc_bits=accumulator_bits(layer))
                 layers.append(config)
                 nonzero = prod(layer.out_shape)
+                if not dense and len(layers) == 1 and isinstance(layer, Conv2d) \
+                        and layer.in_shape[0] == 1 and layer.requant is not None:
+                    window = len(layers) - 1
             elif isinstance(layer, MaxPool2d):
                 nonzero = prod(layer.out_shape)
             elif isinstance(layer, KWTA) and not dense:
                 positions = prod(layer.in_shape[1:]) if layer.mode == "local" else 1
                 nonzero = min(nonzero, layer.k * positions)
+        if window is not None:
+            layers[window] = cls._window_config(spec, layers[window], cls.interval_floor(spec))
         return cls(layers=tuple(layers), **kwargs)
+
+    @staticmethod
+    def interval_floor(spec: NetSpec) -> int:
+        """Cycles per input that the default pipeline takes whatever the activations: the
+        input (one feature per cycle), every linear engine's drain (one channel per cycle),
+        every global k-WTA's scan, every other conv engine's drain (one position per cycle
+        at one pass). Data-independent, so a choice made against it holds for any input."""
+        from .kwta.global_ import scan_cycles
+
+        floor = prod(spec.input.shape)
+        for index, layer in enumerate(spec.layers):
+            if isinstance(layer, Linear):
+                floor = max(floor, layer.out_features)
+            elif isinstance(layer, KWTA) and layer.mode == "global":
+                floor = max(floor, scan_cycles(prod(layer.in_shape), layer.frac_bits))
+            elif isinstance(layer, Conv2d) and index > 0:
+                floor = max(floor, prod(layer.out_shape[1:]))
+        return floor
+
+    @staticmethod
+    def _window_config(spec: NetSpec, config: LayerConfig, floor: int) -> LayerConfig:
+        """``config`` as a window engine with the fewest lanes that keep it within ``floor``."""
+        from .engine.window import window_cycles
+
+        layer = spec.packed_layers[0]
+        at = spec.layers.index(layer)
+        following = spec.layers[at + 1] if at + 1 < len(spec.layers) else None
+        pool = following.size if isinstance(following, MaxPool2d) else 1
+        groups = layer.groups
+        lanes = groups
+        for passes in range(groups, 0, -1):
+            lanes = -(-groups // passes)
+            if window_cycles(layer, pool, -(-groups // lanes)) <= floor:
+                break
+        return replace(config, lanes=lanes, engine="window")
 
     def validate(self, spec: NetSpec):
         """Check that this config fits ``spec``; raise ValueError naming the layer and field."""
@@ -244,6 +312,14 @@ class HwConfig:
             if not isinstance(cfg.offsets, int) or isinstance(cfg.offsets, bool):
                 raise ValueError(f"layer {layer.name!r}: offsets must be an integer, "
                                  f"got {cfg.offsets!r}")
+            if cfg.engine not in ENGINES:
+                raise ValueError(f"layer {layer.name!r}: engine must be one of {list(ENGINES)}, "
+                                 f"got {cfg.engine!r}")
+            if cfg.engine == "window" and not (isinstance(layer, Conv2d)
+                                               and layer.in_shape[0] == 1):
+                raise ValueError(f"layer {layer.name!r}: engine 'window' builds only a conv2d "
+                                 f"with one input channel (this {layer.kind} has input "
+                                 f"{tuple(layer.in_shape)}); use engine 'scatter'")
             if isinstance(layer, Conv2d):
                 try:
                     Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), 1)

@@ -23,6 +23,7 @@ from .engine.weights import kernel_id_bits
 from .kwta.global_ import scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
+from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
 
 __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
@@ -158,7 +159,13 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
     int8), ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
-    them all. ``inputs`` (int8 batch) defaults to a few random inputs of the
+    them all. A window engine (hw/engine/window.py, ``engine = "window"``)
+    has no accumulators and no drain: ``accumulate`` is
+    :func:`~.engine.window.window_cycles`, ``max(H*W, pooled rows x (max(P,
+    Wc + 2) + (pooled columns - 1) x max(P, step + 2)))`` with ``P =
+    pool*pool*passes`` cycles per pooled output, ``Wc = (pool - 1)*S + K``
+    columns loaded at the start of a row and ``step = min(pool*S, Wc)`` for
+    each next pooled output, whatever the activations. ``inputs`` (int8 batch) defaults to a few random inputs of the
     NetSpec's input range.
     """
 
@@ -176,7 +183,16 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         at = names.index(layer.name)
         x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
-        if isinstance(layer, Conv2d):
+        window = isinstance(layer, Conv2d) and cfg.engine == "window"
+        by_kernel, copies = False, 1
+        if window:
+            # Output-stationary: no accumulators and no drain; the interval is the window
+            # walk or the input's fill, whichever is slower (hw/engine/window.py).
+            ring = False
+            accumulate, drain = float(window_cycles(layer, stage.pool, passes)), 0
+            banks = depth = 0
+            cycles = accumulate
+        elif isinstance(layer, Conv2d):
             tiling = conv_tiling(layer, cfg, stage.pool, ring)
             items = _conv_items(x_in, tiling, dense)
             accumulate = float(np.mean(items))
@@ -210,13 +226,15 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "name": layer.name, "kind": layer.kind, "in_shape": list(stage.in_shape),
             "out_shape": list(stage.out_shape), "pool": stage.pool,
             "kwta": None if stage.kwta is None else f"{stage.kwta.mode} k={stage.kwta.k}",
+            "engine": cfg.engine if isinstance(layer, Conv2d) else "linear",
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
-            "passes": passes, "multipliers": cfg.lanes * cfg.offsets, "acc_bits": cfg.acc_bits,
+            "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_memory_bits": layer.fan_in * passes * cfg.lanes * copies
             * (layer.weight_bits + kernel_id_bits(layer.n)),
             "ring": ring,
-            "accumulators": cfg.accumulators if isinstance(layer, Conv2d) else "lane",
+            "accumulators": "none" if window else cfg.accumulators if isinstance(layer, Conv2d)
+            else "lane",
             # Kernel-addressed: the sums and, beside them, their bases.
             "accumulator_bits": (2 if by_kernel or not ring else 1) * banks * depth * cfg.lanes
             * layer.n * cfg.acc_bits,

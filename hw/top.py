@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .argmax import Argmax, result_layout
 from .config import HwConfig
-from .engine import ConvEngine, LinearEngine
+from .engine import ConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
 from .kwta.local import LocalKWTA
 from .layouts import dense_layout
@@ -109,9 +109,12 @@ def engine_for(stage, config, index: int):
     """The engine of ``stage`` (packed layer ``index`` of :func:`plan`) with ``config``.
 
     Shared by :class:`Network`, sim/bench_engine.py and bench/, so all build
-    the same engine.
+    the same engine. ``config.engine == "window"`` builds a conv layer as a
+    :class:`~.engine.window.WindowConvEngine` (one-channel input, raster order).
     """
     layer = stage.layer
+    if isinstance(layer, Conv2d) and config.engine == "window":
+        return WindowConvEngine(layer, config, pool=stage.pool)
     if isinstance(layer, Conv2d):
         return ConvEngine(layer, config, pool=stage.pool,
                           position_major=position_major_input(stage, index))

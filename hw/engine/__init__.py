@@ -7,10 +7,13 @@ non-zero activations, so its cycles follow the activation density:
               -> routing + accumulators (router.py) -> drain: bias, requant, pool
               (drain.py) -> dense out
 
-:class:`~.pipeline.PackedEngine` assembles these parts.
+:class:`~.pipeline.PackedEngine` assembles these parts. A conv layer on a
+dense one-channel input may instead be a :class:`~.window.WindowConvEngine`
+(window.py): output-stationary, adder trees, no accumulator memory.
 """
 
 from .conv import ConvEngine, ConvScatter
 from .linear import LinearEngine, LinearScatter
+from .window import WindowConvEngine
 
-__all__ = ["ConvEngine", "ConvScatter", "LinearEngine", "LinearScatter"]
+__all__ = ["ConvEngine", "ConvScatter", "LinearEngine", "LinearScatter", "WindowConvEngine"]

@@ -51,12 +51,15 @@ def test_dense_unpacking_is_exact():
 
 
 def test_summary_cycle_model():
-    """Whole-kernel tiles: one item per non-zero input and pass; one offset per cycle:
-    the useful MACs per group and pass."""
+    """Scatter engines: whole-kernel tiles: one item per non-zero input and pass; one offset
+    per cycle: the useful MACs per group and pass (window engines: test_engine_window.py)."""
+    import dataclasses
     spec = random_netspec(1)
     x = random_inputs(spec, 4, seed=0)
     stats = golden.run(spec, x).stats
     default = HwConfig.default_for(spec)
+    default = dataclasses.replace(default, layers=tuple(
+        dataclasses.replace(c, engine="scatter") for c in default.layers))
     single = HwConfig(layers=tuple(LayerConfig(lanes=c.lanes, acc_bits=c.acc_bits)
                                    for c in default.layers))
     for config, work in ((single, lambda st, l: np.mean(st.useful_macs) / l.groups),

@@ -1,0 +1,421 @@
+"""Window convolution engine: output-stationary, for a dense one-channel input.
+
+The scatter engine (:mod:`.conv`) pays for sparsity with accumulator
+memory: every non-zero input is added into ``K*K`` output positions, so
+the sums of every position in reach live in read-modify-write RAM. A first
+layer reads features that are mostly non-zero and have one channel; there
+the other order is cheaper. This engine walks the *outputs*: each cycle it
+takes one output position and one pass of ``lanes`` packed groups, reads
+the ``K x K`` input window of that position from a line buffer, and forms
+every kernel's sum at once in adder trees. Nothing is accumulated across
+cycles, so there is no accumulator memory at all.
+
+With one input channel, slot ``f = ky*K + kx`` of packed group ``g``
+belongs to kernel ``kid[g][f]``, a constant: each kernel's sum is a fixed
+adder tree over the products of its slots. With ``passes > 1`` a lane
+serves several groups whose slots may belong to different kernels; a
+product then enters the tree of each kernel it belongs to in some pass,
+masked to zero in the passes where it belongs elsewhere (a slot whose
+weight is zero in a pass needs no mask for it). Weights are constants
+(one pass) or a small ROM indexed by the pass.
+
+Data path, one register stage per step (the adder trees one adder level per
+stage, so no stage holds more than one adder)::
+
+    sparse in -> zero fill -> line buffer (ring of input rows, one memory word per column)
+      -> column loader -> window register (double-buffered) -> sub-window of the pool
+         position -> lanes x K*K products -> per-kernel adder trees (+ bias)
+      -> VectorRequantiser -> VectorPool -> dense vector out
+
+The walk is :class:`~.drain.PositionDrain`'s: per pooled output (raster
+order), each position of its pool window, each pass innermost, so the
+requantiser and the pool take exactly the slices they take from that drain
+and the output stream is identical: one beat per pooled position.
+
+Cycles per input (:func:`window_cycles`): each pooled output takes
+``max(pool*pool*passes, columns loaded + 2)`` cycles, where a pooled output
+loads the ``min(pool*S, Wc)`` columns it does not share with the one before
+it (``Wc = (pool - 1)*S + K``), and the first of a row all ``Wc``; at the
+same time the input is written one position per cycle (``H*W``), and the
+slower of the two sets the interval.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...sw.netspec.layers import EMPTY_SLOT
+from ..layouts import dense_vector_layout, sparse_layout, value_shape
+from ..requant import VectorRequantiser
+from .pool import VectorPool
+
+__all__ = ["WindowConvEngine", "window_cycles", "window_geometry"]
+
+
+def _lut(values, index):
+    """``values[index]`` for a constant table (a small ROM in logic)."""
+    return Array(Const(v, range(min(0, min(values)), max(values) + 1)) for v in values)[index]
+
+
+def _signed_bits(bound: int) -> int:
+    """Width of a signed value with ``|value| <= bound``."""
+    return bound.bit_length() + 1
+
+
+def window_geometry(layer, pool: int) -> dict:
+    """Window and line-buffer sizes of ``layer`` with a fused ``pool``.
+
+    ``rows``/``cols``: the input rows and columns one pooled output reads
+    (``(pool - 1)*S + K``); ``step``: columns new to each next pooled output
+    of a row (``min(pool*S, cols)``); ``ring``: input rows the line buffer
+    holds, a power of two of at least ``2 * (rows + S)``, so the next input's
+    first rows can be written while the last rows of this one are read.
+    """
+    k, s = layer.kernel, layer.stride
+    rows = (pool - 1) * s + k
+    ring = 1 << (2 * (rows + s) - 1).bit_length()
+    return {"rows": rows, "cols": rows, "step": min(pool * s, rows), "ring": ring}
+
+
+def window_cycles(layer, pool: int, passes: int) -> int:
+    """Modelled cycles per input of a window engine fed without gaps (module docstring)."""
+    geometry = window_geometry(layer, pool)
+    _, ho, wo = layer.out_shape
+    _, h, w = layer.in_shape
+    per = pool * pool * passes
+    row = max(per, geometry["cols"] + 2) + (wo // pool - 1) * max(per, geometry["step"] + 2)
+    return max(h * w, (ho // pool) * row)
+
+
+class WindowConvEngine(wiring.Component):
+    """A conv2d layer on a one-channel input (optional fused max-pool), output-stationary.
+
+    Parameters
+    ----------
+    layer : Conv2d
+        The NetSpec layer: one input channel, requantised.
+    config : LayerConfig
+        ``lanes`` (groups per cycle) and ``acc_bits`` (the width handed to
+        requantisation); ``offsets`` is not used (every cycle does the whole
+        kernel).
+    pool : int
+        Max-pool window fused after requantisation (1: none).
+
+    Ports
+    -----
+    i : sparse ``(value, c, y, x)`` activations of ``layer.in_shape`` in
+        raster order, non-zeros only (the zeros are filled here), the
+        empty-input rule of hw/layouts.py.
+    o : ``dense_vector_layout(out_channels, value_shape(frac_bits))``: one
+        beat per (pooled) output position in raster order, all channels.
+    busy : high while an input is being written, read or computed.
+    """
+
+    def __init__(self, layer, config, pool: int = 1):
+        if getattr(layer, "kind", None) != "conv2d":
+            raise TypeError(f"layer must be a Conv2d, got {type(layer).__name__}")
+        c, h, w = layer.in_shape
+        if c != 1:
+            raise ValueError(f"layer {layer.name!r}: the window engine reads a one-channel input "
+                             f"(its flat order is raster order), but the input has {c} channels; "
+                             f"build it with engine 'scatter'")
+        if layer.requant is None:
+            raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
+                             f"is not built")
+        _, ho, wo = layer.out_shape
+        if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1 \
+                or ho % pool or wo % pool:
+            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
+                             f"the output {(ho, wo)}, got {pool!r}")
+        lanes = config.lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
+                             f"got {lanes!r}")
+        bound = layer.accumulator_bound()
+        if not isinstance(config.acc_bits, int) or _signed_bits(bound) > config.acc_bits:
+            raise ValueError(f"layer {layer.name!r}: acc_bits = {config.acc_bits!r} cannot hold "
+                             f"the accumulator bound {bound}")
+        self._layer, self._lanes, self._pool = layer, lanes, pool
+        self._acc_bits = config.acc_bits
+        self._passes = config.passes(layer.groups)
+        self._geo = window_geometry(layer, pool)
+        super().__init__({
+            "i": In(stream.Signature(sparse_layout((1, h, w)))),
+            "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
+                                                          value_shape(layer.requant.frac_bits)))),
+            "busy": Out(1),
+        })
+
+    # -- constant tables -------------------------------------------------------------------
+
+    def _slots(self, lane):
+        """Per slot of ``lane``: its weight in each pass and its kernel id (None: empty)."""
+        layer, passes = self._layer, self._passes
+        kk = layer.kernel * layer.kernel
+        weights = [[0] * passes for _ in range(kk)]
+        kernels = [[None] * passes for _ in range(kk)]
+        for q in range(passes):
+            g = q * self._lanes + lane
+            if g >= layer.groups:
+                continue
+            for f in range(kk):
+                kid = int(layer.kernel_ids[g, f])
+                if kid != EMPTY_SLOT:
+                    weights[f][q], kernels[f][q] = int(layer.weights[g, f]), kid
+        return weights, kernels
+
+    def _bias(self, lane, j):
+        """Bias of sum ``j`` of ``lane`` in each pass (0 past the last channel)."""
+        layer = self._layer
+        values = []
+        for q in range(self._passes):
+            channel = (q * self._lanes + lane) * layer.n + j
+            values.append(int(layer.bias[channel]) if channel < layer.out_channels else 0)
+        return values
+
+    def _leaves(self, lane, reg, xs, q, q2):
+        """Stage 2 of ``lane``: its products, and per kernel ``j`` the leaves of its tree
+        (products, masked by the pass ``q2`` where they belong elsewhere, and the bias)
+        with the bound of the kernel's sum. ``q`` is the pass at stage 0 (weight ROM)."""
+        layer, passes, bits = self._layer, self._passes, int(self._layer.weight_bits)
+        weights, kernels = self._slots(lane)
+        products = {}
+        for f, options in enumerate(weights):
+            if not any(options):
+                continue  # an empty slot in every pass: no multiplier
+            if len(set(options)) == 1:
+                operand = Const(options[0], signed(bits))
+            else:
+                rom = Array(Const(v, signed(bits)) for v in options)
+                operand = reg(rom[q], signed(bits), f"w_{lane}_{f}")
+            products[f] = (reg(xs[f] * operand, signed(8 + bits), f"p_{lane}_{f}"),
+                           128 * max(abs(v) for v in options))
+        result = []
+        for j in range(layer.n):
+            bias = self._bias(lane, j)
+            limit = max(abs(bias[qq]) + sum(128 * abs(weights[f][qq])
+                                            for f in products if kernels[f][qq] == j)
+                        for qq in range(passes))
+            leaves = []
+            for f, (product, bound) in products.items():
+                if not any(kernels[f][qq] == j for qq in range(passes)):
+                    continue
+                # A pass whose weight is 0 adds 0 wherever the product goes.
+                mine = [kernels[f][qq] == j or weights[f][qq] == 0 for qq in range(passes)]
+                if all(mine):
+                    leaves.append((product, bound))
+                else:
+                    keep = Array(Const(int(v), 1) for v in mine)[q2]
+                    leaves.append((Mux(keep, product, 0), bound))
+            if any(bias):
+                shape = signed(_signed_bits(max(map(abs, bias))))
+                value = Const(bias[0], shape) if len(set(bias)) == 1 else \
+                    Array(Const(v, shape) for v in bias)[q2]
+                leaves.append((value, max(map(abs, bias))))
+            result.append((leaves, limit))
+        return result
+
+    @staticmethod
+    def _adder_tree(reg, leaves, limit, levels, name):
+        """Sum ``(value, bound)`` leaves, one registered adder level per stage, over exactly
+        ``levels`` stages; each node as wide as its bound, at most ``limit``."""
+        leaves = leaves or [(Const(0, signed(2)), 0)]
+        for level in range(levels):
+            pairs = []
+            for a in range(0, len(leaves), 2):
+                if a + 1 < len(leaves):
+                    (x, bx), (y, by) = leaves[a], leaves[a + 1]
+                    value, bound = x + y, min(bx + by, limit)
+                else:
+                    (value, bound), = leaves[a:]
+                pairs.append((reg(value, signed(_signed_bits(bound)),
+                                  f"{name}_{level}_{a // 2}"), bound))
+            leaves = pairs
+        assert len(leaves) == 1
+        return leaves[0][0]
+
+    # -- elaboration -----------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, geo, pool, passes = self._layer, self._geo, self._pool, self._passes
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        _, h, w = layer.in_shape
+        _, ho, wo = layer.out_shape
+        ph, pw = ho // pool, wo // pool
+        rows, cols, step, ring = geo["rows"], geo["cols"], geo["step"], geo["ring"]
+
+        # ---- line buffer: word x holds column x of every ring row, a byte per row --------
+        m.submodules.lines = lines = Memory(shape=unsigned(8 * ring), depth=w, init=[])
+        wport = lines.write_port(granularity=8)
+        rport = lines.read_port()
+
+        # ---- writer: fills the zeros between the non-zero beats, one position per cycle ----
+        wy, wx = Signal(range(h)), Signal(range(w))
+        wring = Signal(range(ring))     # ring row of input row wy
+        tail = Signal()                 # the input's last beat is in: the rest are zeros
+        held = Signal(range(ring + 1))  # ring rows begun and not yet released
+        lead = Signal(range(ring + 2))  # inputs written whole that the loader has not finished
+        beat = self.i.payload
+        begin = wx == 0
+        room = ~begin | (held < ring)
+        match = self.i.valid & ~tail & (beat.y == wy) & (beat.x == wx)
+        write = room & (tail | self.i.valid)
+        frame_end = (wy == h - 1) & (wx == w - 1)
+        value = Signal(signed(8))
+        m.d.comb += [
+            value.eq(Mux(match, beat.value, 0)),
+            self.i.ready.eq(room & match),
+            wport.addr.eq(wx),
+            wport.data.eq(Cat(*([value] * ring))),
+            wport.en.eq(Mux(write, 1 << wring, 0)),
+        ]
+        written = Signal()  # an input's final position is written this cycle
+        m.d.comb += written.eq(write & frame_end)
+        with m.If(write):
+            m.d.sync += wx.eq(wx + 1)
+            with m.If(wx == w - 1):
+                m.d.sync += [wx.eq(0), wy.eq(wy + 1), wring.eq(wring + 1)]
+                with m.If(wy == h - 1):
+                    m.d.sync += [wy.eq(0), tail.eq(0)]
+            with m.If(match & beat.last & ~frame_end):
+                m.d.sync += tail.eq(1)
+
+        # ---- loader: reads the columns of the next window into a shift register -----------
+        # Input rows of pooled row py: start(py) = py*pool*S - P .. + rows - 1.
+        starts = [py * pool * s - p for py in range(ph)]
+        clipped = [min(max(v, 0), h) for v in starts] + [h]
+        # Rows written before a pooled row is read: its window's, and every row it releases
+        # when done (at stride above 1 some are read by no window); the last: all (lead).
+        need = [max(min(h, v + rows), clipped[py + 1]) for py, v in enumerate(starts[:-1])] + [h]
+        release = [clipped[py + 1] - clipped[py] for py in range(ph)]
+        row_ok = [sum(1 << r for r in range(rows) if 0 <= v + r < h) for v in starts]
+        col_first = [px * pool * s - p + (0 if px == 0 else cols - step) for px in range(pw)]
+        count = [cols if px == 0 else step for px in range(pw)]
+        col_addr = [min(max(col_first[px] + c, 0), w - 1) for px in range(pw) for c in range(cols)]
+        col_ok = [int(c < count[px] and 0 <= col_first[px] + c < w)
+                  for px in range(pw) for c in range(cols)]
+
+        lpy, lpx = Signal(range(ph)), Signal(range(pw))
+        lk = Signal(range(cols))
+        rbase = Signal(range(ring))      # ring row of input row 0 of the loader's input
+        full = Signal()                  # the shift register holds the next window
+        issued = Signal()                # every column of it has been read
+        band_ready = (lead != 0) | (wy >= _lut(need, lpy))
+        issue = ~full & ~issued & band_ready
+        last_col = lk == _lut(count, lpx) - 1
+        r_valid, r_last, r_ok = Signal(), Signal(), Signal()
+        r_rows = Signal(rows)
+        r_ring = Signal(range(ring))
+        lut_index = Signal(range(pw * cols))
+        m.d.comb += [lut_index.eq(lpx * cols + lk), rport.addr.eq(_lut(col_addr, lut_index))]
+        m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
+                     r_ok.eq(_lut(col_ok, lut_index)), r_rows.eq(_lut(row_ok, lpy)),
+                     r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
+        with m.If(issue):
+            m.d.sync += lk.eq(lk + 1)
+            with m.If(last_col):
+                m.d.sync += [lk.eq(0), issued.eq(1)]
+
+        shift = [[Signal(signed(8), name=f"shift_{r}_{c}") for c in range(cols)]
+                 for r in range(rows)]
+        word = [rport.data[8 * b:8 * b + 8].as_signed() for b in range(ring)]
+        with m.If(r_valid):
+            for r in range(rows):
+                byte = Array(word)[(r_ring + r)[:max(1, (ring - 1).bit_length())]]
+                m.d.sync += [shift[r][c].eq(shift[r][c + 1]) for c in range(cols - 1)]
+                m.d.sync += shift[r][cols - 1].eq(Mux(r_ok & r_rows[r], byte, 0))
+            with m.If(r_last):
+                m.d.sync += [full.eq(1), issued.eq(0)]
+
+        # ---- compute sequencer: pool position and pass of the window being computed -------
+        out_valid = Signal()  # the last pipeline stage holds a slice for requantisation
+        requant_ready = Signal()
+        advance = ~out_valid | requant_ready
+        window = [[Signal(signed(8), name=f"window_{r}_{c}") for c in range(cols)]
+                  for r in range(rows)]
+        cvalid, c_final = Signal(), Signal()
+        wpos = Signal(range(pool * pool))
+        q = Signal(range(passes))
+        c_end = (wpos == pool * pool - 1) & (q == passes - 1)
+        handoff = full & (~cvalid | (advance & c_end))
+        with m.If(advance & cvalid):
+            m.d.sync += q.eq(q + 1)
+            with m.If(q == passes - 1):
+                m.d.sync += [q.eq(0), wpos.eq(wpos + 1)]
+                with m.If(wpos == pool * pool - 1):
+                    m.d.sync += [wpos.eq(0), cvalid.eq(0)]
+
+        freed = Signal(range(ring + 1))  # ring rows the loader releases this cycle
+        finished = Signal()              # the loader has handed over an input's last window
+        with m.If(handoff):
+            m.d.sync += [window[r][c].eq(shift[r][c]) for r in range(rows) for c in range(cols)]
+            m.d.sync += [cvalid.eq(1), full.eq(0),
+                         c_final.eq((lpy == ph - 1) & (lpx == pw - 1)), lpx.eq(lpx + 1)]
+            with m.If(lpx == pw - 1):
+                m.d.comb += freed.eq(_lut(release, lpy))
+                m.d.sync += [lpx.eq(0), lpy.eq(lpy + 1)]
+                with m.If(lpy == ph - 1):
+                    m.d.comb += finished.eq(1)
+                    m.d.sync += [lpy.eq(0), rbase.eq(rbase + h)]
+        m.d.sync += [held.eq(held + (write & begin) - freed), lead.eq(lead + written - finished)]
+
+        # ---- data path: pipeline registers that all advance together ----------------------
+        regs = []
+
+        def reg(value, shape, name):
+            r = Signal(shape, name=name)
+            regs.append(r.eq(value))
+            return r
+
+        # Stage 1: the sub-window of the pool position (and the pass's weights, below).
+        xs = []
+        for ky in range(k):
+            for kx in range(k):
+                options = [window[(a // pool) * s + ky][(a % pool) * s + kx]
+                           for a in range(pool * pool)]
+                xs.append(reg(Array(options)[wpos] if pool > 1 else options[0], signed(8),
+                              f"x_{ky}_{kx}"))
+        v1 = reg(cvalid, 1, "valid1")
+        q1 = reg(q, range(passes), "pass1")
+        last1 = reg(cvalid & c_end & c_final, 1, "last1")
+
+        lanes, n = self._lanes, layer.n
+        q2 = reg(q1, range(passes), "pass2")
+        trees = [(lane, j, leaves, limit)
+                 for lane in range(lanes)
+                 for j, (leaves, limit) in enumerate(self._leaves(lane, reg, xs, q, q2))]
+        # Stage 3 on: one adder level per stage; shorter trees are delayed to the longest.
+        levels = max((max(1, len(leaves)) - 1).bit_length() for _, _, leaves, _ in trees)
+        sums = [(lane * n + j, self._adder_tree(reg, leaves, limit, levels, f"sum_{lane}_{j}"))
+                for lane, j, leaves, limit in trees]
+        valid, qd, lastd = reg(v1, 1, "valid2"), q2, reg(last1, 1, "last2")
+        for level in range(levels):
+            valid = reg(valid, 1, f"valid{level + 3}")
+            qd = reg(qd, range(passes), f"pass{level + 3}")
+            lastd = reg(lastd, 1, f"last{level + 3}")
+        with m.If(advance):
+            m.d.sync += regs
+        m.d.comb += out_valid.eq(valid)
+
+        # ---- requantisation and pool, as PositionDrain feeds them -------------------------
+        rq = layer.requant
+        width = lanes * n
+        m.submodules.requant = requant = VectorRequantiser(
+            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
+            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
+            frac_bits=rq.frac_bits)
+        m.submodules.pool = vpool = VectorPool(layer.out_channels, width, passes, pool * pool,
+                                               frac_bits=rq.frac_bits)
+        for e, total in sums:
+            m.d.comb += requant.i.payload.a[e].eq(total)
+        m.d.comb += [requant.i.valid.eq(valid), requant.i.payload.slice.eq(qd),
+                     requant.i.payload.last.eq(lastd), requant_ready.eq(requant.i.ready)]
+        wiring.connect(m, requant.o, vpool.i)
+        wiring.connect(m, vpool.o, wiring.flipped(self.o))
+
+        m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
+                                 | (lpx != 0) | (lk != 0) | full | issued | r_valid | cvalid
+                                 | v1 | valid)
+        return m
