@@ -230,6 +230,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
             "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
+            "weight_copies": copies,
             "weight_memory_bits": layer.fan_in * passes * cfg.lanes * copies
             * (layer.weight_bits + kernel_id_bits(layer.n)),
             "ring": ring,

@@ -85,7 +85,9 @@ def test_summary_follows_weight_and_fraction_bits():
     acts = golden.run(spec, x).activations
     rows = {row["name"]: row for row in report["layers"]}
     for layer, row in zip(spec.packed_layers, report["layers"]):
+        # A conv's words are stored once per column pattern (column-rotated weights).
         assert row["weight_memory_bits"] == (layer.fan_in * row["passes"] * row["lanes"]
+                                             * row["weight_copies"]
                                              * (layer.weight_bits + kernel_id_bits(layer.n)))
         assert row["acc_bits"] == accumulator_bits(layer) >= 9 + layer.weight_bits
     fc1 = spec.layer("fc1")
