@@ -48,7 +48,8 @@ def unpack_dense(spec: NetSpec) -> NetSpec:
         if hasattr(layer, "dense_weight"):
             weights = layer.dense_weight()
             layer = dataclasses.replace(layer, n=1, weights=weights,
-                                        kernel_ids=np.zeros(weights.shape, np.uint8))
+                                        kernel_ids=np.zeros(weights.shape, np.uint8),
+                                        pattern="random")  # one kernel: nothing to arrange
         layers.append(layer)
     return NetSpec(name=f"{spec.name}-dense", input=spec.input, layers=tuple(layers),
                    classes=spec.classes)

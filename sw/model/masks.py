@@ -34,6 +34,13 @@ fan-ins drift apart (the hardware does not need equal fan-ins: a packed
 kernel computes all of its group's kernels in one pass whatever the split).
 
 Only layers with ``n > 1`` are touched; a dense layer has nothing to assign.
+
+A layer with a structured pattern (:mod:`.patterns`) keeps it: ``magnitude``
+and ``gmp`` prune and assign whole blocks of a ``block`` pattern (a unit's
+score: the L1 norm of its alive candidates over the block) and, for an
+``nm`` pattern, protect the N:M projection of the scores instead of each
+slot's best, so the schedule ends on an N:M assignment. ``set`` and
+``rigl`` move single slots and refuse a structured pattern.
 """
 import math
 from dataclasses import asdict, dataclass
