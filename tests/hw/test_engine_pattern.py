@@ -138,3 +138,19 @@ def test_summary_weight_memory_shrinks_by_the_shared_ids(block):
         else:
             assert row["weight_memory_bits"] == old["weight_memory_bits"]
     assert saved > 0
+
+
+@pytest.mark.parametrize("seed,pattern", [(1, "block:2"), (3, "block:4"), (6, "nm:1")])
+def test_random_network_with_pattern_bit_exact(seed, pattern):
+    """Whole random networks whose packed layers follow a pattern (``nm:1``: N:M with M = n
+    for each layer), generated and simulated, against the golden model."""
+    from cosparse.hw.generate import generate
+    from cosparse.sw.netspec import random_inputs
+    from _net_util import run_network
+    spec = random_netspec(seed, pattern=pattern)
+    assert any(l.pattern != "random" for l in spec.packed_layers)
+    xs = random_inputs(spec, 2, seed=seed)
+    logits, classes, _, _ = run_network(generate(spec), xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
