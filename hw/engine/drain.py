@@ -15,7 +15,7 @@ Every word read is cleared on the next cycle, so the buffer is zero when
 the next input accumulates in it.
 """
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..layouts import dense_layout, dense_vector_layout, value_shape
 from ..requant import Requantiser, VectorRequantiser
 from .pool import VectorPool
-from .kernel_ring import KernelRingPort
+from .kernel_ring import READ_LATENCY, KernelRingPort
 from .router import DrainPort, SumPort
 
 __all__ = ["PositionDrain", "ChannelDrain"]
@@ -153,12 +153,16 @@ class PositionDrain(wiring.Component):
                             with m.If(px == wo // s - 1):
                                 m.d.sync += [px.eq(0), py.eq(py + 1)]
 
-        # Read stage: the word and the biases of the slice being emitted, held while stalled.
-        d_valid, d_last = Signal(), Signal()
+        # Read stages, in lockstep and held while stalled: the word (kernel-addressed
+        # accumulators: READ_LATENCY stages, the last holding the difference) and, beside
+        # the last, the biases of the slice being emitted.
+        latency = READ_LATENCY if self._by_kernel else 1
         slice_index = Signal(range(passes * kernels))
-        d_slice = Signal.like(slice_index)
+        d_valid = [Signal(name=f"d_valid{i}") for i in range(latency)]
+        d_last = [Signal(name=f"d_last{i}") for i in range(latency)]
+        d_slice = [Signal.like(slice_index, name=f"d_slice{i}") for i in range(latency)]
         out_ready = Signal()
-        advance = ~d_valid | out_ready
+        advance = ~d_valid[-1] | out_ready
         oy, ox = Signal(range(ho)), Signal(range(wo))
         m.d.comb += [oy.eq(py * s + wi), ox.eq(px * s + wj), slice_index.eq(q * kernels + j)]
         bias_row = data.ArrayLayout(signed(self._acc_bits), width)
@@ -174,15 +178,17 @@ class PositionDrain(wiring.Component):
             self.acc.bank.eq(_lut([v % t.rows for v in range(ho)], oy) * t.cols
                              + _lut([v % t.cols for v in range(wo)], ox)),
             self.acc.en.eq(advance & go if self._ring else advance),
-            bias.addr.eq(slice_index),
+            bias.addr.eq(d_slice[-2] if latency > 1 else slice_index),
             bias.en.eq(advance),
         ]
         if self._by_kernel:
-            m.d.comb += self.acc.kernel.eq(j)
+            m.d.comb += [self.acc.kernel.eq(j), self.acc.step.eq(advance)]
         else:
             m.d.comb += self.acc.clear.eq(go)
         with m.If(advance):
-            m.d.sync += [d_valid.eq(go), d_slice.eq(slice_index), d_last.eq(at_end)]
+            m.d.sync += [d_valid[0].eq(go), d_slice[0].eq(slice_index), d_last[0].eq(at_end)]
+            m.d.sync += [stage[i].eq(stage[i - 1]) for stage in (d_valid, d_slice, d_last)
+                         for i in range(1, latency)]
             with m.If(go):
                 step()
                 with m.If(at_end):
@@ -203,8 +209,8 @@ class PositionDrain(wiring.Component):
                                               frac_bits=rq.frac_bits)
         for e in range(width):
             m.d.comb += requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
-        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_slice),
-                     requant.i.payload.last.eq(d_last), out_ready.eq(requant.i.ready)]
+        m.d.comb += [requant.i.valid.eq(d_valid[-1]), requant.i.payload.slice.eq(d_slice[-1]),
+                     requant.i.payload.last.eq(d_last[-1]), out_ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, pool.i)
         place = {c: i for i, c in enumerate(order)}
         m.d.comb += [
@@ -213,10 +219,11 @@ class PositionDrain(wiring.Component):
             pool.o.ready.eq(self.o.ready),
         ] + [self.o.payload.values[c].eq(pool.o.payload.values[place[c]])
              for c in range(channels)]
+        in_flight = Cat(*d_valid).any()
         if self._ring:
-            m.d.comb += [self.busy.eq(d_valid), self.drained.eq(Mux(issuing, py, ho // s))]
+            m.d.comb += [self.busy.eq(in_flight), self.drained.eq(Mux(issuing, py, ho // s))]
         else:
-            m.d.comb += self.busy.eq(issuing | d_valid)
+            m.d.comb += self.busy.eq(issuing | in_flight)
         return m
 
 

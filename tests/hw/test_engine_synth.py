@@ -1,10 +1,13 @@
 """One small engine through Yosys's UltraScale+ flow: memories in block RAM, products in DSPs.
 
 The accumulators (one memory per bank and buffer, one synchronous read port
-and one write port with an enable per sum, hw/engine/router.py) and the
-packed weight ROM (synchronous read, hw/engine/multiply.py) must be shaped
-so that synthesis infers block RAM, not distributed RAM or flip-flops, and
-the int8 x weight products must land in DSP48E2 slices.
+and one write port with an enable per sum, hw/engine/router.py; or, kernel-
+addressed, one memory of single sums per bank and lane with a second read
+port for the drain and a base memory beside it, hw/engine/kernel_ring.py)
+and the packed weight ROM (synchronous read, hw/engine/multiply.py) must be
+shaped so that synthesis infers block RAM, not distributed RAM or
+flip-flops, the int8 x weight products must land in DSP48E2 slices, and no
+path may hold more than 8 logic levels as Vivado counts them.
 """
 
 import sys
@@ -23,8 +26,10 @@ from test_engine import conv_layer  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("position_major", [False, True])
-def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path, position_major):
+@pytest.mark.parametrize("position_major,accumulators", [(False, "word"), (True, "word"),
+                                                         (True, "kernel")])
+def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path, position_major,
+                                                              accumulators):
     try:
         find_tool("yosys")
     except ToolMissing as error:
@@ -32,18 +37,23 @@ def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path, position
     rng = np.random.default_rng(0)
     # 32 input channels of 3x3 kernels, 4 groups one lane at a time: a 1,152-word weight ROM;
     # one offset per cycle: one bank of 4 passes x 16 x 16 positions (1,024 words of 2 sums),
-    # twice; or, position-major, a ring of 4 passes x 8 x 32 positions (1,024 words), once.
+    # twice; or, position-major, a ring of 4 passes x 8 x 32 positions (1,024 words), once;
+    # kernel-addressed: the ring's 2,048 single sums and as many bases.
     size = 34 if position_major else 18
     layer = conv_layer(rng, c=32, size=size, k=3, out=8, n=2)
-    engine = ConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)),
+    config = LayerConfig(lanes=1, acc_bits=accumulator_bits(layer), accumulators=accumulators)
+    engine = ConvEngine(layer, config,
                         pool=2 if position_major else 1, position_major=position_major)
     top, netlist = module_netlist(engine)
     used = synthesise(netlist, top, cache=tmp_path / "cache")
     cells = used.cells
     block = cells.get("RAMB18E2", 0) + cells.get("RAMB36E2", 0) + cells.get("URAM288", 0)
-    # The accumulator buffers (two, or one ring) and the weight ROM, one block RAM or more each.
-    assert block >= (2 if position_major else 3), cells
+    # The accumulator buffers (two, or one ring; kernel-addressed: the sums and their bases)
+    # and the weight ROM, one block RAM or more each.
+    assert block >= {(False, "word"): 3, (True, "word"): 2, (True, "kernel"): 3}[
+        position_major, accumulators], cells
     # No distributed RAM anywhere: every memory of this engine is block-RAM shaped.
     assert not any(name.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "RAM512"))
                    for name in cells), cells
     assert used.dsp >= 1, cells
+    assert used.logic_levels <= 8, used
