@@ -13,7 +13,7 @@ DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
     python bench/engine_resources.py --random 3 --engine 0
     python bench/engine_resources.py --engine 1          # the default's conv2
     python bench/engine_resources.py --engine 0 --kind scatter --lanes 2   # conv1 as a scatter engine
-    python bench/engine_resources.py --netspec DIR --engine 1 [--no-pattern]   # a block pattern's ids
+    python bench/engine_resources.py --netspec DIR --engine 1 [--no-pattern]  # block pattern ids
 """
 
 from __future__ import annotations

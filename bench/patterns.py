@@ -7,7 +7,7 @@ split and the golden model's mean useful MACs per input; then one markdown
 row per run, as bench/masks.py. Runs already done (an ``eval.json`` in their
 folder) are not redone.
 
-    python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs static-random,gmp-block]
+    python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs gmp-block,...]
 """
 import argparse
 import json
