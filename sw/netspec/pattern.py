@@ -75,7 +75,7 @@ class Pattern:
 
     def check_group(self, n: int, where: str = "layer") -> None:
         """ValueError unless ``n`` kernels per group can follow the pattern (``nm``: n*N == M)."""
-        if self.kind == "nm" and n > 1 and n * self.n != self.m:
+        if self.kind == "nm" and n * self.n != self.m:
             raise ValueError(f"{where}: pattern {self} needs n * N == M, but the layer packs "
                              f"n = {n} kernels per group ({n} * {self.n} = {n * self.n} != "
                              f"{self.m}); use nm:N:{n}N for this layer, e.g. nm:1:{n} or "
