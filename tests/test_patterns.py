@@ -11,7 +11,7 @@ import torch
 
 from cosparse.sw import train as tr
 from cosparse.sw.model import CompSparseConv2d, CompSparseLinear, GSCNet
-from cosparse.sw.model.complementary import EMPTY, group_sizes
+from cosparse.sw.model.complementary import EMPTY
 from cosparse.sw.model.masks import MaskSettings, learnable_layers, make_scheduler
 from cosparse.sw.model.patterns import assign_nm, draw, layer_patterns
 from cosparse.sw.netspec import EMPTY_SLOT, NetSpecError, load, random_netspec, save
