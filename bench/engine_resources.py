@@ -13,6 +13,7 @@ DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
     python bench/engine_resources.py --random 3 --engine 0
     python bench/engine_resources.py --engine 1          # the default's conv2
     python bench/engine_resources.py --engine 0 --kind scatter --lanes 2   # conv1 as a scatter engine
+    python bench/engine_resources.py --netspec DIR --engine 1 [--no-pattern]  # block pattern ids
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--offsets", type=int, help="override the engine's offsets")
     parser.add_argument("--kind", choices=("scatter", "window"),
                         help="override a conv engine's kind (LayerConfig.engine)")
+    parser.add_argument("--no-pattern", action="store_true",
+                        help="store one kernel id per slot whatever the NetSpec's pattern (the "
+                             "baseline a block pattern's shared ids are measured against)")
     parser.add_argument("--out", default="build/engine-resources", metavar="DIR")
     parser.add_argument("--cache", metavar="DIR", help="synthesis cache")
     args = parser.parse_args(argv)
@@ -57,6 +61,10 @@ def main(argv=None) -> int:
     else:
         spec = netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC,
                                                            "default NetSpec"))
+    if args.no_pattern:  # the same kernel ids, stated as unstructured
+        spec = dataclasses.replace(spec, layers=tuple(
+            dataclasses.replace(layer, pattern="random") if hasattr(layer, "pattern") else layer
+            for layer in spec.layers))
     config = HwConfig.default_for(spec)
     layers = list(config.layers)
     changes = {k: v for k, v in (("lanes", args.lanes), ("offsets", args.offsets),
@@ -68,13 +76,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     top, netlist = module_netlist(engine)
-    path = out / f"{top}{args.engine}.il"
+    path = out / f"{top}{args.engine}{'-nopattern' if args.no_pattern else ''}.il"
     path.write_text(netlist)
     start = time.perf_counter()
     used = synthesise(netlist, top, cache=args.cache,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     row = summary(spec, config)["layers"][args.engine]
     report = {"engine": row["name"], "kind": row["engine"], "lanes": row["lanes"],
+              "pattern": spec.layers[[l.name for l in spec.layers].index(row["name"])].pattern,
+              "weight_memory_bits": row["weight_memory_bits"],
               "offsets": row["offsets"], "multipliers": row["multipliers"],
               "passes": row["passes"], "cycles_per_input": row["cycles_per_input"],
               "rtlil_mb": path.stat().st_size / 1e6,

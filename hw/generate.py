@@ -19,7 +19,7 @@ from ..sw.netspec import Conv2d, NetSpec, random_inputs
 from ..sw.golden import validate_inputs
 from .config import HwConfig
 from .convert import to_verilog
-from .engine.weights import kernel_id_bits
+from .engine.weights import id_block, kernel_id_bits
 from .kwta.global_ import scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
@@ -48,7 +48,8 @@ def unpack_dense(spec: NetSpec) -> NetSpec:
         if hasattr(layer, "dense_weight"):
             weights = layer.dense_weight()
             layer = dataclasses.replace(layer, n=1, weights=weights,
-                                        kernel_ids=np.zeros(weights.shape, np.uint8))
+                                        kernel_ids=np.zeros(weights.shape, np.uint8),
+                                        pattern="random")  # one kernel: nothing to arrange
         layers.append(layer)
     return NetSpec(name=f"{spec.name}-dense", input=spec.input, layers=tuple(layers),
                    classes=spec.classes)
@@ -128,6 +129,23 @@ def _emit_cycles(out: np.ndarray, dense: bool, floor: int = 1) -> np.ndarray:
     beats = np.full(out.shape[:1] + out.shape[2:], out.shape[1]) if dense else \
         np.count_nonzero(out, axis=1)
     return np.maximum(beats, floor).sum(axis=(1, 2))
+
+
+def weight_memory_bits(layer, passes: int, lanes: int, copies: int, window: bool) -> int:
+    """Bits of a packed layer's weight memories: weights and kernel ids.
+
+    Per slot, pass, lane and stored copy a ``weight_bits`` weight and,
+    unless the layer's ``block`` pattern lets a scatter engine store one id
+    per block (:func:`~.engine.weights.id_block`), a ``kernel_id_bits(n)``
+    id; with blocks, one id per block of ``K`` channels (inputs) instead.
+    A window engine keeps ids as constants in its adder trees: counted per
+    slot, as before.
+    """
+    words = passes * lanes * copies
+    block = 1 if window else id_block(layer)
+    units = layer.fan_in if block == 1 else layer.structure.unit_count(layer.fan_in,
+                                                                       layer.pattern_kernel)
+    return words * (layer.fan_in * layer.weight_bits + units * kernel_id_bits(layer.n))
 
 
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
@@ -231,8 +249,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_copies": copies,
-            "weight_memory_bits": layer.fan_in * passes * cfg.lanes * copies
-            * (layer.weight_bits + kernel_id_bits(layer.n)),
+            "weight_memory_bits": weight_memory_bits(layer, passes, cfg.lanes, copies, window),
             "ring": ring,
             "accumulators": "none" if window else cfg.accumulators if isinstance(layer, Conv2d)
             else "lane",

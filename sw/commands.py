@@ -57,7 +57,9 @@ def _run_export(args):
                 "checkpoint_metrics": ckpt.get("metrics", {}),
                 "command": " ".join(["cosparse"] + sys.argv[1:]),
                 # how the complementary masks were learned (checkpoints before --mask: static)
-                "mask": ckpt.get("mask", {"method": "static"})}
+                "mask": ckpt.get("mask", {"method": "static"}),
+                # the structure of the assignments (checkpoints before --pattern: random)
+                "pattern": ckpt["config"].get("pattern", "random")}
     if qat is not None:  # the scales it was fine-tuned with: the NetSpec computes that forward
         metadata["qat"] = qat
         calibration, scales = None, qat["output_scales"]

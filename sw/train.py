@@ -613,7 +613,14 @@ _OVERRIDES = {  # flag -> (NetConfig field, type)
     "--conv1-density": ("conv1_density", float), "--conv2-density": ("conv2_density", float),
     "--hidden-density": ("hidden_density", float), "--hidden": ("hidden", int),
     "--boost-strength": ("boost_strength", float), "--mask-seed": ("mask_seed", int),
-    "--kwta-noise": ("kwta_noise", float),
+    "--kwta-noise": ("kwta_noise", float), "--pattern": ("pattern", str),
+}
+_OVERRIDE_HELP = {
+    "--pattern": "structure of the complementary assignments: random (default), nm:N:M (each "
+                 "kernel owns N of every M consecutive slots; M = n*N), block:K (one kernel per "
+                 "block of K inputs, or of K input channels at one kernel offset), for every "
+                 "layer with n > 1, or LAYER=PATTERN,... (with --mask static, magnitude or gmp; "
+                 "docs/model.md)",
 }
 
 
@@ -672,7 +679,8 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: all cores; 1 is faster on a busy machine)")
     for flag, (field, kind) in _OVERRIDES.items():
-        parser.add_argument(flag, type=kind, default=None, help=f"override NetConfig.{field}")
+        parser.add_argument(flag, type=kind, default=None,
+                            help=_OVERRIDE_HELP.get(flag, f"override NetConfig.{field}"))
     parser.set_defaults(func=run_cli)
     return parser
 

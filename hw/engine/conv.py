@@ -22,6 +22,7 @@ from .pipeline import PackedEngine
 from .ring import RowWindow, ring_window
 from .router import Accumulators
 from .tiling import Tiling
+from .weights import id_block
 
 __all__ = ["ConvScatter", "ConvEngine", "conv_tiling"]
 
@@ -47,9 +48,14 @@ class ConvScatter(wiring.Component):
         Input tensor shape.
     tiling : Tiling
         Kernel size, stride, padding, offset tile, output size and passes.
+    block : int
+        Input channels sharing one kernel-id word (a ``block`` pattern,
+        :func:`~.weights.id_block`; a power of two): each item also carries the
+        id word, the weight word's address with channel ``c`` replaced by
+        ``c // block``. 1: ids are in the weight word.
     """
 
-    def __init__(self, in_shape: tuple, tiling: Tiling):
+    def __init__(self, in_shape: tuple, tiling: Tiling, block: int = 1):
         if not isinstance(in_shape, tuple) or len(in_shape) != 3:
             raise TypeError(f"in_shape must be a tuple (C, H, W), got {in_shape!r}")
         if not isinstance(tiling, Tiling):
@@ -60,11 +66,14 @@ class ConvScatter(wiring.Component):
                 or tiling.out_hw != ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1):
             raise ValueError(f"tiling (kernel {k}, stride {s}, padding {p}, output "
                              f"{tiling.out_hw}) does not fit the input {in_shape!r}")
-        self._shape, self._t = in_shape, tiling
+        if not isinstance(block, int) or block < 1 or block & (block - 1):
+            raise ValueError(f"block must be a power of two, got {block!r}")
+        self._shape, self._t, self._block = in_shape, tiling, block
+        per_channel = tiling.tiles() * tiling.passes * tiling.col_copies
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
             "o": Out(stream.Signature(item_layout(
-                tiling, c * tiling.tiles() * tiling.passes * tiling.col_copies))),
+                tiling, c * per_channel, -(-c // block) * per_channel if block > 1 else 0))),
             "busy": Out(1),
         })
 
@@ -110,12 +119,17 @@ class ConvScatter(wiring.Component):
         tx_last, ty_last = tx == _lut(tx_hi, act.x), ty == _lut(ty_hi, act.y)
         at_end = (q == t.passes - 1) & tx_last & ty_last
 
+        def word(channel):
+            return (((channel * t.tiles_y + ty) * t.tiles_x + tx) * t.passes + q) \
+                * t.col_copies + phase
+
+        if self._block > 1:
+            m.d.comb += item.ids.eq(word(act.c >> (self._block.bit_length() - 1)))
         m.d.comb += [
             self.busy.eq(busy),
             self.o.valid.eq(busy),
             item.value.eq(act.value),
-            item.word.eq((((act.c * t.tiles_y + ty) * t.tiles_x + tx) * t.passes + q)
-                         * t.col_copies + phase),
+            item.word.eq(word(act.c)),
             item.q.eq(q),
             item.last.eq(act.last & at_end),
             self.i.ready.eq(~busy | (self.o.ready & at_end)),
@@ -194,7 +208,7 @@ class ConvEngine(PackedEngine):
             raise TypeError(f"position_major must be a bool, got {position_major!r}")
         in_shape = tuple(layer.in_shape)
         tiling = conv_tiling(layer, config, pool, position_major)
-        scatter = ConvScatter(in_shape, tiling)
+        scatter = ConvScatter(in_shape, tiling, id_block(layer))
         by_kernel = config.accumulators == "kernel"
         if by_kernel and not position_major:
             raise ValueError(f"layer {layer.name!r}: kernel accumulators need position-major "

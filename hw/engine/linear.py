@@ -18,6 +18,7 @@ from .multiply import item_layout
 from .pipeline import PackedEngine
 from .router import LaneAccumulators
 from .tiling import Tiling
+from .weights import id_block
 
 __all__ = ["LinearScatter", "LinearEngine"]
 
@@ -31,18 +32,26 @@ class LinearScatter(wiring.Component):
         Shape of the activation tensor as it arrives (flattened by the layer).
     tiling : Tiling
         The layer's single-bank tiling (``kernel = offsets = 1``).
+    block : int
+        Fan-in indices sharing one kernel-id word (a ``block`` pattern,
+        :func:`~.weights.id_block`; a power of two): each item also carries the
+        id word ``(f // block) * passes + q``. 1: ids are in the weight word.
     """
 
-    def __init__(self, in_shape: tuple, tiling: Tiling):
+    def __init__(self, in_shape: tuple, tiling: Tiling, block: int = 1):
         if not isinstance(in_shape, tuple) or len(in_shape) not in (1, 3):
             raise TypeError(f"in_shape must be a tuple (F,) or (C, H, W), got {in_shape!r}")
         if not isinstance(tiling, Tiling) or tiling.kernel != 1 or tiling.out_hw != (1, 1):
             raise TypeError(f"tiling must be a Tiling of kernel 1 and output (1, 1), "
                             f"got {tiling!r}")
-        self._shape, self._passes = in_shape, tiling.passes
+        if not isinstance(block, int) or block < 1 or block & (block - 1):
+            raise ValueError(f"block must be a power of two, got {block!r}")
+        self._shape, self._passes, self._block = in_shape, tiling.passes, block
+        size = tensor_size(in_shape)
+        id_words = -(-size // block) * tiling.passes if block > 1 else 0
         super().__init__({
             "i": In(stream.Signature(sparse_layout(in_shape))),
-            "o": Out(stream.Signature(item_layout(tiling, tensor_size(in_shape) * tiling.passes))),
+            "o": Out(stream.Signature(item_layout(tiling, size * tiling.passes, id_words))),
             "busy": Out(1),
         })
 
@@ -70,6 +79,9 @@ class LinearScatter(wiring.Component):
             item.last.eq(act.last & at_end),
             self.i.ready.eq(~busy | (self.o.ready & at_end)),
         ]
+        if self._block > 1:
+            shift = self._block.bit_length() - 1
+            m.d.comb += item.ids.eq((self._flat(act) >> shift) * self._passes + q)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += q.eq(q + 1)
             with m.If(at_end):
@@ -109,7 +121,7 @@ class LinearEngine(PackedEngine):
                              f"got offsets = {config.offsets!r}")
         tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
         value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
-        super().__init__(layer, config, LinearScatter(in_shape, tiling), tiling,
+        super().__init__(layer, config, LinearScatter(in_shape, tiling, id_block(layer)), tiling,
                          LaneAccumulators(layer.n, config.lanes, tiling, config.acc_bits,
                                           layer.weight_bits),
                          ChannelDrain(layer, config.lanes, tiling, config.acc_bits),

@@ -23,7 +23,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .weights import check_weight_bits, kernel_id_bits, lane_layout, weight_words, word_layout
+from .weights import (check_weight_bits, id_block, id_words, kernel_id_bits, lane_layout,
+                      weight_words, word_layout)
 
 __all__ = ["LATENCY", "bits", "item_layout", "product_bits", "product_layout", "PackedMultiply"]
 
@@ -36,19 +37,23 @@ def bits(extent: int) -> int:
     return max(1, ceil_log2(extent))
 
 
-def item_layout(tiling, words: int) -> data.StructLayout:
+def item_layout(tiling, words: int, id_words: int = 0) -> data.StructLayout:
     """One unit of work: activation ``value``, weight ``word`` address, pass ``q``, and per
     bank row (``rows``) and bank column (``cols``) the tile offset that lands there
     (``src``), its entry coordinate in the bank (``addr``) and whether it exists (``ok``);
-    ``last`` marks the final item of an input."""
+    ``last`` marks the final item of an input. With ``id_words`` (a block pattern's
+    kernel-id memory, :func:`~.weights.id_words`) also the id word address ``ids``."""
     def axis(extent, span):
         return data.ArrayLayout(data.StructLayout({
             "src": unsigned(bits(extent)), "addr": unsigned(bits(span)), "ok": unsigned(1)}),
             extent)
-    return data.StructLayout({
+    fields = {
         "value": signed(8), "word": unsigned(bits(words)), "q": unsigned(bits(tiling.passes)),
         "rows": axis(tiling.rows, tiling.bank_h), "cols": axis(tiling.cols, tiling.bank_w),
-        "last": unsigned(1)})
+        "last": unsigned(1)}
+    if id_words:
+        fields["ids"] = unsigned(bits(id_words))
+    return data.StructLayout(fields)
 
 
 def product_bits(weight_bits: int = 8) -> int:
@@ -97,9 +102,13 @@ class PackedMultiply(wiring.Component):
             raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
         self._bits = check_weight_bits(layer.weight_bits)
         self._layer, self._lanes, self._tiling = layer, lanes, tiling
-        self._words = weight_words(layer, lanes, tiling)
+        block = id_block(layer)
+        self._words = weight_words(layer, lanes, tiling, ids=block == 1)
+        self._ids = id_words(layer, lanes, tiling, block) if block > 1 else None
         super().__init__({
-            "i": In(stream.Signature(item_layout(tiling, len(self._words)), always_ready=True)),
+            "i": In(stream.Signature(item_layout(tiling, len(self._words),
+                                                 len(self._ids) if self._ids else 0),
+                                     always_ready=True)),
             "o": Out(stream.Signature(product_layout(layer.n, lanes, tiling, self._bits),
                                       always_ready=True)),
         })
@@ -108,10 +117,14 @@ class PackedMultiply(wiring.Component):
         m = Module()
         t, lanes = self._tiling, self._lanes
         layout = word_layout(self._layer.n, lanes, t.offsets, self._bits)
-        m.submodules.weights = rom = Memory(shape=unsigned(layout.size), depth=len(self._words),
-                                            init=self._words)
-        read = rom.read_port()
-        m.d.comb += read.addr.eq(self.i.payload.word)
+        if self._ids is None:
+            m.submodules.weights = rom = Memory(shape=unsigned(layout.size),
+                                                depth=len(self._words), init=self._words)
+            read = rom.read_port()
+            m.d.comb += read.addr.eq(self.i.payload.word)
+            word = read.data
+        else:
+            word = self._split_memories(m, layout)
 
         # Stage 1: the word is read; the item's routing fields wait beside it.
         v1 = Signal()
@@ -121,7 +134,7 @@ class PackedMultiply(wiring.Component):
         # Stage 2: each bank's weights (rotation: row, then column), entry and write enable.
         group_bits = lanes * lane_layout(self._layer.n, self._bits).size
         row_bits = t.cols * group_bits
-        tile_rows = [read.data[i * row_bits:(i + 1) * row_bits] for i in range(t.rows)]
+        tile_rows = [word[i * row_bits:(i + 1) * row_bits] for i in range(t.rows)]
         v2, value2, last2 = Signal(), Signal(signed(8)), Signal()
         weights2 = Signal(data.ArrayLayout(data.ArrayLayout(lane_layout(self._layer.n, self._bits),
                                                             lanes),
@@ -150,3 +163,25 @@ class PackedMultiply(wiring.Component):
                 m.d.sync += [self.o.payload.product[b][lane].eq(value2 * weights2[b][lane].weight),
                              self.o.payload.kernel[b][lane].eq(weights2[b][lane].kernel)]
         return m
+
+    def _split_memories(self, m, layout):
+        """A block pattern's two memories, read together: the weights at ``word``, one
+        kernel id per block and lane at ``ids``; returns the word of ``layout`` they make
+        (wiring only), so the rotation and the products are those of one memory."""
+        entries = self._tiling.offsets * self._lanes
+        kb = kernel_id_bits(self._layer.n)
+        m.submodules.weights = weights = Memory(shape=unsigned(entries * self._bits),
+                                                depth=len(self._words), init=self._words)
+        m.submodules.kernel_ids = ids = Memory(shape=unsigned(entries * kb),
+                                               depth=len(self._ids), init=self._ids)
+        weight_read, id_read = weights.read_port(), ids.read_port()
+        m.d.comb += [weight_read.addr.eq(self.i.payload.word),
+                     id_read.addr.eq(self.i.payload.ids)]
+        word = Signal(layout)
+        lanes = self._lanes
+        for index in range(entries):
+            lane = word[index // lanes][index % lanes]
+            m.d.comb += [lane.weight.eq(weight_read.data[index * self._bits:
+                                                          (index + 1) * self._bits]),
+                         lane.kernel.eq(id_read.data[index * kb:(index + 1) * kb])]
+        return word.as_value()

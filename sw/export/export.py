@@ -252,7 +252,8 @@ def _spec_layers(in_shape, quantised, blocks):
         support = (layer.dense_weight_2d().detach() != 0).numpy() | _owned(layer)
         weights, ids = pack(q.weight, layer.n, support=support)
         common = dict(name=block.name, n=layer.n, weights=weights, kernel_ids=ids, bias=q.bias,
-                      requant=q.requant, weight_bits=q.weight_bits)
+                      requant=q.requant, weight_bits=q.weight_bits,
+                      pattern=getattr(layer, "pattern", "random"))
         if isinstance(layer, CompSparseConv2d):
             spec_layer = Conv2d(in_shape=shape, out_channels=layer.out_features,
                                 kernel=layer.kernel_size, stride=layer.stride,

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .patterns import draw, parse_pattern
+
 EMPTY = -1
 """Kernel id of a packed slot that belongs to no kernel.
 
@@ -136,16 +138,29 @@ class _CompSparseBase(nn.Module):
         Seed of the random complementary assignment.
     slot_kernel : torch.Tensor, optional
         An explicit assignment (may contain :data:`EMPTY`); by default one
-        is drawn with :func:`complementary_assignment`.
+        is drawn with :func:`complementary_assignment`, or with
+        :func:`~.patterns.draw` for a structured ``pattern``.
+    pattern : str
+        ``random``, ``nm:N:M`` or ``block:K`` (:mod:`cosparse.sw.netspec.pattern`):
+        the structure every assignment of this layer follows, checked on
+        every :meth:`set_assignment` and stated in its NetSpec layer.
+    kernel : int
+        Convolution kernel size (a block runs along input channels), 1 for linear.
     """
 
-    def __init__(self, out_features, fan_in, n, bias, seed, slot_kernel):
+    def __init__(self, out_features, fan_in, n, bias, seed, slot_kernel, pattern="random",
+                 kernel=1):
         super().__init__()
         sizes = group_sizes(out_features, n)
+        structure = parse_pattern(pattern)
+        structure.check_group(n, "layer")
+        self.pattern, self.pattern_kernel = str(structure), kernel
         if slot_kernel is None:
             gen = torch.Generator().manual_seed(int(seed))
-            slot_kernel = complementary_assignment(out_features, fan_in, n, gen)
+            slot_kernel = (draw(structure, sizes, fan_in, gen, kernel) if structure.structured
+                           else complementary_assignment(out_features, fan_in, n, gen))
         _validate_slot_kernel(slot_kernel, sizes, fan_in)
+        self._check_pattern(slot_kernel)
         self.n = n
         self.out_features = out_features
         self.fan_in = fan_in
@@ -183,6 +198,17 @@ class _CompSparseBase(nn.Module):
         self._scatter_src = used.nonzero().squeeze(1)
         self._scatter_dst = flat_dst.reshape(-1)[self._scatter_src]
 
+    def _check_pattern(self, slot_kernel):
+        """ValueError unless ``slot_kernel`` follows :attr:`pattern`."""
+        structure = parse_pattern(self.pattern)
+        if not structure.structured:
+            return
+        ids = slot_kernel.detach().cpu().long()
+        broken = structure.violation(torch.where(ids == EMPTY, 255, ids).numpy(),
+                                     self.pattern_kernel)
+        if broken is not None:
+            raise ValueError(f"slot_kernel breaks pattern {self.pattern}: {broken}")
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A loaded slot_kernel replaces the drawn one: rebuild the index.
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -202,6 +228,7 @@ class _CompSparseBase(nn.Module):
         """
         _validate_slot_kernel(slot_kernel.cpu(), group_sizes(self.out_features, self.n),
                               self.fan_in)
+        self._check_pattern(slot_kernel)
         self.slot_kernel.copy_(slot_kernel)
         self.packed.copy_(torch.where(slot_kernel == EMPTY, 0.0, packed))
         self._build_scatter_index()
@@ -261,7 +288,8 @@ class _CompSparseBase(nn.Module):
 
     def extra_repr(self):
         return (f"fan_in={self.fan_in}, out={self.out_features}, n={self.n}, "
-                f"groups={self.groups}, bias={self.bias is not None}")
+                f"groups={self.groups}, bias={self.bias is not None}"
+                + (f", pattern={self.pattern}" if self.pattern != "random" else ""))
 
 
 class CompSparseLinear(_CompSparseBase):
@@ -279,6 +307,9 @@ class CompSparseLinear(_CompSparseBase):
         Seed of the random complementary assignment.
     slot_kernel : torch.Tensor, optional
         Explicit assignment ``[groups, in_features]``.
+    pattern : str
+        Structure of the assignment (``random``, ``nm:N:M``, ``block:K``:
+        blocks of ``K`` consecutive inputs).
 
     Attributes
     ----------
@@ -291,9 +322,10 @@ class CompSparseLinear(_CompSparseBase):
     n, groups, fan_in : int
     """
 
-    def __init__(self, in_features, out_features, n, bias=True, seed=0, slot_kernel=None):
+    def __init__(self, in_features, out_features, n, bias=True, seed=0, slot_kernel=None,
+                 pattern="random"):
         _check_positive_int("in_features", in_features)
-        super().__init__(out_features, in_features, n, bias, seed, slot_kernel)
+        super().__init__(out_features, in_features, n, bias, seed, slot_kernel, pattern)
         self.in_features = in_features
 
     def dense_weight(self):
@@ -325,6 +357,9 @@ class CompSparseConv2d(_CompSparseBase):
         Seed of the random complementary assignment.
     slot_kernel : torch.Tensor, optional
         Explicit assignment ``[groups, in_channels*K*K]``.
+    pattern : str
+        Structure of the assignment (``random``, ``nm:N:M``, ``block:B``:
+        blocks of ``B`` consecutive input channels at one kernel offset).
 
     Attributes
     ----------
@@ -338,7 +373,7 @@ class CompSparseConv2d(_CompSparseBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, n, bias=True, seed=0,
-                 slot_kernel=None, stride=1, padding=0):
+                 slot_kernel=None, stride=1, padding=0, pattern="random"):
         _check_positive_int("in_channels", in_channels)
         _check_positive_int("kernel_size", kernel_size)
         _check_positive_int("stride", stride)
@@ -347,7 +382,7 @@ class CompSparseConv2d(_CompSparseBase):
             raise ValueError(f"padding must be an int from 0 to kernel_size - 1 = "
                              f"{kernel_size - 1}, got {padding!r}")
         super().__init__(out_channels, in_channels * kernel_size * kernel_size, n, bias, seed,
-                         slot_kernel)
+                         slot_kernel, pattern, kernel_size)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size

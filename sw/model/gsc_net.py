@@ -18,6 +18,7 @@ from torch import nn
 
 from .complementary import CompSparseConv2d, CompSparseLinear
 from .kwta import KWinners, KWinners2d
+from .patterns import layer_patterns
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
 """Names of the complementary-sparse (weighted) layers, in execution order."""
@@ -64,6 +65,10 @@ class NetConfig:
         it is the paper's "sparse-dense" variant.
     mask_seed : int
         Seed of the complementary assignments (layer i uses mask_seed + i).
+    pattern : str
+        Structure of the complementary assignments (:mod:`.patterns`):
+        ``random`` (default), one pattern for every layer with ``n > 1``
+        (``nm:N:M``, ``block:K``), or ``LAYER=PATTERN,...``.
     """
 
     in_shape: tuple = (1, 32, 32)
@@ -87,6 +92,7 @@ class NetConfig:
     kwta_noise: float = 0.0
     dense: bool = False
     mask_seed: int = 0
+    pattern: str = "random"
 
     def __post_init__(self):
         object.__setattr__(self, "in_shape", tuple(self.in_shape))
@@ -116,6 +122,12 @@ class NetConfig:
         if not self.kwta_noise >= 0:
             raise ValueError(f"kwta_noise must be >= 0, got {self.kwta_noise}")
         self.feature_shapes()
+        self.layer_patterns()
+
+    def layer_patterns(self):
+        """``{layer: Pattern}`` of :attr:`pattern` (ValueError naming a layer it cannot fit)."""
+        return layer_patterns(self.pattern, {"conv1": self.n1, "conv2": self.n2,
+                                             "fc1": self.n3, "fc2": self.n4})
 
     def feature_shapes(self):
         """Spatial shapes after each conv block's conv and pool.
@@ -195,22 +207,25 @@ class GSCNet(nn.Module):
             raise TypeError(f"config must be a NetConfig, got {type(config).__name__}")
         self.config = c = config
         shapes = c.feature_shapes()
+        patterns = {name: str(p) for name, p in c.layer_patterns().items()}
         self.conv1 = CompSparseConv2d(c.in_shape[0], c.conv1_channels, c.conv1_kernel, c.n1,
-                                      seed=c.mask_seed)
+                                      seed=c.mask_seed, pattern=patterns["conv1"])
         self.bn1 = nn.BatchNorm2d(c.conv1_channels, affine=False)
         self.pool1 = nn.MaxPool2d(2)
         self.kwta1 = self._kwta2d(c.conv1_channels, c.conv1_density)
         self.conv2 = CompSparseConv2d(c.conv1_channels, c.conv2_channels, c.conv2_kernel, c.n2,
-                                      seed=c.mask_seed + 1)
+                                      seed=c.mask_seed + 1, pattern=patterns["conv2"])
         self.bn2 = nn.BatchNorm2d(c.conv2_channels, affine=False)
         self.pool2 = nn.MaxPool2d(2)
         self.kwta2 = self._kwta2d(c.conv2_channels, c.conv2_density)
         flat = math.prod(shapes["pool2"])
-        self.fc1 = CompSparseLinear(flat, c.hidden, c.n3, seed=c.mask_seed + 2)
+        self.fc1 = CompSparseLinear(flat, c.hidden, c.n3, seed=c.mask_seed + 2,
+                                    pattern=patterns["fc1"])
         self.bn3 = nn.BatchNorm1d(c.hidden, affine=False)
         self.kwta3 = nn.ReLU() if c.dense else KWinners(
             c.hidden, c.hidden_density, **self._boost_kwargs())
-        self.fc2 = CompSparseLinear(c.hidden, c.classes, c.n4, seed=c.mask_seed + 3)
+        self.fc2 = CompSparseLinear(c.hidden, c.classes, c.n4, seed=c.mask_seed + 3,
+                                    pattern=patterns["fc2"])
 
     def _boost_kwargs(self):
         c = self.config

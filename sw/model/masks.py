@@ -34,6 +34,13 @@ fan-ins drift apart (the hardware does not need equal fan-ins: a packed
 kernel computes all of its group's kernels in one pass whatever the split).
 
 Only layers with ``n > 1`` are touched; a dense layer has nothing to assign.
+
+A layer with a structured pattern (:mod:`.patterns`) keeps it: ``magnitude``
+and ``gmp`` prune and assign whole blocks of a ``block`` pattern (a unit's
+score: the L1 norm of its alive candidates over the block) and, for an
+``nm`` pattern, protect the N:M projection of the scores instead of each
+slot's best, so the schedule ends on an N:M assignment. ``set`` and
+``rigl`` move single slots and refuse a structured pattern.
 """
 import math
 from dataclasses import asdict, dataclass
@@ -42,6 +49,7 @@ import torch
 from torch import nn
 
 from .complementary import EMPTY, _CompSparseBase, group_sizes
+from .patterns import assign_nm, parse_pattern, pool_units, unit_index
 
 METHODS = ("static", "magnitude", "gmp", "set", "rigl")
 """``--mask`` choices; ``static`` is the random, frozen assignment."""
@@ -126,13 +134,15 @@ def learnable_layers(model):
             if isinstance(m, _CompSparseBase) and m.n > 1]
 
 
-def _padded_view(layer, tensor, fill):
-    """``[groups, n, fan_in]`` view of an ``[out, fan_in]`` tensor, padded rows = ``fill``."""
+def _padded_view(layer, tensor, fill, width=None):
+    """``[groups, n, width]`` view of an ``[out, width]`` tensor (width: fan-in by default),
+    padded rows = ``fill``."""
+    width = layer.fan_in if width is None else width
     rows = layer.groups * layer.n
     if rows != layer.out_features:
-        pad = tensor.new_full((rows - layer.out_features, layer.fan_in), fill)
+        pad = tensor.new_full((rows - layer.out_features, width), fill)
         tensor = torch.cat([tensor, pad])
-    return tensor.view(layer.groups, layer.n, layer.fan_in)
+    return tensor.view(layer.groups, layer.n, width)
 
 
 class MaskScheduler:
@@ -221,40 +231,91 @@ class CandidatePruning(MaskScheduler):
             for cand, alive in zip(self.candidates, self.alive):
                 cand.mul_(alive)  # momentum must not revive a pruned candidate's value
         if self.step >= self.end_step:
-            self.prune(1.0)  # the schedule's end point: exactly one candidate per slot
+            self.prune(1.0)  # the schedule's end point: exactly one candidate per slot (unit)
             self.commit()
         elif self.settings.method == "gmp" and self.step % self.settings.every == 0:
             self.prune(self.step / self.end_step)
 
+    def _units(self, layer):
+        """Slot -> unit index and unit count of ``layer``'s pruning granularity.
+
+        A ``block`` pattern prunes and assigns whole blocks (each kernel's
+        candidates of a block scored by their L1 norm); ``random`` and
+        ``nm`` single slots (``nm`` is imposed when the mask is committed).
+        """
+        pattern = parse_pattern(layer.pattern)
+        if pattern.kind != "block":
+            pattern = parse_pattern("random")
+        units = unit_index(pattern, layer.fan_in, layer.pattern_kernel, layer.packed.device)
+        return units, int(units.max()) + 1
+
     @torch.no_grad()
     def prune(self, progress):
-        """Prune every layer's candidates down to :func:`gmp_alive` at ``progress``."""
+        """Prune every layer's candidates down to :func:`gmp_alive` at ``progress``.
+
+        Counted in units (slots, or whole blocks of a ``block`` pattern): a
+        unit's score is the L1 norm of its alive candidates.
+        """
         for (_, layer), cand, alive in zip(self.layers, self.candidates, self.alive):
-            target = gmp_alive(layer.groups * layer.fan_in, layer.out_features * layer.fan_in,
-                               progress)
-            excess = int(alive.sum()) - target
+            units, count = self._units(layer)
+            target = gmp_alive(layer.groups * count, layer.out_features * count, progress)
+            unit_alive = pool_units(alive.float(), units, count) > 0
+            excess = int(unit_alive.sum()) - target
             if excess <= 0:
                 continue
-            score = torch.where(alive, cand.abs(), torch.full_like(cand, -1.0))
-            view = _padded_view(layer, score, -1.0)
-            best = view.argmax(1, keepdim=True)  # each slot's largest alive candidate stays
-            protect = torch.zeros_like(view, dtype=torch.bool).scatter_(1, best, True)
-            protect = protect.view(-1, layer.fan_in)[:layer.out_features]
-            score = torch.where(alive & ~protect, cand.abs(), torch.full_like(cand, math.inf))
+            norm = pool_units(torch.where(alive, cand.abs(), torch.zeros_like(cand)), units, count)
+            score = torch.where(unit_alive, norm, torch.full_like(norm, -1.0))
+            protect = self._protected(layer, _padded_view(layer, score, -1.0, count))
+            protect = protect.view(-1, count)[:layer.out_features]
+            score = torch.where(unit_alive & ~protect, norm, torch.full_like(norm, math.inf))
             drop = torch.topk(score.view(-1), excess, largest=False).indices
-            alive.view(-1)[drop] = False
-            cand.view(-1)[drop] = 0.0
+            unit_alive.view(-1)[drop] = False
+            alive.copy_(unit_alive[:, units])
+            cand.mul_(alive)
+
+    @staticmethod
+    def _protected(layer, view):
+        """``[groups, n, units]`` candidates pruning must keep: each unit's best (``nm``: the
+        N:M projection of the scores, so the schedule ends on an N:M assignment)."""
+        pattern = parse_pattern(layer.pattern)
+        if pattern.kind == "nm":
+            kernel = assign_nm(view, group_sizes(layer.out_features, layer.n), pattern.n,
+                               pattern.m)
+            protect = torch.zeros_like(view, dtype=torch.bool)
+            owned = kernel != EMPTY
+            return protect.scatter_(1, kernel.clamp(min=0).unsqueeze(1), owned.unsqueeze(1))
+        best = view.argmax(1, keepdim=True)  # each unit's largest alive candidate stays
+        return torch.zeros_like(view, dtype=torch.bool).scatter_(1, best, True)
 
     @torch.no_grad()
     def commit(self):
-        """Hand each slot to its largest alive candidate's kernel; train packed from here."""
+        """Hand each slot (block) to its largest alive candidate's kernel; train packed from here.
+
+        An ``nm`` layer is projected instead (:func:`~.patterns.assign_nm`):
+        per run, the largest candidates whose kernel still owns fewer than
+        ``N`` slots of the run; a dead candidate (scored -1) only fills a
+        slot no alive one can take, with weight 0.
+        """
         for (_, layer), cand, alive in zip(self.layers, self.candidates, self.alive):
-            score = _padded_view(layer, torch.where(alive, cand.abs(), torch.full_like(cand, -1.0)),
-                                 -1.0)
-            kernel = score.argmax(1)
-            any_alive = _padded_view(layer, alive, False).any(1)
+            pattern = parse_pattern(layer.pattern)
+            score = torch.where(alive, cand.abs(), torch.full_like(cand, -1.0))
+            if pattern.kind == "nm":
+                sizes = group_sizes(layer.out_features, layer.n)
+                slot_kernel = assign_nm(_padded_view(layer, score, -1.0), sizes, pattern.n,
+                                        pattern.m)
+                kernel = slot_kernel.clamp(min=0)
+            else:
+                units, count = self._units(layer)
+                unit_alive = pool_units(alive.float(), units, count) > 0
+                norm = pool_units(torch.where(alive, cand.abs(), torch.zeros_like(cand)),
+                                  units, count)
+                unit_score = _padded_view(layer, torch.where(unit_alive, norm,
+                                                             torch.full_like(norm, -1.0)),
+                                          -1.0, count)
+                kernel = unit_score.argmax(1)[:, units]
+                any_alive = _padded_view(layer, unit_alive, False, count).any(1)[:, units]
+                slot_kernel = torch.where(any_alive, kernel, torch.full_like(kernel, EMPTY))
             weight = _padded_view(layer, cand.detach(), 0.0).gather(1, kernel.unsqueeze(1))[:, 0]
-            slot_kernel = torch.where(any_alive, kernel, torch.full_like(kernel, EMPTY))
             layer.set_assignment(slot_kernel, weight)
             layer.weight_source = None
         self.committed = True
@@ -282,6 +343,13 @@ class DynamicSparse(MaskScheduler):
 
     def __init__(self, model, settings, total_steps, seed):
         super().__init__(model, settings, total_steps, seed)
+        structured = [(name, layer.pattern) for name, layer in self.layers
+                      if layer.pattern != "random"]
+        if structured:
+            name, pattern = structured[0]
+            raise ValueError(f"--mask {settings.method} drops and grows single slots and would "
+                             f"break layer {name!r}'s pattern {pattern}; use --mask static, "
+                             f"magnitude or gmp with a pattern")
         self._dense = {}
 
     def _update_due(self, step):

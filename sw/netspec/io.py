@@ -44,6 +44,8 @@ def _layer_to_json(layer, version: int) -> tuple[dict, dict]:
                    out_shape=list(layer.out_shape))
         if widths:
             doc["weight_bits"] = int(layer.weight_bits)
+        if layer.pattern != "random":  # optional: files without structure stay as they were
+            doc["pattern"] = layer.pattern
         for key in _PACKED_ARRAYS:
             arrays[f"{layer.name}.{key}"] = getattr(layer, key)
         if layer.requant is None:
@@ -98,9 +100,9 @@ _OUTPUT_FIELDS = ((), ("dtype", "size", "argmax_tie_break"))
 _REQUANT_FIELDS = ((), ("rounding", "out_min", "out_max", "frac_bits"))
 _LAYER_FIELDS = {
     "conv2d": (("name", "kind", "in_shape", "out_channels", "kernel", "n", "requant"),
-               ("weight_bits", "groups", "fan_in", "out_shape", "stride", "padding")),
+               ("weight_bits", "groups", "fan_in", "out_shape", "stride", "padding", "pattern")),
     "linear": (("name", "kind", "in_features", "out_features", "n", "requant"),
-               ("weight_bits", "groups", "fan_in", "out_shape")),
+               ("weight_bits", "groups", "fan_in", "out_shape", "pattern")),
     "maxpool2d": (("name", "kind", "in_shape", "size"), ("out_shape",)),
     "kwta": (("name", "kind", "in_shape", "mode", "k"), ("tie_break", "frac_bits", "out_shape")),
 }
@@ -293,7 +295,8 @@ def _layer_from_json(doc, arrays: _Arrays, index: int, version: int):
         packed = {key: arrays.take(f"{name}.{key}", where) for key in _PACKED_ARRAYS}
         common = dict(name=name, n=_int(doc, "n", where),
                       requant=_requant_from_json(doc["requant"], arrays, name, where),
-                      weight_bits=_int(doc, "weight_bits", where, 8), **packed)
+                      weight_bits=_int(doc, "weight_bits", where, 8),
+                      pattern=_str(doc, "pattern", where, "random"), **packed)
         if kind == "conv2d":
             layer = Conv2d(in_shape=_shape(doc, "in_shape", where),
                            out_channels=_int(doc, "out_channels", where),

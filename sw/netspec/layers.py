@@ -16,6 +16,8 @@ from math import prod
 
 import numpy as np
 
+from .pattern import Pattern, parse_pattern
+
 __all__ = [
     "FORMAT", "VERSION", "VERSIONS", "EMPTY_SLOT", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS",
     "MAX_SHIFT", "MAX_FRAC_BITS", "MIN_WEIGHT_BITS", "MAX_WEIGHT_BITS", "LAYER_NAME",
@@ -164,6 +166,9 @@ class _PackedLayer:
     Weights are signed ``weight_bits``-bit integers (8 by default; a wider
     first layer follows the float model more closely for little hardware,
     since its fan-in is small), stored as int8 up to 8 bits, int16 above.
+    ``pattern`` (:mod:`.pattern`: ``random``, ``nm:N:M`` or ``block:K``) is a
+    structure the kernel ids follow, checked here; the hardware generator
+    uses a block pattern to store one kernel id per block.
     """
 
     name: str
@@ -173,6 +178,7 @@ class _PackedLayer:
     bias: np.ndarray  # int32 [out_channels]
     requant: Requant | None
     weight_bits: int = 8
+    pattern: str = "random"
 
     @property
     def groups(self) -> int:
@@ -214,11 +220,34 @@ class _PackedLayer:
             g, f = map(int, np.argwhere(loaded_empty)[0])
             _fail(where, f"weights[{g}, {f}] = {int(self.weights[g, f])} sits in an empty slot "
                          f"(kernel id {EMPTY_SLOT}); empty slots must hold 0")
+        self._validate_pattern(where)
         if self.requant is not None:
             self.requant.validate(where, self.out_channels)
         bound = self.accumulator_bound()
         if bound > INT32_MAX:
             _fail(where, f"worst-case |accumulator + bias| = {bound} overflows int32")
+
+    @property
+    def pattern_kernel(self) -> int:
+        """Kernel size the pattern's blocks are laid out over (1 for a linear layer)."""
+        return getattr(self, "kernel", 1)
+
+    @property
+    def structure(self) -> Pattern:
+        """The parsed :attr:`pattern`."""
+        return parse_pattern(self.pattern)
+
+    def _validate_pattern(self, where):
+        try:
+            pattern = parse_pattern(self.pattern)
+            pattern.check_group(self.n, "n")
+        except (TypeError, ValueError) as error:
+            _fail(where, str(error))
+        if str(pattern) != self.pattern:
+            _fail(where, f"pattern {self.pattern!r} must be written {str(pattern)!r}")
+        broken = pattern.violation(self.kernel_ids, self.pattern_kernel)
+        if broken is not None:
+            _fail(where, f"kernel_ids break pattern {pattern}: {broken}")
 
     def dense_weight(self) -> np.ndarray:
         """Unpacked weights ``[out_channels, fan_in]`` in the weights' dtype (zeros off-support)."""

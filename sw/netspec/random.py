@@ -14,8 +14,10 @@ import numpy as np
 
 from .layers import (EMPTY_SLOT, KWTA, MAX_SHIFT, MULTIPLIER_BITS, Conv2d, InputSpec, Linear,
                      MaxPool2d, NetSpec, Requant, weight_dtype)
+from .pattern import parse_pattern
 
-__all__ = ["random_packing", "random_requant", "random_netspec", "random_inputs"]
+__all__ = ["random_packing", "random_requant", "random_netspec", "random_inputs",
+           "pattern_ids"]
 
 
 def random_packing(rng: np.random.Generator, out_channels: int, fan_in: int, n: int,
@@ -87,9 +89,53 @@ def _random_widths(layers, rng):
     return tuple(layers)
 
 
+def pattern_ids(rng: np.random.Generator, pattern, out_channels: int, fan_in: int, n: int,
+                kernel: int = 1, empty_fraction: float = 0.0) -> np.ndarray:
+    """Random kernel ids ``[groups, fan_in]`` (uint8) that follow ``pattern``.
+
+    ``block``: each group's blocks dealt to its kernels in a random order;
+    ``nm``: in every run a random permutation dealt ``N`` slots per kernel;
+    ``random``: slots dealt as :func:`random_packing`. Then a random
+    ``empty_fraction`` of slots is emptied (an empty slot breaks no pattern).
+    """
+    pattern = parse_pattern(pattern)
+    groups = -(-out_channels // n)
+    ids = np.empty((groups, fan_in), np.int64)
+    units = pattern.units(fan_in, kernel)
+    count = int(units.max()) + 1
+    for g in range(groups):
+        kernels = min(n, out_channels - g * n)
+        if pattern.kind == "nm":
+            rank = rng.random((count, pattern.m)).argsort(1).argsort(1).reshape(-1)[:fan_in]
+            ids[g] = np.where(rank // pattern.n < kernels, rank // pattern.n, EMPTY_SLOT)
+        else:
+            ids[g] = rng.permutation(np.arange(count) % kernels)[units]
+    ids[rng.random(ids.shape) < empty_fraction] = EMPTY_SLOT
+    return ids.astype(np.uint8)
+
+
+def _patterned(layers, pattern: str, rng):
+    """``layers`` with every packed layer of ``n > 1`` redrawn to follow ``pattern``
+    (``block:K``, or ``nm:N``: N:M with ``M = n * N`` for each layer's ``n``)."""
+    result = []
+    for layer in layers:
+        if not isinstance(layer, (Conv2d, Linear)) or layer.n == 1:
+            result.append(layer)
+            continue
+        text = pattern
+        if pattern.startswith("nm:") and pattern.count(":") == 1:
+            per_kernel = int(pattern[3:])
+            text = f"nm:{per_kernel}:{per_kernel * layer.n}"
+        ids = pattern_ids(rng, text, layer.out_channels, layer.fan_in, layer.n,
+                          layer.pattern_kernel, float(np.mean(layer.kernel_ids == EMPTY_SLOT)))
+        weights = np.where(ids == EMPTY_SLOT, 0, layer.weights).astype(layer.weights.dtype)
+        result.append(replace(layer, kernel_ids=ids, weights=weights, pattern=text))
+    return tuple(result)
+
+
 def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
                    empty_fraction: float = 0.05, widths: bool = False,
-                   strided: bool = False) -> NetSpec:
+                   strided: bool = False, pattern: str | None = None) -> NetSpec:
     """A small random conv -> [pool] -> [kwta] -> ... -> linear network.
 
     Shapes, packing factors n, pool and k-WTA presence, k and mode are all
@@ -100,6 +146,9 @@ def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
     ``strided`` draws each convolution's stride (1 to 2) and zero padding
     (0 to K - 1) from a third stream, the first convolution never stride 1
     without padding (kernel sizes and channels stay those without it).
+    ``pattern`` (``block:K``, or ``nm:N`` for N:M with ``M = n * N`` per
+    layer) redraws the kernel ids of every packed layer with ``n > 1`` to
+    follow it, from a fourth stream (weights kept, emptied slots zeroed).
     """
     rng = np.random.default_rng(seed)
     strides = np.random.default_rng([seed, 2])
@@ -143,6 +192,8 @@ def random_netspec(seed: int, *, max_channels: int = 8, max_size: int = 12,
     layers = tuple(layers)
     if widths:
         layers = _random_widths(layers, np.random.default_rng([seed, 1]))
+    if pattern is not None:
+        layers = _patterned(layers, pattern, np.random.default_rng([seed, 3]))
     return NetSpec(name=f"random-{seed}", input=InputSpec(shape=(in_c, size, size), qmin=0,
                                                           qmax=127),
                    layers=layers, classes=tuple(f"class{i}" for i in range(classes)))
