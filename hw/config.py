@@ -20,7 +20,7 @@ __all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "load_hw_config", "sav
            "LAYER_FIELDS", "GLOBAL_FIELDS", "ENGINES", "ACCUMULATORS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
-LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators")
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators", "width")
 #: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py) or window
 #: (hw/engine/window.py).
 ENGINES = ("scatter", "window")
@@ -68,6 +68,13 @@ class LayerConfig:
     needs no per-lane selection among ``n`` sums and drains alongside the
     accumulation but takes ``n`` reads per position and pass; only for an
     engine with position-major input (a ring). Linear layers ignore it.
+    ``width`` is the number of channels a linear engine's drain emits per
+    beat (hw/engine/drain.py :class:`~.engine.drain.WideChannelDrain`): its
+    drain then takes ``out_features / width`` cycles instead of
+    ``out_features``, and the global k-WTA after it takes ``width`` values
+    per cycle (hw/kwta/global_wide.py). Only a linear layer followed by a
+    global k-WTA may have ``width > 1``, and ``width`` must divide its ``n``
+    (a beat is then ``width`` sums of one kernel group, one accumulator word).
     """
 
     lanes: int
@@ -76,6 +83,7 @@ class LayerConfig:
     fifo_depth: int | None = None
     engine: str = "scatter"
     accumulators: str = "word"
+    width: int = 1
 
     def multipliers(self, layer) -> int:
         """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window)."""
@@ -126,6 +134,8 @@ class HwConfig:
             if isinstance(layer, Conv2d):
                 entry["engine"] = cfg.engine
                 entry["accumulators"] = cfg.accumulators
+            else:
+                entry["width"] = cfg.width
             layers[layer.name] = entry
         return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
 
@@ -341,11 +351,34 @@ class HwConfig:
                                                or cfg.fifo_depth < 0):
                 raise ValueError(f"layer {layer.name!r}: fifo_depth must be a non-negative "
                                  f"integer, got {cfg.fifo_depth!r}")
+            self._validate_width(spec, layer, cfg.width)
             need = accumulator_bits(layer)
             if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
                 raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "
                                  f"the accumulator bound {layer.accumulator_bound()} "
                                  f"(needs {need} bits)")
+
+
+    @staticmethod
+    def _validate_width(spec: NetSpec, layer, width):
+        """``width`` (values per drain beat) of ``layer``: ValueError naming the bad value."""
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"layer {layer.name!r}: width must be a positive integer, "
+                             f"got {width!r}")
+        if width == 1:
+            return
+        at = spec.layers.index(layer)
+        following = spec.layers[at + 1] if at + 1 < len(spec.layers) else None
+        if not (isinstance(layer, Linear) and isinstance(following, KWTA)
+                and following.mode == "global"):
+            raise ValueError(f"layer {layer.name!r}: width = {width} needs a linear layer "
+                             f"followed by a global k-WTA (the only unit that takes several "
+                             f"values per beat); use width 1")
+        if layer.n % width:
+            divisors = [d for d in range(1, layer.n + 1) if layer.n % d == 0]
+            raise ValueError(f"layer {layer.name!r}: width = {width} must divide n = {layer.n} "
+                             f"(a beat is one accumulator word of one kernel group); use one of "
+                             f"{divisors}")
 
 
 def load_hw_config(path, spec: NetSpec, *, dense: bool = False) -> HwConfig:
