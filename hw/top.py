@@ -24,6 +24,7 @@ from .argmax import Argmax, result_layout
 from .config import HwConfig
 from .engine import ConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
+from .kwta.global_wide import GlobalWideKWTA
 from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
@@ -121,13 +122,15 @@ def engine_for(stage, config, index: int):
     return LinearEngine(layer, config, in_shape=stage.in_shape)
 
 
-def unit_after(stage, *, skip_zeros: bool = True):
+def unit_after(stage, *, skip_zeros: bool = True, width: int = 1):
     """The unit that turns a non-final engine's dense output into the next engine's input.
 
     The stage's k-WTA (local or global) when it has one, else a
     :class:`~cosparse.hw.sparsify.Sparsifier`; a conv engine emits one position
     per beat (hw/layouts.py, dense vector). Shared by :class:`Network` and the
     unit-by-unit replay of sim/bench_engine.py, so both build the same thing.
+    ``width`` is the engine's drain width (config ``width``): above 1 the global
+    k-WTA takes that many values per beat (:class:`~.kwta.global_wide.GlobalWideKWTA`).
     """
     out_shape = stage.out_shape
     if stage.kwta is None:
@@ -137,6 +140,9 @@ def unit_after(stage, *, skip_zeros: bool = True):
     frac = stage.kwta.frac_bits
     if stage.kwta.mode == "local":
         return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
+    if width > 1:
+        return GlobalWideKWTA(out_shape, stage.kwta.k, width, skip_zeros=skip_zeros,
+                              frac_bits=frac)
     return GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
 
 
@@ -210,7 +216,7 @@ class Network(wiring.Component):
                 wiring.connect(m, engine.o, argmax.i)
                 wiring.connect(m, argmax.o, wiring.flipped(self.o))
                 break
-            after = unit_after(stage, skip_zeros=skip)
+            after = unit_after(stage, skip_zeros=skip, width=cfg.width)
             m.submodules[f"sparse_{layer.name}"] = after
             wiring.connect(m, engine.o, after.i)
             source = after.o
