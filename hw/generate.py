@@ -21,6 +21,7 @@ from .config import HwConfig
 from .convert import to_verilog
 from .engine.weights import kernel_id_bits
 from .kwta.global_ import scan_cycles
+from .kwta.global_wide import wide_scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
 from .engine.window import window_cycles
@@ -130,6 +131,19 @@ def _emit_cycles(out: np.ndarray, dense: bool, floor: int = 1) -> np.ndarray:
     return np.maximum(beats, floor).sum(axis=(1, 2))
 
 
+def _wide_kwta_cycles(out: np.ndarray, width: int, frac_bits: int, dense: bool) -> np.ndarray:
+    """Cycles per input of a wide global k-WTA (:func:`~.kwta.global_wide.wide_scan_cycles`)
+    with its winners per word of ``width`` values counted in ``out`` (the k-WTA's output:
+    its non-zero winners; the dense baseline sends every value)."""
+    flat = out.reshape(len(out), -1)
+    size = flat.shape[1]
+    words = -(-size // width)
+    sent = np.ones_like(flat, bool) if dense else flat != 0
+    sent = np.pad(sent, ((0, 0), (0, words * width - size)))
+    per_word = sent.reshape(len(out), words, width).sum(axis=2)
+    return np.array([wide_scan_cycles(size, width, frac_bits, row) for row in per_word])
+
+
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             inputs=None) -> dict:
     """Per engine: shapes, packing, parallelism, memories and the analytical cycle model.
@@ -138,7 +152,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     (conv: per input sent, the offset tiles it reaches, times the passes;
     linear: inputs sent times passes; the dense baseline sends zeros too)
     plus a few cycles to swap buffers; ``drain`` = one word per cycle (conv:
-    pre-pool positions times passes) or one channel per cycle (linear). The
+    pre-pool positions times passes) or ``width`` channels per cycle (linear:
+    ``ceil(out_features / width)``, hw/engine/drain.py). The
     drain of one input overlaps the accumulation of the next, so the
     engine's interval is the larger. A conv engine with a row-window ring
     (position-major input, hw/engine/ring.py) has one buffer: its drain
@@ -157,7 +172,11 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
     ``1 + ceil((8 + f) / 2)`` with ``f`` fraction bits), ``2**(8 + f) + S + 1``
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
-    int8), ``S`` for a scalar Sparsifier; the input Sparsifier takes one
+    int8); after a linear engine of drain ``width`` ``w > 1`` the wide global
+    k-WTA's ``max(ceil(S/w), 2**c + 2**(8+f-c) + E + 5)``, ``c =
+    ceil((8+f)/2)``, ``E`` = sum over its words of ``max(1, winners in the
+    word)`` (:func:`~.kwta.global_wide.wide_scan_cycles`: about ``S/w + k``
+    plus 37 cycles for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
     them all. A window engine (hw/engine/window.py, ``engine = "window"``)
     has no accumulators and no drain: ``accumulate`` is
@@ -207,7 +226,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             sent = x_in.reshape(len(x_in), -1)
             accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
             accumulate *= passes
-            drain = layer.out_channels
+            drain = -(-layer.out_channels // cfg.width)
             banks, depth, by_kernel, copies = 1, passes, False, 1
             cycles = max(accumulate + SWAP_CYCLES, drain)
         # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
@@ -218,6 +237,9 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             local = stage.kwta is not None and stage.kwta.mode == "local"
             floor = search_cycles(stage.kwta.frac_bits) if local else 1
             after = float(np.mean(_emit_cycles(out, dense, floor)))
+        elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
+            after = float(np.mean(_wide_kwta_cycles(out, cfg.width, stage.kwta.frac_bits,
+                                                    dense)))
         elif stage.kwta is not None and stage.kwta.mode == "global":
             after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
         else:
@@ -228,6 +250,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "kwta": None if stage.kwta is None else f"{stage.kwta.mode} k={stage.kwta.k}",
             "engine": cfg.engine if isinstance(layer, Conv2d) else "linear",
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
+            "width": cfg.width,
             "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_copies": copies,
