@@ -7,7 +7,9 @@ hardware config (the same engines, lanes and multipliers): the given NetSpec's
 :meth:`HwConfig.default_for`, except that a window engine (the default's
 conv1) gets one lane per group, one pass, so that its fixed walk of
 ``H*W`` = 1,024 cycles (the input stage's pace too) is not what binds both
-designs. Prints the analytical interval of each (hw/generate.py
+designs, and the local k-WTA after it searches 3 threshold bits a step
+(config ``search_bits``; comparators, not multipliers) so that it keeps pace
+with that engine. Prints the analytical interval of each (hw/generate.py
 ``summary``), the cycle-accurate steady-state interval of a few inputs
 (Verilator, sim/run.py), the bottlenecks and the ratios:
 
@@ -37,11 +39,14 @@ def halved(spec):
 
 
 def bench_config(spec):
-    """:meth:`HwConfig.default_for` of ``spec`` with every window engine at one pass."""
+    """:meth:`HwConfig.default_for` of ``spec`` with every window engine at one pass and
+    the local k-WTA after it deciding 3 threshold bits a step (``search_bits``), so that
+    its search keeps pace with the faster engine."""
     from cosparse.hw.config import HwConfig
 
     config = HwConfig.default_for(spec)
-    layers = [dataclasses.replace(cfg, lanes=layer.groups) if cfg.engine == "window" else cfg
+    layers = [dataclasses.replace(cfg, lanes=layer.groups, search_bits=3)
+              if cfg.engine == "window" else cfg
               for layer, cfg in zip(spec.packed_layers, config.layers)]
     return dataclasses.replace(config, layers=tuple(layers))
 
@@ -95,8 +100,9 @@ def main(argv=None) -> int:
     windows = [layer.name for layer, cfg in zip(spec.packed_layers, config.layers)
                if cfg.engine == "window"]
     print(f"{spec.name}: every k-WTA's k halved, same HwConfig ({base['multipliers']:,} "
-          f"multipliers; window engine(s) {', '.join(windows) or 'none'} at one pass, so "
-          f"not the bottleneck of both); {len(x)} inputs")
+          f"multipliers; window engine(s) {', '.join(windows) or 'none'} at one pass and "
+          f"3-bit search steps in the local k-WTA after it, so that neither binds both "
+          f"designs); {len(x)} inputs")
     print(f"{'design':<10} {'model II':>9} {'bottleneck':<13} {'sim II':>8}  k-WTAs")
     for name, row in rows.items():
         sim = f"{row['sim_interval']:>8,.0f}" if "sim_interval" in row else f"{'-':>8}"

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .engine.tiling import Tiling
+from .kwta.local import STEP_BITS
 
-__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "drain_width", "load_hw_config", "save_hw_config",
+__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "drain_width", "search_bits", "load_hw_config", "save_hw_config",
            "LAYER_FIELDS", "GLOBAL_FIELDS", "ENGINES", "ACCUMULATORS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
-LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators", "width")
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators", "width",
+                "search_bits")
 #: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py) or window
 #: (hw/engine/window.py).
 ENGINES = ("scatter", "window")
@@ -72,6 +74,23 @@ def drain_width(layer, kwta, pace: int) -> int:
     return fitting[0] if fitting else min(divisors, key=cycles)
 
 
+def search_bits(spec: NetSpec, layer, pace: int) -> int:
+    """Threshold bits per search step of the local k-WTA after conv ``layer`` (2 when it
+    has none): 2, unless its searches, one position every ``1 + ceil((8 + f) / 2)``
+    cycles (:func:`~.kwta.local.search_cycles`), take more than ``pace`` cycles per input
+    and 3 bits a step takes fewer."""
+    from .kwta.local import search_cycles
+
+    following = [l for l in spec.layers[spec.layers.index(layer) + 1:][:2]
+                 if isinstance(l, KWTA)]
+    if not isinstance(layer, Conv2d) or not following or following[0].mode != "local":
+        return 2
+    kwta = following[0]
+    positions = prod(kwta.in_shape[1:])
+    slow = positions * search_cycles(kwta.frac_bits, 2)
+    return 3 if slow > pace and positions * search_cycles(kwta.frac_bits, 3) < slow else 2
+
+
 @dataclass(frozen=True)
 class LayerConfig:
     """Parallelism of one packed layer's engine.
@@ -105,6 +124,12 @@ class LayerConfig:
     per cycle (hw/kwta/global_wide.py). Only a linear layer followed by a
     global k-WTA may have ``width > 1``, and ``width`` must divide its ``n``
     (a beat is then ``width`` sums of one kernel group, one accumulator word).
+    ``search_bits`` is the number of threshold bits the local k-WTA after a
+    conv engine decides per search step (hw/kwta/local.py ``step_bits``, 2
+    or 3): 3 costs 7 comparators and counts per channel instead of 3 and
+    makes a position's search ``1 + ceil((8 + f) / 3)`` cycles instead of
+    ``1 + ceil((8 + f) / 2)``, so the k-WTA keeps pace with a fast engine
+    when ``k`` is small. Other layers ignore it.
     """
 
     lanes: int
@@ -114,6 +139,7 @@ class LayerConfig:
     engine: str = "scatter"
     accumulators: str = "word"
     width: int = 1
+    search_bits: int = 2
 
     def multipliers(self, layer) -> int:
         """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window)."""
@@ -164,6 +190,7 @@ class HwConfig:
             if isinstance(layer, Conv2d):
                 entry["engine"] = cfg.engine
                 entry["accumulators"] = cfg.accumulators
+                entry["search_bits"] = cfg.search_bits
             else:
                 entry["width"] = cfg.width
             layers[layer.name] = entry
@@ -315,6 +342,10 @@ class HwConfig:
             widths = [cfg.width for cfg in layers]
             layers[window] = cls._window_config(spec, layers[window],
                                                 cls.interval_floor(spec, widths))
+        if not dense:
+            floor = cls.interval_floor(spec, [cfg.width for cfg in layers])
+            layers = [replace(cfg, search_bits=search_bits(spec, layer, floor))
+                      for layer, cfg in zip(spec.packed_layers, layers)]
         return cls(layers=tuple(layers), **kwargs)
 
     @staticmethod
@@ -410,6 +441,9 @@ class HwConfig:
                 raise ValueError(f"layer {layer.name!r}: fifo_depth must be a non-negative "
                                  f"integer, got {cfg.fifo_depth!r}")
             self._validate_width(spec, layer, cfg.width)
+            if cfg.search_bits not in STEP_BITS or isinstance(cfg.search_bits, bool):
+                raise ValueError(f"layer {layer.name!r}: search_bits must be one of "
+                                 f"{list(STEP_BITS)}, got {cfg.search_bits!r}")
             need = accumulator_bits(layer)
             if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
                 raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "

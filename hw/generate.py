@@ -170,7 +170,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
     at least one per position for a conv output (a local k-WTA: at least its
     search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
-    ``1 + ceil((8 + f) / 2)`` with ``f`` fraction bits), ``2**(8 + f) + S + 1``
+    ``1 + ceil((8 + f) / b)`` with ``f`` fraction bits and ``b`` the config's
+    ``search_bits``, 2 or 3), ``2**(8 + f) + S + 1``
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
     int8); after a linear engine of drain ``width`` ``w > 1`` the wide global
     k-WTA's ``max(ceil(S/w), 2**c + 2**(8+f-c) + E + 5)``, ``c =
@@ -235,7 +236,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             after = None
         elif isinstance(layer, Conv2d):
             local = stage.kwta is not None and stage.kwta.mode == "local"
-            floor = search_cycles(stage.kwta.frac_bits) if local else 1
+            floor = search_cycles(stage.kwta.frac_bits, cfg.search_bits) if local else 1
             after = float(np.mean(_emit_cycles(out, dense, floor)))
         elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
             after = float(np.mean(_wide_kwta_cycles(out, cfg.width, stage.kwta.frac_bits,
@@ -250,7 +251,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "kwta": None if stage.kwta is None else f"{stage.kwta.mode} k={stage.kwta.k}",
             "engine": cfg.engine if isinstance(layer, Conv2d) else "linear",
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
-            "width": cfg.width,
+            "width": cfg.width, "search_bits": cfg.search_bits,
             "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_copies": copies,

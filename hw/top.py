@@ -122,7 +122,7 @@ def engine_for(stage, config, index: int):
     return LinearEngine(layer, config, in_shape=stage.in_shape)
 
 
-def unit_after(stage, *, skip_zeros: bool = True, width: int = 1):
+def unit_after(stage, *, skip_zeros: bool = True, width: int = 1, search_bits: int = 2):
     """The unit that turns a non-final engine's dense output into the next engine's input.
 
     The stage's k-WTA (local or global) when it has one, else a
@@ -130,7 +130,8 @@ def unit_after(stage, *, skip_zeros: bool = True, width: int = 1):
     per beat (hw/layouts.py, dense vector). Shared by :class:`Network` and the
     unit-by-unit replay of sim/bench_engine.py, so both build the same thing.
     ``width`` is the engine's drain width (config ``width``): above 1 the global
-    k-WTA takes that many values per beat (:class:`~.kwta.global_wide.GlobalWideKWTA`).
+    k-WTA takes that many values per beat (:class:`~.kwta.global_wide.GlobalWideKWTA`);
+    ``search_bits`` (config ``search_bits``) is a local k-WTA's threshold bits per step.
     """
     out_shape = stage.out_shape
     if stage.kwta is None:
@@ -139,7 +140,8 @@ def unit_after(stage, *, skip_zeros: bool = True, width: int = 1):
                           order="position_major" if vector else "flat", vector=vector)
     frac = stage.kwta.frac_bits
     if stage.kwta.mode == "local":
-        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
+        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac,
+                         step_bits=search_bits)
     if width > 1:
         return GlobalWideKWTA(out_shape, stage.kwta.k, width, skip_zeros=skip_zeros,
                               frac_bits=frac)
@@ -216,7 +218,8 @@ class Network(wiring.Component):
                 wiring.connect(m, engine.o, argmax.i)
                 wiring.connect(m, argmax.o, wiring.flipped(self.o))
                 break
-            after = unit_after(stage, skip_zeros=skip, width=cfg.width)
+            after = unit_after(stage, skip_zeros=skip, width=cfg.width,
+                               search_bits=cfg.search_bits)
             m.submodules[f"sparse_{layer.name}"] = after
             wiring.connect(m, engine.o, after.i)
             source = after.o

@@ -1,4 +1,5 @@
-"""The wide global k-WTA (hw/kwta/global_wide.py) against the golden model."""
+"""The wide global k-WTA (hw/kwta/global_wide.py) and the local k-WTA at 3 bits a search
+step against the golden model: the units that keep pace with faster engines."""
 
 import gc
 
@@ -7,10 +8,12 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from cosparse.hw.kwta import LocalKWTA
 from cosparse.hw.kwta.global_wide import GlobalWideKWTA, levels, wide_scan_cycles
+from cosparse.hw.kwta.local import search_cycles
 from cosparse.sim.streams import put_all, run_stream
 
-from .test_kwta import as_dict, expected_global, random_inputs
+from .test_kwta import as_dict, expected_global, expected_local, random_inputs, run, vector_beats
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -120,3 +123,54 @@ def test_wide_converts_to_verilog():
     for dut in (GlobalWideKWTA((30,), 5, 4), GlobalWideKWTA((9,), 9, 2, skip_zeros=False,
                                                             frac_bits=2)):
         assert "module" in verilog.convert(dut, name="kwta")
+
+
+@pytest.mark.parametrize("seed,frac", [(0, 0), (1, 0), (2, 1), (3, 2), (4, 4), (5, 8)])
+def test_local_three_bit_steps_match_golden(seed, frac):
+    """The local k-WTA deciding 3 threshold bits a step (7 candidate digits): the same
+    winners, ties and rounding as the golden model, k from 1 to C, both skip modes."""
+    rng = np.random.default_rng(700 + seed)
+    shape = (int(rng.integers(1, 20)), int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+    k = int(rng.choice([1, shape[0], rng.integers(1, shape[0] + 1)]))
+    inputs = random_inputs(rng, shape, 3, frac)
+    if frac:
+        inputs[0].reshape(-1)[:3] = [127 << frac, -128 << frac, 1 << (frac - 1)][:inputs[0].size]
+    skip_zeros = bool(seed % 2 == 0)
+    expected = [b for x in inputs for b in expected_local(x, k, skip_zeros, frac)]
+    dut = LocalKWTA(shape, k, skip_zeros=skip_zeros, frac_bits=frac, step_bits=3)
+    assert run(dut, inputs, "vector", len(expected), seed=seed) == expected
+
+
+@pytest.mark.parametrize("frac_bits", [0, 4])
+def test_local_three_bit_steps_cycles(frac_bits):
+    """Never stalled, one winner a position: a position every search_cycles(f, 3) cycles
+    (4 for int8, 5 for f = 4), four at a time in the search ring."""
+    shape, k = (6, 2, 3), 1
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 100 << frac_bits, shape).astype(np.int16)
+    dut = LocalKWTA(shape, k, frac_bits=frac_bits, step_bits=3)
+    beats = vector_beats(x) * 3
+    taken = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        for beat in beats:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, beat)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                if ready:
+                    taken.append(cycle)
+                    break
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert search_cycles(frac_bits, 3) == 1 + -(-(8 + frac_bits) // 3)
+    steps = search_cycles(frac_bits, 3) - 1
+    assert [b - a for a, b in zip(taken, taken[4:])] == [4 * steps] * (len(beats) - 4)
+    with pytest.raises(ValueError, match="step_bits"):
+        LocalKWTA(shape, k, step_bits=4)
