@@ -131,17 +131,21 @@ def _emit_cycles(out: np.ndarray, dense: bool, floor: int = 1) -> np.ndarray:
     return np.maximum(beats, floor).sum(axis=(1, 2))
 
 
-def _wide_kwta_cycles(out: np.ndarray, width: int, frac_bits: int, dense: bool) -> np.ndarray:
+def _wide_kwta_cycles(values: np.ndarray, k: int, width: int, frac_bits: int,
+                      dense: bool) -> np.ndarray:
     """Cycles per input of a wide global k-WTA (:func:`~.kwta.global_wide.wide_scan_cycles`)
-    with its winners per word of ``width`` values counted in ``out`` (the k-WTA's output:
-    its non-zero winners; the dense baseline sends every value)."""
-    flat = out.reshape(len(out), -1)
+    on its input ``values``: the ``k`` winners (largest first, lower index on ties) per
+    word of ``width`` values, every value for the dense baseline, and the threshold."""
+    flat = values.reshape(len(values), -1).astype(np.int64)
     size = flat.shape[1]
     words = -(-size // width)
-    sent = np.ones_like(flat, bool) if dense else flat != 0
-    sent = np.pad(sent, ((0, 0), (0, words * width - size)))
-    per_word = sent.reshape(len(out), words, width).sum(axis=2)
-    return np.array([wide_scan_cycles(size, width, frac_bits, row) for row in per_word])
+    cycles = []
+    for row in flat:
+        order = np.argsort(-row, kind="stable")[:k]
+        sent = np.arange(size) if dense else order
+        per_word = np.bincount(sent // width, minlength=words)
+        cycles.append(wide_scan_cycles(size, width, frac_bits, per_word, row[order[-1]]))
+    return np.array(cycles)
 
 
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
@@ -174,10 +178,12 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     ``search_bits``, 2 or 3), ``2**(8 + f) + S + 1``
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
     int8); after a linear engine of drain ``width`` ``w > 1`` the wide global
-    k-WTA's ``max(ceil(S/w), 2**c + 2**(8+f-c) + E + 5)``, ``c =
-    ceil((8+f)/2)``, ``E`` = sum over its words of ``max(1, winners in the
-    word)`` (:func:`~.kwta.global_wide.wide_scan_cycles`: about ``S/w + k``
-    plus 37 cycles for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
+    k-WTA's ``max(ceil(S/w), scan + E + 4)``: ``scan`` the coarse and fine
+    bins from the top down to the threshold's, at most ``2**c + 2**(8+f-c)``
+    with ``c = ceil((8+f)/2)`` (32 for int8), ``E`` = sum over its words of
+    ``max(1, winners in the word)``
+    (:func:`~.kwta.global_wide.wide_scan_cycles`: at most ``S/w + k + 36``
+    for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
     them all. A window engine (hw/engine/window.py, ``engine = "window"``)
     has no accumulators and no drain: ``accumulate`` is
@@ -239,8 +245,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             floor = search_cycles(stage.kwta.frac_bits, cfg.search_bits) if local else 1
             after = float(np.mean(_emit_cycles(out, dense, floor)))
         elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
-            after = float(np.mean(_wide_kwta_cycles(out, cfg.width, stage.kwta.frac_bits,
-                                                    dense)))
+            after = float(np.mean(_wide_kwta_cycles(acts[layer.name], stage.kwta.k, cfg.width,
+                                                    stage.kwta.frac_bits, dense)))
         elif stage.kwta is not None and stage.kwta.mode == "global":
             after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
         else:

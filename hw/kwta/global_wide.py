@@ -49,8 +49,8 @@ from .local import _check_kwta, count_ones, round_fraction
 __all__ = ["GlobalWideKWTA", "levels", "wide_scan_cycles", "PIPELINE_CYCLES"]
 
 #: Cycles per input besides the bins and words: the start of the scan, one per level for
-#: its registered count, one for the first buffer read, and the hand-over of the bank.
-PIPELINE_CYCLES = 5
+#: its registered count, and the first buffer read.
+PIPELINE_CYCLES = 4
 
 
 def levels(frac_bits: int = 0) -> tuple:
@@ -61,16 +61,24 @@ def levels(frac_bits: int = 0) -> tuple:
     return (bits + 1) // 2, bits // 2
 
 
-def wide_scan_cycles(size: int, width: int, frac_bits: int = 0, winners=None) -> int:
-    """Cycles per input in a stream (output never stalled), data-independent bound:
-    ``max(ceil(S / w), 2**c + 2**(8 + f - c) + E + PIPELINE_CYCLES)`` with ``E``
-    the emit pass, ``sum over words of max(1, winners in the word)`` (``winners``:
-    the count per word; None: ``ceil(S / w)`` words of at most one, the fewest).
-    The fill of the next input overlaps the scan and emit."""
+def wide_scan_cycles(size: int, width: int, frac_bits: int = 0, winners=None,
+                     threshold=None) -> int:
+    """Cycles per input in a stream (output never stalled):
+    ``max(ceil(S / w), scan + E + PIPELINE_CYCLES)``. ``E`` is the emit pass,
+    ``sum over words of max(1, winners in the word)`` (``winners``: the count per word,
+    the dense baseline's every value; None: one cycle per word, the fewest). ``scan``
+    is the bins visited from the top down to the threshold's, ``2**c - coarse(T)``
+    coarse and ``2**(8+f-c) - fine(T)`` fine ones (``threshold``: ``T``, the k-th
+    largest value, ``signed(8 + f)``), at most ``2**c + 2**(8 + f - c)`` (None: that
+    bound). The fill of the next input overlaps the scan and emit."""
     words = -(-size // width)
     coarse, fine = levels(frac_bits)
     emit = words if winners is None else int(sum(max(1, int(w)) for w in winners))
-    return max(words, (1 << coarse) + (1 << fine) + emit + PIPELINE_CYCLES)
+    scan = (1 << coarse) + (1 << fine)
+    if threshold is not None:
+        key = int(threshold) + (1 << (7 + check_frac_bits(frac_bits)))
+        scan -= (key >> fine) + (key & ((1 << fine) - 1))
+    return max(words, scan + emit + PIPELINE_CYCLES)
 
 
 class GlobalWideKWTA(wiring.Component):
