@@ -87,6 +87,8 @@ def main(argv=None) -> int:
             row.update(sim_interval=s["initiation_interval"], bit_exact=s["all_bit_exact"],
                        outputs_checked=s["outputs_checked"],
                        busy_cycles_per_input={e["name"]: e["busy_cycles_per_input"]
+                                              for e in s["engines"]},
+                       work_cycles_per_input={e["name"]: e["work_cycles_per_input"]
                                               for e in s["engines"]})
             ok = ok and s["all_bit_exact"]
         rows[name] = row

@@ -170,6 +170,9 @@ class Network(wiring.Component):
         One beat per input: ``logits`` (int32 array, class order) and ``cls``.
     busy : ``Out(engines)``
         Bit ``e`` is high in every cycle engine ``e`` holds work.
+    work : ``Out(engines)``
+        Bit ``e`` is high in every cycle engine ``e`` feeds its multipliers (useful
+        work); ``busy`` without ``work`` is waiting.
     """
 
     def __init__(self, spec: NetSpec, config: HwConfig, *, skip_zeros: bool = True):
@@ -182,6 +185,7 @@ class Network(wiring.Component):
             "i": In(stream.Signature(dense_layout())),
             "o": Out(stream.Signature(result_layout(len(spec.classes)))),
             "busy": Out(len(self.stages)),
+            "work": Out(len(self.stages)),
         })
 
     def _link(self, m, source, sink, name, depth):
@@ -211,7 +215,7 @@ class Network(wiring.Component):
             layer = stage.layer
             engine = engine_for(stage, cfg, index)
             m.submodules[f"engine_{layer.name}"] = engine
-            m.d.comb += self.busy[index].eq(engine.busy)
+            m.d.comb += [self.busy[index].eq(engine.busy), self.work[index].eq(engine.work)]
             self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))
             if index == len(self.stages) - 1:
                 m.submodules.argmax = argmax = Argmax(len(self._spec.classes))

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 def measure(network, xs):
     """Stream ``xs`` back to back, output always ready: (logits, classes, the cycle of
-    each result)."""
+    each result, busy and work cycles per engine)."""
     beats = [beat for x in xs for beat in feature_beats(x)]
     sim = Simulator(network)
     sim.add_clock(1e-6)
     out, times = [], []
+    engines = len(network.busy)
+    busy, work = [0] * engines, [0] * engines
 
     async def producer(ctx):
         await put_all(ctx, network.i, beats)
@@ -40,10 +42,18 @@ def measure(network, xs):
                 out.append(([int(v) for v in payload.logits], int(payload.cls)))
                 times.append(cycle)
 
+    async def counter(ctx):
+        async for _, _, b, w in ctx.tick().sample(network.busy, network.work):
+            for e in range(engines):
+                busy[e] += (b >> e) & 1
+                work[e] += (w >> e) & 1
+
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    sim.add_testbench(counter, background=True)
     sim.run()
-    return np.array([o[0] for o in out]), np.array([o[1] for o in out]), times
+    return (np.array([o[0] for o in out]), np.array([o[1] for o in out]), times,
+            (busy, work))
 
 
 def config_with(spec, **changes):
@@ -66,7 +76,7 @@ def test_wide_network_bit_exact_and_model(seed, widths, changes):
     config = config_with(spec, **changes)
     assert any(c.width > 1 for c in config.layers)
     xs = random_inputs(spec, 5, seed=seed)
-    logits, classes, times = measure(generate(spec, config), xs)
+    logits, classes, times, (busy, work) = measure(generate(spec, config), xs)
     expected = golden.run(spec, xs)
     np.testing.assert_array_equal(logits, expected.logits)
     np.testing.assert_array_equal(classes, expected.predictions)
@@ -75,3 +85,5 @@ def test_wide_network_bit_exact_and_model(seed, widths, changes):
     measured = (times[-1] - times[1]) / (len(times) - 2)
     model = summary(spec, config, inputs=xs[2:])["initiation_interval"]
     assert abs(measured - model) <= 0.1 * model + 8, (measured, model)
+    # Busy splits into useful work (multipliers fed) and waiting.
+    assert all(0 < w <= b for b, w in zip(busy, work)), (busy, work)
