@@ -128,7 +128,6 @@ class GlobalWideKWTA(wiring.Component):
                              f"got {width!r}")
         self._frac = check_frac_bits(frac_bits)
         self._size, self._k, self._width, self._skip = size, k, width, skip_zeros
-        self._shape = shape
         super().__init__({
             "i": In(stream.Signature(dense_vector_layout(width, value_shape(self._frac)))),
             "o": Out(stream.Signature(sparse_layout(shape)))})

@@ -168,11 +168,11 @@ class LocalKWTA(wiring.Component):
     per non-zero winner (at least one cycle per position; ``C`` with
     ``skip_zeros`` False); the two overlap, so a position costs the larger.
 
-    Structure (docs/hw-kwta.md): the threshold is searched two bits a step,
+    Structure (docs/hw-kwta.md): the threshold is searched ``step_bits`` (two) bits a step,
     most significant first, on flags per channel (``alive``: equal to the
     threshold so far, ``above``: already greater) and the number ``need``
     of winners still to find among the alive channels; a step counts the
-    alive channels whose next two bits reach each candidate digit and keeps
+    alive channels whose next bits reach each candidate digit and keeps
     the largest digit with ``count >= need``. One step is a ring of
     :data:`_RING` register stages (count groups of 8, add them in two
     rounds, compare and update), and :data:`_RING` positions circulate in
