@@ -51,6 +51,7 @@ from pathlib import Path
 from ..sim.run import ASSUMED_CLOCK_HZ
 from ..sw.cache import cache_root, locked, read_json, write_atomic
 from ..sw.netspec import NetSpec
+from . import rom_stand_in
 from .devices import RESOURCES, XCU250, fit
 from .xilinx_synth import SCRIPT, ToolFailed, cached, synthesis_key, synthesise, yosys_version
 
@@ -171,7 +172,7 @@ def _list(spec: NetSpec, config, dense: bool) -> list[tuple[str, str]]:
 
 
 #: The fields of a cached netlist entry (all text); an entry without them is converted again.
-_NETLIST_FIELDS = ("name", "module", "top", "rtlil")
+_NETLIST_FIELDS = ("name", "module", "top", "rtlil", "stand_in")
 
 
 def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> dict:
@@ -181,7 +182,8 @@ def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> d
     design, modules = _modules(spec, config, dense)
     name, elaboratable = modules[index]
     # What decides the text: the design, the module's place, Amaranth, and the converter.
-    converter = inspect.getsource(module_netlist) + inspect.getsource(_snake)
+    converter = inspect.getsource(module_netlist) + inspect.getsource(_snake) \
+        + inspect.getsource(rom_stand_in)
     key = hashlib.sha256(f"{design}/{dense}/{index}/{name}/{amaranth_version}/{converter}"
                          .encode())
     path = Path(netlist_cache) / f"{key.hexdigest()[:20]}.json"
@@ -193,7 +195,10 @@ def _convert(spec: NetSpec, config, dense: bool, index: int, netlist_cache) -> d
             found["convert_seconds"], found["converted"] = 0.0, False
             return found
         top, text = module_netlist(elaboratable)
-        found = {"name": name, "module": type(elaboratable).__name__, "top": top, "rtlil": text}
+        # Large ROMs get stand-in contents of the same shape (boards/rom_stand_in.py).
+        text, replaced = rom_stand_in.stand_in_roms(text)
+        found = {"name": name, "module": type(elaboratable).__name__, "top": top, "rtlil": text,
+                 "stand_in": "; ".join(replaced)}
         write_atomic(path, json.dumps(found))
     found["convert_seconds"], found["converted"] = time.perf_counter() - start, True
     return found
@@ -308,7 +313,8 @@ def _synthesise_designs(designs: dict, *, jobs: int, cache, timeout, time_limit,
                 record = records.get(key)
                 if record is None:
                     record = records[key] = {"name": name, "module": kind, "top": item["top"],
-                                             "key": key, "rtlil_bytes": len(item["rtlil"])}
+                                             "key": key, "rtlil_bytes": len(item["rtlil"]),
+                                             "rom_stand_in": item["stand_in"]}
                     hit = cached(item["rtlil"], item["top"], cache=synth_cache)
                     if hit is not None:
                         record.update(status="ok", **hit.as_dict())
@@ -332,7 +338,7 @@ def _rate(spec: NetSpec, config, dense: bool, placed: list) -> dict:
         entry = modules.setdefault(record["key"], {
             "name": name, "module": record["module"], "top": record["top"],
             "key": record["key"], "instances": [], "rtlil_bytes": record["rtlil_bytes"],
-            "status": record["status"]})
+            "rom_stand_in": record.get("rom_stand_in", ""), "status": record["status"]})
         entry["instances"].append(name)
         entry.update({k: record[k] for k in ("seconds", "cpu_seconds", "max_rss_mb")
                       if k in record})
