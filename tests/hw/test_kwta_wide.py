@@ -33,7 +33,7 @@ def run_wide(dut, inputs, width, count, *, stall=0.3, seed=0):
     return [as_dict(p, 1) for p in out]
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 def test_wide_matches_golden(seed):
     """Random sizes (not multiples of the width), widths 1..5, k from 1 to S, ties,
     all-zero inputs, both skip modes, backpressure on the output."""
@@ -125,7 +125,7 @@ def test_wide_converts_to_verilog():
         assert "module" in verilog.convert(dut, name="kwta")
 
 
-@pytest.mark.parametrize("seed,frac", [(0, 0), (1, 0), (2, 1), (3, 2), (4, 4), (5, 8)])
+@pytest.mark.parametrize("seed,frac", [(0, 0), (1, 1), (4, 4), (5, 8)])
 def test_local_three_bit_steps_match_golden(seed, frac):
     """The local k-WTA deciding 3 threshold bits a step (7 candidate digits): the same
     winners, ties and rounding as the golden model, k from 1 to C, both skip modes."""
