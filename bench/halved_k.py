@@ -9,7 +9,11 @@ conv1) gets one lane per group, one pass, so that its fixed walk of
 ``H*W`` = 1,024 cycles (the input stage's pace too) is not what binds both
 designs, and the local k-WTA after it searches 3 threshold bits a step
 (config ``search_bits``; comparators, not multipliers) so that it keeps pace
-with that engine. Prints the analytical interval of each (hw/generate.py
+with that engine; the scatter conv engines (conv2) get word accumulators
+(``--accumulators``): their kernel-addressed ones read ``n`` sums per output
+position whatever ``k`` (conv2 alone, Amaranth simulation of the shipped
+samples: 1,734 cycles as given and 1,142 halved with them, 1,616 and 832
+with word accumulators). Prints the analytical interval of each (hw/generate.py
 ``summary``), the cycle-accurate steady-state interval of a few inputs
 (Verilator, sim/run.py), the bottlenecks and the ratios:
 
@@ -38,16 +42,21 @@ def halved(spec):
                    classes=spec.classes)
 
 
-def bench_config(spec):
+def bench_config(spec, accumulators: str = "word"):
     """:meth:`HwConfig.default_for` of ``spec`` with every window engine at one pass and
     the local k-WTA after it deciding 3 threshold bits a step (``search_bits``), so that
-    its search keeps pace with the faster engine."""
+    its search keeps pace with the faster engine; ``accumulators`` for every scatter conv
+    engine (``"default"``: default_for's choice)."""
     from cosparse.hw.config import HwConfig
 
     config = HwConfig.default_for(spec)
-    layers = [dataclasses.replace(cfg, lanes=layer.groups, search_bits=3)
-              if cfg.engine == "window" else cfg
-              for layer, cfg in zip(spec.packed_layers, config.layers)]
+    layers = []
+    for layer, cfg in zip(spec.packed_layers, config.layers):
+        if cfg.engine == "window":
+            cfg = dataclasses.replace(cfg, lanes=layer.groups, search_bits=3)
+        elif layer.kind == "conv2d" and accumulators != "default":
+            cfg = dataclasses.replace(cfg, accumulators=accumulators)
+        layers.append(cfg)
     return dataclasses.replace(config, layers=tuple(layers))
 
 
@@ -61,13 +70,17 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=6,
                         help="inputs simulated per design (default 6)")
     parser.add_argument("--no-sim", action="store_true", help="the analytical model only")
+    parser.add_argument("--accumulators", default="word", choices=("word", "kernel", "default"),
+                        help="accumulators of the scatter conv engines (default: word; their "
+                             "drain, one word per position, shrinks with the winners' rows "
+                             "where kernel-addressed ones read n sums per position)")
     parser.add_argument("--out", metavar="JSON", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
     spec = netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC,
                                                        "default NetSpec"))
     x = inputs.resolve(args, spec).x[:max(2, args.count)]
-    config = bench_config(spec)
+    config = bench_config(spec, args.accumulators)
     designs = {"as given": spec, "k halved": halved(spec)}
     rows, ok = {}, True
     for name, design in designs.items():
@@ -104,7 +117,8 @@ def main(argv=None) -> int:
     print(f"{spec.name}: every k-WTA's k halved, same HwConfig ({base['multipliers']:,} "
           f"multipliers; window engine(s) {', '.join(windows) or 'none'} at one pass and "
           f"3-bit search steps in the local k-WTA after it, so that neither binds both "
-          f"designs); {len(x)} inputs")
+          f"designs; {args.accumulators} accumulators in the scatter conv engines); "
+          f"{len(x)} inputs")
     print(f"{'design':<10} {'model II':>9} {'bottleneck':<13} {'sim II':>8}  k-WTAs")
     for name, row in rows.items():
         sim = f"{row['sim_interval']:>8,.0f}" if "sim_interval" in row else f"{'-':>8}"
