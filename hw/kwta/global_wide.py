@@ -43,7 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import check_frac_bits, dense_vector_layout, sparse_layout, value_shape
-from ..sparsify import PositionEmitter, emitter_input_layout
+from ..sparsify import PositionEmitter
 from .local import _check_kwta, count_ones, round_fraction
 
 __all__ = ["GlobalWideKWTA", "levels", "wide_scan_cycles", "PIPELINE_CYCLES"]
