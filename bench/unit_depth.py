@@ -3,7 +3,8 @@
 Not run in CI (each unit takes a minute or more of Yosys on this machine).
 For each instance of a k-WTA, Sparsifier, requantiser and argmax in the
 default NetSpec (``cosparse.sw.assets``; shapes from ``hw/top.py: plan``,
-the requantisers with the default HwConfig's drain widths), the unit alone
+the requantisers and k-WTAs with the default HwConfig's drain widths and
+search steps, and each local k-WTA also at 3 bits a step), the unit alone
 is converted to Verilog and synthesised with the project's script
 (``synth_xilinx -family xcup``; cosparse.hw.depth.measure): logic levels
 with a chained CARRY4 pair counted as one (as Vivado counts a CARRY8),
@@ -51,12 +52,21 @@ def default_units():
                 width = cfg.lanes * layer.n
                 units.append((f"requant_{layer.name}", lambda layer=layer, cfg=cfg, a=args,
                               w=width: VectorRequantiser(layer.out_channels, w, cfg.acc_bits, **a)))
+            elif cfg.width > 1:
+                units.append((f"requant_{layer.name}", lambda layer=layer, cfg=cfg, a=args:
+                              VectorRequantiser(layer.out_channels, cfg.width, cfg.acc_bits,
+                                                **a)))
             else:
                 units.append((f"requant_{layer.name}", lambda layer=layer, cfg=cfg, a=args:
                               Requantiser(layer.out_channels, cfg.acc_bits, **a)))
         if stage is not stages[-1]:
             kind = "sparsify" if stage.kwta is None else f"kwta_{stage.kwta.mode}"
-            units.append((f"{kind}_{layer.name}", lambda stage=stage: unit_after(stage)))
+            units.append((f"{kind}_{layer.name}", lambda stage=stage, cfg=cfg: unit_after(
+                stage, width=cfg.width, search_bits=cfg.search_bits)))
+            if stage.kwta is not None and stage.kwta.mode == "local" and cfg.search_bits == 2:
+                # The same k-WTA at 3 threshold bits a step (config search_bits = 3).
+                units.append((f"{kind}_{layer.name}_3bit", lambda stage=stage: unit_after(
+                    stage, search_bits=3)))
     units.append(("argmax", lambda: Argmax(len(spec.classes))))
     return units
 

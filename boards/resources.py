@@ -20,7 +20,7 @@ Yosys error), runs past ``module_timeout`` or is not done within the run's
 say they are incomplete.
 
 The glue between modules: the Network's own level holds no logic, only
-stream wiring (``wiring.connect``) and the ``busy`` bits, which
+stream wiring (``wiring.connect``) and the ``busy`` and ``work`` bits, which
 :func:`split` checks (every statement of the top is a plain connection of
 signals in the combinational domain); its FIFOs are modules like the others
 and are synthesised and counted. So the sum over modules is the whole
@@ -74,7 +74,7 @@ PUBLISHED = {
 }
 
 #: How the glue between modules is counted (in every report).
-GLUE = ("the Network's top level holds only stream wiring and the busy bits (checked: every "
+GLUE = ("the Network's top level holds only stream wiring and the busy and work bits (checked: every "
         "statement is a plain connection); its FIFOs are synthesised as modules and counted")
 
 

@@ -231,7 +231,8 @@ def network_units(spec: NetSpec, config=None) -> dict:
         units[f"engine_{layer.name}"] = (
             lambda stage=stage, cfg=cfg, index=index: engine_for(stage, cfg, index))
         if index < len(stages) - 1:
-            units[f"sparse_{layer.name}"] = lambda stage=stage: unit_after(stage)
+            units[f"sparse_{layer.name}"] = lambda stage=stage, cfg=cfg: unit_after(
+                stage, width=cfg.width, search_bits=cfg.search_bits)
     return units
 
 

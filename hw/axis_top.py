@@ -25,7 +25,8 @@ reaches the design, so it takes effect one cycle later (see ``elaborate``).
 Counters (``counter_bits`` wide, cleared by reset, wrapping):
 ``cycles`` counts every cycle; ``busy_cycles`` holds one counter per engine,
 engine ``e`` at bits ``[e*counter_bits +: counter_bits]``, counting the
-cycles its ``busy`` bit is high.
+cycles its ``busy`` bit is high; ``work_cycles`` likewise the cycles its
+``work`` bit is high (the useful part of busy: multipliers fed).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class AxisNetwork(wiring.Component):
     s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : input features.
     m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : results.
     busy : Out(engines), the Network's busy bits.
-    cycles : Out(counter_bits); busy_cycles : Out(engines * counter_bits).
+    cycles : Out(counter_bits); busy_cycles, work_cycles : Out(engines * counter_bits).
     error : Out(1), sticky: an input frame's ``tlast`` disagreed with its size.
     """
 
@@ -107,6 +108,7 @@ class AxisNetwork(wiring.Component):
             "busy": Out(self.engines),
             "cycles": Out(counter_bits),
             "busy_cycles": Out(self.engines * counter_bits),
+            "work_cycles": Out(self.engines * counter_bits),
             "error": Out(1),
         })
 
@@ -164,11 +166,13 @@ class AxisNetwork(wiring.Component):
 
         # ---- counters -----------------------------------------------------
         m.d.core += self.cycles.eq(self.cycles + 1)
-        counters = []
-        for e in range(self.engines):
-            counter = Signal(self.counter_bits, name=f"busy_cycles_{e}")
-            with m.If(net.busy[e]):
-                m.d.core += counter.eq(counter + 1)
-            counters.append(counter)
-        m.d.comb += self.busy_cycles.eq(Cat(*counters))
+        for kind, bits, port in (("busy", net.busy, self.busy_cycles),
+                                 ("work", net.work, self.work_cycles)):
+            counters = []
+            for e in range(self.engines):
+                counter = Signal(self.counter_bits, name=f"{kind}_cycles_{e}")
+                with m.If(bits[e]):
+                    m.d.core += counter.eq(counter + 1)
+                counters.append(counter)
+            m.d.comb += port.eq(Cat(*counters))
         return m

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .engine.tiling import Tiling
+from .kwta.local import STEP_BITS
 
-__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "load_hw_config", "save_hw_config",
+__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "drain_width", "search_bits", "load_hw_config", "save_hw_config",
            "LAYER_FIELDS", "GLOBAL_FIELDS", "ENGINES", "ACCUMULATORS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
-LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators")
+LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators", "width",
+                "search_bits")
 #: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py) or window
 #: (hw/engine/window.py).
 ENGINES = ("scatter", "window")
@@ -40,6 +42,53 @@ def accumulator_bits(layer) -> int:
     bits for 8-bit weights, 13 for 4-bit, 25 for 16-bit).
     """
     return max(layer.accumulator_bound().bit_length() + 1, 9 + layer.weight_bits)
+
+
+def _spread(k: int, size: int, width: int) -> list:
+    """Winners per word of ``ceil(size / width)`` words when ``k`` winners fill whole
+    words: the most cycles a wide k-WTA's emit pass takes for ``k``,
+    ``words - ceil(k / width) + k``."""
+    words = -(-size // width)
+    return [min(width, max(0, k - w * width)) for w in range(words)]
+
+
+def drain_width(layer, kwta, pace: int) -> int:
+    """Smallest drain width (a divisor of ``layer.n``, hw/engine/drain.py) at which the
+    linear ``layer``'s drain, ``ceil(out_features / width)`` cycles, and the global
+    ``kwta`` after it (:func:`~.kwta.global_wide.wide_scan_cycles` with ``k`` winners;
+    the one-value unit's :func:`~.kwta.global_.scan_cycles` at width 1) take at most
+    ``pace`` cycles per input; the fastest divisor when none does."""
+    from .kwta.global_ import scan_cycles
+    from .kwta.global_wide import wide_scan_cycles
+
+    size = layer.out_features
+
+    def cycles(width):
+        if width == 1:
+            return max(size, scan_cycles(size, kwta.frac_bits))
+        return max(-(-size // width),
+                   wide_scan_cycles(size, width, kwta.frac_bits, _spread(kwta.k, size, width)))
+
+    divisors = [d for d in range(1, layer.n + 1) if layer.n % d == 0]
+    fitting = [d for d in divisors if cycles(d) <= pace]
+    return fitting[0] if fitting else min(divisors, key=cycles)
+
+
+def search_bits(spec: NetSpec, layer, pace: int) -> int:
+    """Threshold bits per search step of the local k-WTA after conv ``layer`` (2 when it
+    has none): 2, unless its searches, one position every ``1 + ceil((8 + f) / 2)``
+    cycles (:func:`~.kwta.local.search_cycles`), take more than ``pace`` cycles per input
+    and 3 bits a step takes fewer."""
+    from .kwta.local import search_cycles
+
+    following = [l for l in spec.layers[spec.layers.index(layer) + 1:][:2]
+                 if isinstance(l, KWTA)]
+    if not isinstance(layer, Conv2d) or not following or following[0].mode != "local":
+        return 2
+    kwta = following[0]
+    positions = prod(kwta.in_shape[1:])
+    slow = positions * search_cycles(kwta.frac_bits, 2)
+    return 3 if slow > pace and positions * search_cycles(kwta.frac_bits, 3) < slow else 2
 
 
 @dataclass(frozen=True)
@@ -68,6 +117,19 @@ class LayerConfig:
     needs no per-lane selection among ``n`` sums and drains alongside the
     accumulation but takes ``n`` reads per position and pass; only for an
     engine with position-major input (a ring). Linear layers ignore it.
+    ``width`` is the number of channels a linear engine's drain emits per
+    beat (hw/engine/drain.py :class:`~.engine.drain.WideChannelDrain`): its
+    drain then takes ``out_features / width`` cycles instead of
+    ``out_features``, and the global k-WTA after it takes ``width`` values
+    per cycle (hw/kwta/global_wide.py). Only a linear layer followed by a
+    global k-WTA may have ``width > 1``, and ``width`` must divide its ``n``
+    (a beat is then ``width`` sums of one kernel group, one accumulator word).
+    ``search_bits`` is the number of threshold bits the local k-WTA after a
+    conv engine decides per search step (hw/kwta/local.py ``step_bits``, 2
+    or 3): 3 costs 7 comparators and counts per channel instead of 3 and
+    makes a position's search ``1 + ceil((8 + f) / 3)`` cycles instead of
+    ``1 + ceil((8 + f) / 2)``, so the k-WTA keeps pace with a fast engine
+    when ``k`` is small. Other layers ignore it.
     """
 
     lanes: int
@@ -76,6 +138,8 @@ class LayerConfig:
     fifo_depth: int | None = None
     engine: str = "scatter"
     accumulators: str = "word"
+    width: int = 1
+    search_bits: int = 2
 
     def multipliers(self, layer) -> int:
         """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window)."""
@@ -126,6 +190,9 @@ class HwConfig:
             if isinstance(layer, Conv2d):
                 entry["engine"] = cfg.engine
                 entry["accumulators"] = cfg.accumulators
+                entry["search_bits"] = cfg.search_bits
+            else:
+                entry["width"] = cfg.width
             layers[layer.name] = entry
         return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
 
@@ -221,12 +288,18 @@ class HwConfig:
         pipeline's floor), and word accumulators otherwise (the dense
         baseline: always word).
 
+        A linear engine followed by a global k-WTA gets the smallest drain
+        ``width`` (:func:`drain_width`) whose drain and wide k-WTA keep pace
+        with its accumulation (or the input stage, if slower), so neither
+        binds the interval (the default GSC network's fc1: width 2, 750
+        cycles, against its 1,400 cycles of accumulation).
+
         A first conv layer with one input channel (dense-ish features) gets
         the window engine (hw/engine/window.py) instead, with the fewest
         lanes whose cycles per input (:func:`~.engine.window.window_cycles`)
         stay within :meth:`interval_floor`, the interval the rest of the
         network cannot go below anyway (the default GSC network: 8 lanes, 2
-        passes, 1,568 cycles against the global k-WTA's 1,757).
+        passes, 1,568 cycles against its local k-WTA's 1,568 winners).
         """
         layers = []
         window = None  # index of the layer built as a window engine
@@ -248,8 +321,13 @@ class HwConfig:
                 else:
                     budget = conv_cycles if dense else layer.out_features
                     passes = min(groups, max(1, budget // max(1, nonzero)))
-                    config = LayerConfig(lanes=-(-groups // passes),
-                                         acc_bits=accumulator_bits(layer))
+                    lanes = -(-groups // passes)
+                    config = LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer))
+                    after = spec.layers[spec.layers.index(layer) + 1:][:1]
+                    if not dense and after and isinstance(after[0], KWTA) \
+                            and after[0].mode == "global":
+                        pace = max(nonzero * -(-groups // lanes), prod(spec.input.shape))
+                        config = replace(config, width=drain_width(layer, after[0], pace))
                 layers.append(config)
                 nonzero = prod(layer.out_shape)
                 if not dense and len(layers) == 1 and isinstance(layer, Conv2d) \
@@ -261,23 +339,44 @@ class HwConfig:
                 positions = prod(layer.in_shape[1:]) if layer.mode == "local" else 1
                 nonzero = min(nonzero, layer.k * positions)
         if window is not None:
-            layers[window] = cls._window_config(spec, layers[window], cls.interval_floor(spec))
+            widths = [cfg.width for cfg in layers]
+            layers[window] = cls._window_config(spec, layers[window],
+                                                cls.interval_floor(spec, widths))
+        if not dense:
+            floor = cls.interval_floor(spec, [cfg.width for cfg in layers])
+            layers = [replace(cfg, search_bits=search_bits(spec, layer, floor))
+                      for layer, cfg in zip(spec.packed_layers, layers)]
         return cls(layers=tuple(layers), **kwargs)
 
     @staticmethod
-    def interval_floor(spec: NetSpec) -> int:
+    def interval_floor(spec: NetSpec, widths=None) -> int:
         """Cycles per input that the default pipeline takes whatever the activations: the
-        input (one feature per cycle), every linear engine's drain (one channel per cycle),
-        every global k-WTA's scan, every other conv engine's drain (one position per cycle
-        at one pass). Data-independent, so a choice made against it holds for any input."""
+        input (one feature per cycle), every linear engine's drain (``ceil(out_features /
+        width)`` cycles, ``widths`` giving each packed layer's drain width, default 1),
+        every global k-WTA's scan (:func:`~.kwta.global_.scan_cycles`, or at width above
+        1 :func:`~.kwta.global_wide.wide_scan_cycles` with its ``k`` winners), every other
+        conv engine's drain (one position per cycle at one pass), and every local k-WTA's
+        winners, ``k`` per position and one cycle each, which the engine after it then
+        accumulates at full speed (an upper bound of both, reached when no winner is 0).
+        Data-independent, so a choice made against it holds for any input."""
         from .kwta.global_ import scan_cycles
+        from .kwta.global_wide import wide_scan_cycles
 
+        packed = spec.packed_layers
+        widths = [1] * len(packed) if widths is None else list(widths)
         floor = prod(spec.input.shape)
+        width = 1
         for index, layer in enumerate(spec.layers):
             if isinstance(layer, Linear):
-                floor = max(floor, layer.out_features)
+                width = widths[packed.index(layer)]
+                floor = max(floor, -(-layer.out_features // width))
             elif isinstance(layer, KWTA) and layer.mode == "global":
-                floor = max(floor, scan_cycles(prod(layer.in_shape), layer.frac_bits))
+                size = prod(layer.in_shape)
+                floor = max(floor, scan_cycles(size, layer.frac_bits) if width == 1
+                            else wide_scan_cycles(size, width, layer.frac_bits,
+                                                  _spread(layer.k, size, width)))
+            elif isinstance(layer, KWTA):
+                floor = max(floor, layer.k * prod(layer.in_shape[1:]))
             elif isinstance(layer, Conv2d) and index > 0:
                 floor = max(floor, prod(layer.out_shape[1:]))
         return floor
@@ -341,11 +440,37 @@ class HwConfig:
                                                or cfg.fifo_depth < 0):
                 raise ValueError(f"layer {layer.name!r}: fifo_depth must be a non-negative "
                                  f"integer, got {cfg.fifo_depth!r}")
+            self._validate_width(spec, layer, cfg.width)
+            if cfg.search_bits not in STEP_BITS or isinstance(cfg.search_bits, bool):
+                raise ValueError(f"layer {layer.name!r}: search_bits must be one of "
+                                 f"{list(STEP_BITS)}, got {cfg.search_bits!r}")
             need = accumulator_bits(layer)
             if not isinstance(cfg.acc_bits, int) or cfg.acc_bits < need:
                 raise ValueError(f"layer {layer.name!r}: acc_bits = {cfg.acc_bits!r} cannot hold "
                                  f"the accumulator bound {layer.accumulator_bound()} "
                                  f"(needs {need} bits)")
+
+
+    @staticmethod
+    def _validate_width(spec: NetSpec, layer, width):
+        """``width`` (values per drain beat) of ``layer``: ValueError naming the bad value."""
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"layer {layer.name!r}: width must be a positive integer, "
+                             f"got {width!r}")
+        if width == 1:
+            return
+        at = spec.layers.index(layer)
+        following = spec.layers[at + 1] if at + 1 < len(spec.layers) else None
+        if not (isinstance(layer, Linear) and isinstance(following, KWTA)
+                and following.mode == "global"):
+            raise ValueError(f"layer {layer.name!r}: width = {width} needs a linear layer "
+                             f"followed by a global k-WTA (the only unit that takes several "
+                             f"values per beat); use width 1")
+        if layer.n % width:
+            divisors = [d for d in range(1, layer.n + 1) if layer.n % d == 0]
+            raise ValueError(f"layer {layer.name!r}: width = {width} must divide n = {layer.n} "
+                             f"(a beat is one accumulator word of one kernel group); use one of "
+                             f"{divisors}")
 
 
 def load_hw_config(path, spec: NetSpec, *, dense: bool = False) -> HwConfig:

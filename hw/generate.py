@@ -21,6 +21,7 @@ from .config import HwConfig
 from .convert import to_verilog
 from .engine.weights import id_block, kernel_id_bits
 from .kwta.global_ import scan_cycles
+from .kwta.global_wide import wide_scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
 from .engine.window import window_cycles
@@ -148,6 +149,23 @@ def weight_memory_bits(layer, passes: int, lanes: int, copies: int, window: bool
     return words * (layer.fan_in * layer.weight_bits + units * kernel_id_bits(layer.n))
 
 
+def _wide_kwta_cycles(values: np.ndarray, k: int, width: int, frac_bits: int,
+                      dense: bool) -> np.ndarray:
+    """Cycles per input of a wide global k-WTA (:func:`~.kwta.global_wide.wide_scan_cycles`)
+    on its input ``values``: the ``k`` winners (largest first, lower index on ties) per
+    word of ``width`` values, every value for the dense baseline, and the threshold."""
+    flat = values.reshape(len(values), -1).astype(np.int64)
+    size = flat.shape[1]
+    words = -(-size // width)
+    cycles = []
+    for row in flat:
+        order = np.argsort(-row, kind="stable")[:k]
+        sent = np.arange(size) if dense else order
+        per_word = np.bincount(sent // width, minlength=words)
+        cycles.append(wide_scan_cycles(size, width, frac_bits, per_word, row[order[-1]]))
+    return np.array(cycles)
+
+
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             inputs=None) -> dict:
     """Per engine: shapes, packing, parallelism, memories and the analytical cycle model.
@@ -156,7 +174,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     (conv: per input sent, the offset tiles it reaches, times the passes;
     linear: inputs sent times passes; the dense baseline sends zeros too)
     plus a few cycles to swap buffers; ``drain`` = one word per cycle (conv:
-    pre-pool positions times passes) or one channel per cycle (linear). The
+    pre-pool positions times passes) or ``width`` channels per cycle (linear:
+    ``ceil(out_features / width)``, hw/engine/drain.py). The
     drain of one input overlaps the accumulation of the next, so the
     engine's interval is the larger. A conv engine with a row-window ring
     (position-major input, hw/engine/ring.py) has one buffer: its drain
@@ -173,9 +192,16 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     a k-WTA or Sparsifier) has its own interval: one cycle per beat sent and
     at least one per position for a conv output (a local k-WTA: at least its
     search, :func:`~.kwta.local.search_cycles`, 5 cycles for int8 values,
-    ``1 + ceil((8 + f) / 2)`` with ``f`` fraction bits), ``2**(8 + f) + S + 1``
+    ``1 + ceil((8 + f) / b)`` with ``f`` fraction bits and ``b`` the config's
+    ``search_bits``, 2 or 3), ``2**(8 + f) + S + 1``
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
-    int8), ``S`` for a scalar Sparsifier; the input Sparsifier takes one
+    int8); after a linear engine of drain ``width`` ``w > 1`` the wide global
+    k-WTA's ``max(ceil(S/w), scan + E + 4)``: ``scan`` the coarse and fine
+    bins from the top down to the threshold's, at most ``2**c + 2**(8+f-c)``
+    with ``c = ceil((8+f)/2)`` (32 for int8), ``E`` = sum over its words of
+    ``max(1, winners in the word)``
+    (:func:`~.kwta.global_wide.wide_scan_cycles`: at most ``S/w + k + 36``
+    for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle. The network's initiation interval is the largest of
     them all. A window engine (hw/engine/window.py, ``engine = "window"``)
     has no accumulators and no drain: ``accumulate`` is
@@ -225,7 +251,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             sent = x_in.reshape(len(x_in), -1)
             accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
             accumulate *= passes
-            drain = layer.out_channels
+            drain = -(-layer.out_channels // cfg.width)
             banks, depth, by_kernel, copies = 1, passes, False, 1
             cycles = max(accumulate + SWAP_CYCLES, drain)
         # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
@@ -234,8 +260,11 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             after = None
         elif isinstance(layer, Conv2d):
             local = stage.kwta is not None and stage.kwta.mode == "local"
-            floor = search_cycles(stage.kwta.frac_bits) if local else 1
+            floor = search_cycles(stage.kwta.frac_bits, cfg.search_bits) if local else 1
             after = float(np.mean(_emit_cycles(out, dense, floor)))
+        elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
+            after = float(np.mean(_wide_kwta_cycles(acts[layer.name], stage.kwta.k, cfg.width,
+                                                    stage.kwta.frac_bits, dense)))
         elif stage.kwta is not None and stage.kwta.mode == "global":
             after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
         else:
@@ -246,6 +275,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "kwta": None if stage.kwta is None else f"{stage.kwta.mode} k={stage.kwta.k}",
             "engine": cfg.engine if isinstance(layer, Conv2d) else "linear",
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
+            "width": cfg.width, "search_bits": cfg.search_bits,
             "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_copies": copies,

@@ -24,6 +24,7 @@ from .argmax import Argmax, result_layout
 from .config import HwConfig
 from .engine import ConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
+from .kwta.global_wide import GlobalWideKWTA
 from .kwta.local import LocalKWTA
 from .layouts import dense_layout
 from .sparsify import Sparsifier
@@ -121,13 +122,16 @@ def engine_for(stage, config, index: int):
     return LinearEngine(layer, config, in_shape=stage.in_shape)
 
 
-def unit_after(stage, *, skip_zeros: bool = True):
+def unit_after(stage, *, skip_zeros: bool = True, width: int = 1, search_bits: int = 2):
     """The unit that turns a non-final engine's dense output into the next engine's input.
 
     The stage's k-WTA (local or global) when it has one, else a
     :class:`~cosparse.hw.sparsify.Sparsifier`; a conv engine emits one position
     per beat (hw/layouts.py, dense vector). Shared by :class:`Network` and the
     unit-by-unit replay of sim/bench_engine.py, so both build the same thing.
+    ``width`` is the engine's drain width (config ``width``): above 1 the global
+    k-WTA takes that many values per beat (:class:`~.kwta.global_wide.GlobalWideKWTA`);
+    ``search_bits`` (config ``search_bits``) is a local k-WTA's threshold bits per step.
     """
     out_shape = stage.out_shape
     if stage.kwta is None:
@@ -136,7 +140,11 @@ def unit_after(stage, *, skip_zeros: bool = True):
                           order="position_major" if vector else "flat", vector=vector)
     frac = stage.kwta.frac_bits
     if stage.kwta.mode == "local":
-        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
+        return LocalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac,
+                         step_bits=search_bits)
+    if width > 1:
+        return GlobalWideKWTA(out_shape, stage.kwta.k, width, skip_zeros=skip_zeros,
+                              frac_bits=frac)
     return GlobalKWTA(out_shape, stage.kwta.k, skip_zeros=skip_zeros, frac_bits=frac)
 
 
@@ -162,6 +170,9 @@ class Network(wiring.Component):
         One beat per input: ``logits`` (int32 array, class order) and ``cls``.
     busy : ``Out(engines)``
         Bit ``e`` is high in every cycle engine ``e`` holds work.
+    work : ``Out(engines)``
+        Bit ``e`` is high in every cycle engine ``e`` feeds its multipliers (useful
+        work); ``busy`` without ``work`` is waiting.
     """
 
     def __init__(self, spec: NetSpec, config: HwConfig, *, skip_zeros: bool = True):
@@ -174,6 +185,7 @@ class Network(wiring.Component):
             "i": In(stream.Signature(dense_layout())),
             "o": Out(stream.Signature(result_layout(len(spec.classes)))),
             "busy": Out(len(self.stages)),
+            "work": Out(len(self.stages)),
         })
 
     def _link(self, m, source, sink, name, depth):
@@ -203,14 +215,15 @@ class Network(wiring.Component):
             layer = stage.layer
             engine = engine_for(stage, cfg, index)
             m.submodules[f"engine_{layer.name}"] = engine
-            m.d.comb += self.busy[index].eq(engine.busy)
+            m.d.comb += [self.busy[index].eq(engine.busy), self.work[index].eq(engine.work)]
             self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))
             if index == len(self.stages) - 1:
                 m.submodules.argmax = argmax = Argmax(len(self._spec.classes))
                 wiring.connect(m, engine.o, argmax.i)
                 wiring.connect(m, argmax.o, wiring.flipped(self.o))
                 break
-            after = unit_after(stage, skip_zeros=skip)
+            after = unit_after(stage, skip_zeros=skip, width=cfg.width,
+                               search_bits=cfg.search_bits)
             m.submodules[f"sparse_{layer.name}"] = after
             wiring.connect(m, engine.o, after.i)
             source = after.o

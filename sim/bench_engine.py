@@ -61,9 +61,16 @@ def _sparse_beats(t: np.ndarray, dense: bool, position_major: bool = False) -> l
     return beats
 
 
-def _dense_beats(t: np.ndarray) -> list:
+def _dense_beats(t: np.ndarray, width: int = 1) -> list:
     """An engine's output in its stream form: (C, H, W) as one vector beat per position
-    (raster order), (F,) as one value per beat."""
+    (raster order), (F,) as one value per beat, or ``width`` per beat (a wide drain; the
+    last beat padded with zeros)."""
+    if width > 1:
+        flat = [int(v) for v in t.reshape(-1)]
+        words = -(-len(flat) // width)
+        flat += [0] * (words * width - len(flat))
+        return [{"values": flat[w * width:(w + 1) * width], "last": int(w == words - 1)}
+                for w in range(words)]
     if t.ndim == 3:
         positions = t.transpose(1, 2, 0).reshape(-1, t.shape[0])
         return [{"values": [int(v) for v in p], "last": int(i == len(positions) - 1)}
@@ -122,7 +129,11 @@ def _run_unit(unit, beats: list, max_cycles: int, *, count: int | None = None):
     return state["out"], hung
 
 
-def _from_dense(out: list, shape: tuple) -> np.ndarray:
+def _from_dense(out: list, shape: tuple, width: int = 1) -> np.ndarray:
+    """The tensor of an engine's dense output (``width > 1``: a linear engine's beats of
+    ``width`` values, the last one padded)."""
+    if width > 1:
+        return np.array([int(v) for o in out for v in o.values], np.int64)[:int(np.prod(shape))]
     if len(shape) == 3:
         c, h, w = shape
         values = np.array([[int(v) for v in o.values] for o in out], np.int64)
@@ -235,7 +246,7 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         if isinstance(layer, Conv2d):
             count = stage.out_shape[1] * stage.out_shape[2]
         else:
-            count = int(np.prod(stage.out_shape))
+            count = -(-int(np.prod(stage.out_shape)) // cfg.width)
         # the golden activation the engine must produce: its layer's, or its pool's
         names = [m.name for m in built.layers]
         at = names.index(layer.name) + (1 if stage.pool > 1 else 0)
@@ -246,7 +257,7 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         ordered = isinstance(layer, Conv2d)
         out, hung = _run_unit(engine, _sparse_beats(np.asarray(h).reshape(stage.in_shape),
                                                     dense, ordered), budget, count=count)
-        got = _from_dense(out, stage.out_shape) if not hung else None
+        got = _from_dense(out, stage.out_shape, cfg.width) if not hung else None
         if not check({"unit": "engine", "layer": layer.name, "compared_with": target,
                       "pool": stage.pool}, want, got, hung) and stop_at_first:
             return records
@@ -265,13 +276,14 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
                   want, got, hung)
             break
         # ---- the k-WTA or sparsifier after the engine ------------------------
-        unit = unit_after(stage, skip_zeros=skip)
+        unit = unit_after(stage, skip_zeros=skip, width=cfg.width, search_bits=cfg.search_bits)
         kind = "sparsifier" if stage.kwta is None else "kwta"
         target = stage.kwta.name if stage.kwta is not None else target
         want = np.asarray(acts[target])
         # A global k-WTA scans 2**(8 + f) bins per input (hw/kwta/global_.py).
         frac = stage.kwta.frac_bits if stage.kwta is not None else 0
-        out, hung = _run_unit(unit, _dense_beats(np.asarray(h).reshape(stage.out_shape)),
+        out, hung = _run_unit(unit, _dense_beats(np.asarray(h).reshape(stage.out_shape),
+                                                 cfg.width),
                               20 * (int(np.prod(stage.out_shape)) + 2 * bins(frac))
                               + MARGIN_CYCLES)
         got, problem = _from_sparse(out, stage.out_shape) if not hung else (None, None)

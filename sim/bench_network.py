@@ -67,7 +67,13 @@ class _Bench:
         return _u(self.dut.cycles)
 
     def busy(self) -> list:
-        word = _u(self.dut.busy_cycles)
+        return self._counters(self.dut.busy_cycles)
+
+    def work(self) -> list:
+        return self._counters(self.dut.work_cycles)
+
+    def _counters(self, signal) -> list:
+        word = _u(signal)
         mask = (1 << self.bits) - 1
         return [(word >> (e * self.bits)) & mask for e in range(self.engines)]
 
@@ -172,9 +178,9 @@ async def stream_network(dut):
     await FallingEdge(dut.clk)
 
     # 2. every input back to back, output always ready
-    busy0, cycle0, wall0 = bench.busy(), bench.cycles(), time.perf_counter()
+    busy0, work0, cycle0, wall0 = bench.busy(), bench.work(), bench.cycles(), time.perf_counter()
     results, first = await bench.phase(list(range(n)), name="stream")
-    busy1, cycle1, wall1 = bench.busy(), bench.cycles(), time.perf_counter()
+    busy1, work1, cycle1, wall1 = bench.busy(), bench.work(), bench.cycles(), time.perf_counter()
     all_results += results
     cycles = [r["cycle"] for r in results]
     intervals = [b - a for a, b in zip(cycles, cycles[1:])]
@@ -186,6 +192,7 @@ async def stream_network(dut):
         "initiation_interval": (sum(steady) / len(steady)) if steady else None,
         "steady_intervals_used": len(steady),
         "busy_cycles": [b - a for a, b in zip(busy0, busy1)],
+        "work_cycles": [b - a for a, b in zip(work0, work1)],
     }
 
     # 3. stress: random input gaps and output backpressure

@@ -92,8 +92,10 @@ def format_report(report: dict, spec, data: inputs.Inputs) -> str:
     if ii:
         lines.append(f"throughput: {s['inputs_per_second_at_clock']:,.0f} inputs/s at an assumed "
                      f"{s['assumed_clock_hz'] / 1e6:.0f} MHz clock (no timing report yet)")
-    lines.append("engine busy cycles per input: " + ", ".join(
-        f"{e['name']} {e['busy_cycles_per_input']:,.0f} ({100 * e['busy_fraction']:.0f}%)"
+    lines.append("engine busy cycles per input (work + wait): " + ", ".join(
+        f"{e['name']} {e['busy_cycles_per_input']:,.0f} ({100 * e['busy_fraction']:.0f}%"
+        + (f"; {e['work_cycles_per_input']:,.0f} + {e['wait_cycles_per_input']:,.0f})"
+           if "work_cycles_per_input" in e else ")")
         for e in s["engines"]))
     lines.append(f"simulation ({s['simulator']}): {s['sim_inputs_per_second']:,.1f} inputs/s, "
                  f"{s['sim_cycles_per_second']:,.0f} cycles/s"

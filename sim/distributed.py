@@ -304,10 +304,11 @@ def _merge(spec, x, results, *, config, dense, wall, workers, key, simulator, ca
     ii = sum(w * v for w, v in weights) / used if used else None
     engines = []
     for e, row in enumerate(reports[0]["summary"]["engines"]):
-        busy = sum(r["summary"]["engines"][e]["busy_cycles_per_input"] * r["summary"]["inputs"]
-                   for r in reports)
+        busy, work = (sum(r["summary"]["engines"][e][f"{kind}_cycles_per_input"]
+                          * r["summary"]["inputs"] for r in reports) for kind in ("busy", "work"))
         engines.append({"name": row["name"], "kind": row["kind"],
                         "busy_cycles_per_input": busy / n,
+                        "work_cycles_per_input": work / n, "wait_cycles_per_input": (busy - work) / n,
                         "busy_fraction": busy / sums["stream_cycles"] if sums["stream_cycles"]
                         else 0,
                         "model_cycles_per_input": model["layers"][e]["cycles_per_input"]})

@@ -173,13 +173,16 @@ def simulate(spec: NetSpec, inputs, *, simulator: str = "verilator", dense: bool
                                  for k in range(len(want)) if want[k] != r["logits"][k]]})
     n = len(x)
     ii = stream["initiation_interval"]
-    busy = stream["busy_cycles"]
+    busy, work = stream["busy_cycles"], stream["work_cycles"]
     engines = []
     for e, stage in enumerate(stages):
         row = model["layers"][e]
         engines.append({"name": stage.layer.name, "kind": stage.layer.kind,
                         "busy_cycles_per_input": busy[e] / n,
                         "busy_fraction": busy[e] / stream["cycles"] if stream["cycles"] else 0,
+                        # busy = useful work (multipliers fed) + waiting
+                        "work_cycles_per_input": work[e] / n,
+                        "wait_cycles_per_input": (busy[e] - work[e]) / n,
                         "model_cycles_per_input": row["cycles_per_input"]})
     exact = sum(1 for r in results if r["bit_exact"])
     summary = {

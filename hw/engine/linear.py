@@ -12,8 +12,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layouts import dense_layout, sparse_layout, tensor_size, value_shape
-from .drain import ChannelDrain
+from ..layouts import dense_layout, dense_vector_layout, sparse_layout, tensor_size, value_shape
+from .drain import ChannelDrain, WideChannelDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
 from .router import LaneAccumulators
@@ -99,7 +99,7 @@ class LinearEngine(PackedEngine):
     layer : Linear
         The NetSpec layer.
     config : LayerConfig
-        Lanes and accumulator width (``offsets`` must be 1).
+        Lanes, accumulator width and drain ``width`` (``offsets`` must be 1).
     in_shape : tuple
         Shape of the arriving activations: ``(F,)``, or ``(C, H, W)`` after a convolution.
 
@@ -107,7 +107,9 @@ class LinearEngine(PackedEngine):
     -----
     i : sparse activations of ``in_shape``.
     o : dense int8 outputs in index order (``signed(8 + frac_bits)`` with the
-        requantisation's fraction bits; int32 logits when ``layer.requant`` is None).
+        requantisation's fraction bits; int32 logits when ``layer.requant`` is None);
+        with ``config.width > 1`` a ``dense_vector_layout(width, ...)`` beat of ``width``
+        consecutive outputs (:class:`~.drain.WideChannelDrain`).
     busy : high while any input is being accumulated or drained.
     """
 
@@ -121,8 +123,14 @@ class LinearEngine(PackedEngine):
                              f"got offsets = {config.offsets!r}")
         tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
         value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
+        width = config.width
+        if width == 1:
+            drain, out = ChannelDrain(layer, config.lanes, tiling, config.acc_bits), \
+                dense_layout(value)
+        else:
+            drain = WideChannelDrain(layer, config.lanes, tiling, config.acc_bits, width)
+            out = dense_vector_layout(width, value)
         super().__init__(layer, config, LinearScatter(in_shape, tiling, id_block(layer)), tiling,
                          LaneAccumulators(layer.n, config.lanes, tiling, config.acc_bits,
-                                          layer.weight_bits),
-                         ChannelDrain(layer, config.lanes, tiling, config.acc_bits),
-                         dense_layout(value))
+                                          layer.weight_bits, width),
+                         drain, out)

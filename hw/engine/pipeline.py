@@ -25,6 +25,11 @@ class PackedEngine(wiring.Component):
 
     Subclasses (:class:`ConvEngine`, :class:`LinearEngine`) pick the
     scatter, the tiling, the accumulators (:mod:`.router`) and the drain.
+
+    ``busy`` is high while the engine holds work; ``work`` in the cycles in
+    which a work item enters the multipliers (which never stall), the useful
+    part of ``busy``: the rest is waiting (for inputs, for the drain, for
+    the buffers to swap, or for the unit after it).
     """
 
     def __init__(self, layer, config, scatter, tiling, accumulators, drain, out_layout,
@@ -36,6 +41,7 @@ class PackedEngine(wiring.Component):
             "i": In(stream.Signature(scatter.i.payload.shape())),
             "o": Out(stream.Signature(out_layout)),
             "busy": Out(1),
+            "work": Out(1),
         })
 
     def elaborate(self, platform):
@@ -48,6 +54,7 @@ class PackedEngine(wiring.Component):
         wiring.connect(m, drain.o, wiring.flipped(self.o))
         wiring.connect(m, drain.acc, acc.drain)
         wiring.connect(m, multiply.o, acc.i)
+        m.d.comb += self.work.eq(multiply.i.valid)
         if self._window is not None:
             m.submodules.window = window = self._window
             wiring.connect(m, wiring.flipped(self.i), window.i)

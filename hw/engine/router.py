@@ -53,7 +53,7 @@ cycle and 636 s to compile); masked ORs of constant slices (:func:`pick`)
 do not.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -264,21 +264,24 @@ class Accumulators(wiring.Component):
 
 
 class SumPort(wiring.Signature):
-    """The linear drain's view of the idle buffer: read (and clear) one sum of one lane.
+    """The linear drain's view of the idle buffer: read (and clear) one word of one lane.
 
     Sum ``j`` of pass ``q`` in lane ``lane`` (channel ``(q * lanes + lane) * n + j``)
     is at ``addr = q * n + j``. ``en`` reads it (``en`` low holds ``data``); with
     ``clear`` it is set to zero on the next cycle. ``data`` holds the sum one
-    cycle after the read.
+    cycle after the read. With ``width > 1`` a word holds ``width`` sums, the
+    ``j``-consecutive sums ``(q * n + j) // width``: ``addr`` counts words
+    (``depth / width`` of them) and ``data`` is an array of ``width`` sums.
     """
 
-    def __init__(self, lanes: int, depth: int, acc_bits: int):
+    def __init__(self, lanes: int, depth: int, acc_bits: int, width: int = 1):
         super().__init__({
-            "addr": Out(unsigned(bits(depth))),
+            "addr": Out(unsigned(bits(depth // width))),
             "lane": Out(unsigned(bits(lanes))),
             "en": Out(1),
             "clear": Out(1),
-            "data": In(signed(acc_bits)),
+            "data": In(signed(acc_bits) if width == 1
+                       else data.ArrayLayout(signed(acc_bits), width)),
         })
 
 
@@ -298,10 +301,18 @@ class LaneAccumulators(wiring.Component):
     :class:`Accumulators`, with the same two-cycle read-modify-write and the
     same forwarding of the previous item's sum.
 
+    With ``width > 1`` (a wide drain, :class:`~.drain.WideChannelDrain`) a
+    lane's memory word holds ``width`` consecutive sums of one kernel group
+    (``width`` divides ``n``), so the drain reads ``width`` channels a cycle
+    from one lane; an update writes only its own sum, through a write port
+    with one enable per sum (``granularity = acc_bits``).
+
     Parameters
     ----------
     n, lanes, tiling, acc_bits, weight_bits :
         As for :class:`Accumulators`; ``tiling`` must have one bank.
+    width : int
+        Sums per memory word, a divisor of ``n``.
 
     Ports
     -----
@@ -310,26 +321,31 @@ class LaneAccumulators(wiring.Component):
     drain : :class:`SumPort` into the other buffer.
     """
 
-    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8):
-        for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits)):
+    def __init__(self, n: int, lanes: int, tiling, acc_bits: int, weight_bits: int = 8,
+                 width: int = 1):
+        for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits),
+                            ("width", width)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if n % width:
+            raise ValueError(f"width = {width} must divide n = {n}")
         if tiling.banks != 1:
             raise ValueError(f"lane accumulators take a single-bank tiling, got {tiling.banks} "
                              f"banks")
         check_acc_bits(acc_bits, weight_bits)
         self._n, self._lanes, self._tiling, self._acc_bits = n, lanes, tiling, acc_bits
+        self._width = width
         super().__init__({
             "i": In(stream.Signature(product_layout(n, lanes, tiling, weight_bits),
                                      always_ready=True)),
             "sel": In(1),
             "done": Out(1),
-            "drain": In(SumPort(lanes, tiling.depth * n, acc_bits)),
+            "drain": In(SumPort(lanes, tiling.depth * n, acc_bits, width)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        n, lanes, acc_bits = self._n, self._lanes, self._acc_bits
+        n, lanes, acc_bits, width = self._n, self._lanes, self._acc_bits, self._width
         depth = self._tiling.depth * n
         item = self.i.payload
         s_valid, s_last = Signal(), Signal()
@@ -346,32 +362,54 @@ class LaneAccumulators(wiring.Component):
         m.d.sync += [s_write.eq(item.write[0]), p_write.eq(writing)]
         drained = []
         for lane in range(lanes):
-            # The sum this lane's product goes to, in the read stage and the write stage.
-            addr = Signal(unsigned(bits(depth)), name=f"addr{lane}")
+            # The sum this lane's product goes to, in the read stage and the write stage:
+            # ``Cat(slot, word)``, the sum's place in its word and the word (width 1: the
+            # word alone, ``q * n + j``).
+            slot_bits = bits(width) if width > 1 else 0
+            addr = Signal(unsigned(bits(depth // width) + slot_bits), name=f"addr{lane}")
             s_addr, p_addr = Signal.like(addr), Signal.like(addr)
             product = Signal.like(item.product[0][lane])
-            m.d.comb += addr.eq(item.addr[0] * n + item.kernel[0][lane])
+            kernel = item.kernel[0][lane]
+            if width == 1:
+                m.d.comb += addr.eq(item.addr[0] * n + kernel)
+            else:
+                kernels = range(1 << len(kernel))
+                slot = Array(Const(j % width, slot_bits) for j in kernels)[kernel]
+                in_group = Array(Const(j // width, bits(n)) for j in kernels)[kernel]
+                m.d.comb += addr.eq(Cat(slot, item.addr[0] * (n // width) + in_group))
             m.d.sync += [s_addr.eq(addr), p_addr.eq(s_addr), product.eq(item.product[0][lane])]
             ports = []
             for buf in range(2):
-                mem = Memory(shape=signed(acc_bits), depth=depth, init=[])
+                if width == 1:
+                    mem = Memory(shape=signed(acc_bits), depth=depth, init=[])
+                    write_port = mem.write_port()
+                else:
+                    mem = Memory(shape=unsigned(width * acc_bits), depth=depth // width, init=[])
+                    write_port = mem.write_port(granularity=acc_bits)
                 m.submodules[f"lane{lane}_{buf}"] = mem
-                ports.append((mem.read_port(), mem.write_port()))
+                ports.append((mem.read_port(), write_port))
             total, p_total = Signal(signed(acc_bits), name=f"sum{lane}"), Signal(signed(acc_bits))
-            old = Mux(p_write & (p_addr == s_addr), p_total,
-                      Mux(self.sel, ports[1][0].data, ports[0][0].data))
+            word = Mux(self.sel, ports[1][0].data, ports[0][0].data)
+            if width > 1:  # the sum in its word, and the word of a sum
+                word = pick([_slot(word, e, acc_bits) for e in range(width)], s_addr[:slot_bits])
+            old = Mux(p_write & (p_addr == s_addr), p_total, word)
             m.d.comb += total.eq(old + product)
             m.d.sync += p_total.eq(total)
             clearing = c_en & (c_lane == lane)
+            write_data, write_en = total, writing
+            if width > 1:
+                write_data = Cat(*[total] * width)
+                write_en = Cat(*[writing & (s_addr[:slot_bits] == e) for e in range(width)])
+                clearing = Cat(*[clearing] * width)
             for buf, (read, write) in enumerate(ports):
                 accumulating = self.sel == buf
                 m.d.comb += [
-                    read.addr.eq(Mux(accumulating, addr, self.drain.addr)),
+                    read.addr.eq(Mux(accumulating, addr[slot_bits:], self.drain.addr)),
                     read.en.eq(Mux(accumulating, self.i.valid & item.write[0],
                                    self.drain.en & (self.drain.lane == lane))),
-                    write.addr.eq(Mux(accumulating, s_addr, c_addr)),
-                    write.data.eq(Mux(accumulating, total, 0)),
-                    write.en.eq(Mux(accumulating, writing, clearing)),
+                    write.addr.eq(Mux(accumulating, s_addr[slot_bits:], c_addr)),
+                    write.data.eq(Mux(accumulating, write_data, 0)),
+                    write.en.eq(Mux(accumulating, write_en, clearing)),
                 ]
             drained.append(Mux(self.sel, ports[0][0].data, ports[1][0].data))
         m.d.comb += self.drain.data.eq(pick(drained, d_lane) if lanes > 1 else drained[0])

@@ -110,6 +110,8 @@ class WindowConvEngine(wiring.Component):
     o : ``dense_vector_layout(out_channels, value_shape(frac_bits))``: one
         beat per (pooled) output position in raster order, all channels.
     busy : high while an input is being written, read or computed.
+    work : high in a cycle in which a window pass enters the multipliers (useful work;
+        ``busy`` without ``work`` is waiting: for input rows, or for requantisation).
     """
 
     def __init__(self, layer, config, pool: int = 1):
@@ -145,6 +147,7 @@ class WindowConvEngine(wiring.Component):
             "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
                                                           value_shape(layer.requant.frac_bits)))),
             "busy": Out(1),
+            "work": Out(1),
         })
 
     # -- constant tables -------------------------------------------------------------------
@@ -418,4 +421,5 @@ class WindowConvEngine(wiring.Component):
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
                                  | (lpx != 0) | (lk != 0) | full | issued | r_valid | cvalid
                                  | v1 | valid)
+        m.d.comb += self.work.eq(advance & cvalid)
         return m

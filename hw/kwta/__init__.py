@@ -5,6 +5,7 @@ With ``frac_bits`` (NetSpec version 2) the dense input is int8 with that many
 extra fraction bits; winners are chosen on it and leave rounded to int8."""
 
 from .global_ import GlobalKWTA  # noqa: F401
+from .global_wide import GlobalWideKWTA
 from .local import LocalKWTA
 
-__all__ = ["LocalKWTA", "GlobalKWTA"]
+__all__ = ["LocalKWTA", "GlobalKWTA", "GlobalWideKWTA"]

@@ -25,9 +25,11 @@ scan, one cycle per bin: ``2**(8 + f) + S + 1`` cycles per input instead of
 histograms that deep (``2**(8+f) x ceil_log2(S+1)`` bits each, block RAM
 rather than distributed RAM beyond a few thousand bins: the scan's read
 would then need a pipeline register). A finer selection therefore costs
-throughput roughly in proportion to ``2**f``; a design that needs ``f >
-2`` after a fast layer would want a two-level histogram (coarse bins, then
-the fine bins of the threshold's coarse bin), not built here.
+throughput roughly in proportion to ``2**f``. A linear engine with a wide
+drain (config ``width > 1``) is followed instead by
+:class:`~.global_wide.GlobalWideKWTA`: ``width`` values a cycle and a
+two-level histogram (coarse bins, then the fine bins of the threshold's
+coarse bin).
 """
 
 from amaranth import Module, Mux, Signal, unsigned

@@ -41,24 +41,35 @@ from amaranth.utils import ceil_log2
 from ..layouts import check_frac_bits, dense_vector_layout, sparse_layout, value_shape
 from ..sparsify import PositionEmitter, emitter_input_layout
 
-__all__ = ["LocalKWTA", "search_cycles", "round_fraction"]
+__all__ = ["LocalKWTA", "search_cycles", "round_fraction", "STEP_BITS"]
 
 _STEP_BITS = 2  # threshold bits decided per cycle
 
 
-def _steps(frac_bits: int) -> int:
-    """Search steps for ``8 + frac_bits`` bit values: ``ceil((8 + frac_bits) / 2)``."""
-    return -(-(8 + check_frac_bits(frac_bits)) // _STEP_BITS)
+#: Threshold bits a search step may decide (LocalKWTA ``step_bits``).
+STEP_BITS = (2, 3)
 
 
-def search_cycles(frac_bits: int = 0) -> int:
+def _check_step_bits(step_bits):
+    if step_bits not in STEP_BITS or isinstance(step_bits, bool):
+        raise ValueError(f"step_bits must be one of {STEP_BITS}, got {step_bits!r}")
+    return step_bits
+
+
+def _steps(frac_bits: int, step_bits: int = _STEP_BITS) -> int:
+    """Search steps for ``8 + frac_bits`` bit values: ``ceil((8 + frac_bits) / step_bits)``."""
+    return -(-(8 + check_frac_bits(frac_bits)) // _check_step_bits(step_bits))
+
+
+def search_cycles(frac_bits: int = 0, step_bits: int = _STEP_BITS) -> int:
     """Cycles the threshold search spends on one position: one to load, then one per
-    2-bit step of the ``8 + frac_bits`` bit values (5 for int8).
+    ``step_bits``-bit step of the ``8 + frac_bits`` bit values (5 for int8 at 2 bits a
+    step; 7 for ``f = 4`` at 2 bits, 5 at 3).
 
     The unit takes at most one position per this many cycles; the summary's
     cycle model (hw/generate.py) and the benches use it.
     """
-    return 1 + _steps(frac_bits)
+    return 1 + _steps(frac_bits, step_bits)
 
 
 def round_fraction(value, frac_bits: int):
@@ -135,6 +146,13 @@ class LocalKWTA(wiring.Component):
         Fraction bits of the input values, 0..8 (the NetSpec k-WTA's
         ``frac_bits``): they are ``signed(8 + frac_bits)``, ranked as they
         are and rounded half up to int8 on the way out.
+    step_bits : int
+        Threshold bits decided per search step, 2 (default) or 3: 3 takes
+        ``2**3 - 1 = 7`` candidate digits per step (7 comparators and
+        counts per channel instead of 3) for fewer steps, so a position
+        costs :func:`search_cycles` ``(f, 3)`` (4 cycles for int8, 5 for
+        ``f = 4``): the unit keeps pace with a faster engine, or with
+        fewer winners (small ``k``) per position.
 
     Ports
     -----
@@ -150,11 +168,11 @@ class LocalKWTA(wiring.Component):
     per non-zero winner (at least one cycle per position; ``C`` with
     ``skip_zeros`` False); the two overlap, so a position costs the larger.
 
-    Structure (docs/hw-kwta.md): the threshold is searched two bits a step,
+    Structure (docs/hw-kwta.md): the threshold is searched ``step_bits`` (two) bits a step,
     most significant first, on flags per channel (``alive``: equal to the
     threshold so far, ``above``: already greater) and the number ``need``
     of winners still to find among the alive channels; a step counts the
-    alive channels whose next two bits reach each candidate digit and keeps
+    alive channels whose next bits reach each candidate digit and keeps
     the largest digit with ``count >= need``. One step is a ring of
     :data:`_RING` register stages (count groups of 8, add them in two
     rounds, compare and update), and :data:`_RING` positions circulate in
@@ -166,11 +184,13 @@ class LocalKWTA(wiring.Component):
     the values and picks the ties by prefix counts, into the emitter.
     """
 
-    def __init__(self, shape: tuple, k: int, skip_zeros: bool = True, frac_bits: int = 0):
+    def __init__(self, shape: tuple, k: int, skip_zeros: bool = True, frac_bits: int = 0,
+                 step_bits: int = _STEP_BITS):
         _check_kwta(shape, k, skip_zeros, dims=(3,))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= shape[0]:
             raise ValueError(f"k must be an integer in [1, {shape[0]}] (the channels), got {k!r}")
         self._frac = check_frac_bits(frac_bits)
+        self._step_bits = _check_step_bits(step_bits)
         self._shape, self._k, self._skip = shape, k, skip_zeros
         super().__init__({
             "i": In(stream.Signature(dense_vector_layout(shape[0], value_shape(self._frac)))),
@@ -182,8 +202,10 @@ class LocalKWTA(wiring.Component):
         m.submodules.emitter = emitter = PositionEmitter(self._shape, self._skip)
         wiring.connect(m, emitter.o, wiring.flipped(self.o))
 
-        bits, steps = 8 + frac, _steps(frac)
-        width = steps * _STEP_BITS  # whole steps: an odd width gets a 0 on top
+        step_bits = self._step_bits
+        digits = (1 << step_bits) - 1  # candidate digits 1 .. digits of a step
+        bits, steps = 8 + frac, _steps(frac, step_bits)
+        width = steps * step_bits  # whole steps: a short width gets 0s on top
         groups = [list(range(g, min(g + _GROUP, channels))) for g in range(0, channels, _GROUP)]
         seq_bits = ceil_log2(_RING) + 1
         slot = data.StructLayout({
@@ -194,21 +216,22 @@ class LocalKWTA(wiring.Component):
         ring = [Signal(slot, name=f"ring{r}") for r in range(_RING)]
         count_bits = unsigned(ceil_log2(_GROUP + 1))
         group_counts = [[Signal(count_bits, name=f"group{d}_{g}") for g in range(len(groups))]
-                        for d in range(1, 4)]
+                        for d in range(1, digits + 1)]
         halves = [[Signal(unsigned(ceil_log2(channels + 1)), name=f"half{d}_{h}")
-                   for h in range(2)] for d in range(1, 4)]
+                   for h in range(2)] for d in range(1, digits + 1)]
         rem_shape = signed(ceil_log2(channels + 1) + 2)
-        rems = [Signal(rem_shape, name=f"rem{d}") for d in range(1, 4)]  # need - count(>= d)
+        # need - count(>= d)
+        rems = [Signal(rem_shape, name=f"rem{d}") for d in range(1, digits + 1)]
 
-        # Stage 0 -> 1: per candidate digit d, the alive channels whose next two bits
-        # reach d, counted in groups of 8.
-        top = [ring[0].digits[c][width - _STEP_BITS:] for c in range(channels)]
-        for d in range(1, 4):
+        # Stage 0 -> 1: per candidate digit d, the alive channels whose next step_bits
+        # bits reach d, counted in groups of 8.
+        top = [ring[0].digits[c][width - step_bits:] for c in range(channels)]
+        for d in range(1, digits + 1):
             for g, members in enumerate(groups):
                 m.d.sync += group_counts[d - 1][g].eq(
                     count_ones([ring[0].alive[c] & (top[c] >= d) for c in members]))
         # Stage 1 -> 2 and 2 -> 3: the group counts added up, then taken from need.
-        for d in range(1, 4):
+        for d in range(1, digits + 1):
             # Two halves (two adder rounds up to 64 channels, more beyond).
             parts = _sum_tree(list(group_counts[d - 1]), max(0, ceil_log2(len(groups)) - 1))
             for h in range(2):
@@ -219,20 +242,21 @@ class LocalKWTA(wiring.Component):
         # Stage 3 -> 0: keep the largest digit with count >= need, update the flags.
         last_slot = ring[3]
         enough = [r <= 0 for r in rems]
-        chosen = Mux(enough[2], 3, Mux(enough[1], 2, Mux(enough[0], 1, 0)))
-        # need - count(> chosen): rem of the next digit, need itself above digit 3.
-        following = Mux(enough[2], last_slot.need,
-                        Mux(enough[1], rems[2], Mux(enough[0], rems[1], rems[0])))
+        # need - count(> chosen): rem of the next digit, need itself above the top digit.
+        chosen, following = Const(0, step_bits), rems[0]
+        for d in range(1, digits + 1):
+            chosen = Mux(enough[d - 1], d, chosen)
+            following = Mux(enough[d - 1], rems[d] if d < digits else last_slot.need, following)
         active = last_slot.valid & (last_slot.step != steps)
         updated = Signal(slot)
         m.d.comb += updated.eq(last_slot)
         with m.If(active):
             m.d.comb += [updated.need.eq(following), updated.step.eq(last_slot.step + 1)]
             for c in range(channels):
-                digit = last_slot.digits[c][width - _STEP_BITS:]
+                digit = last_slot.digits[c][width - step_bits:]
                 alive = last_slot.alive[c]
                 m.d.comb += [
-                    updated.digits[c].eq(Cat(digit, last_slot.digits[c][:width - _STEP_BITS])),
+                    updated.digits[c].eq(Cat(digit, last_slot.digits[c][:width - step_bits])),
                     updated.alive[c].eq(alive & (digit == chosen)),
                     updated.above[c].eq(last_slot.above[c] | (alive & (digit > chosen)))]
 

@@ -176,7 +176,7 @@ def test_config_default_and_errors():
         if window:
             stage = plan(spec)[0]
             cfg = config.layers[0]
-            floor = HwConfig.interval_floor(spec)
+            floor = HwConfig.interval_floor(spec, [c.width for c in config.layers])
             cycles = window_cycles(first, stage.pool, cfg.passes(first.groups))
             assert cycles <= floor or cfg.lanes == first.groups
             if cfg.lanes > 1:

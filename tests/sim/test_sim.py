@@ -55,6 +55,9 @@ def test_random_networks_bit_exact_verilator(verilator_reports, seed):
         <= 0.1 * s["initiation_interval_model"] + 8
     assert len(s["engines"]) == len(spec.packed_layers)
     assert all(e["busy_cycles_per_input"] > 0 for e in s["engines"])
+    # busy = useful work (multipliers fed) + waiting
+    assert all(0 < e["work_cycles_per_input"] <= e["busy_cycles_per_input"]
+               for e in s["engines"])
 
 
 def test_second_simulate_reuses_build(verilator_reports, cache):
