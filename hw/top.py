@@ -207,8 +207,13 @@ class Network(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         skip = self._skip
+        # A window engine first takes every feature, zeros included: it walks every position
+        # anyway, and fed only the non-zeros it would fill the skipped positions after the
+        # Sparsifier had already spent a cycle on each (H*W + zeros cycles, not H*W).
+        window_first = self._config.layers[0].engine == "window"
         m.submodules.sparsify_in = head = Sparsifier(tuple(self._spec.input.shape),
-                                                     skip_zeros=skip, order="flat")
+                                                     skip_zeros=skip and not window_first,
+                                                     order="flat")
         wiring.connect(m, wiring.flipped(self.i), head.i)
         source = head.o
         for index, (stage, cfg) in enumerate(zip(self.stages, self._config.layers)):
