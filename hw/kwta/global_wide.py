@@ -148,6 +148,14 @@ class GlobalWideKWTA(wiring.Component):
         def lane_valid(last_word):
             return [Const(1, 1) if lane < tail else ~last_word for lane in range(width)]
 
+        # The emit pass clears only the bins of the values it emits, so a reset in mid-fill
+        # would leave counts behind that no later input clears: after reset every bin of
+        # both banks is written to 0, one per cycle, before the first value is taken.
+        wiping, wipe_at = Signal(init=1), Signal(bits)
+        m.d.sync += wipe_at.eq(wipe_at + 1)
+        with m.If(wipe_at == (1 << bits) - 1):
+            m.d.sync += wiping.eq(0)
+
         # Fill: ``width`` values per cycle into the fill bank.
         fill_bank, drain_bank = Signal(), Signal()
         full = Signal(2)  # bank b belongs to the drain side while full[b]
@@ -156,7 +164,7 @@ class GlobalWideKWTA(wiring.Component):
         fill = self.i.valid & self.i.ready
         fill_last_word = fill_word == words - 1
         fill_valid = lane_valid(fill_last_word)
-        m.d.comb += self.i.ready.eq(~full.bit_select(fill_bank, 1))
+        m.d.comb += self.i.ready.eq(~full.bit_select(fill_bank, 1) & ~wiping)
         with m.If(fill):
             m.d.sync += fill_word.eq(Mux(fill_last_word | beat.last, 0, fill_word + 1))
             with m.If(beat.last):
@@ -228,6 +236,8 @@ class GlobalWideKWTA(wiring.Component):
                     m.d.comb += [hist_r.addr.eq(value_key), hist_w.addr.eq(value_key),
                                  hist_w.data.eq(hist_r.data + 1),
                                  hist_w.en.eq(fill & mine & fill_valid[lane])]
+                with m.If(wiping):  # after reset: every bin to 0, whatever was counted
+                    m.d.comb += [hist_w.addr.eq(wipe_at), hist_w.data.eq(0), hist_w.en.eq(1)]
                 lane_reads[bank].append(hist_r.data)
 
         # The scan: each cycle selects one count into ``picked``; the next compares it.
