@@ -76,12 +76,17 @@ def generate(spec: NetSpec, config: HwConfig | None = None, dense: bool = False)
     return Network(built, config, skip_zeros=not dense)
 
 
-def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
-    """Convert ``network`` to Verilog in ``out_dir/<name>.v`` and return the path."""
+def write_verilog(network: Network, out_dir, name: str = TOP_NAME, *,
+                  emit_src: bool = False) -> Path:
+    """Convert ``network`` to Verilog in ``out_dir/<name>.v`` and return the path.
+
+    ``emit_src`` keeps the ``(* src *)`` attributes that name the Python line of every
+    cell (``cosparse.hw.convert``).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
-    text = to_verilog(network, name)  # verilog.convert, reporting its stages (sw/progress.py)
+    text = to_verilog(network, name, emit_src=emit_src)  # verilog.convert, reporting its stages (sw/progress.py)
     with progress.stage("write"):
         path.write_text(text)
     return path
@@ -97,12 +102,12 @@ def _kernel_ring_cycles(x: np.ndarray, items: np.ndarray, layer, tiling, pool: i
     after its last beat (the rows the last input row reaches), or, when the
     drain is slower than the accumulation, the whole drain.
     """
-    from .engine.ring import RowWindow
+    from .engine.ring import final_groups
 
     ho, wo = tiling.out_hw
     groups = ho // pool
     per_group = pool * wo * tiling.passes * layer.n
-    final = RowWindow(tuple(layer.in_shape), tiling, pool)._final
+    final = final_groups(tuple(layer.in_shape), tiling, pool)
     sent = np.ones_like(x, dtype=bool) if dense else x != 0
     rows = sent.any(axis=(1, 3))  # (batch, H): rows with an input
     last = np.where(rows.any(axis=1), rows.shape[1] - 1 - np.argmax(rows[:, ::-1], axis=1), -1)
