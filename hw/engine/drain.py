@@ -303,8 +303,13 @@ class ChannelDrain(wiring.Component):
         issuing = Signal()
         final = b == beats - 1
 
-        d_valid, d_last = Signal(), Signal()
-        d_b = Signal.like(b)
+        # Two stages after the issue, advancing together (the read port holds its sums while
+        # ``en`` is low): ``r`` when the sums read are on ``acc.data``, ``d`` when they are
+        # registered (``d_sum``) beside their bias. The register keeps the selection of the
+        # lane read (hw/engine/router.py) and the bias adder out of one path.
+        r_valid, r_last, d_valid, d_last = Signal(), Signal(), Signal(), Signal()
+        r_b, d_b = Signal.like(b), Signal.like(b)
+        d_sum = Signal(self.acc.data.shape())
         out_ready = Signal()
         advance = ~d_valid | out_ready
         biases = [int(v) for v in layer.bias] + [0] * (beats * width - layer.out_channels)
@@ -319,12 +324,14 @@ class ChannelDrain(wiring.Component):
             self.acc.lane.eq(lane),
             self.acc.en.eq(advance & issuing),
             self.acc.clear.eq(1),
-            bias.addr.eq(b),
+            bias.addr.eq(r_b),
             bias.en.eq(advance),
-            self.busy.eq(issuing | d_valid),
+            self.busy.eq(issuing | r_valid | d_valid),
         ]
         with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_b.eq(b), d_last.eq(final)]
+            m.d.sync += [r_valid.eq(issuing), r_b.eq(b), r_last.eq(final),
+                         d_valid.eq(r_valid), d_b.eq(r_b), d_last.eq(r_last),
+                         d_sum.eq(self.acc.data)]
             with m.If(issuing):
                 m.d.sync += [b.eq(b + 1), j.eq(j + 1), addr.eq(addr + 1)]
                 with m.If(j == per_group - 1):
@@ -339,7 +346,7 @@ class ChannelDrain(wiring.Component):
         rq = layer.requant
         if width == 1:
             a = Signal(signed(self._acc_bits))
-            m.d.comb += a.eq(self.acc.data + bias.data)
+            m.d.comb += a.eq(d_sum + bias.data)
             if rq is None:
                 m.d.comb += [self.o.valid.eq(d_valid), self.o.payload.value.eq(a),
                              self.o.payload.last.eq(d_last), out_ready.eq(self.o.ready)]
@@ -354,7 +361,7 @@ class ChannelDrain(wiring.Component):
                 layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
                 [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
                 frac_bits=rq.frac_bits)
-            m.d.comb += [requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
+            m.d.comb += [requant.i.payload.a[e].eq(d_sum[e] + bias.data[e])
                          for e in range(width)]
             m.d.comb += requant.i.payload.slice.eq(d_b)
         m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.last.eq(d_last),
