@@ -395,7 +395,8 @@ class LaneAccumulators(wiring.Component):
             addr = Signal(unsigned(bits(depth // width) + slot_bits), name=f"addr{lane}")
             r_addr, a_addr, w_addr = (Signal.like(addr, name=f"{stage}_addr{lane}")
                                       for stage in "raw")
-            r_product, a_product = (Signal.like(item.product[0][lane], name=f"{stage}_product{lane}")
+            r_product, a_product = (Signal.like(item.product[0][lane],
+                                                name=f"{stage}_product{lane}")
                                     for stage in "ra")
             kernel = item.kernel[0][lane]
             if width == 1:
@@ -423,7 +424,8 @@ class LaneAccumulators(wiring.Component):
                     for buf in range(2) for e in range(1 << slot_bits)]
             word = pick(read, Cat(r_addr[:slot_bits], self.sel)) if width > 1 else \
                 Mux(self.sel, read[1], read[0])
-            a_old, a_ahead = Signal(signed(acc_bits), name=f"old{lane}"), Signal(name=f"ahead{lane}")
+            a_old = Signal(signed(acc_bits), name=f"old{lane}")
+            a_ahead = Signal(name=f"ahead{lane}")
             total, w_total = Signal(signed(acc_bits), name=f"sum{lane}"), \
                 Signal(signed(acc_bits), name=f"written{lane}")
             m.d.sync += [a_old.eq(Mux(w_write & (w_addr == r_addr), w_total, word)),
