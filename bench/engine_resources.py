@@ -14,6 +14,7 @@ DSP48E2, BRAM36, URAM, logic levels and the engine's modelled cycles per input.
     python bench/engine_resources.py --engine 1          # the default's conv2
     python bench/engine_resources.py --engine 0 --kind scatter --lanes 2   # conv1 as a scatter engine
     python bench/engine_resources.py --netspec DIR --engine 1 [--no-pattern]  # block pattern ids
+    python bench/engine_resources.py --engine 2 --dense  # the dense baseline's fc1
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     from cosparse.boards.resources import module_netlist
     from cosparse.boards.xilinx_synth import synthesise
     from cosparse.hw.config import HwConfig
-    from cosparse.hw.generate import summary
+    from cosparse.hw.generate import summary, unpack_dense
     from cosparse.sw import assets, netspec
     from cosparse.sw.netspec import random_netspec
 
@@ -52,6 +53,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-pattern", action="store_true",
                         help="store one kernel id per slot whatever the NetSpec's pattern (the "
                              "baseline a block pattern's shared ids are measured against)")
+    parser.add_argument("--dense", action="store_true",
+                        help="the dense baseline's engine (every packed layer unpacked to n = 1, "
+                             "HwConfig.default_for(..., dense=True)), as `cosparse resources` "
+                             "builds it")
     parser.add_argument("--out", default="build/engine-resources", metavar="DIR")
     parser.add_argument("--cache", metavar="DIR", help="synthesis cache")
     args = parser.parse_args(argv)
@@ -65,25 +70,28 @@ def main(argv=None) -> int:
         spec = dataclasses.replace(spec, layers=tuple(
             dataclasses.replace(layer, pattern="random") if hasattr(layer, "pattern") else layer
             for layer in spec.layers))
-    config = HwConfig.default_for(spec)
+    built = unpack_dense(spec) if args.dense else spec
+    config = HwConfig.default_for(built, dense=args.dense)
     layers = list(config.layers)
     changes = {k: v for k, v in (("lanes", args.lanes), ("offsets", args.offsets),
                                  ("engine", args.kind)) if v}
     layers[args.engine] = dataclasses.replace(layers[args.engine], **changes)
     config = dataclasses.replace(config, layers=tuple(layers))
-    config.validate(spec)
-    engine = engine_component(spec, config, args.engine)
+    config.validate(built)
+    engine = engine_component(built, config, args.engine)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     top, netlist = module_netlist(engine)
-    path = out / f"{top}{args.engine}{'-nopattern' if args.no_pattern else ''}.il"
+    suffix = ("-nopattern" if args.no_pattern else "") + ("-dense" if args.dense else "")
+    path = out / f"{top}{args.engine}{suffix}.il"
     path.write_text(netlist)
     start = time.perf_counter()
     used = synthesise(netlist, top, cache=args.cache,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    row = summary(spec, config)["layers"][args.engine]
+    row = summary(spec, config, dense=args.dense)["layers"][args.engine]
     report = {"engine": row["name"], "kind": row["engine"], "lanes": row["lanes"],
-              "pattern": spec.layers[[l.name for l in spec.layers].index(row["name"])].pattern,
+              "dense": args.dense,
+              "pattern": built.layers[[l.name for l in built.layers].index(row["name"])].pattern,
               "weight_memory_bits": row["weight_memory_bits"],
               "offsets": row["offsets"], "multipliers": row["multipliers"],
               "passes": row["passes"], "cycles_per_input": row["cycles_per_input"],

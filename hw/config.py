@@ -118,7 +118,7 @@ class LayerConfig:
     accumulation but takes ``n`` reads per position and pass; only for an
     engine with position-major input (a ring). Linear layers ignore it.
     ``width`` is the number of channels a linear engine's drain emits per
-    beat (hw/engine/drain.py :class:`~.engine.drain.WideChannelDrain`): its
+    beat (hw/engine/drain.py :class:`~.engine.drain.ChannelDrain`): its
     drain then takes ``out_features / width`` cycles instead of
     ``out_features``, and the global k-WTA after it takes ``width`` values
     per cycle (hw/kwta/global_wide.py). Only a linear layer followed by a

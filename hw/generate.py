@@ -24,6 +24,7 @@ from .kwta.global_ import scan_cycles
 from .kwta.global_wide import wide_scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
+from .engine.router import LANE_LATENCY
 from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
 
@@ -33,6 +34,11 @@ __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
 #: read-modify-write pipeline empties before the buffers swap (a ring: before its
 #: last rows are final, hw/engine/ring.py ``SETTLE``, and the next input starts).
 SWAP_CYCLES = 6
+
+#: A linear engine's lane accumulators take one cycle more (hw/engine/router.py
+#: ``LANE_LATENCY``, a read-modify-write pipelined over two cycles), so its buffers swap
+#: one cycle later than a conv engine's.
+LINEAR_SWAP_CYCLES = SWAP_CYCLES + LANE_LATENCY - 1
 
 #: Module (and file) name of the generated top level.
 TOP_NAME = "cosparse_top"
@@ -260,7 +266,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             accumulate *= passes
             drain = -(-layer.out_channels // cfg.width)
             banks, depth, by_kernel, copies = 1, passes, False, 1
-            cycles = max(accumulate + SWAP_CYCLES, drain)
+            cycles = max(accumulate + LINEAR_SWAP_CYCLES, drain)
         # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
         out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
         if layer is built.packed_layers[-1]:

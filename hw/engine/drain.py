@@ -6,16 +6,12 @@
   :class:`~cosparse.hw.requant.VectorRequantiser` scales them all at once
   and a :class:`~.pool.VectorPool` takes the max over the pool window. The
   output is one vector beat per (pooled) position (hw/layouts.py).
-- :class:`ChannelDrain` (linear layers) emits one channel per cycle, the
-  order the global k-WTA and the argmax consume: each lane's accumulators
-  are a memory of single sums (:class:`~.router.LaneAccumulators`), so a
-  cycle reads exactly the channel due.
-- :class:`WideChannelDrain` (a linear layer before a global k-WTA, config
-  ``width > 1``) emits ``width`` consecutive channels per cycle as one
-  vector beat, from lane accumulators whose words hold ``width`` sums, so
-  ``out_features`` channels take ``out_features / width`` cycles and the
-  drain keeps pace with an engine that accumulates faster than one channel
-  per cycle.
+- :class:`ChannelDrain` (linear layers) emits ``width`` consecutive
+  channels per cycle (one, the order the global k-WTA and the argmax
+  consume; more, as one vector beat, before a wide global k-WTA): each
+  lane's accumulators are memories of single sums
+  (:class:`~.router.LaneAccumulators`), so a cycle reads exactly the
+  channels due.
 
 Every word read is cleared on the next cycle, so the buffer is zero when
 the next input accumulates in it.
@@ -32,7 +28,7 @@ from .pool import VectorPool
 from .kernel_ring import READ_LATENCY, KernelRingPort
 from .router import DrainPort, SumPort
 
-__all__ = ["PositionDrain", "ChannelDrain", "WideChannelDrain"]
+__all__ = ["PositionDrain", "ChannelDrain"]
 
 
 def _lut(values, index):
@@ -234,115 +230,32 @@ class PositionDrain(wiring.Component):
 
 
 class ChannelDrain(wiring.Component):
-    """Emit one finished linear input one channel per cycle, in channel order.
+    """Emit one finished linear input ``width`` channels per cycle, in channel order.
 
     Channel ``c = (q * lanes + l) * n + j`` is sum ``q * n + j`` of lane ``l``
-    (:class:`~.router.LaneAccumulators`): each cycle reads (and clears) exactly
-    the sum of the channel due.
+    (:class:`~.router.LaneAccumulators`). Beat ``b`` carries channels ``b *
+    width .. b * width + width - 1``: since ``width`` divides ``n`` they are
+    consecutive sums of one kernel group, which the lane's accumulators yield
+    in one read (and clear), so each cycle reads exactly the channels due.
+    With ``width = 1`` a beat is one channel (the order the global k-WTA and
+    the argmax consume) and a scalar :class:`~cosparse.hw.requant.Requantiser`
+    scales it; with ``width > 1`` (a linear layer before a wide global k-WTA)
+    the beat is a vector and a :class:`~cosparse.hw.requant.VectorRequantiser`
+    scales its ``width`` sums at once, so ``out_channels`` channels take
+    ``ceil(out_channels / width)`` cycles and the drain keeps pace with an
+    engine that accumulates faster than one channel per cycle.
 
     Parameters
     ----------
     layer : Linear
-        Supplies ``n``, ``out_channels``, ``bias`` and ``requant`` (None: int32 out).
+        Supplies ``n``, ``out_channels``, ``bias`` and ``requant`` (None: int32
+        ``acc + bias`` out, ``width = 1`` only).
     lanes : int
         Groups per pass.
     tiling : Tiling
         The single-bank tiling of a linear layer (``depth = passes``).
     acc_bits : int
         Accumulator width.
-
-    Ports
-    -----
-    start, busy :
-        As for :class:`PositionDrain`.
-    acc : :class:`~.router.SumPort` read/clear port into the idle buffer.
-    o : dense int8 stream (``signed(8 + frac_bits)`` with the requantisation's
-        fraction bits; int32 ``acc + bias`` when ``layer.requant`` is None).
-    """
-
-    def __init__(self, layer, lanes: int, tiling, acc_bits: int):
-        self._layer, self._lanes, self._t, self._acc_bits = layer, lanes, tiling, acc_bits
-        value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
-        super().__init__({
-            "start": In(1),
-            "busy": Out(1),
-            "acc": Out(SumPort(lanes, tiling.depth * layer.n, acc_bits)),
-            "o": Out(stream.Signature(dense_layout(value))),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        layer, n = self._layer, self._layer.n
-        channels = layer.out_channels
-        c, j = Signal(range(channels)), Signal(range(n))
-        lane = Signal(range(self._lanes))
-        addr = Signal.like(self.acc.addr)  # q * n + j
-        issuing = Signal()
-        final = c == channels - 1
-
-        d_valid, d_last = Signal(), Signal()
-        d_c = Signal.like(c)
-        out_ready = Signal()
-        advance = ~d_valid | out_ready
-        m.submodules.bias = bias_mem = Memory(shape=signed(32), depth=channels,
-                                              init=[int(b) for b in layer.bias])
-        bias = bias_mem.read_port()
-        m.d.comb += [
-            self.acc.addr.eq(addr),
-            self.acc.lane.eq(lane),
-            self.acc.en.eq(advance & issuing),
-            self.acc.clear.eq(1),
-            bias.addr.eq(c),
-            bias.en.eq(advance),
-            self.busy.eq(issuing | d_valid),
-        ]
-        with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_c.eq(c), d_last.eq(final)]
-            with m.If(issuing):
-                m.d.sync += [c.eq(c + 1), j.eq(j + 1), addr.eq(addr + 1)]
-                with m.If(j == n - 1):
-                    m.d.sync += [j.eq(0), lane.eq(lane + 1), addr.eq(addr + 1 - n)]
-                    with m.If(lane == self._lanes - 1):
-                        m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
-                with m.If(final):
-                    m.d.sync += issuing.eq(0)
-        with m.If(self.start):
-            m.d.sync += [issuing.eq(1), c.eq(0), j.eq(0), lane.eq(0), addr.eq(0)]
-
-        a = Signal(signed(self._acc_bits))
-        m.d.comb += a.eq(self.acc.data + bias.data)
-        if layer.requant is None:
-            m.d.comb += [self.o.valid.eq(d_valid), self.o.payload.value.eq(a),
-                         self.o.payload.last.eq(d_last), out_ready.eq(self.o.ready)]
-            return m
-        rq = layer.requant
-        m.submodules.requant = requant = Requantiser(
-            channels, self._acc_bits, [int(v) for v in rq.multiplier], [int(v) for v in rq.shift],
-            out_min=rq.out_min, out_max=rq.out_max, frac_bits=rq.frac_bits)
-        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.a.eq(a),
-                     requant.i.payload.channel.eq(d_c), requant.i.payload.last.eq(d_last),
-                     out_ready.eq(requant.i.ready)]
-        wiring.connect(m, requant.o, wiring.flipped(self.o))
-        return m
-
-
-class WideChannelDrain(wiring.Component):
-    """Emit one finished linear input ``width`` channels per cycle, in channel order.
-
-    Beat ``b`` carries channels ``b * width .. b * width + width - 1``: since
-    ``width`` divides ``n`` they are consecutive sums of one kernel group, one
-    word of one lane's accumulators (:class:`~.router.LaneAccumulators` with
-    ``width``), read (and cleared) in one cycle. A
-    :class:`~cosparse.hw.requant.VectorRequantiser` scales the ``width`` sums at
-    once. The walk is :class:`ChannelDrain`'s with ``n / width`` words per group.
-
-    Parameters
-    ----------
-    layer : Linear
-        Supplies ``n``, ``out_channels``, ``bias`` and ``requant`` (required: the
-        output goes to a global k-WTA).
-    lanes, tiling, acc_bits :
-        As for :class:`ChannelDrain`.
     width : int
         Channels per beat; divides ``layer.n``.
 
@@ -350,63 +263,75 @@ class WideChannelDrain(wiring.Component):
     -----
     start, busy :
         As for :class:`PositionDrain`.
-    acc : :class:`~.router.SumPort` of ``width`` sums a word.
-    o : ``dense_vector_layout(width, value_shape(frac_bits))``, ``ceil(out_channels /
+    acc : :class:`~.router.SumPort` read/clear port into the idle buffer, ``width``
+        sums a read.
+    o : width 1: a dense int8 stream (``signed(8 + frac_bits)`` with the requantisation's
+        fraction bits; int32 when ``layer.requant`` is None). Width above 1:
+        ``dense_vector_layout(width, value_shape(frac_bits))``, ``ceil(out_channels /
         width)`` beats per input, ``last`` on the final one (the last group of a layer
         may have fewer than ``n`` kernels: the channels past ``out_channels`` in the
         final beat are padding).
     """
 
-    def __init__(self, layer, lanes: int, tiling, acc_bits: int, width: int):
+    def __init__(self, layer, lanes: int, tiling, acc_bits: int, width: int = 1):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1 \
                 or layer.n % width:
             raise ValueError(f"layer {layer.name!r}: width must be a positive divisor of "
                              f"n = {layer.n}, got {width!r}")
-        if layer.requant is None:
+        if layer.requant is None and width > 1:
             raise ValueError(f"layer {layer.name!r}: a wide drain needs requant (its output "
                              f"goes to a global k-WTA)")
         self._layer, self._lanes, self._t, self._acc_bits = layer, lanes, tiling, acc_bits
         self._width = width
+        value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
+        out = dense_layout(value) if width == 1 else dense_vector_layout(width, value)
         super().__init__({
             "start": In(1),
             "busy": Out(1),
             "acc": Out(SumPort(lanes, tiling.depth * layer.n, acc_bits, width)),
-            "o": Out(stream.Signature(dense_vector_layout(
-                width, value_shape(layer.requant.frac_bits)))),
+            "o": Out(stream.Signature(out)),
         })
 
     def elaborate(self, platform):
         m = Module()
         layer, width = self._layer, self._width
-        per_group = layer.n // width  # words of one kernel group
+        per_group = layer.n // width  # reads of one kernel group
         beats = -(-layer.out_channels // width)  # the last group may lack kernels
         b, j = Signal(range(beats)), Signal(range(per_group))
         lane = Signal(range(self._lanes))
-        addr = Signal.like(self.acc.addr)  # q * n / width + j
+        addr = Signal.like(self.acc.addr)  # (q * n) / width + j
         issuing = Signal()
         final = b == beats - 1
 
-        d_valid, d_last = Signal(), Signal()
-        d_b = Signal.like(b)
+        # Two stages after the issue, advancing together (the read port holds its sums while
+        # ``en`` is low): ``r`` when the sums read are on ``acc.data``, ``d`` when they are
+        # registered (``d_sum``) beside their bias. The register keeps the selection of the
+        # lane read (hw/engine/router.py) and the bias adder out of one path.
+        r_valid, r_last, d_valid, d_last = Signal(), Signal(), Signal(), Signal()
+        r_b, d_b = Signal.like(b), Signal.like(b)
+        d_sum = Signal(self.acc.data.shape())
         out_ready = Signal()
         advance = ~d_valid | out_ready
-        bias_row = data.ArrayLayout(signed(self._acc_bits), width)
         biases = [int(v) for v in layer.bias] + [0] * (beats * width - layer.out_channels)
+        shape = signed(32) if width == 1 else data.ArrayLayout(signed(self._acc_bits), width)
         m.submodules.bias = bias_mem = Memory(
-            shape=bias_row, depth=beats,
-            init=[biases[r * width:(r + 1) * width] for r in range(beats)])
+            shape=shape, depth=beats,
+            init=biases if width == 1 else [biases[r * width:(r + 1) * width]
+                                            for r in range(beats)])
         bias = bias_mem.read_port()
         m.d.comb += [
             self.acc.addr.eq(addr),
             self.acc.lane.eq(lane),
             self.acc.en.eq(advance & issuing),
             self.acc.clear.eq(1),
-            bias.addr.eq(b),
+            bias.addr.eq(r_b),
             bias.en.eq(advance),
-            self.busy.eq(issuing | d_valid),
+            self.busy.eq(issuing | r_valid | d_valid),
         ]
         with m.If(advance):
-            m.d.sync += [d_valid.eq(issuing), d_b.eq(b), d_last.eq(final)]
+            m.d.sync += [r_valid.eq(issuing), r_b.eq(b), r_last.eq(final),
+                         d_valid.eq(r_valid), d_b.eq(r_b), d_last.eq(r_last),
+                         d_sum.eq(self.acc.data)]
             with m.If(issuing):
                 m.d.sync += [b.eq(b + 1), j.eq(j + 1), addr.eq(addr + 1)]
                 with m.If(j == per_group - 1):
@@ -419,13 +344,27 @@ class WideChannelDrain(wiring.Component):
             m.d.sync += [issuing.eq(1), b.eq(0), j.eq(0), lane.eq(0), addr.eq(0)]
 
         rq = layer.requant
-        m.submodules.requant = requant = VectorRequantiser(
-            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
-            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
-            frac_bits=rq.frac_bits)
-        for e in range(width):
-            m.d.comb += requant.i.payload.a[e].eq(self.acc.data[e] + bias.data[e])
-        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.slice.eq(d_b),
-                     requant.i.payload.last.eq(d_last), out_ready.eq(requant.i.ready)]
+        if width == 1:
+            a = Signal(signed(self._acc_bits))
+            m.d.comb += a.eq(d_sum + bias.data)
+            if rq is None:
+                m.d.comb += [self.o.valid.eq(d_valid), self.o.payload.value.eq(a),
+                             self.o.payload.last.eq(d_last), out_ready.eq(self.o.ready)]
+                return m
+            m.submodules.requant = requant = Requantiser(
+                layer.out_channels, self._acc_bits, [int(v) for v in rq.multiplier],
+                [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
+                frac_bits=rq.frac_bits)
+            m.d.comb += [requant.i.payload.a.eq(a), requant.i.payload.channel.eq(d_b)]
+        else:
+            m.submodules.requant = requant = VectorRequantiser(
+                layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
+                [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
+                frac_bits=rq.frac_bits)
+            m.d.comb += [requant.i.payload.a[e].eq(d_sum[e] + bias.data[e])
+                         for e in range(width)]
+            m.d.comb += requant.i.payload.slice.eq(d_b)
+        m.d.comb += [requant.i.valid.eq(d_valid), requant.i.payload.last.eq(d_last),
+                     out_ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, wiring.flipped(self.o))
         return m

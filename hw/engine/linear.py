@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import dense_layout, dense_vector_layout, sparse_layout, tensor_size, value_shape
-from .drain import ChannelDrain, WideChannelDrain
+from .drain import ChannelDrain
 from .multiply import item_layout
 from .pipeline import PackedEngine
 from .router import LaneAccumulators
@@ -109,7 +109,7 @@ class LinearEngine(PackedEngine):
     o : dense int8 outputs in index order (``signed(8 + frac_bits)`` with the
         requantisation's fraction bits; int32 logits when ``layer.requant`` is None);
         with ``config.width > 1`` a ``dense_vector_layout(width, ...)`` beat of ``width``
-        consecutive outputs (:class:`~.drain.WideChannelDrain`).
+        consecutive outputs (:class:`~.drain.ChannelDrain`).
     busy : high while any input is being accumulated or drained.
     """
 
@@ -124,12 +124,8 @@ class LinearEngine(PackedEngine):
         tiling = Tiling(1, 1, (1, 1), config.passes(layer.groups))
         value = value_shape(layer.requant.frac_bits) if layer.requant is not None else signed(32)
         width = config.width
-        if width == 1:
-            drain, out = ChannelDrain(layer, config.lanes, tiling, config.acc_bits), \
-                dense_layout(value)
-        else:
-            drain = WideChannelDrain(layer, config.lanes, tiling, config.acc_bits, width)
-            out = dense_vector_layout(width, value)
+        out = dense_layout(value) if width == 1 else dense_vector_layout(width, value)
+        drain = ChannelDrain(layer, config.lanes, tiling, config.acc_bits, width)
         super().__init__(layer, config, LinearScatter(in_shape, tiling, id_block(layer)), tiling,
                          LaneAccumulators(layer.n, config.lanes, tiling, config.acc_bits,
                                           layer.weight_bits, width),

@@ -60,7 +60,12 @@ from amaranth.lib.wiring import In, Out
 
 from .multiply import bits, product_bits, product_layout
 
-__all__ = ["DrainPort", "Accumulators", "SumPort", "LaneAccumulators", "check_acc_bits", "pick"]
+__all__ = ["DrainPort", "Accumulators", "SumPort", "LaneAccumulators", "LANE_LATENCY",
+           "check_acc_bits", "pick"]
+
+#: Cycles from an item at :class:`LaneAccumulators`' input to its write (``done``):
+#: the read, the selection of the sum read or a forwarded one, the add and write.
+LANE_LATENCY = 2
 
 
 def _slot(word, index, acc_bits):
@@ -269,9 +274,9 @@ class SumPort(wiring.Signature):
     Sum ``j`` of pass ``q`` in lane ``lane`` (channel ``(q * lanes + lane) * n + j``)
     is at ``addr = q * n + j``. ``en`` reads it (``en`` low holds ``data``); with
     ``clear`` it is set to zero on the next cycle. ``data`` holds the sum one
-    cycle after the read. With ``width > 1`` a word holds ``width`` sums, the
-    ``j``-consecutive sums ``(q * n + j) // width``: ``addr`` counts words
-    (``depth / width`` of them) and ``data`` is an array of ``width`` sums.
+    cycle after the read. With ``width > 1`` a read yields ``width`` sums, the
+    ``j``-consecutive sums ``addr * width + e``: ``addr`` counts groups of
+    ``width`` (``depth / width`` of them) and ``data`` is an array of ``width`` sums.
     """
 
     def __init__(self, lanes: int, depth: int, acc_bits: int, width: int = 1):
@@ -286,38 +291,56 @@ class SumPort(wiring.Signature):
 
 
 class LaneAccumulators(wiring.Component):
-    """Double-buffered accumulators of a linear engine: one memory of sums per lane.
+    """Double-buffered accumulators of a linear engine: memories of single sums per lane.
 
     A linear layer has a single output "position", so its sums are few
     (``passes x lanes x n``) and the words of :class:`Accumulators` would be
     very wide and very shallow (``lanes x n`` sums deep ``passes``: fc1 of the
-    default network, 220 sums by 7). Here each lane owns a memory of
-    ``passes x n`` sums, one sum a word, sum ``j`` of pass ``q`` at ``q * n + j``:
-    a lane's product reads and writes exactly the sum of its kernel id, with no
-    selection among the lane's sums and no write enables, and the drain, which
-    emits one channel per cycle, reads exactly the channel it needs. Each
-    memory has one synchronous read port and one write port (the form of
-    block or distributed RAM), shared by the buffers' two roles as in
-    :class:`Accumulators`, with the same two-cycle read-modify-write and the
-    same forwarding of the previous item's sum.
+    default network, 220 sums by 7). Here each lane owns memories of single
+    sums, sum ``j`` of pass ``q`` at ``q * n + j``: a lane's product reads and
+    writes exactly the sum of its kernel id, with no selection among the
+    lane's sums and no write enables, and the drain, which emits one channel
+    per cycle, reads exactly the channel it needs. Each memory has one
+    synchronous read port and one write port (the form of block or
+    distributed RAM), shared by the buffers' two roles as in
+    :class:`Accumulators`.
 
-    With ``width > 1`` (a wide drain, :class:`~.drain.WideChannelDrain`) a
-    lane's memory word holds ``width`` consecutive sums of one kernel group
-    (``width`` divides ``n``), so the drain reads ``width`` channels a cycle
-    from one lane; an update writes only its own sum, through a write port
-    with one enable per sum (``granularity = acc_bits``).
+    With ``width > 1`` (a wide drain, :class:`~.drain.ChannelDrain` of that
+    ``width``) the sums of a lane are spread over ``width`` memories, sum ``s``
+    (``q * n + j``) in memory ``s % width`` at ``s // width`` (``width``
+    divides ``n``), so the drain reads ``width`` consecutive channels of one
+    lane in a cycle, one from each, and an update writes only its own sum's
+    memory. (One memory of ``width``-sum words needs a write enable per sum,
+    ``acc_bits`` wide, which block RAM's 8/9-bit byte enables do not offer.)
+
+    The read-modify-write is a three-stage pipeline, so that no path holds
+    the memory read, the selection of the sum and the adder at once (in one
+    cycle they made the default's fc1 engine 9 UltraScale+ logic levels deep;
+    docs/hardware.md): the item's sum is read (``read``), the sum read (or a
+    newer one, below) is selected and registered (``select``), and the
+    product is added and written (``add``). A sum written by the item one
+    ahead lands after this item's read, and the one written two ahead lands
+    in the cycle of the read, which does not see it either, so the newer
+    sums are forwarded: in ``select``, the item two ahead's sum (just
+    written, held in a register) replaces the one read when both hit the same
+    sum; in ``add``, the item one ahead's sum, the adder's output of the
+    cycle before, replaces the selected one when they hit the same sum
+    (it takes precedence, being the newer). Consecutive activations on one
+    sum are so neither lost nor counted twice.
 
     Parameters
     ----------
     n, lanes, tiling, acc_bits, weight_bits :
         As for :class:`Accumulators`; ``tiling`` must have one bank.
     width : int
-        Sums per memory word, a divisor of ``n``.
+        Sums the drain reads from a lane per cycle, a divisor of ``n``.
 
     Ports
     -----
     i, sel, done :
-        As for :class:`Accumulators`.
+        As for :class:`Accumulators`; ``done`` is high in the cycle the item
+        marked ``last`` is added and written, :data:`LANE_LATENCY` cycles after
+        it arrived.
     drain : :class:`SumPort` into the other buffer.
     """
 
@@ -325,7 +348,7 @@ class LaneAccumulators(wiring.Component):
                  width: int = 1):
         for name, value in (("n", n), ("lanes", lanes), ("acc_bits", acc_bits),
                             ("width", width)):
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if n % width:
             raise ValueError(f"width = {width} must divide n = {n}")
@@ -348,69 +371,87 @@ class LaneAccumulators(wiring.Component):
         n, lanes, acc_bits, width = self._n, self._lanes, self._acc_bits, self._width
         depth = self._tiling.depth * n
         item = self.i.payload
-        s_valid, s_last = Signal(), Signal()
-        m.d.sync += [s_valid.eq(self.i.valid), s_last.eq(item.last)]
-        m.d.comb += self.done.eq(s_valid & s_last)
+        # The pipeline's stages after ``read``: valid, writing (an item of a bank-less pass
+        # writes nothing) and last, per stage; ``written`` is the item added last cycle.
+        r_valid, a_valid = Signal(), Signal()
+        r_write, a_write, w_write = Signal(), Signal(), Signal()
+        r_last, a_last = Signal(), Signal()
+        m.d.sync += [r_valid.eq(self.i.valid), a_valid.eq(r_valid),
+                     r_write.eq(self.i.valid & item.write[0]), a_write.eq(r_write),
+                     w_write.eq(a_write), r_last.eq(item.last), a_last.eq(r_last)]
+        m.d.comb += self.done.eq(a_valid & a_last)
+        # Clears follow the drain's reads by one cycle (the drain's read port holds the sum).
         c_en, c_addr = Signal(), Signal.like(self.drain.addr)
         c_lane, d_lane = Signal.like(self.drain.lane), Signal.like(self.drain.lane)
         m.d.sync += [c_en.eq(self.drain.en & self.drain.clear), c_addr.eq(self.drain.addr),
                      c_lane.eq(self.drain.lane)]
         with m.If(self.drain.en):
             m.d.sync += d_lane.eq(self.drain.lane)
-        s_write, p_write = Signal(), Signal()
-        writing = s_valid & s_write
-        m.d.sync += [s_write.eq(item.write[0]), p_write.eq(writing)]
-        drained = []
+        slot_bits = bits(width) if width > 1 else 0
+        drained = [[] for _ in range(width)]
         for lane in range(lanes):
-            # The sum this lane's product goes to, in the read stage and the write stage:
-            # ``Cat(slot, word)``, the sum's place in its word and the word (width 1: the
-            # word alone, ``q * n + j``).
-            slot_bits = bits(width) if width > 1 else 0
+            # The sum this lane's product goes to, ``Cat(slot, entry)``: its memory (width 1:
+            # none) and its entry there, per stage.
             addr = Signal(unsigned(bits(depth // width) + slot_bits), name=f"addr{lane}")
-            s_addr, p_addr = Signal.like(addr), Signal.like(addr)
-            product = Signal.like(item.product[0][lane])
+            r_addr, a_addr, w_addr = (Signal.like(addr, name=f"{stage}_addr{lane}")
+                                      for stage in "raw")
+            r_product, a_product = (Signal.like(item.product[0][lane],
+                                                name=f"{stage}_product{lane}")
+                                    for stage in "ra")
             kernel = item.kernel[0][lane]
             if width == 1:
                 m.d.comb += addr.eq(item.addr[0] * n + kernel)
             else:
                 kernels = range(1 << len(kernel))
                 slot = Array(Const(j % width, slot_bits) for j in kernels)[kernel]
-                in_group = Array(Const(j // width, bits(n)) for j in kernels)[kernel]
-                m.d.comb += addr.eq(Cat(slot, item.addr[0] * (n // width) + in_group))
-            m.d.sync += [s_addr.eq(addr), p_addr.eq(s_addr), product.eq(item.product[0][lane])]
-            ports = []
+                entry = Array(Const(j // width, bits(n)) for j in kernels)[kernel]
+                m.d.comb += addr.eq(Cat(slot, item.addr[0] * (n // width) + entry))
+            m.d.sync += [r_addr.eq(addr), a_addr.eq(r_addr), w_addr.eq(a_addr),
+                         r_product.eq(item.product[0][lane]), a_product.eq(r_product)]
+            # mems[buf][e]: (read port, write port) of buffer ``buf``'s memory ``e``.
+            mems = []
             for buf in range(2):
-                if width == 1:
-                    mem = Memory(shape=signed(acc_bits), depth=depth, init=[])
-                    write_port = mem.write_port()
-                else:
-                    mem = Memory(shape=unsigned(width * acc_bits), depth=depth // width, init=[])
-                    write_port = mem.write_port(granularity=acc_bits)
-                m.submodules[f"lane{lane}_{buf}"] = mem
-                ports.append((mem.read_port(), write_port))
-            total, p_total = Signal(signed(acc_bits), name=f"sum{lane}"), Signal(signed(acc_bits))
-            word = Mux(self.sel, ports[1][0].data, ports[0][0].data)
-            if width > 1:  # the sum in its word, and the word of a sum
-                word = pick([_slot(word, e, acc_bits) for e in range(width)], s_addr[:slot_bits])
-            old = Mux(p_write & (p_addr == s_addr), p_total, word)
-            m.d.comb += total.eq(old + product)
-            m.d.sync += p_total.eq(total)
+                ports = []
+                for e in range(width):
+                    mem = Memory(shape=signed(acc_bits), depth=depth // width, init=[])
+                    m.submodules[f"lane{lane}_{buf}" + (f"_{e}" if width > 1 else "")] = mem
+                    ports.append((mem.read_port(), mem.write_port()))
+                mems.append(ports)
+            # select: the sum read from the accumulating buffer, or the sum written last cycle
+            # (the item two ahead) if it is the same one; and whether the item one ahead, now
+            # in add, hits it too.
+            read = [mems[buf][e][0].data if e < width else 0
+                    for buf in range(2) for e in range(1 << slot_bits)]
+            word = pick(read, Cat(r_addr[:slot_bits], self.sel)) if width > 1 else \
+                Mux(self.sel, read[1], read[0])
+            a_old = Signal(signed(acc_bits), name=f"old{lane}")
+            a_ahead = Signal(name=f"ahead{lane}")
+            total, w_total = Signal(signed(acc_bits), name=f"sum{lane}"), \
+                Signal(signed(acc_bits), name=f"written{lane}")
+            m.d.sync += [a_old.eq(Mux(w_write & (w_addr == r_addr), w_total, word)),
+                         a_ahead.eq(a_write & (a_addr == r_addr))]
+            # add: the selected sum, or the one the item one ahead has just written, plus the
+            # product.
+            m.d.comb += total.eq(Mux(a_ahead, w_total, a_old) + a_product)
+            m.d.sync += w_total.eq(total)
             clearing = c_en & (c_lane == lane)
-            write_data, write_en = total, writing
-            if width > 1:
-                write_data = Cat(*[total] * width)
-                write_en = Cat(*[writing & (s_addr[:slot_bits] == e) for e in range(width)])
-                clearing = Cat(*[clearing] * width)
-            for buf, (read, write) in enumerate(ports):
+            for buf in range(2):
                 accumulating = self.sel == buf
-                m.d.comb += [
-                    read.addr.eq(Mux(accumulating, addr[slot_bits:], self.drain.addr)),
-                    read.en.eq(Mux(accumulating, self.i.valid & item.write[0],
-                                   self.drain.en & (self.drain.lane == lane))),
-                    write.addr.eq(Mux(accumulating, s_addr[slot_bits:], c_addr)),
-                    write.data.eq(Mux(accumulating, write_data, 0)),
-                    write.en.eq(Mux(accumulating, write_en, clearing)),
-                ]
-            drained.append(Mux(self.sel, ports[0][0].data, ports[1][0].data))
-        m.d.comb += self.drain.data.eq(pick(drained, d_lane) if lanes > 1 else drained[0])
+                for e, (read_port, write_port) in enumerate(mems[buf]):
+                    mine = a_addr[:slot_bits] == e if width > 1 else 1
+                    m.d.comb += [
+                        read_port.addr.eq(Mux(accumulating, addr[slot_bits:], self.drain.addr)),
+                        read_port.en.eq(Mux(accumulating, self.i.valid & item.write[0],
+                                            self.drain.en & (self.drain.lane == lane))),
+                        write_port.addr.eq(Mux(accumulating, a_addr[slot_bits:], c_addr)),
+                        write_port.data.eq(Mux(accumulating, total, 0)),
+                        write_port.en.eq(Mux(accumulating, a_write & mine, clearing)),
+                    ]
+            for e in range(width):
+                drained[e].append(Mux(self.sel, mems[0][e][0].data, mems[1][e][0].data))
+        sums = [pick(lane_sums, d_lane) if lanes > 1 else lane_sums[0] for lane_sums in drained]
+        if width == 1:
+            m.d.comb += self.drain.data.eq(sums[0])
+        else:
+            m.d.comb += [self.drain.data[e].eq(sums[e]) for e in range(width)]
         return m

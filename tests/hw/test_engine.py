@@ -205,6 +205,38 @@ def test_linear_same_sums_back_to_back():
     assert [int(o.value) for o in got] == expected
 
 
+@pytest.mark.parametrize("width,lanes,passes,stall", [
+    (1, 1, 1, 0.0), (1, 1, 1, 0.5), (1, 1, 2, 0.0), (2, 1, 1, 0.0), (2, 2, 2, 0.3)])
+def test_linear_forwarding_patterns(width, lanes, passes, stall):
+    """The lane accumulators' pipelined read-modify-write (hw/engine/router.py) forwards the
+    sums of the two items ahead: every pattern of hits on one sum at distance 1 and 2 (AAA,
+    ABA, ABBA, ABAB, AAB, ...) in one item stream, inputs back to back; with ``width`` 2 the
+    two kernels of a group share an entry (one sum each in the lane's two memories), with
+    two passes an input's items alternate between the passes' sums (hits two apart, the
+    other pass between), and with stalls the items come with gaps."""
+    rng = np.random.default_rng(7)
+    # Kernel ids of one group, in input order (every input non-zero, beats in index order).
+    order = [0, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0]
+    groups = lanes * passes  # an item per pass and input, one sum per lane and item
+    ids = np.array([order if g % 2 == 0 else order[::-1] for g in range(groups)], np.uint8)
+    weights = rng.integers(-128, 128, ids.shape).astype(np.int8)
+    out = 2 * groups
+    layer = Linear(name="fc", n=2, weights=weights, kernel_ids=ids,
+                   bias=rng.integers(-2000, 2000, out).astype(np.int32),
+                   requant=random_requant(rng, out, len(order) / 2),
+                   in_features=len(order), out_features=out)
+    engine = LinearEngine(layer, LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer),
+                                             width=width))
+    xs = rng.integers(1, 128, (3, len(order))) * rng.choice([-1, 1], (3, len(order)))
+    xs = xs.astype(np.int8)
+    beats = [b for x in xs for b in sparse_beats(x)]
+    expected = golden.requantise(golden.linear(xs, layer), layer.requant).reshape(-1).tolist()
+    got, _ = run_stream_bench(engine, beats, len(expected) // width, stall=stall)
+    values = [int(o.value) for o in got] if width == 1 else \
+        [int(v) for o in got for v in o.values]
+    assert values == expected
+
+
 def test_bad_parameters():
     rng = np.random.default_rng(0)
     layer = conv_layer(rng, c=1, size=6, k=3, out=4, n=2)

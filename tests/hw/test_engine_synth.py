@@ -19,10 +19,10 @@ from cosparse.boards.resources import module_netlist
 from cosparse.boards.xilinx_synth import synthesise
 from cosparse.boards.yosys import ToolMissing, find_tool
 from cosparse.hw.config import LayerConfig, accumulator_bits
-from cosparse.hw.engine import ConvEngine
+from cosparse.hw.engine import ConvEngine, LinearEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import conv_layer  # noqa: E402
+from test_engine import conv_layer, linear_layer  # noqa: E402
 
 
 @pytest.mark.slow
@@ -55,5 +55,29 @@ def test_engine_memories_map_to_block_ram_and_products_to_dsp(tmp_path, position
     # No distributed RAM anywhere: every memory of this engine is block-RAM shaped.
     assert not any(name.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "RAM512"))
                    for name in cells), cells
+    assert used.dsp >= 1, cells
+    assert used.logic_levels <= 8, used
+
+
+@pytest.mark.slow
+def test_linear_engine_memories_map_to_block_ram_and_paths_stay_short(tmp_path):
+    """A linear engine's lane accumulators (hw/engine/router.py: LaneAccumulators, a pipelined
+    read-modify-write) keep one read and one write port per memory, so they land in block
+    RAM once deep enough, and neither the read-modify-write nor the drain's lane selection
+    and bias add exceed 8 logic levels."""
+    try:
+        find_tool("yosys")
+    except ToolMissing as error:
+        pytest.skip(str(error))
+    rng = np.random.default_rng(1)
+    # 1,024 outputs of n = 2 kernels, one lane: 512 passes, 1,024 single sums per buffer.
+    layer = linear_layer(rng, 16, 1024, 2)
+    engine = LinearEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)))
+    top, netlist = module_netlist(engine)
+    used = synthesise(netlist, top, cache=tmp_path / "cache")
+    cells = used.cells
+    block = cells.get("RAMB18E2", 0) + cells.get("RAMB36E2", 0) + cells.get("URAM288", 0)
+    assert block >= 3, cells  # the two accumulator buffers and the weight ROM at least
+    assert used.parts["accumulators"]["bram36"] >= 1, used.parts
     assert used.dsp >= 1, cells
     assert used.logic_levels <= 8, used
