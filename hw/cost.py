@@ -67,10 +67,10 @@ class Profile:
     useful_macs: float
     inputs: int
 
-    @property
-    def input_cycles(self) -> int:
-        """The input Sparsifier's cycles per input: one feature per cycle."""
-        return int(prod(self.spec.input.shape))
+    def input_cycles(self, input_width: int = 1) -> int:
+        """The input stage's cycles per input: ``input_width`` features per cycle (the input
+        Sparsifier: one; a first window engine: :attr:`~.config.HwConfig.input_width`)."""
+        return int(prod(self.spec.input.shape)) // input_width
 
 
 def profile(spec: NetSpec, inputs=None, count: int = 8, seed: int = 0) -> Profile:
@@ -93,12 +93,14 @@ def profile(spec: NetSpec, inputs=None, count: int = 8, seed: int = 0) -> Profil
     return Profile(spec, stages, x_in, acts, useful, len(x))
 
 
-def layer_cycles(prof: Profile, index: int, cfg: LayerConfig) -> dict:
+def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int = 1) -> dict:
     """Per-input cycles of packed layer ``index`` with ``cfg`` (:func:`~.generate.stage_cycles`),
     with ``after`` always an array (zeros after the last engine) and ``tail``: the cycles
-    the engine and the unit after it take after their last input beat (:func:`latency`)."""
+    the engine and the unit after it take after their last input beat (:func:`latency`).
+    ``input_width`` is the config's, read by the first engine only."""
     stage = prof.stages[index]
-    c = stage_cycles(prof.spec, stage, index, cfg, prof.x_in[index], prof.acts)
+    c = stage_cycles(prof.spec, stage, index, cfg, prof.x_in[index], prof.acts,
+                     beat=input_width if index == 0 else 1)
     n = prof.inputs
     after = c["after"]
     last = after is None
@@ -154,8 +156,10 @@ def cycles(prof: Profile, config: HwConfig, per_layer=None) -> dict:
     (useful MACs / (multipliers x interval)).
     """
     if per_layer is None:
-        per_layer = [layer_cycles(prof, i, cfg) for i, cfg in enumerate(config.layers)]
-    names, rows = ["input"], [np.full(prof.inputs, float(prof.input_cycles))]
+        per_layer = [layer_cycles(prof, i, cfg, config.input_width)
+                     for i, cfg in enumerate(config.layers)]
+    first = float(prof.input_cycles(config.input_width))
+    names, rows = ["input"], [np.full(prof.inputs, first)]
     for stage, c in zip(prof.stages, per_layer):
         names.append(stage.layer.name)
         rows.append(c["cycles"])
@@ -168,7 +172,7 @@ def cycles(prof: Profile, config: HwConfig, per_layer=None) -> dict:
     multipliers = sum(c["multipliers"] for c in per_layer)
     return {"interval": interval, "interval_decoupled": float(means.max()),
             "interval_lockstep": float(table.max(axis=0).mean()),
-            "latency": latency(prof, per_layer),
+            "latency": latency(prof, per_layer, config.input_width),
             "bottleneck": names[int(np.argmax(means))],
             "stages": {n: float(m) for n, m in zip(names, means)},
             "multipliers": multipliers,
@@ -180,7 +184,7 @@ def cycles(prof: Profile, config: HwConfig, per_layer=None) -> dict:
 STAGE_LATENCY = 8
 
 
-def latency(prof: Profile, per_layer) -> float:
+def latency(prof: Profile, per_layer, input_width: int = 1) -> float:
     """Cycles from one input's first beat to its result, the pipeline otherwise empty.
 
     The input Sparsifier streams the features, one a cycle. Each engine works as its
@@ -193,7 +197,7 @@ def latency(prof: Profile, per_layer) -> float:
     :data:`STAGE_LATENCY`. Mean over the calibration inputs.
     """
     start = np.zeros(prof.inputs)
-    end = np.full(prof.inputs, float(prof.input_cycles))
+    end = np.full(prof.inputs, float(prof.input_cycles(input_width)))
     for c in per_layer:
         kind, after = c["kind"], c["after"]
         if kind in ("window", "ring"):
@@ -290,24 +294,32 @@ COEFFICIENTS = {
     "scatter": {"lut": (105.0, 60.0, 1500.0), "ff": (125.0, 60.0, 1500.0)},
     "linear": {"lut": (60.0, 40.0, 1500.0), "ff": (40.0, 40.0, 700.0)},
     # local k-WTA: per channel and threshold bit decided per step, comparators and counters
-    "kwta_local": {"lut": (34.0, 2.0), "ff": (56.0, 2.0)},
-    "kwta_global": {"lut": 280.0, "ff": 170.0, "bram36": 1.0},
+    "kwta_local": {"lut": (50.0, 2.0), "ff": (94.0, 2.0)},
+    # global k-WTA: per value of the drain's width (the default's: width 2, 279 LUT, 169 FF)
+    "kwta_global": {"lut": 140.0, "ff": 85.0, "bram36": 1.0},
     "fifo": {"lut": 26.0, "ff": 28.0},
     "small": {"lut": 140.0, "ff": 600.0},  # input Sparsifier + argmax
 }
 
 
+#: (depth, width, RAMB36 units) of every RAMB36E2 / RAMB18E2 aspect ratio (parity bits used
+#: as data, as yosys' memory_libmap does).
+BRAM_SHAPES = tuple((32768 >> i, w, 1.0) for i, w in enumerate((1, 2, 4, 9, 18, 36, 72))) + \
+    tuple((16384 >> i, w, 0.5) for i, w in enumerate((1, 2, 4, 9, 18, 36)))
+
+#: Memories this deep or shallower go to distributed RAM (RAM32M16/RAM64M), not block RAM:
+#: yosys maps the default's 32-deep kernel-ring banks and FIFOs so, its 70-deep and deeper
+#: memories to RAMB18/RAMB36 (bench/results/resources-default.json).
+LUTRAM_DEPTH = 64
+
+
 def _bram36(depth: int, width: int, copies: int = 1) -> float:
-    """RAMB36 of ``copies`` memories of ``depth`` words x ``width`` bits: each as 72-bit wide
-    columns of 512 words (RAMB18 halves where a column is 36 bits or fewer and 512 deep);
-    no block RAM for a memory under 1 Kib, which yosys keeps in LUTs."""
-    if depth * width < 1024 or depth == 0 or width == 0:
+    """RAMB36 of ``copies`` memories of ``depth`` words x ``width`` bits: the cheapest tiling
+    by one block RAM aspect ratio (:data:`BRAM_SHAPES`, RAMB18 halves counted 0.5); none
+    for a memory at most :data:`LUTRAM_DEPTH` deep."""
+    if depth <= LUTRAM_DEPTH or width == 0:
         return 0.0
-    columns = ceil(width / BRAM36_WIDTH)
-    rows = ceil(depth / 512)
-    last = width - (columns - 1) * BRAM36_WIDTH
-    half = last <= 36 and rows == 1
-    return copies * (rows * (columns - 1) + (rows * (0.5 if half else 1)))
+    return copies * min(ceil(depth / d) * ceil(width / w) * unit for d, w, unit in BRAM_SHAPES)
 
 
 def _requant_channels(layer, cfg) -> int:
@@ -333,28 +345,35 @@ def unit_resources(prof_or_spec, index: int, cfg: LayerConfig) -> dict:
     for r in ("lut", "ff"):
         a, b, c = coeff[r]
         engine[r] = a * mults + b * channels + c
-    window = kind == "window"
-    if window:
-        engine["bram36"] = 0.0  # weights are constants of the adder trees
+    if kind == "window":
+        engine["bram36"] = 0.0  # weights are constants of the adder trees, lines shallow
     elif isinstance(layer, Conv2d):
         from .engine.conv import conv_tiling
-        tiling = conv_tiling(layer, cfg, stage.pool, position_major_input(stage, index))
-        bits = weight_memory_bits(layer, passes, cfg.lanes, tiling.col_copies, False)
-        words = layer.fan_in * passes
-        weights = _bram36(words, bits // max(1, words) // cfg.offsets, cfg.offsets) \
-            if cfg.offsets > 1 else _bram36(words, bits // max(1, words))
-        by_kernel = cfg.accumulators == "kernel"
-        acc_width = cfg.lanes * layer.n * cfg.acc_bits
-        copies = 2 if (by_kernel or not position_major_input(stage, index)) else 1
-        accs = _bram36(tiling.depth, acc_width // (layer.n if by_kernel else 1),
-                       tiling.banks * copies * (layer.n if by_kernel else 1))
+        ring = position_major_input(stage, index)
+        tiling = conv_tiling(layer, cfg, stage.pool, ring)
+        copies = tiling.col_copies
+        depth = layer.fan_in * passes // copies
+        bits = weight_memory_bits(layer, passes, cfg.lanes, copies, False)
+        weights = _bram36(depth, bits // max(1, depth))
+        if cfg.accumulators == "kernel":
+            # hw/engine/kernel_ring.py: per bank and lane a sum per (entry, kernel), and per
+            # lane a base memory of every bank's sums.
+            kb = max(1, (layer.n - 1).bit_length())
+            accs = _bram36(tiling.depth << kb, cfg.acc_bits, tiling.banks * cfg.lanes) + \
+                _bram36(tiling.banks * (tiling.depth << kb), cfg.acc_bits, cfg.lanes)
+        else:
+            # hw/engine/router.py: per bank and buffer one word of lanes x n sums per entry.
+            accs = _bram36(tiling.depth, cfg.lanes * layer.n * cfg.acc_bits,
+                           tiling.banks * (1 if ring else 2))
         engine["bram36"] = weights + accs
     else:
+        depth = layer.fan_in * passes
         bits = weight_memory_bits(layer, passes, cfg.lanes, 1, False)
-        words = layer.fan_in * passes
-        width = bits // max(1, words)
-        engine["bram36"] = _bram36(words, width) + _bram36(passes, cfg.lanes * layer.n
-                                                            * cfg.acc_bits, 2)
+        # hw/engine/router.py: per lane two buffers of passes x n sums, width to a word;
+        # yosys puts a lane's two buffers in one block RAM (the default's fc1: 11 lanes, 11).
+        sums = passes * layer.n
+        engine["bram36"] = _bram36(depth, bits // max(1, depth)) + \
+            _bram36(2 * sums // cfg.width, cfg.width * cfg.acc_bits, cfg.lanes)
     after = {r: 0.0 for r in RESOURCES}
     if stage.kwta is not None and stage.kwta.mode == "local":
         channels_k = stage.out_shape[0]

@@ -75,10 +75,12 @@ def _lane_options(groups: int) -> list:
     return sorted({-(-groups // passes) for passes in range(1, groups + 1)})
 
 
-def layer_options(spec: NetSpec, index: int, base) -> list:
+def layer_options(spec: NetSpec, index: int, base, default: HwConfig | None = None) -> list:
     """Every valid :class:`~.config.LayerConfig` of packed layer ``index`` the search tries,
     varying lanes, offsets, engine kind, accumulators, drain width and search bits from
-    ``base`` (the default's choice for the layer)."""
+    ``base`` (the default's choice for the layer); each is validated within ``default``
+    (the other layers' configs and the global knobs; default: :meth:`HwConfig.default_for`)."""
+    default = HwConfig.default_for(spec) if default is None else default
     layer = spec.packed_layers[index]
     at = spec.layers.index(layer)
     following = spec.layers[at + 1:][:2]
@@ -113,28 +115,33 @@ def layer_options(spec: NetSpec, index: int, base) -> list:
                 options.append(dataclasses.replace(base, lanes=lane, width=w))
     valid = []
     for option in options:
-        layers = list(HwConfig.default_for(spec).layers) if not valid else None
+        probe = list(default.layers)
+        probe[index] = option
         try:
-            probe = list(_DEFAULTS.get(id(spec)) or HwConfig.default_for(spec).layers)
-            probe[index] = option
-            HwConfig(layers=tuple(probe)).validate(spec)
-            valid.append(option)
+            dataclasses.replace(default, layers=tuple(probe)).validate(spec)
         except ValueError:
-            pass
-        del layers
+            continue
+        valid.append(option)
     return valid
 
 
-_DEFAULTS: dict = {}
+def input_widths(spec: NetSpec, base) -> list:
+    """The ``input_width`` values the search tries: powers of two dividing the input's width
+    W, above 1 only when the first engine can be a window engine (``base``, its default)."""
+    w = spec.input.shape[-1]
+    if not (isinstance(spec.packed_layers[0], Conv2d) and base.engine == "window"):
+        return [1]
+    return [b for b in (1 << i for i in range(w.bit_length())) if w % b == 0]
 
 
-def _layer_table(prof: cost.Profile, index: int, options: list, budget: cost.Budget) -> list:
+def _layer_table(prof: cost.Profile, index: int, options: list, budget: cost.Budget,
+                 input_width: int = 1) -> list:
     """Per option: its config, stage time (the slower of its engine and the unit after it,
     the mean over inputs), its cycles, resources and a scalar cost against ``budget``."""
     rows = []
     limits = budget.as_dict()
     for option in options:
-        cyc = cost.layer_cycles(prof, index, option)
+        cyc = cost.layer_cycles(prof, index, option, input_width)
         res = cost.unit_resources(prof, index, option)
         used = {r: res["engine"].get(r, 0) + res["after"].get(r, 0) for r in RESOURCES}
         time = max(float(np.mean(cyc["cycles"])), float(np.mean(cyc["after"])))
@@ -146,8 +153,8 @@ def _layer_table(prof: cost.Profile, index: int, options: list, budget: cost.Bud
     return rows
 
 
-def _evaluate(prof, spec, budget, picks) -> Candidate:
-    config = HwConfig(layers=tuple(row["config"] for row in picks))
+def _evaluate(prof, spec, budget, picks, input_width=1) -> Candidate:
+    config = HwConfig(layers=tuple(row["config"] for row in picks), input_width=input_width)
     c = cost.cycles(prof, config, per_layer=[row["cycles"] for row in picks])
     used = cost.resources(spec, config, per_layer=[row["resources"] for row in picks])
     used = {r: used[r] for r in RESOURCES}
@@ -168,35 +175,37 @@ def explore(spec: NetSpec, budget: cost.Budget, inputs=None, *, target_ii: float
     """
     prof = cost.profile(spec, inputs) if prof is None else prof
     default = HwConfig.default_for(spec)
-    _DEFAULTS[id(spec)] = default.layers
-    try:
-        tables = [_layer_table(prof, i, layer_options(spec, i, base), budget)
-                  for i, base in enumerate(default.layers)]
-    finally:
-        _DEFAULTS.pop(id(spec), None)
-    floor = float(prof.input_cycles)
-    targets = sorted({max(floor, row["time"]) for table in tables for row in table})
+    tables = [_layer_table(prof, i, layer_options(spec, i, base, default), budget)
+              for i, base in enumerate(default.layers)]
     seen, candidates = set(), []
-    for target in targets:
-        for key in ("cost", "multipliers"):
-            picks = []
-            for table in tables:
-                fitting = [row for row in table if row["time"] <= target]
-                if not fitting:
-                    break
-                picks.append(min(fitting, key=lambda row: (row[key], row["cost"], row["time"])))
-            if len(picks) != len(tables):
-                continue
-            ident = tuple(id(row) for row in picks)
-            if ident in seen:
-                continue
-            seen.add(ident)
-            candidates.append(_evaluate(prof, spec, budget, picks))
-    default_picks = [next(row for row in table if row["config"] == cfg)
-                     if any(row["config"] == cfg for row in table)
-                     else _layer_table(prof, i, [cfg], budget)[0]
+    for width in input_widths(spec, default.layers[0]):
+        # A first window engine reading ``width`` features a beat: its own table at that beat.
+        first = tables[0] if width == 1 else _layer_table(
+            prof, 0, [c for c in layer_options(spec, 0, default.layers[0], default)
+                      if c.engine == "window"], budget, width)
+        by_layer = [first, *tables[1:]]
+        floor = float(prof.input_cycles(width))
+        targets = sorted({max(floor, row["time"]) for table in by_layer for row in table})
+        for target in targets:
+            for key in ("cost", "multipliers"):
+                picks = []
+                for table in by_layer:
+                    fitting = [row for row in table if row["time"] <= target]
+                    if not fitting:
+                        break
+                    picks.append(min(fitting,
+                                     key=lambda row: (row[key], row["cost"], row["time"])))
+                if len(picks) != len(by_layer):
+                    continue
+                ident = (width, *(id(row) for row in picks))
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                candidates.append(_evaluate(prof, spec, budget, picks, width))
+    default_picks = [next((row for row in table if row["config"] == cfg), None)
+                     or _layer_table(prof, i, [cfg], budget, default.input_width)[0]
                      for i, (table, cfg) in enumerate(zip(tables, default.layers))]
-    base = _evaluate(prof, spec, budget, default_picks)
+    base = _evaluate(prof, spec, budget, default_picks, default.input_width)
     front = []
     for cand in sorted(candidates, key=lambda c: (c.interval, c.binding_fraction)):
         if not front or cand.binding_fraction < front[-1].binding_fraction - 1e-12:
