@@ -170,8 +170,9 @@ def explore(spec: NetSpec, budget: cost.Budget, inputs=None, *, target_ii: float
     fastest first), ``chosen`` (the fastest config within the budget; with ``target_ii``,
     the one of least binding fraction at an interval no longer than it), ``efficient``
     (the highest efficiency within the budget at an interval no longer than the default's,
-    or than ``target_ii``), ``default`` (the default config, evaluated the same way) and
-    ``candidates`` (how many balanced configs were evaluated).
+    or than ``target_ii``), ``default`` (the default config, evaluated the same way),
+    ``candidates`` (how many balanced configs were evaluated), ``all`` (those configs)
+    and ``profile`` (the :class:`~.cost.Profile` used).
     """
     prof = cost.profile(spec, inputs) if prof is None else prof
     default = HwConfig.default_for(spec)
@@ -220,4 +221,4 @@ def explore(spec: NetSpec, budget: cost.Budget, inputs=None, *, target_ii: float
     efficient = max((c for c in fitting if c.interval <= limit),
                     key=lambda c: (c.efficiency, -c.interval), default=None)
     return {"front": front, "chosen": chosen, "efficient": efficient, "default": base,
-            "candidates": len(candidates), "profile": prof}
+            "candidates": len(candidates), "all": candidates, "profile": prof}
