@@ -207,6 +207,7 @@ def explore(spec: NetSpec, budget: cost.Budget, inputs=None, *, target_ii: float
                      or _layer_table(prof, i, [cfg], budget, default.input_width)[0]
                      for i, (table, cfg) in enumerate(zip(tables, default.layers))]
     base = _evaluate(prof, spec, budget, default_picks, default.input_width)
+    candidates.append(base)  # the per-stage balancing may miss it (means, not the estimate)
     front = []
     for cand in sorted(candidates, key=lambda c: (c.interval, c.binding_fraction)):
         if not front or cand.binding_fraction < front[-1].binding_fraction - 1e-12:
