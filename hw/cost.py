@@ -179,9 +179,11 @@ def cycles(prof: Profile, config: HwConfig, per_layer=None) -> dict:
             "efficiency": prof.useful_macs / (multipliers * interval) if multipliers else 0.0}
 
 
-#: Cycles each stage adds to the latency besides its work: FIFO, skid buffers, the
-#: multiply and memory pipelines (fitted to simulation, tests/sim/test_cost_model.py).
-STAGE_LATENCY = 8
+#: Cycles each engine stage adds to the latency besides its work: FIFOs, skid buffers, the
+#: multiply and memory pipelines, the unit after it. Least-squares fit of Verilator latency
+#: minus the model without it over random (network, config) pairs (bench/cost_model_pairs.py,
+#: bench/results/cost-model-pairs.json).
+STAGE_LATENCY = 25
 
 
 def latency(prof: Profile, per_layer, input_width: int = 1) -> float:
@@ -190,11 +192,11 @@ def latency(prof: Profile, per_layer, input_width: int = 1) -> float:
     The input Sparsifier streams the features, one a cycle. Each engine works as its
     input beats arrive (from ``start`` to ``end``): an engine with double-buffered sums
     (a first-layer scatter conv, a linear engine) finishes accumulating at ``max(end,
-    start + accumulate)``, then drains, the unit after it keeping pace (a global k-WTA
-    takes every value before its first winner); a row-window ring and a window engine
+    start + accumulate)``, then drains, the unit after it keeping pace; a row-window ring and a window engine
     emit rows as they become final, so their output follows their input within their
-    own cycles (``max(end + a row's share, start + cycles)``). Each stage adds
-    :data:`STAGE_LATENCY`. Mean over the calibration inputs.
+    own cycles (``max(end + a row's share, start + cycles)``); a global k-WTA takes the
+    whole drain, then scans and emits (``drain + after``) before the next engine starts.
+    Each engine stage adds :data:`STAGE_LATENCY`. Mean over the calibration inputs.
     """
     start = np.zeros(prof.inputs)
     end = np.full(prof.inputs, float(prof.input_cycles(input_width)))
@@ -206,10 +208,13 @@ def latency(prof: Profile, per_layer, input_width: int = 1) -> float:
             out_end = np.maximum(end + share, np.maximum(start + c["cycles"], out_start + after))
         else:
             out_start = np.maximum(end, start + c["accumulate"]) + SWAP_CYCLES
-            tail = np.maximum(c["drain"], after) if kind in ("buffered", "global") else c["drain"]
-            out_end = out_start + tail
             if kind == "global":
-                out_start = out_end - np.minimum(after, c["drain"])
+                # A global k-WTA takes every value before its scan, then emits its winners.
+                out_end = out_start + c["drain"] + after
+                out_start = out_end
+            else:
+                tail = np.maximum(c["drain"], after) if kind == "buffered" else c["drain"]
+                out_end = out_start + tail
         start, end = out_start + STAGE_LATENCY, out_end + STAGE_LATENCY
     return float(np.mean(end))
 
