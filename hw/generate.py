@@ -28,7 +28,7 @@ from .engine.router import LANE_LATENCY
 from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
 
-__all__ = ["unpack_dense", "generate", "write_verilog", "summary", "TOP_NAME"]
+__all__ = ["unpack_dense", "generate", "write_verilog", "summary", "stage_cycles", "TOP_NAME"]
 
 #: Cycles an engine spends per input besides its work items: the multiply and
 #: read-modify-write pipeline empties before the buffers swap (a ring: before its
@@ -177,6 +177,68 @@ def _wide_kwta_cycles(values: np.ndarray, k: int, width: int, frac_bits: int,
     return np.array(cycles)
 
 
+def stage_cycles(built: NetSpec, stage, index: int, cfg, x_in: np.ndarray, acts: dict,
+                 dense: bool = False, beat: int = 1) -> dict:
+    """Per-input cycles of packed layer ``index``'s engine (``stage`` of :func:`plan`) and of
+    the unit after it, as :func:`summary` models them, one entry per input of ``x_in``.
+
+    Returns ``accumulate`` and ``cycles`` (arrays, the engine's work items and its
+    interval per input), ``drain`` (cycles, data-independent), ``after`` (the k-WTA or
+    Sparsifier after it: an array, a constant, or None after the last engine) and
+    ``memory`` (kernel-addressed, weight copies, banks, depth). ``acts`` are the golden
+    model's activations of the same inputs by layer name. The cost model
+    (hw/cost.py) reads the distributions, the summary their means.
+    """
+    layer = stage.layer
+    names = [l.name for l in built.layers]
+    at = names.index(layer.name)
+    ring = position_major_input(stage, index)
+    passes = cfg.passes(layer.groups)
+    batch = len(x_in)
+    by_kernel, copies = False, 1
+    if isinstance(layer, Conv2d) and cfg.engine == "window":
+        # Output-stationary: no accumulators and no drain; the interval is the window
+        # walk or the input's fill, whichever is slower (hw/engine/window.py).
+        accumulate = np.full(batch, float(window_cycles(layer, stage.pool, passes, beat)))
+        drain, banks, depth = 0, 0, 0
+        cycles = accumulate
+    elif isinstance(layer, Conv2d):
+        tiling = conv_tiling(layer, cfg, stage.pool, ring)
+        items = _conv_items(x_in, tiling, dense)
+        accumulate = items.astype(float)
+        by_kernel = cfg.accumulators == "kernel"
+        drain = int(np.prod(layer.out_shape[1:])) * passes * (layer.n if by_kernel else 1)
+        banks, depth, copies = tiling.banks, tiling.depth, tiling.col_copies
+        cycles = (_kernel_ring_cycles(x_in, items, layer, tiling, stage.pool, dense).astype(float)
+                  if by_kernel else accumulate + drain + SWAP_CYCLES if ring
+                  else np.maximum(accumulate + SWAP_CYCLES, drain))
+    else:
+        sent = x_in.reshape(batch, -1)
+        accumulate = np.full(batch, float(sent.shape[1])) if dense \
+            else np.count_nonzero(sent, axis=1).astype(float)
+        accumulate = accumulate * passes
+        drain = -(-layer.out_channels // cfg.width)
+        banks, depth = 1, passes
+        cycles = np.maximum(accumulate + LINEAR_SWAP_CYCLES, drain)
+    # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
+    out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
+    if layer is built.packed_layers[-1]:
+        after = None
+    elif isinstance(layer, Conv2d):
+        local = stage.kwta is not None and stage.kwta.mode == "local"
+        floor = search_cycles(stage.kwta.frac_bits, cfg.search_bits) if local else 1
+        after = _emit_cycles(out, dense, floor).astype(float)
+    elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
+        after = _wide_kwta_cycles(acts[layer.name], stage.kwta.k, cfg.width,
+                                  stage.kwta.frac_bits, dense).astype(float)
+    elif stage.kwta is not None and stage.kwta.mode == "global":
+        after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
+    else:
+        after = int(np.prod(stage.out_shape))
+    return {"accumulate": accumulate, "drain": drain, "cycles": cycles, "after": after,
+            "memory": (by_kernel, copies, banks, depth)}
+
+
 def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             inputs=None) -> dict:
     """Per engine: shapes, packing, parallelism, memories and the analytical cycle model.
@@ -240,48 +302,16 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
         window = isinstance(layer, Conv2d) and cfg.engine == "window"
-        by_kernel, copies = False, 1
+        per_input = stage_cycles(built, stage, index, cfg, x_in, acts, dense,
+                                 config.input_width if index == 0 else 1)
+        accumulate, drain = float(np.mean(per_input["accumulate"])), per_input["drain"]
+        cycles = float(np.mean(per_input["cycles"]))
+        after = per_input["after"]
+        after = None if after is None else float(np.mean(after)) \
+            if isinstance(after, np.ndarray) else after
+        by_kernel, copies, banks, depth = per_input["memory"]
         if window:
-            # Output-stationary: no accumulators and no drain; the interval is the window
-            # walk or the input's fill, whichever is slower (hw/engine/window.py).
             ring = False
-            beat = config.input_width if index == 0 else 1
-            accumulate, drain = float(window_cycles(layer, stage.pool, passes, beat)), 0
-            banks = depth = 0
-            cycles = accumulate
-        elif isinstance(layer, Conv2d):
-            tiling = conv_tiling(layer, cfg, stage.pool, ring)
-            items = _conv_items(x_in, tiling, dense)
-            accumulate = float(np.mean(items))
-            by_kernel = cfg.accumulators == "kernel"
-            drain = int(np.prod(layer.out_shape[1:])) * passes * (layer.n if by_kernel else 1)
-            banks, depth, copies = tiling.banks, tiling.depth, tiling.col_copies
-            cycles = (float(np.mean(_kernel_ring_cycles(x_in, items, layer, tiling, stage.pool,
-                                                        dense))) if by_kernel
-                      else accumulate + drain + SWAP_CYCLES if ring
-                      else max(accumulate + SWAP_CYCLES, drain))
-        else:
-            sent = x_in.reshape(len(x_in), -1)
-            accumulate = float(np.mean(sent.shape[1] if dense else np.count_nonzero(sent, axis=1)))
-            accumulate *= passes
-            drain = -(-layer.out_channels // cfg.width)
-            banks, depth, by_kernel, copies = 1, passes, False, 1
-            cycles = max(accumulate + LINEAR_SWAP_CYCLES, drain)
-        # The stage's output: its last NetSpec layer (the k-WTA, else the pool, else itself).
-        out = acts[names[at + (stage.pool > 1) + (stage.kwta is not None)]]
-        if layer is built.packed_layers[-1]:
-            after = None
-        elif isinstance(layer, Conv2d):
-            local = stage.kwta is not None and stage.kwta.mode == "local"
-            floor = search_cycles(stage.kwta.frac_bits, cfg.search_bits) if local else 1
-            after = float(np.mean(_emit_cycles(out, dense, floor)))
-        elif stage.kwta is not None and stage.kwta.mode == "global" and cfg.width > 1:
-            after = float(np.mean(_wide_kwta_cycles(acts[layer.name], stage.kwta.k, cfg.width,
-                                                    stage.kwta.frac_bits, dense)))
-        elif stage.kwta is not None and stage.kwta.mode == "global":
-            after = scan_cycles(int(np.prod(stage.out_shape)), stage.kwta.frac_bits)
-        else:
-            after = int(np.prod(stage.out_shape))
         rows.append({
             "name": layer.name, "kind": layer.kind, "in_shape": list(stage.in_shape),
             "out_shape": list(stage.out_shape), "pool": stage.pool,

@@ -11,6 +11,7 @@
     cosparse run           inputs through the kernel with the host driver (sim or xrt)
     cosparse build         a board's build: Vitis plan (u250, zu3eg) or ECP5 bitstream (ulx3s)
     cosparse resources     UltraScale+ resources per module, per instance and at full chip
+    cosparse explore       per-layer parallelism within a budget: Pareto front + hw config
 
 Each subcommand's module registers its own options; this file only
 assembles them and turns expected errors into one clear line and exit 2.
@@ -37,6 +38,7 @@ _TOP_LEVEL = [
     ("cosparse.sw.driver.cli", "register_cli"),
     ("cosparse.boards.cli", "register_cli"),
     ("cosparse.boards.cli", "register_resources"),
+    ("cosparse.hw.explore_cli", "register_cli"),
 ]
 
 
