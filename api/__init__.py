@@ -158,15 +158,16 @@ def golden(spec, inputs, *, activations: bool = True):
     return golden_model.run(_spec(spec), inputs, keep_activations=activations)
 
 
-def generate(spec, out, *, hw_config=None, dense: bool = False) -> dict:
+def generate(spec, out, *, hw_config=None, dense: bool = False, emit_src: bool = False) -> dict:
     """Generate the accelerator of ``spec`` into folder ``out``; returns its summary.
 
     Writes ``out/cosparse_top.v``, ``out/summary.json`` (shapes, parallelism,
     memories and the analytical cycle model per engine) and
     ``out/hw_config.json`` (the hardware config used, defaults spelt out,
     ready to edit and pass back as ``hw_config``). ``dense``: the dense
-    baseline. The summary's ``verilog`` and ``hw_config`` hold the paths.
-    An ``out`` that is a file or runs through a symbolic link is refused
+    baseline. ``emit_src``: keep the ``(* src *)`` attributes naming the Python line
+    of every cell (a third of the text). The summary's ``verilog`` and
+    ``hw_config`` hold the paths. An ``out`` that is a file or runs through a symbolic link is refused
     (:class:`~cosparse.hw.output.OutputPathError`) before anything is built.
     """
     import json
@@ -181,7 +182,7 @@ def generate(spec, out, *, hw_config=None, dense: bool = False) -> dict:
     if config is None:
         config = HwConfig.default_for(unpack_dense(spec) if dense else spec, dense=dense)
     with progress.stage("generate Verilog"):
-        path = write_verilog(build(spec, config, dense=dense), out)
+        path = write_verilog(build(spec, config, dense=dense), out, emit_src=emit_src)
     with progress.stage("summary (analytical cycle model)"):
         report = summary(spec, config, dense=dense)
     report["verilog"] = str(path)

@@ -13,7 +13,11 @@ with that engine; the scatter conv engines (conv2) get word accumulators
 (``--accumulators``): their kernel-addressed ones read ``n`` sums per output
 position whatever ``k`` (conv2 alone, Amaranth simulation of the shipped
 samples: 1,734 cycles as given and 1,142 halved with them, 1,616 and 832
-with word accumulators). Prints the analytical interval of each (hw/generate.py
+with word accumulators); and the network reads ``--input-width`` features a
+cycle (HwConfig ``input_width``, default 2: the window engine takes them
+straight from the input, so the input stage takes ``H*W / 2`` cycles and
+the window walk, not the input, is conv1's floor). Prints the analytical
+interval of each (hw/generate.py
 ``summary``), the cycle-accurate steady-state interval of a few inputs
 (Verilator, sim/run.py), the bottlenecks and the ratios:
 
@@ -42,11 +46,12 @@ def halved(spec):
                    classes=spec.classes)
 
 
-def bench_config(spec, accumulators: str = "word"):
+def bench_config(spec, accumulators: str = "word", input_width: int = 1):
     """:meth:`HwConfig.default_for` of ``spec`` with every window engine at one pass and
     the local k-WTA after it deciding 3 threshold bits a step (``search_bits``), so that
     its search keeps pace with the faster engine; ``accumulators`` for every scatter conv
-    engine (``"default"``: default_for's choice)."""
+    engine (``"default"``: default_for's choice); ``input_width`` features a cycle into a
+    window engine first."""
     from cosparse.hw.config import HwConfig
 
     config = HwConfig.default_for(spec)
@@ -57,7 +62,7 @@ def bench_config(spec, accumulators: str = "word"):
         elif layer.kind == "conv2d" and accumulators != "default":
             cfg = dataclasses.replace(cfg, accumulators=accumulators)
         layers.append(cfg)
-    return dataclasses.replace(config, layers=tuple(layers))
+    return dataclasses.replace(config, layers=tuple(layers), input_width=input_width)
 
 
 def main(argv=None) -> int:
@@ -74,13 +79,16 @@ def main(argv=None) -> int:
                         help="accumulators of the scatter conv engines (default: word; their "
                              "drain, one word per position, shrinks with the winners' rows "
                              "where kernel-addressed ones read n sums per position)")
+    parser.add_argument("--input-width", type=int, default=2,
+                        help="features a cycle into the first (window) engine (HwConfig "
+                             "input_width; default 2; 1: one a cycle through the Sparsifier)")
     parser.add_argument("--out", metavar="JSON", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
     spec = netspec.load(args.netspec or assets.require(assets.DEFAULT_NETSPEC,
                                                        "default NetSpec"))
     x = inputs.resolve(args, spec).x[:max(2, args.count)]
-    config = bench_config(spec, args.accumulators)
+    config = bench_config(spec, args.accumulators, args.input_width)
     designs = {"as given": spec, "k halved": halved(spec)}
     rows, ok = {}, True
     for name, design in designs.items():

@@ -21,26 +21,35 @@ RECIPE = ["--lr", "0.05", "--lr-schedule", "cosine", "--weight-decay", "5e-4",
 """docs/sparsity.md step 1's best recipe (no engine-cue augmentation)."""
 
 
+def _cosparse():
+    """The ``cosparse`` entry point of the Python running this script (not whatever is on PATH)."""
+    return str(Path(sys.executable).parent / "cosparse")
+
+
 def _run(command, log):
     print("$ " + " ".join(command), flush=True)
     with open(log, "a") as fh:
         subprocess.run(command, check=True, stdout=fh, stderr=subprocess.STDOUT)
 
 
-def run_method(method, data, out, epochs):
-    """Train, export and evaluate one method; returns the evaluate report."""
-    folder = out / method
+def train_and_evaluate(name, train_args, data, folder, epochs):
+    """Train with ``train_args``, export ``best.pt``, evaluate; returns the evaluate report.
+
+    The report (with the golden model's ``mean_useful_macs``) is kept as
+    ``folder/eval.json``; a run that has one is not redone, so a sweep can be
+    stopped and started again.
+    """
     report_path = folder / "eval.json"
     if report_path.is_file():
         return json.loads(report_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "log.txt"
-    _run(["cosparse", "train", "--data", str(data), "--out", str(folder), "--epochs", str(epochs),
-          "--mask", method, "--quiet", *RECIPE], log)
-    _run(["cosparse", "export", "--checkpoint", str(folder / "best.pt"), "--data", str(data),
-          "--out", str(folder / "netspec"), "--name", f"gsc-{method}"], log)
+    _run([_cosparse(), "train", "--data", str(data), "--out", str(folder), "--epochs",
+          str(epochs), *train_args, "--quiet", *RECIPE], log)
+    _run([_cosparse(), "export", "--checkpoint", str(folder / "best.pt"), "--data", str(data),
+          "--out", str(folder / "netspec"), "--name", f"gsc-{name}"], log)
     evaluated = subprocess.run(
-        ["cosparse", "evaluate", "--dataset", str(data), "--split", "testing", "--netspec",
+        [_cosparse(), "evaluate", "--dataset", str(data), "--split", "testing", "--netspec",
          str(folder / "netspec"), "--checkpoint", str(folder / "best.pt"), "--json",
          "--no-progress"], check=True, capture_output=True, text=True)
     report = json.loads(evaluated.stdout)
@@ -97,7 +106,8 @@ def main(argv=None):
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     rows = []
     for method in methods:
-        report = run_method(method, args.data, args.out, args.epochs)
+        report = train_and_evaluate(method, ["--mask", method], args.data, args.out / method,
+                                    args.epochs)
         rows.append(row(method, report, args.out / method))
         print(rows[-1], flush=True)
     print("\n| method | held-out engine | noisy 5-25 dB | espeak-ng 20-45 dB + clean | all testing "

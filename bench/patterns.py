@@ -10,12 +10,10 @@ folder) are not redone.
     python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs gmp-block,...]
 """
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-from masks import RECIPE, row, useful_macs
+from masks import row, train_and_evaluate
 
 NM = "conv1=nm:1:4,conv2=nm:1:8,fc1=nm:1:20,fc2=nm:1:4"
 """N:M for the default network's packing (n = 4, 8, 20, 4): each kernel owns 1 of every n slots."""
@@ -23,39 +21,6 @@ BLOCK = "block:4"
 """Blocks of 4 (inputs of a linear layer, input channels at one offset of a convolution)."""
 RUNS = {f"{mask}-{name}": (mask, pattern) for mask in ("static", "gmp")
         for name, pattern in (("random", "random"), ("nm", NM), ("block", BLOCK))}
-
-
-def _cosparse():
-    return str(Path(sys.executable).parent / "cosparse")
-
-
-def _run(command, log):
-    print("$ " + " ".join(command), flush=True)
-    with open(log, "a") as fh:
-        subprocess.run(command, check=True, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def run(name, data, out, epochs):
-    """Train, export and evaluate one run; returns the evaluate report."""
-    mask, pattern = RUNS[name]
-    folder = out / name
-    report_path = folder / "eval.json"
-    if report_path.is_file():
-        return json.loads(report_path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "log.txt"
-    _run([_cosparse(), "train", "--data", str(data), "--out", str(folder), "--epochs",
-          str(epochs), "--mask", mask, "--pattern", pattern, "--quiet", *RECIPE], log)
-    _run([_cosparse(), "export", "--checkpoint", str(folder / "best.pt"), "--data", str(data),
-          "--out", str(folder / "netspec"), "--name", f"gsc-{name}"], log)
-    evaluated = subprocess.run(
-        [_cosparse(), "evaluate", "--dataset", str(data), "--split", "testing", "--netspec",
-         str(folder / "netspec"), "--checkpoint", str(folder / "best.pt"), "--json",
-         "--no-progress"], check=True, capture_output=True, text=True)
-    report = json.loads(evaluated.stdout)
-    report["mean_useful_macs"] = useful_macs(folder / "netspec", data)
-    report_path.write_text(json.dumps(report, indent=1))
-    return report
 
 
 def main(argv=None):
@@ -71,7 +36,9 @@ def main(argv=None):
         parser.error(f"unknown runs {unknown}; choose from {', '.join(RUNS)}")
     rows = []
     for name in names:
-        report = run(name, args.data, args.out, args.epochs)
+        mask, pattern = RUNS[name]
+        report = train_and_evaluate(name, ["--mask", mask, "--pattern", pattern], args.data,
+                                    args.out / name, args.epochs)
         rows.append(row(name, report, args.out / name))
         print(rows[-1], flush=True)
     print("\n".join(rows))

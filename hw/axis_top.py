@@ -89,6 +89,10 @@ class AxisNetwork(wiring.Component):
             raise ValueError(f"counter_bits must be an integer from 16 to 64, "
                              f"got {counter_bits!r}")
         self.network = generate(spec, config, dense=dense)
+        if beat_bytes % self.network.input_width:
+            raise ValueError(f"beat_bytes = {beat_bytes} must be a multiple of the config's "
+                             f"input_width = {self.network.input_width} (the network takes "
+                             f"that many features a cycle out of each input beat)")
         self.spec, self.dense = spec, bool(dense)
         self.beat_bytes, self.counter_bits = beat_bytes, counter_bits
         self.input_size = 1
@@ -123,22 +127,26 @@ class AxisNetwork(wiring.Component):
         m.d.sync += reset.eq(ResetSignal("sync"))
         m.d.comb += [core.clk.eq(ClockSignal("sync")), core.rst.eq(reset)]
         m.submodules.network = net = DomainRenamer("core")(self.network)
-        size, width = self.input_size, self.beat_bytes
-
-        # ---- input: one wide beat -> one feature per cycle ----------------
-        beat = Signal(8 * width)
+        # ---- input: one wide beat -> ``per`` features per cycle (``input_width``) ----
+        per = net.input_width
+        size, width = self.input_size // per, self.beat_bytes // per  # in network beats
+        beat = Signal(8 * self.beat_bytes)
         full = Signal()
         lane = Signal(range(width))
         pos = Signal(range(size))
         end_of_input = pos == size - 1
         take = net.i.valid & net.i.ready
         beat_done = take & (end_of_input | (lane == width - 1))
+        features = beat.word_select(lane, 8 * per)
         m.d.comb += [
             net.i.valid.eq(full),
-            net.i.payload.value.eq(beat.word_select(lane, 8)),
             net.i.payload.last.eq(end_of_input),
             self.s_axis_tready.eq(~full | beat_done),
         ]
+        if per == 1:
+            m.d.comb += net.i.payload.value.eq(features)
+        else:
+            m.d.comb += net.i.payload.values.as_value().eq(features)
         next_pos = Signal.like(pos)
         m.d.comb += next_pos.eq(pos)
         with m.If(take):

@@ -20,6 +20,9 @@ def register_cli(subparsers):
     inputs.add_hw_config_argument(parser)
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--emit-src", action="store_true",
+                        help="keep the (* src *) attributes that name the Python line of every "
+                             "cell (off: they are a third of the Verilog)")
     parser.set_defaults(func=_run)
 
 
@@ -47,6 +50,7 @@ def _run(args):
 
     check_out(args.out)  # before the NetSpec is read: a bad --out costs nothing
     spec = inputs.load_netspec(args)
-    report = cosparse.generate(spec, args.out, hw_config=args.hw_config, dense=args.dense)
+    report = cosparse.generate(spec, args.out, hw_config=args.hw_config, dense=args.dense,
+                                emit_src=args.emit_src)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

@@ -29,7 +29,7 @@ ENGINES = ("scatter", "window")
 #: Accumulator organisations of a scatter conv engine (:class:`LayerConfig`).
 ACCUMULATORS = ("word", "kernel")
 #: Whole-design knobs a hardware-config file may set.
-GLOBAL_FIELDS = ("fifo_depth", "ports")
+GLOBAL_FIELDS = ("fifo_depth", "ports", "input_width")
 
 
 def accumulator_bits(layer) -> int:
@@ -159,11 +159,17 @@ class HwConfig:
     ``fifo_depth`` is the depth of the stream FIFO placed in front of every
     engine (0: direct connection), which absorbs rate differences between
     neighbouring engines; a layer's own ``fifo_depth`` overrides it.
+    ``input_width`` is the number of features the network takes per cycle:
+    1 (the input Sparsifier's one per cycle), or more when the first layer
+    is a window engine, which then reads dense raster beats of that many
+    positions (it must divide the input's width W), so the input stage
+    takes ``C*H*W / input_width`` cycles rather than ``C*H*W``.
     """
 
     layers: tuple
     ports: int = 1
     fifo_depth: int = 4
+    input_width: int = 1
 
     def __post_init__(self):
         if not isinstance(self.layers, tuple) or not all(isinstance(c, LayerConfig)
@@ -174,6 +180,9 @@ class HwConfig:
                              f"got {self.ports!r}")
         if not isinstance(self.fifo_depth, int) or self.fifo_depth < 0:
             raise ValueError(f"fifo_depth must be a non-negative integer, got {self.fifo_depth!r}")
+        if (not isinstance(self.input_width, int) or isinstance(self.input_width, bool)
+                or self.input_width < 1):
+            raise ValueError(f"input_width must be a positive integer, got {self.input_width!r}")
 
     def fifo_depth_of(self, index: int) -> int:
         """Depth of the FIFO in front of packed layer ``index``'s engine."""
@@ -194,7 +203,8 @@ class HwConfig:
             else:
                 entry["width"] = cfg.width
             layers[layer.name] = entry
-        return {"fifo_depth": self.fifo_depth, "ports": self.ports, "layers": layers}
+        return {"fifo_depth": self.fifo_depth, "ports": self.ports,
+                "input_width": self.input_width, "layers": layers}
 
     @classmethod
     def from_dict(cls, data, spec: NetSpec, *, dense: bool = False) -> "HwConfig":
@@ -257,7 +267,7 @@ class HwConfig:
             layers.append(replace(cfg, **entry))
         try:
             config = cls(layers=tuple(layers), fifo_depth=data.get("fifo_depth", 4),
-                         ports=data.get("ports", 1))
+                         ports=data.get("ports", 1), input_width=data.get("input_width", 1))
         except TypeError as error:
             raise ValueError(str(error)) from None
         config.validate(spec)
@@ -404,6 +414,7 @@ class HwConfig:
         if len(self.layers) != len(packed):
             raise ValueError(f"HwConfig has {len(self.layers)} layer configs but NetSpec "
                              f"{spec.name!r} has {len(packed)} conv2d/linear layers")
+        self._validate_input_width(spec)
         for layer, cfg in zip(packed, self.layers):
             if not isinstance(cfg.lanes, int) or cfg.lanes < 1:
                 raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
@@ -450,6 +461,22 @@ class HwConfig:
                                  f"the accumulator bound {layer.accumulator_bound()} "
                                  f"(needs {need} bits)")
 
+
+    def _validate_input_width(self, spec: NetSpec):
+        """``input_width`` above 1 needs a window engine first: ValueError naming the fix."""
+        width = self.input_width
+        if width == 1:
+            return
+        first = spec.layers[0]
+        if first is not spec.packed_layers[0] or self.layers[0].engine != "window":
+            raise ValueError(f"input_width = {width} needs a first conv2d layer built as a window "
+                             f"engine (the only engine that reads several features a beat); "
+                             f"layer {first.name!r} is not; use input_width 1")
+        w = spec.input.shape[2]
+        if w % width:
+            divisors = [d for d in range(1, w + 1) if w % d == 0]
+            raise ValueError(f"input_width = {width} must divide the input width W = {w} (a "
+                             f"beat is part of one row); use one of {divisors}")
 
     @staticmethod
     def _validate_width(spec: NetSpec, layer, width):

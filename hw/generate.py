@@ -76,12 +76,17 @@ def generate(spec: NetSpec, config: HwConfig | None = None, dense: bool = False)
     return Network(built, config, skip_zeros=not dense)
 
 
-def write_verilog(network: Network, out_dir, name: str = TOP_NAME) -> Path:
-    """Convert ``network`` to Verilog in ``out_dir/<name>.v`` and return the path."""
+def write_verilog(network: Network, out_dir, name: str = TOP_NAME, *,
+                  emit_src: bool = False) -> Path:
+    """Convert ``network`` to Verilog in ``out_dir/<name>.v`` and return the path.
+
+    ``emit_src`` keeps the ``(* src *)`` attributes that name the Python line of every
+    cell (``cosparse.hw.convert``).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
-    text = to_verilog(network, name)  # verilog.convert, reporting its stages (sw/progress.py)
+    text = to_verilog(network, name, emit_src=emit_src)  # verilog.convert, reporting its stages (sw/progress.py)
     with progress.stage("write"):
         path.write_text(text)
     return path
@@ -97,12 +102,12 @@ def _kernel_ring_cycles(x: np.ndarray, items: np.ndarray, layer, tiling, pool: i
     after its last beat (the rows the last input row reaches), or, when the
     drain is slower than the accumulation, the whole drain.
     """
-    from .engine.ring import RowWindow
+    from .engine.ring import final_groups
 
     ho, wo = tiling.out_hw
     groups = ho // pool
     per_group = pool * wo * tiling.passes * layer.n
-    final = RowWindow(tuple(layer.in_shape), tiling, pool)._final
+    final = final_groups(tuple(layer.in_shape), tiling, pool)
     sent = np.ones_like(x, dtype=bool) if dense else x != 0
     rows = sent.any(axis=(1, 3))  # (batch, H): rows with an input
     last = np.where(rows.any(axis=1), rows.shape[1] - 1 - np.argmax(rows[:, ::-1], axis=1), -1)
@@ -202,10 +207,11 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     ``max(1, winners in the word)``
     (:func:`~.kwta.global_wide.wide_scan_cycles`: at most ``S/w + k + 36``
     for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
-    feature per cycle. The network's initiation interval is the largest of
+    feature per cycle (``input_width`` features with a window engine first:
+    ``C*H*W / input_width``). The network's initiation interval is the largest of
     them all. A window engine (hw/engine/window.py, ``engine = "window"``)
     has no accumulators and no drain: ``accumulate`` is
-    :func:`~.engine.window.window_cycles`, ``max(H*W, pooled rows x (max(P,
+    :func:`~.engine.window.window_cycles`, ``max(H*W / input_width, pooled rows x (max(P,
     Wc + 2) + (pooled columns - 1) x max(P, step + 2)))`` with ``P =
     pool*pool*passes`` cycles per pooled output, ``Wc = (pool - 1)*S + K``
     columns loaded at the start of a row and ``step = min(pool*S, Wc)`` for
@@ -220,7 +226,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     stats = {st.name: st for st in result.stats}
     names = [layer.name for layer in built.layers]
     rows = []
-    input_cycles = int(np.prod(spec.input.shape))
+    input_cycles = int(np.prod(spec.input.shape)) // config.input_width
     for index, (stage, cfg) in enumerate(zip(plan(built), config.layers)):
         layer = stage.layer
         ring = position_major_input(stage, index)
@@ -233,7 +239,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             # Output-stationary: no accumulators and no drain; the interval is the window
             # walk or the input's fill, whichever is slower (hw/engine/window.py).
             ring = False
-            accumulate, drain = float(window_cycles(layer, stage.pool, passes)), 0
+            beat = config.input_width if index == 0 else 1
+            accumulate, drain = float(window_cycles(layer, stage.pool, passes, beat)), 0
             banks = depth = 0
             cycles = accumulate
         elif isinstance(layer, Conv2d):

@@ -26,7 +26,7 @@ from .engine import ConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
 from .kwta.global_wide import GlobalWideKWTA
 from .kwta.local import LocalKWTA
-from .layouts import dense_layout
+from .layouts import dense_layout, dense_vector_layout
 from .sparsify import Sparsifier
 
 __all__ = ["NotBuiltInHardware", "Stage", "plan", "position_major_input", "engine_for", "unit_after", "Network"]
@@ -106,16 +106,19 @@ def position_major_input(stage, index: int) -> bool:
     return isinstance(stage.layer, Conv2d) and (index > 0 or stage.in_shape[0] == 1)
 
 
-def engine_for(stage, config, index: int):
+def engine_for(stage, config, index: int, input_width: int = 1):
     """The engine of ``stage`` (packed layer ``index`` of :func:`plan`) with ``config``.
 
     Shared by :class:`Network`, sim/bench_engine.py and bench/, so all build
     the same engine. ``config.engine == "window"`` builds a conv layer as a
-    :class:`~.engine.window.WindowConvEngine` (one-channel input, raster order).
+    :class:`~.engine.window.WindowConvEngine` (one-channel input, raster order);
+    the first one reads the network's features directly, ``input_width`` a
+    beat, when that is above 1 (:class:`~.config.HwConfig` ``input_width``).
     """
     layer = stage.layer
     if isinstance(layer, Conv2d) and config.engine == "window":
-        return WindowConvEngine(layer, config, pool=stage.pool)
+        beat = input_width if index == 0 and input_width > 1 else None
+        return WindowConvEngine(layer, config, pool=stage.pool, beat=beat)
     if isinstance(layer, Conv2d):
         return ConvEngine(layer, config, pool=stage.pool,
                           position_major=position_major_input(stage, index))
@@ -165,7 +168,9 @@ class Network(wiring.Component):
     -----
     i : ``stream.Signature(dense_layout())``
         Input features, one int8 per beat in NetSpec flat ``(c, y, x)``
-        order, ``last`` on the final one of each input.
+        order, ``last`` on the final one of each input; with the config's
+        ``input_width`` above 1, ``dense_vector_layout(input_width)``: that
+        many features per beat, in the same order.
     o : ``stream.Signature(result_layout(classes))``
         One beat per input: ``logits`` (int32 array, class order) and ``cls``.
     busy : ``Out(engines)``
@@ -181,8 +186,11 @@ class Network(wiring.Component):
             raise TypeError(f"config must be an HwConfig, got {type(config).__name__}")
         config.validate(spec)
         self._spec, self._config, self._skip = spec, config, bool(skip_zeros)
+        self.input_width = config.input_width
+        source = dense_layout() if self.input_width == 1 else \
+            dense_vector_layout(self.input_width)
         super().__init__({
-            "i": In(stream.Signature(dense_layout())),
+            "i": In(stream.Signature(source)),
             "o": Out(stream.Signature(result_layout(len(spec.classes)))),
             "busy": Out(len(self.stages)),
             "work": Out(len(self.stages)),
@@ -210,15 +218,19 @@ class Network(wiring.Component):
         # A window engine first takes every feature, zeros included: it walks every position
         # anyway, and fed only the non-zeros it would fill the skipped positions after the
         # Sparsifier had already spent a cycle on each (H*W + zeros cycles, not H*W).
+        # With several features a beat the window engine reads them as they come.
         window_first = self._config.layers[0].engine == "window"
-        m.submodules.sparsify_in = head = Sparsifier(tuple(self._spec.input.shape),
-                                                     skip_zeros=skip and not window_first,
-                                                     order="flat")
-        wiring.connect(m, wiring.flipped(self.i), head.i)
-        source = head.o
+        if self.input_width > 1:
+            source = wiring.flipped(self.i)
+        else:
+            m.submodules.sparsify_in = head = Sparsifier(tuple(self._spec.input.shape),
+                                                         skip_zeros=skip and not window_first,
+                                                         order="flat")
+            wiring.connect(m, wiring.flipped(self.i), head.i)
+            source = head.o
         for index, (stage, cfg) in enumerate(zip(self.stages, self._config.layers)):
             layer = stage.layer
-            engine = engine_for(stage, cfg, index)
+            engine = engine_for(stage, cfg, index, self.input_width)
             m.submodules[f"engine_{layer.name}"] = engine
             m.d.comb += [self.busy[index].eq(engine.busy), self.work[index].eq(engine.work)]
             self._link(m, source, engine.i, f"{layer.name}_in", self._config.fifo_depth_of(index))

@@ -224,17 +224,20 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         records.append(record)
         return record["ok"]
 
-    # The input sparsifier: features -> sparse stream (flat order).
+    # The input sparsifier: features -> sparse stream (flat order); none when a window
+    # engine first reads several features a beat (HwConfig.input_width).
     features = x[0].astype(np.int64)
     shape = tuple(spec.input.shape)
-    unit = Sparsifier(shape, skip_zeros=skip, order="flat")
-    beats = [{"value": int(v), "last": int(i == features.size - 1)}
-             for i, v in enumerate(features.reshape(-1))]
-    out, hung = _run_unit(unit, beats, 20 * features.size + MARGIN_CYCLES)
-    got, problem = _from_sparse(out, shape) if not hung else (None, None)
-    if not check({"unit": "input_sparsifier", "layer": "input", "compared_with": "input"},
-                 features, got, hung, problem) and stop_at_first:
-        return records
+    wide_input = config.input_width > 1
+    if not wide_input:
+        unit = Sparsifier(shape, skip_zeros=skip, order="flat")
+        beats = [{"value": int(v), "last": int(i == features.size - 1)}
+                 for i, v in enumerate(features.reshape(-1))]
+        out, hung = _run_unit(unit, beats, 20 * features.size + MARGIN_CYCLES)
+        got, problem = _from_sparse(out, shape) if not hung else (None, None)
+        if not check({"unit": "input_sparsifier", "layer": "input", "compared_with": "input"},
+                     features, got, hung, problem) and stop_at_first:
+            return records
 
     h = features
     for e, (stage, cfg) in enumerate(zip(stages, config.layers)):
@@ -242,7 +245,7 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         budget = int(20 * model[e]["cycles_per_input"]) + MARGIN_CYCLES
         final = e == len(stages) - 1
         # ---- the engine (with its fused pool) -----------------------------
-        engine = engine_for(stage, cfg, e)
+        engine = engine_for(stage, cfg, e, config.input_width)
         if isinstance(layer, Conv2d):
             count = stage.out_shape[1] * stage.out_shape[2]
         else:
@@ -255,8 +258,9 @@ def replay_units(spec: NetSpec, x, *, config=None, dense: bool = False, activati
         if final and logits is not None and want is None:
             want = logits
         ordered = isinstance(layer, Conv2d)
-        out, hung = _run_unit(engine, _sparse_beats(np.asarray(h).reshape(stage.in_shape),
-                                                    dense, ordered), budget, count=count)
+        beats = (_dense_beats(features.reshape(-1), config.input_width) if e == 0 and wide_input
+                 else _sparse_beats(np.asarray(h).reshape(stage.in_shape), dense, ordered))
+        out, hung = _run_unit(engine, beats, budget, count=count)
         got = _from_dense(out, stage.out_shape, cfg.width) if not hung else None
         if not check({"unit": "engine", "layer": layer.name, "compared_with": target,
                       "pool": stage.pool}, want, got, hung) and stop_at_first:

@@ -13,6 +13,16 @@ def pytest_configure(config):
                    "(COSPARSE_XCLBIN); skipped with the reason otherwise")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: tiny training steps run far slower with threads fighting for cores."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def driver_spec():
     """The small random network the driver tests build one kernel of."""

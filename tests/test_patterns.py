@@ -23,12 +23,7 @@ from test_masks import SMALL, _check_partition, _run  # noqa: E402
 NM = "conv1=nm:1:4,conv2=nm:2:8,fc1=nm:1:8,fc2=nm:1:2"  # SMALL's n: 4, 4, 8, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ids(layer):

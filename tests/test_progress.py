@@ -70,7 +70,10 @@ def test_quiet_unless_a_terminal_or_forced(monkeypatch):
 def test_staged_conversion_is_amaranths_verilog(seed):
     from amaranth.back import verilog
     network = generate(netspec.random_netspec(seed))
-    assert to_verilog(network, "top") == verilog.convert(network, name="top")
+    assert to_verilog(network, "top") == verilog.convert(network, name="top", emit_src=False)
+    with_src = to_verilog(network, "top", emit_src=True)
+    assert with_src == verilog.convert(network, name="top")
+    assert "(* src =" in with_src
 
 
 def test_compile_units_counts_verilators_object_files(tmp_path):

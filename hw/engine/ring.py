@@ -44,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 from ..layouts import sparse_layout
 from .multiply import LATENCY as MULTIPLY_LATENCY
 
-__all__ = ["SETTLE", "RowWindow", "ring_window"]
+__all__ = ["SETTLE", "RowWindow", "ring_window", "final_groups"]
 
 #: Cycles from a work item entering the multiplier to its sums being readable: the
 #: multiplier's latency, the read and the write of the read-modify-write.
@@ -54,6 +54,19 @@ SETTLE = MULTIPLY_LATENCY + 2
 def ring_window(kernel: int, pool: int) -> int:
     """Output rows a ring must hold: the ``kernel`` rows an input row reaches and a group."""
     return kernel + pool
+
+
+def final_groups(in_shape: tuple, tiling, pool: int) -> list:
+    """Pool-row groups whose sums are final once a beat of input row ``y`` waits, per ``y``.
+
+    Input row ``y`` reaches output rows ``ceil((y + p - K + 1) / s) .. floor((y + p) / s)``,
+    so every group wholly above the first of them can take no more products. The cycle
+    model (``cosparse.hw.generate``) uses the same table as :class:`RowWindow`.
+    """
+    _, h, _ = in_shape
+    groups = tiling.out_hw[0] // pool
+    s, p, kernel = tiling.stride, tiling.padding, tiling.kernel
+    return [min(groups, max(0, -(-(y + p - kernel + 1) // s)) // pool) for y in range(h)]
 
 
 def _lut(values, index):
@@ -92,11 +105,9 @@ class RowWindow(wiring.Component):
             raise ValueError(f"a ring of {rows} output rows cannot hold a {kernel}-row kernel "
                              f"and a pool of {pool} (needs {ring_window(kernel, pool) - 1})")
         self._groups = groups = ho // pool
-        # Groups final once a beat of row y waits; groups that must be read before it enters.
-        # Input row y reaches output rows ceil((y + p - K + 1) / s) .. floor((y + p) / s).
+        self._final = final_groups(in_shape, tiling, pool)
+        # Groups that must be read before a beat of row y enters.
         s, p = tiling.stride, tiling.padding
-        self._final = [min(groups, max(0, -(-(y + p - kernel + 1) // s)) // pool)
-                       for y in range(h)]
         self._need = [min(groups, max(0, (min((y + p) // s, ho - 1) - rows) // pool + 1))
                       for y in range(h)]
         super().__init__({

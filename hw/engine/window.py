@@ -36,8 +36,19 @@ Cycles per input (:func:`window_cycles`): each pooled output takes
 ``max(pool*pool*passes, columns loaded + 2)`` cycles, where a pooled output
 loads the ``min(pool*S, Wc)`` columns it does not share with the one before
 it (``Wc = (pool - 1)*S + K``), and the first of a row all ``Wc``; at the
-same time the input is written one position per cycle (``H*W``), and the
+same time the input is written one position per cycle (``H*W``), or
+``beat`` positions a cycle from dense raster beats (``H*W / beat``), and the
 slower of the two sets the interval.
+
+Input, two forms. Sparse (``beat=None``): ``(value, c, y, x)`` beats of the
+non-zeros, the zeros between them filled here, one position per cycle, as
+any engine's input. Dense (``beat=b``): ``b`` consecutive values of a row
+per beat, raster order, as the network's features arrive; the line buffer
+then holds ``b`` columns per memory word, so the writer stores ``b``
+positions a cycle and the loader picks its column out of the word it reads.
+A first layer whose window walk is fast enough is otherwise bound by the
+one-position-per-cycle writer (the default GSC network at fewer winners:
+``H*W`` = 1,024 cycles).
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -78,14 +89,15 @@ def window_geometry(layer, pool: int) -> dict:
     return {"rows": rows, "cols": rows, "step": min(pool * s, rows), "ring": ring}
 
 
-def window_cycles(layer, pool: int, passes: int) -> int:
-    """Modelled cycles per input of a window engine fed without gaps (module docstring)."""
+def window_cycles(layer, pool: int, passes: int, beat: int = 1) -> int:
+    """Modelled cycles per input of a window engine fed without gaps (module docstring),
+    written ``beat`` positions a cycle."""
     geometry = window_geometry(layer, pool)
     _, ho, wo = layer.out_shape
     _, h, w = layer.in_shape
     per = pool * pool * passes
     row = max(per, geometry["cols"] + 2) + (wo // pool - 1) * max(per, geometry["step"] + 2)
-    return max(h * w, (ho // pool) * row)
+    return max(-(-h * w // beat), (ho // pool) * row)
 
 
 class WindowConvEngine(wiring.Component):
@@ -101,12 +113,18 @@ class WindowConvEngine(wiring.Component):
         kernel).
     pool : int
         Max-pool window fused after requantisation (1: none).
+    beat : int or None
+        None: sparse input. An int ``b`` dividing the input's width ``W``:
+        dense input, ``b`` positions per beat (module docstring).
 
     Ports
     -----
     i : sparse ``(value, c, y, x)`` activations of ``layer.in_shape`` in
         raster order, non-zeros only (the zeros are filled here), the
-        empty-input rule of hw/layouts.py.
+        empty-input rule of hw/layouts.py; with ``beat`` set,
+        ``dense_vector_layout(beat)``: ``H*W / beat`` beats per input in
+        raster order, ``last`` on the final one (not checked here: the
+        count delimits inputs).
     o : ``dense_vector_layout(out_channels, value_shape(frac_bits))``: one
         beat per (pooled) output position in raster order, all channels.
     busy : high while an input is being written, read or computed.
@@ -114,7 +132,7 @@ class WindowConvEngine(wiring.Component):
         ``busy`` without ``work`` is waiting: for input rows, or for requantisation).
     """
 
-    def __init__(self, layer, config, pool: int = 1):
+    def __init__(self, layer, config, pool: int = 1, beat: int | None = None):
         if getattr(layer, "kind", None) != "conv2d":
             raise TypeError(f"layer must be a Conv2d, got {type(layer).__name__}")
         c, h, w = layer.in_shape
@@ -138,12 +156,19 @@ class WindowConvEngine(wiring.Component):
         if not isinstance(config.acc_bits, int) or _signed_bits(bound) > config.acc_bits:
             raise ValueError(f"layer {layer.name!r}: acc_bits = {config.acc_bits!r} cannot hold "
                              f"the accumulator bound {bound}")
-        self._layer, self._lanes, self._pool = layer, lanes, pool
+        if beat is not None and (not isinstance(beat, int) or isinstance(beat, bool)
+                                 or beat < 1 or w % beat):
+            divisors = [d for d in range(1, w + 1) if w % d == 0]
+            raise ValueError(f"layer {layer.name!r}: beat must be None (sparse input) or a "
+                             f"number of positions dividing the input width {w} (one of "
+                             f"{divisors}), got {beat!r}")
+        self._layer, self._lanes, self._pool, self._beat = layer, lanes, pool, beat
         self._acc_bits = config.acc_bits
         self._passes = config.passes(layer.groups)
         self._geo = window_geometry(layer, pool)
+        source = sparse_layout((1, h, w)) if beat is None else dense_vector_layout(beat)
         super().__init__({
-            "i": In(stream.Signature(sparse_layout((1, h, w)))),
+            "i": In(stream.Signature(source)),
             "o": Out(stream.Signature(dense_vector_layout(layer.out_channels,
                                                           value_shape(layer.requant.frac_bits)))),
             "busy": Out(1),
@@ -249,41 +274,52 @@ class WindowConvEngine(wiring.Component):
         ph, pw = ho // pool, wo // pool
         rows, cols, step, ring = geo["rows"], geo["cols"], geo["step"], geo["ring"]
 
-        # ---- line buffer: word x holds column x of every ring row, a byte per row --------
-        m.submodules.lines = lines = Memory(shape=unsigned(8 * ring), depth=w, init=[])
+        # ---- line buffer: word x holds columns x*b .. x*b+b-1 of every ring row, a byte per
+        # (column, row), column-major within the word ----------------------------------------
+        b = self._beat or 1
+        m.submodules.lines = lines = Memory(shape=unsigned(8 * ring * b), depth=w // b, init=[])
         wport = lines.write_port(granularity=8)
         rport = lines.read_port()
 
-        # ---- writer: fills the zeros between the non-zero beats, one position per cycle ----
-        wy, wx = Signal(range(h)), Signal(range(w))
+        # ---- writer: b positions per cycle (sparse input: one, filling the zeros) ---------
+        wy, wx = Signal(range(h)), Signal(range(w // b))
         wring = Signal(range(ring))     # ring row of input row wy
-        tail = Signal()                 # the input's last beat is in: the rest are zeros
         held = Signal(range(ring + 1))  # ring rows begun and not yet released
         lead = Signal(range(ring + 2))  # inputs written whole that the loader has not finished
-        beat = self.i.payload
         begin = wx == 0
         room = ~begin | (held < ring)
-        match = self.i.valid & ~tail & (beat.y == wy) & (beat.x == wx)
-        write = room & (tail | self.i.valid)
-        frame_end = (wy == h - 1) & (wx == w - 1)
-        value = Signal(signed(8))
+        frame_end = (wy == h - 1) & (wx == w // b - 1)
+        values = [Signal(signed(8), name=f"value_{j}") for j in range(b)]
+        row_bit = Signal(ring)  # the byte enable of ring row wring within one column
+        m.d.comb += row_bit.eq(1 << wring)
+        if self._beat is None:
+            tail = Signal()  # the input's last beat is in: the rest are zeros
+            beat = self.i.payload
+            match = self.i.valid & ~tail & (beat.y == wy) & (beat.x == wx)
+            write = room & (tail | self.i.valid)
+            m.d.comb += [values[0].eq(Mux(match, beat.value, 0)), self.i.ready.eq(room & match)]
+            with m.If(write & match & beat.last & ~frame_end):
+                m.d.sync += tail.eq(1)
+            with m.If(write & frame_end):
+                m.d.sync += tail.eq(0)
+        else:
+            tail = Const(0)
+            write = room & self.i.valid
+            m.d.comb += [values[j].eq(self.i.payload.values[j]) for j in range(b)]
+            m.d.comb += self.i.ready.eq(room)
         m.d.comb += [
-            value.eq(Mux(match, beat.value, 0)),
-            self.i.ready.eq(room & match),
             wport.addr.eq(wx),
-            wport.data.eq(Cat(*([value] * ring))),
-            wport.en.eq(Mux(write, 1 << wring, 0)),
+            wport.data.eq(Cat(*[value for value in values for _ in range(ring)])),
+            wport.en.eq(Mux(write, Cat(*[row_bit] * b), 0)),
         ]
         written = Signal()  # an input's final position is written this cycle
         m.d.comb += written.eq(write & frame_end)
         with m.If(write):
             m.d.sync += wx.eq(wx + 1)
-            with m.If(wx == w - 1):
+            with m.If(wx == w // b - 1):
                 m.d.sync += [wx.eq(0), wy.eq(wy + 1), wring.eq(wring + 1)]
                 with m.If(wy == h - 1):
-                    m.d.sync += [wy.eq(0), tail.eq(0)]
-            with m.If(match & beat.last & ~frame_end):
-                m.d.sync += tail.eq(1)
+                    m.d.sync += wy.eq(0)
 
         # ---- loader: reads the columns of the next window into a shift register -----------
         # Input rows of pooled row py: start(py) = py*pool*S - P .. + rows - 1.
@@ -311,8 +347,12 @@ class WindowConvEngine(wiring.Component):
         r_valid, r_last, r_ok = Signal(), Signal(), Signal()
         r_rows = Signal(rows)
         r_ring = Signal(range(ring))
+        r_column = Signal(range(b))  # column of the word read
         lut_index = Signal(range(pw * cols))
-        m.d.comb += [lut_index.eq(lpx * cols + lk), rport.addr.eq(_lut(col_addr, lut_index))]
+        m.d.comb += [lut_index.eq(lpx * cols + lk),
+                     rport.addr.eq(_lut([a // b for a in col_addr], lut_index))]
+        if b > 1:
+            m.d.sync += r_column.eq(_lut([a % b for a in col_addr], lut_index))
         m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
                      r_ok.eq(_lut(col_ok, lut_index)), r_rows.eq(_lut(row_ok, lpy)),
                      r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
@@ -323,7 +363,10 @@ class WindowConvEngine(wiring.Component):
 
         shift = [[Signal(signed(8), name=f"shift_{r}_{c}") for c in range(cols)]
                  for r in range(rows)]
-        word = [rport.data[8 * b:8 * b + 8].as_signed() for b in range(ring)]
+        column = Signal(8 * ring)  # the ring rows of the column read
+        m.d.comb += column.eq(rport.data if b == 1 else Array(
+            rport.data[8 * ring * j:8 * ring * (j + 1)] for j in range(b))[r_column])
+        word = [column[8 * r:8 * r + 8].as_signed() for r in range(ring)]
         with m.If(r_valid):
             for r in range(rows):
                 byte = Array(word)[(r_ring + r)[:max(1, (ring - 1).bit_length())]]

@@ -6,16 +6,20 @@ from amaranth.sim import Simulator
 from cosparse.sim.streams import get_until, put_all
 
 
-def feature_beats(x: np.ndarray) -> list:
-    """One input as dense beats in NetSpec flat order, ``last`` on the final one."""
-    flat = x.reshape(-1).tolist()
-    return [{"value": int(v), "last": int(i == len(flat) - 1)} for i, v in enumerate(flat)]
+def feature_beats(x: np.ndarray, width: int = 1) -> list:
+    """One input as dense beats in NetSpec flat order, ``last`` on the final one; ``width``
+    features a beat above 1 (``Network.input_width``)."""
+    flat = [int(v) for v in x.reshape(-1)]
+    if width == 1:
+        return [{"value": v, "last": int(i == len(flat) - 1)} for i, v in enumerate(flat)]
+    return [{"values": flat[i:i + width], "last": int(i + width == len(flat))}
+            for i in range(0, len(flat), width)]
 
 
 def run_network(network, xs, *, stall=0.2, seed=0):
     """Stream every input of ``xs`` back to back; return (logits, classes, busy cycles per
     engine, total cycles)."""
-    beats = [beat for x in xs for beat in feature_beats(x)]
+    beats = [beat for x in xs for beat in feature_beats(x, network.input_width)]
     sim = Simulator(network)
     sim.add_clock(1e-6)
     engines = len(network.busy)

@@ -41,10 +41,18 @@ def batch(rng, shape, density):
     return x.astype(np.int8)
 
 
-def check(engine, layer, pool, xs, seed, stall=0.3):
+def raster_beats(x: np.ndarray, beat: int) -> list:
+    """Dense input beats of one (1, H, W) input: ``beat`` values of a row each, raster order."""
+    flat = [int(v) for v in x.reshape(-1)]
+    return [{"values": flat[i:i + beat], "last": int(i + beat == len(flat))}
+            for i in range(0, len(flat), beat)]
+
+
+def check(engine, layer, pool, xs, seed, stall=0.3, beat=None):
     beats, expected = [], []
     for x in xs:
-        beats += sparse_beats(x)  # raster order, as a one-channel input's flat order is
+        # raster order, as a one-channel input's flat order is
+        beats += sparse_beats(x) if beat is None else raster_beats(x, beat)
         expected += as_vectors(conv_expected(layer, x, pool), layer.out_channels)
     got, _ = run_stream_bench(engine, beats, len(expected), stall=stall, seed=seed)
     assert [[int(v) for v in o.values] for o in got] == expected
@@ -86,20 +94,44 @@ def test_strides_paddings_pools_passes(seed, size, k, stride, padding, pool, lan
     check(engine, layer, pool, batch(rng, layer.in_shape, 0.5), seed)
 
 
-def test_cycles_match_the_model_and_not_the_density():
-    """Fed without gaps and never stalled, inputs follow each other every
-    ``window_cycles`` (here the walk: 2 passes x 4 pool positions x 36 pooled outputs,
-    more than the 196 input positions), dense or sparse alike."""
-    rng = np.random.default_rng(7)
-    layer = conv_layer(rng, c=1, size=14, k=3, out=8, n=2)
-    pool, lanes = 2, 2
+@pytest.mark.parametrize("seed", range(4))
+def test_dense_beats_of_several_positions(seed):
+    """Dense raster input, ``beat`` positions a beat (1, 2 or the whole row width, any
+    divisor of W), random layers and lanes, random stalls: the same outputs as the golden
+    model, as with sparse input."""
+    rng = np.random.default_rng(100 + seed)
+    spec, stage = first_layer(seed)
+    layer = stage.layer
+    w = layer.in_shape[2]
+    beat = int(rng.choice([d for d in range(1, w + 1) if w % d == 0]))
+    lanes = int(rng.integers(1, layer.groups + 1))
     engine = WindowConvEngine(layer, LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer)),
-                              pool=pool)
-    model = window_cycles(layer, pool, 2)
-    assert model == 6 * (max(8, 4 + 2) + 5 * max(8, 2 + 2))
-    x = batch(rng, layer.in_shape, 0.9)
-    x[4] = np.where(rng.random(layer.in_shape) < 0.1, x[3], 0)
-    beats = [b for v in x for b in sparse_beats(v)]
+                              pool=stage.pool, beat=beat)
+    check(engine, layer, stage.pool, batch(rng, layer.in_shape, 0.6), seed,
+          stall=float(rng.choice([0.0, 0.3])), beat=beat)
+
+
+def test_several_positions_a_beat_shorten_the_input_bound():
+    """Bound by its writer (a fast walk: one pass, no pool), the engine takes ``H*W / beat``
+    cycles per input at ``beat`` positions a beat, as window_cycles says."""
+    rng = np.random.default_rng(5)
+    layer = conv_layer(rng, c=1, size=12, k=3, out=4, n=2)
+    config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer))
+    for beat in (1, 2, 4):
+        model = window_cycles(layer, 2, 1, beat)
+        assert model == max(144 // beat, 5 * (max(4, 4 + 2) + 4 * max(4, 2 + 2)))
+        engine = WindowConvEngine(layer, config, pool=2, beat=beat)
+        xs = batch(rng, layer.in_shape, 0.6)
+        beats = [b for x in xs for b in raster_beats(x, beat)]
+        assert np.diff(_last_cycles(engine, beats, len(xs))).tolist() == [model] * (len(xs) - 1)
+    with pytest.raises(ValueError, match=r"beat must be None \(sparse input\) or a number of "
+                                         r"positions dividing the input width 12 \(one of "
+                                         r"\[1, 2, 3, 4, 6, 12\]\), got 5"):
+        WindowConvEngine(layer, config, pool=2, beat=5)
+
+
+def _last_cycles(engine, beats, count):
+    """Cycles at which the engine's ``count`` inputs end, fed without gaps, never stalled."""
     lasts = []
     sim = Simulator(engine)
     sim.add_clock(1e-6)
@@ -114,13 +146,30 @@ def test_cycles_match_the_model_and_not_the_density():
             cycle += 1
             if valid and last:
                 lasts.append(cycle)
-                if len(lasts) == len(x):
+                if len(lasts) == count:
                     break
 
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    assert list(np.diff(lasts)) == [model] * (len(x) - 1)
+    return lasts
+
+
+def test_cycles_match_the_model_and_not_the_density():
+    """Fed without gaps and never stalled, inputs follow each other every
+    ``window_cycles`` (here the walk: 2 passes x 4 pool positions x 36 pooled outputs,
+    more than the 196 input positions), dense or sparse alike."""
+    rng = np.random.default_rng(7)
+    layer = conv_layer(rng, c=1, size=14, k=3, out=8, n=2)
+    pool, lanes = 2, 2
+    engine = WindowConvEngine(layer, LayerConfig(lanes=lanes, acc_bits=accumulator_bits(layer)),
+                              pool=pool)
+    model = window_cycles(layer, pool, 2)
+    assert model == 6 * (max(8, 4 + 2) + 5 * max(8, 2 + 2))
+    x = batch(rng, layer.in_shape, 0.9)
+    x[4] = np.where(rng.random(layer.in_shape) < 0.1, x[3], 0)
+    beats = [b for v in x for b in sparse_beats(v)]
+    assert list(np.diff(_last_cycles(engine, beats, len(x)))) == [model] * (len(x) - 1)
 
 
 def test_reset_mid_input_leaves_later_inputs_exact():

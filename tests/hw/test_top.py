@@ -1,5 +1,6 @@
 """Whole random networks in Amaranth's simulator, bit-exact with the golden model."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from cosparse.hw.argmax import Argmax
 from cosparse.hw.config import HwConfig, LayerConfig
-from cosparse.hw.generate import generate
+from cosparse.hw.generate import generate, summary
 from cosparse.hw.top import plan
 from cosparse.sw import golden
 from cosparse.sw.netspec import random_inputs, random_netspec
@@ -44,6 +45,52 @@ def test_random_network_widths_bit_exact(seed):
     np.testing.assert_array_equal(logits, expected.logits)
     np.testing.assert_array_equal(classes, expected.predictions)
     assert all(b > 0 for b in busy)
+
+
+def _window_first(seed):
+    """A random network whose first layer is a window engine (one input channel)."""
+    for s in range(seed, seed + 200):
+        spec = random_netspec(s)
+        if HwConfig.default_for(spec).layers[0].engine == "window":
+            return spec
+    raise AssertionError("no such random NetSpec")
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_several_features_a_beat_bit_exact(seed):
+    """``input_width`` above 1: the window engine first reads that many features a beat
+    (no input Sparsifier), bit-exact, and the input stage takes W / input_width cycles a row."""
+    spec = _window_first(seed)
+    w = spec.input.shape[2]
+    width = next(d for d in (4, 3, 2, w) if w % d == 0)
+    config = dataclasses.replace(HwConfig.default_for(spec), input_width=width)
+    network = generate(spec, config)
+    assert network.i.payload.values.shape().length == width
+    xs = random_inputs(spec, 3, seed=seed)
+    logits, classes, busy, _ = run_network(network, xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
+    assert all(b > 0 for b in busy)
+    assert summary(spec, config)["input_cycles"] == int(np.prod(spec.input.shape)) // width
+
+
+def test_input_width_errors_name_the_fix():
+    spec = _window_first(0)
+    w = spec.input.shape[2]
+    config = HwConfig.default_for(spec)
+    bad = next(d for d in range(2, 2 * w + 2) if w % d)
+    with pytest.raises(ValueError, match=rf"input_width = {bad} must divide the input width "
+                                         rf"W = {w} \(a beat is part of one row\); use one of"):
+        dataclasses.replace(config, input_width=bad).validate(spec)
+    scatter = dataclasses.replace(config, layers=(dataclasses.replace(
+        config.layers[0], engine="scatter"),) + config.layers[1:], input_width=w)
+    with pytest.raises(ValueError, match="needs a first conv2d layer built as a window engine"):
+        scatter.validate(spec)
+    with pytest.raises(ValueError, match="input_width must be a positive integer, got 0"):
+        dataclasses.replace(config, input_width=0)
+    wide = dataclasses.replace(config, input_width=w)
+    assert HwConfig.from_dict(wide.to_dict(spec), spec) == wide
 
 
 @pytest.mark.parametrize("seed", [4, 9])

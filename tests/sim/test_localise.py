@@ -39,6 +39,21 @@ def test_healthy_network_every_unit_agrees(net):
     assert report["first_diverging_layer"] is None and "every unit matches" in report["note"]
 
 
+def test_several_features_a_beat_replay_has_no_input_sparsifier(net):
+    """With ``input_width`` above 1 the window engine reads the features itself: the replay
+    feeds it dense raster beats, every unit agrees, and no input Sparsifier is replayed."""
+    from cosparse.hw.config import HwConfig
+    spec, x, _ = net
+    config = HwConfig.default_for(spec)
+    assert config.layers[0].engine == "window"
+    w = spec.input.shape[2]
+    width = next(d for d in range(2, w + 1) if w % d == 0)
+    records = replay_units(spec, x, config=dataclasses.replace(config, input_width=width),
+                           stop_at_first=False)
+    assert all(r["ok"] for r in records), [r for r in records if not r["ok"]]
+    assert records[0]["unit"] == "engine" and len(records) == 8
+
+
 @pytest.mark.parametrize("name,delta", [("conv1", 4000), ("conv2", -3000), ("out", 1)])
 def test_injected_bias_fault_is_named(net, name, delta):
     """Hardware from a NetSpec with one layer's bias perturbed, golden from the original.
