@@ -23,8 +23,8 @@ scan, one cycle per bin: ``2**(8 + f) + S + 1`` cycles per input instead of
 ``S + 257`` (1,024 bins for ``f = 2``, 4,096 for ``f = 4``, 65,536 for
 ``f = 8``, where the scan dominates any layer size this unit serves), and
 histograms that deep (``2**(8+f) x ceil_log2(S+1)`` bits each, block RAM
-rather than distributed RAM beyond a few thousand bins: the scan's read
-would then need a pipeline register). A finer selection therefore costs
+rather than distributed RAM beyond a few thousand bins; both read ports are
+synchronous, so either maps). A finer selection therefore costs
 throughput roughly in proportion to ``2**f``. A linear engine with a wide
 drain (config ``width > 1``) is followed instead by
 :class:`~.global_wide.GlobalWideKWTA`: ``width`` values a cycle and a
@@ -94,11 +94,14 @@ class GlobalKWTA(wiring.Component):
     ``B = 2**(8 + frac_bits)`` bins (one cycle per bin, one per value, one
     to start the read), overlapped with the next input's fill, so
     :func:`scan_cycles` ``= B + S + 1`` per input in a stream when the output
-    is never stalled (``S + 257`` for int8), and about ``2*S + B + 4`` from
+    is never stalled (``S + 257`` for int8), and about ``2*S + B + 5`` from
     an input's first value to its final output.
     Memory: two ``S x (8 + frac_bits)`` buffers (block RAM), two
-    ``B x ceil_log2(S+1)`` histograms (read asynchronously: distributed RAM
-    at 256 bins).
+    ``B x ceil_log2(S+1)`` histograms. Every memory read is synchronous and
+    the count and the scan are two-stage pipelines (read, then add or
+    compare), so no path runs from a memory read through an adder or a
+    compare into a register's clock enable (the ECP5 critical path once);
+    the pipelining adds one cycle of latency, none per input.
     """
 
     def __init__(self, shape: tuple, k: int, skip_zeros: bool = True,
