@@ -23,8 +23,8 @@ scan, one cycle per bin: ``2**(8 + f) + S + 1`` cycles per input instead of
 ``S + 257`` (1,024 bins for ``f = 2``, 4,096 for ``f = 4``, 65,536 for
 ``f = 8``, where the scan dominates any layer size this unit serves), and
 histograms that deep (``2**(8+f) x ceil_log2(S+1)`` bits each, block RAM
-rather than distributed RAM beyond a few thousand bins: the scan's read
-would then need a pipeline register). A finer selection therefore costs
+rather than distributed RAM beyond a few thousand bins; both read ports are
+synchronous, so either maps). A finer selection therefore costs
 throughput roughly in proportion to ``2**f``. A linear engine with a wide
 drain (config ``width > 1``) is followed instead by
 :class:`~.global_wide.GlobalWideKWTA`: ``width`` values a cycle and a
@@ -94,11 +94,14 @@ class GlobalKWTA(wiring.Component):
     ``B = 2**(8 + frac_bits)`` bins (one cycle per bin, one per value, one
     to start the read), overlapped with the next input's fill, so
     :func:`scan_cycles` ``= B + S + 1`` per input in a stream when the output
-    is never stalled (``S + 257`` for int8), and about ``2*S + B + 4`` from
+    is never stalled (``S + 257`` for int8), and about ``2*S + B + 5`` from
     an input's first value to its final output.
     Memory: two ``S x (8 + frac_bits)`` buffers (block RAM), two
-    ``B x ceil_log2(S+1)`` histograms (read asynchronously: distributed RAM
-    at 256 bins).
+    ``B x ceil_log2(S+1)`` histograms. Every memory read is synchronous and
+    the count and the scan are two-stage pipelines (read, then add or
+    compare), so no path runs from a memory read through an adder or a
+    compare into a register's clock enable (the ECP5 critical path once);
+    the pipelining adds one cycle of latency, none per input.
     """
 
     def __init__(self, shape: tuple, k: int, skip_zeros: bool = True,
@@ -134,11 +137,14 @@ class GlobalKWTA(wiring.Component):
         full = Signal(2)  # bank b belongs to the drain side while full[b]
         scanning = Signal(init=1)
         count, shape = bins(self._frac), value_shape(self._frac)
-        bin_ = Signal(shape, init=count // 2 - 1)
-        above = Signal(range(size + 1))  # values counted in the bins above ``bin_``
+        bin_ = Signal(shape, init=count // 2 - 1)  # the bin read this cycle
+        compared = Signal()  # the bin read last cycle is on the read ports' data now
+        compared_bin = Signal(shape)
+        # Winners still to find at and below ``compared_bin``, k - count(> compared_bin); once
+        # ``found``, the number of winners equal to the threshold.
+        need = Signal(range(k + 1), init=k)
         found = Signal()
         threshold = Signal(shape)
-        ties = Signal(range(k + 1))  # winners equal to the threshold
         ties_taken = Signal(range(k + 1))
 
         value = self.i.payload.value
@@ -146,46 +152,72 @@ class GlobalKWTA(wiring.Component):
         m.d.comb += [self.i.ready.eq(~full.bit_select(fill_bank, 1)),
                      fill_at.advance.eq(fill), fill_at.restart.eq(fill & self.i.payload.last)]
         with m.If(fill & self.i.payload.last):
-            m.d.sync += [full.bit_select(fill_bank, 1).eq(1), fill_bank.eq(~fill_bank)]
+            m.d.sync += fill_bank.eq(~fill_bank)
+
+        # Count, two stages: a value taken reads its bin (synchronous read); a cycle later the
+        # bin is written with its count + 1. A value equal to the one taken in the cycle before
+        # read its bin while that value's count was being written, so it takes the count
+        # written instead (``repeat``). The bank passes to the drain side once its last value
+        # is counted.
+        counting, counting_value = Signal(), Signal(shape)
+        counting_bank, counting_last = Signal(), Signal()
+        repeat = Signal()
+        written = Signal(count_shape)  # the count written in the cycle before
+        m.d.sync += [counting.eq(fill), counting_value.eq(value), counting_bank.eq(fill_bank),
+                     counting_last.eq(self.i.payload.last),
+                     repeat.eq(counting & ~counting_last & (value == counting_value))]
+        with m.If(counting & counting_last):
+            m.d.sync += full.bit_select(counting_bank, 1).eq(1)
 
         issue = Signal()  # read the next buffered value this cycle
         reading = Signal()  # values left to read in the emit pass
-        bins_read, buffers_read = [], []
+        ports = []
         for bank in range(2):
             buffer = Memory(shape=shape, depth=size, init=[])
             hist = Memory(shape=count_shape, depth=count, init=[])
             m.submodules[f"buffer{bank}"], m.submodules[f"hist{bank}"] = buffer, hist
-            buf_w, buf_r = buffer.write_port(), buffer.read_port()
-            hist_w, hist_r = hist.write_port(), hist.read_port(domain="comb")
-            mine = fill_bank == bank
+            ports.append((buffer.write_port(), buffer.read_port(), hist.write_port(),
+                          hist.read_port()))
+        bins_read = [hist_r.data for *_, hist_r in ports]
+        buffers_read = [buf_r.data for _, buf_r, *_ in ports]
+        counted = Mux(repeat, written, Mux(counting_bank, bins_read[1], bins_read[0])) + 1
+        m.d.sync += written.eq(counted)
+        for bank, (buf_w, buf_r, hist_w, hist_r) in enumerate(ports):
             m.d.comb += [buf_w.addr.eq(self._flat_address(fill_at.coord)), buf_w.data.eq(value),
-                         buf_w.en.eq(fill & mine), buf_r.addr.eq(self._flat_address(emit_at.coord)),
-                         buf_r.en.eq(issue)]
+                         buf_w.en.eq(fill & (fill_bank == bank)),
+                         buf_r.addr.eq(self._flat_address(emit_at.coord)), buf_r.en.eq(issue)]
             with m.If(full[bank]):  # the drain side scans and clears the histogram
                 m.d.comb += [hist_r.addr.eq(bin_), hist_w.addr.eq(bin_), hist_w.data.eq(0),
                              hist_w.en.eq(scanning & (drain_bank == bank))]
             with m.Else():  # the input side counts
-                m.d.comb += [hist_r.addr.eq(value), hist_w.addr.eq(value),
-                             hist_w.data.eq(hist_r.data + 1), hist_w.en.eq(fill & mine)]
-            bins_read.append(hist_r.data)
-            buffers_read.append(buf_r.data)
+                m.d.comb += [hist_r.addr.eq(value), hist_w.addr.eq(counting_value),
+                             hist_w.data.eq(counted),
+                             hist_w.en.eq(counting & (counting_bank == bank))]
 
         # Scan: one bin per cycle, from the largest value (127 * 2**f + 2**f - 1) down to the
-        # smallest (-128 * 2**f).
+        # smallest (-128 * 2**f), in two stages: read bin ``bin_``; a cycle later compare its
+        # count with the winners still needed (no adder before the compare: ``need`` counts
+        # down). The last bin is compared in the cycle the emit pass issues its first read, one
+        # cycle before the first value meets ``threshold``, so the stage costs no cycle.
         in_bin = Mux(drain_bank, bins_read[1], bins_read[0])
-        with m.If(scanning & full.bit_select(drain_bank, 1)):
-            m.d.sync += [bin_.eq(bin_ - 1), above.eq(above + in_bin)]
-            with m.If(~found & (above + in_bin >= k)):
-                m.d.sync += [found.eq(1), threshold.eq(bin_), ties.eq(k - above)]
+        scan_read = scanning & full.bit_select(drain_bank, 1)
+        m.d.sync += [compared.eq(scan_read), compared_bin.eq(bin_)]
+        with m.If(scan_read):
+            m.d.sync += bin_.eq(bin_ - 1)
             with m.If(bin_ == -count // 2):
                 m.d.sync += [scanning.eq(0), reading.eq(1)]
+        with m.If(compared & ~found):
+            with m.If(in_bin >= need):
+                m.d.sync += [found.eq(1), threshold.eq(compared_bin)]
+            with m.Else():
+                m.d.sync += need.eq(need - in_bin)
 
         # Emit: read the buffer in flat order; one value in flight on the read port.
         held = Signal()
         held_at = Signal(sparse_layout(self._shape))
         held_last = Signal()
         stored = Mux(drain_bank, buffers_read[1], buffers_read[0])
-        tie = (stored == threshold) & (ties_taken < ties)
+        tie = (stored == threshold) & (ties_taken < need)
         win = (stored > threshold) | tie
         beat = compactor.i.payload
         m.d.comb += [compactor.i.valid.eq(held), beat.eq(held_at),
@@ -205,5 +237,5 @@ class GlobalKWTA(wiring.Component):
             m.d.sync += ties_taken.eq(ties_taken + 1)
         with m.If(sent & held_last):
             m.d.sync += [full.bit_select(drain_bank, 1).eq(0), drain_bank.eq(~drain_bank),
-                         scanning.eq(1), above.eq(0), found.eq(0), ties_taken.eq(0)]
+                         scanning.eq(1), need.eq(k), found.eq(0), ties_taken.eq(0)]
         return m

@@ -271,7 +271,7 @@ def test_global_cycles_per_input(frac_bits):
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    assert lasts[0] <= 2 * size + (1 << (8 + frac_bits)) + 4
+    assert lasts[0] <= 2 * size + (1 << (8 + frac_bits)) + 5
     assert scan_cycles(size, frac_bits) == size + (1 << (8 + frac_bits)) + 1
     assert [b - a for a, b in zip(lasts, lasts[1:])] == [scan_cycles(size, frac_bits)] * (count - 1)
 
