@@ -5,7 +5,7 @@
 emits all ``S`` buffered values one per cycle: ``2**(8 + f) + S + 1`` cycles
 per input (1,757 for the default network's 1,500 values), whatever ``k``.
 Behind a drain that emits ``width`` channels per beat
-(:class:`~..engine.drain.WideChannelDrain`) that would bind the pipeline, and
+(:class:`~..engine.drain.ChannelDrain`) that would bind the pipeline, and
 fewer winners would not shorten it. This unit does the same selection with
 every phase scaled down:
 
