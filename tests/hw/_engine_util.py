@@ -57,3 +57,28 @@ def run_stream_bench(dut, beats: list, expected_count: int, *, stall=0.3, seed=0
         sim.add_testbench(counter, background=True)
     sim.run()
     return result["out"], result["busy"]
+
+
+def end_cycles(engine, beats: list, count: int) -> list:
+    """Cycles at which the engine's ``count`` inputs end, fed without gaps, never stalled."""
+    lasts = []
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+
+    async def producer(ctx):
+        await put_all(ctx, engine.i, beats)
+
+    async def consumer(ctx):
+        ctx.set(engine.o.ready, 1)
+        cycle = 0
+        async for _, _, valid, last in ctx.tick().sample(engine.o.valid, engine.o.payload.last):
+            cycle += 1
+            if valid and last:
+                lasts.append(cycle)
+                if len(lasts) == count:
+                    break
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return lasts

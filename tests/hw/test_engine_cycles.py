@@ -10,7 +10,7 @@ from cosparse.hw.engine import ConvEngine, LinearEngine
 from cosparse.sw import golden
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _engine_util import run_stream_bench, sparse_beats  # noqa: E402
+from _engine_util import end_cycles, run_stream_bench, sparse_beats  # noqa: E402
 from test_engine import conv_layer, linear_layer  # noqa: E402
 
 
@@ -98,37 +98,14 @@ def test_linear_interval_within_the_model():
     """Inputs back to back, output always ready: each input takes its items (non-zero inputs
     times passes) plus the buffer swap, which the summary's cycle model bounds
     (hw/generate.py ``LINEAR_SWAP_CYCLES``, the read-modify-write pipeline included)."""
-    from amaranth.sim import Simulator
-
     from cosparse.hw.generate import LINEAR_SWAP_CYCLES
-    from cosparse.sim.streams import put_all
 
     rng = np.random.default_rng(2)
     layer = linear_layer(rng, 64, 8, 2)
     config = LayerConfig(lanes=2, acc_bits=accumulator_bits(layer), width=2)
     engine = LinearEngine(layer, config)
     xs = rng.integers(1, 128, (5, 64)).astype(np.int8)
-    beats = [b for x in xs for b in sparse_beats(x)]
-    ends = []
-
-    async def producer(ctx):
-        await put_all(ctx, engine.i, beats)
-
-    async def consumer(ctx):
-        ctx.set(engine.o.ready, 1)
-        cycle = 0
-        async for _, _, valid, last in ctx.tick().sample(engine.o.valid, engine.o.payload.last):
-            cycle += 1
-            if valid and last:
-                ends.append(cycle)
-                if len(ends) == len(xs):
-                    return
-
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    ends = end_cycles(engine, [b for x in xs for b in sparse_beats(x)], len(xs))
     items = 64 * config.passes(layer.groups)
     extra = np.diff(ends) - items
     assert np.all(extra > 0) and np.all(extra <= LINEAR_SWAP_CYCLES), extra

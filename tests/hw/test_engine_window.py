@@ -18,7 +18,7 @@ from cosparse.sw.netspec import Conv2d, random_netspec
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _engine_util import run_stream_bench, sparse_beats  # noqa: E402
+from _engine_util import end_cycles, run_stream_bench, sparse_beats  # noqa: E402
 from test_engine import as_vectors, conv_expected, conv_layer, widened  # noqa: E402
 
 
@@ -123,36 +123,11 @@ def test_several_positions_a_beat_shorten_the_input_bound():
         engine = WindowConvEngine(layer, config, pool=2, beat=beat)
         xs = batch(rng, layer.in_shape, 0.6)
         beats = [b for x in xs for b in raster_beats(x, beat)]
-        assert np.diff(_last_cycles(engine, beats, len(xs))).tolist() == [model] * (len(xs) - 1)
+        assert np.diff(end_cycles(engine, beats, len(xs))).tolist() == [model] * (len(xs) - 1)
     with pytest.raises(ValueError, match=r"beat must be None \(sparse input\) or a number of "
                                          r"positions dividing the input width 12 \(one of "
                                          r"\[1, 2, 3, 4, 6, 12\]\), got 5"):
         WindowConvEngine(layer, config, pool=2, beat=5)
-
-
-def _last_cycles(engine, beats, count):
-    """Cycles at which the engine's ``count`` inputs end, fed without gaps, never stalled."""
-    lasts = []
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-
-    async def producer(ctx):
-        await put_all(ctx, engine.i, beats)
-
-    async def consumer(ctx):
-        ctx.set(engine.o.ready, 1)
-        cycle = 0
-        async for _, _, valid, last in ctx.tick().sample(engine.o.valid, engine.o.payload.last):
-            cycle += 1
-            if valid and last:
-                lasts.append(cycle)
-                if len(lasts) == count:
-                    break
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return lasts
 
 
 def test_cycles_match_the_model_and_not_the_density():
@@ -169,7 +144,7 @@ def test_cycles_match_the_model_and_not_the_density():
     x = batch(rng, layer.in_shape, 0.9)
     x[4] = np.where(rng.random(layer.in_shape) < 0.1, x[3], 0)
     beats = [b for v in x for b in sparse_beats(v)]
-    assert list(np.diff(_last_cycles(engine, beats, len(x)))) == [model] * (len(x) - 1)
+    assert list(np.diff(end_cycles(engine, beats, len(x)))) == [model] * (len(x) - 1)
 
 
 def test_reset_mid_input_leaves_later_inputs_exact():
