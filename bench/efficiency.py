@@ -75,6 +75,9 @@ def grouped_items(x_in: np.ndarray, layer, beats: int, tile: tuple) -> np.ndarra
     position per item, with offset tiles of ``tile = (rows, cols)`` kernel offsets (a last
     tile along an axis may be partial), stride 1: per position ``ceil(channels / beats)``
     times the tiles that hold an offset landing on an output."""
+    if layer.stride != 1:
+        raise ValueError(f"layer {layer.name!r}: grouped items are modelled at stride 1 only, "
+                         f"got stride {layer.stride}")
     k = layer.kernel
     ho, wo = layer.out_shape[1:]
     _, _, h, w = x_in.shape
