@@ -24,6 +24,7 @@ from .kwta.global_ import scan_cycles
 from .kwta.global_wide import wide_scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
+from .engine.multiply import LATENCY as MULTIPLY_LATENCY
 from .engine.router import LANE_LATENCY
 from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
@@ -33,7 +34,7 @@ __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "stage_cycles
 #: Cycles an engine spends per input besides its work items: the multiply and
 #: read-modify-write pipeline empties before the buffers swap (a ring: before its
 #: last rows are final, hw/engine/ring.py ``SETTLE``, and the next input starts).
-SWAP_CYCLES = 6
+SWAP_CYCLES = MULTIPLY_LATENCY + 3
 
 #: A linear engine's lane accumulators take one cycle more (hw/engine/router.py
 #: ``LANE_LATENCY``, a read-modify-write pipelined over two cycles), so its buffers swap
