@@ -330,36 +330,49 @@ class WindowConvEngine(wiring.Component):
         need = [max(min(h, v + rows), clipped[py + 1]) for py, v in enumerate(starts[:-1])] + [h]
         release = [clipped[py + 1] - clipped[py] for py in range(ph)]
         row_ok = [sum(1 << r for r in range(rows) if 0 <= v + r < h) for v in starts]
+        # The columns a pooled row reads, in the order the loader issues them: for each pooled
+        # output px its new columns (all ``cols`` for the first); ``at`` walks this list.
         col_first = [px * pool * s - p + (0 if px == 0 else cols - step) for px in range(pw)]
         count = [cols if px == 0 else step for px in range(pw)]
-        col_addr = [min(max(col_first[px] + c, 0), w - 1) for px in range(pw) for c in range(cols)]
-        col_ok = [int(c < count[px] and 0 <= col_first[px] + c < w)
-                  for px in range(pw) for c in range(cols)]
+        col_addr = [min(max(col_first[px] + c, 0), w - 1) for px in range(pw)
+                    for c in range(count[px])]
+        col_ok = [int(0 <= col_first[px] + c < w) for px in range(pw) for c in range(count[px])]
+        col_last = [int(c == count[px] - 1) for px in range(pw) for c in range(count[px])]
+        n_cols = len(col_addr)
 
         lpy, lpx = Signal(range(ph)), Signal(range(pw))
-        lk = Signal(range(cols))
         rbase = Signal(range(ring))      # ring row of input row 0 of the loader's input
         full = Signal()                  # the shift register holds the next window
         issued = Signal()                # every column of it has been read
         band_ready = (lead != 0) | (wy >= _lut(need, lpy))
         issue = ~full & ~issued & band_ready
-        last_col = lk == _lut(count, lpx) - 1
         r_valid, r_last, r_ok = Signal(), Signal(), Signal()
         r_rows = Signal(rows)
         r_ring = Signal(range(ring))
         r_column = Signal(range(b))  # column of the word read
-        lut_index = Signal(range(pw * cols))
-        m.d.comb += [lut_index.eq(lpx * cols + lk),
-                     rport.addr.eq(_lut([a // b for a in col_addr], lut_index))]
-        if b > 1:
-            m.d.sync += r_column.eq(_lut([a % b for a in col_addr], lut_index))
-        m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
-                     r_ok.eq(_lut(col_ok, lut_index)), r_rows.eq(_lut(row_ok, lpy)),
-                     r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
+        # The next column to issue: its index ``at`` in the row's list and, in registers, what
+        # the tables hold for it (word address, column in the word, in range, last of its
+        # window), looked up a cycle ahead from ``at`` so no table lies on the read address.
+        at = Signal(range(n_cols))
+        nxt = [(i + 1) % n_cols for i in range(n_cols)]
+        addr = Signal(range(w // b), init=col_addr[0] // b)
+        column_at = Signal(range(b), init=col_addr[0] % b)
+        ok, last_col = Signal(init=col_ok[0]), Signal(init=col_last[0])
+        m.d.comb += rport.addr.eq(addr)
         with m.If(issue):
-            m.d.sync += lk.eq(lk + 1)
+            m.d.sync += [at.eq(Mux(at == n_cols - 1, 0, at + 1)),
+                         addr.eq(_lut([col_addr[j] // b for j in nxt], at)),
+                         ok.eq(_lut([col_ok[j] for j in nxt], at)),
+                         last_col.eq(_lut([col_last[j] for j in nxt], at))]
+            if b > 1:
+                m.d.sync += column_at.eq(_lut([col_addr[j] % b for j in nxt], at))
             with m.If(last_col):
-                m.d.sync += [lk.eq(0), issued.eq(1)]
+                m.d.sync += issued.eq(1)
+        if b > 1:
+            m.d.sync += r_column.eq(column_at)
+        m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
+                     r_ok.eq(ok), r_rows.eq(_lut(row_ok, lpy)),
+                     r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
 
         shift = [[Signal(signed(8), name=f"shift_{r}_{c}") for c in range(cols)]
                  for r in range(rows)]
@@ -462,7 +475,7 @@ class WindowConvEngine(wiring.Component):
         wiring.connect(m, vpool.o, wiring.flipped(self.o))
 
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
-                                 | (lpx != 0) | (lk != 0) | full | issued | r_valid | cvalid
+                                 | (lpx != 0) | (at != 0) | full | issued | r_valid | cvalid
                                  | v1 | valid)
         m.d.comb += self.work.eq(advance & cvalid)
         return m
