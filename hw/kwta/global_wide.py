@@ -49,8 +49,8 @@ from .local import _check_kwta, count_ones, round_fraction
 __all__ = ["GlobalWideKWTA", "levels", "wide_scan_cycles", "PIPELINE_CYCLES"]
 
 #: Cycles per input besides the bins and words: the start of the scan, one per level for
-#: its registered count, and the first buffer read.
-PIPELINE_CYCLES = 4
+#: its registered count, one for the fine level's registered read, and the first buffer read.
+PIPELINE_CYCLES = 5
 
 
 def levels(frac_bits: int = 0) -> tuple:
@@ -271,10 +271,13 @@ class GlobalWideKWTA(wiring.Component):
         # The scan: each cycle selects one count into ``picked``; the next compares it.
         coarse_count = Mux(drain_bank, Cat(*counters[1]).word_select(coarse_at, count_shape.width),
                            Cat(*counters[0]).word_select(coarse_at, count_shape.width))
-        fine_lanes = [Mux(drain_bank, lane_reads[1][lane], lane_reads[0][lane])
-                      for lane in range(width)]
-        fine_count = fine_lanes[0]
-        for lane_count in fine_lanes[1:]:
+        # The fine level takes a stage more: the lanes' bins are read into ``fine_read``
+        # (``read_bin``, ``read_valid``), and a cycle later their sum is picked, so the deep
+        # histogram read and the adder are not one path.
+        fine_read = [Signal(count_shape, name=f"fine_read{lane}") for lane in range(width)]
+        read_bin, read_valid = Signal(fine_bits), Signal()
+        fine_count = fine_read[0]
+        for lane_count in fine_read[1:]:
             fine_count = fine_count + lane_count
         found = picked_valid & (picked >= need)
         with m.Switch(state):
@@ -291,13 +294,17 @@ class GlobalWideKWTA(wiring.Component):
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
             with m.Case(2):
-                m.d.sync += [picked.eq(fine_count), picked_bin.eq(fine_at), picked_valid.eq(1),
-                             fine_at.eq(fine_at - 1)]
+                m.d.sync += [fine_read[lane].eq(Mux(drain_bank, lane_reads[1][lane],
+                                                    lane_reads[0][lane]))
+                             for lane in range(width)]
+                m.d.sync += [read_bin.eq(fine_at), read_valid.eq(1), fine_at.eq(fine_at - 1),
+                             picked.eq(fine_count), picked_bin.eq(read_bin),
+                             picked_valid.eq(read_valid)]
                 with m.If(found | (picked_valid & (picked_bin[:fine_bits] == 0))):
                     m.d.sync += [state.eq(3), threshold.eq(Cat(picked_bin[:fine_bits],
                                                                found_coarse)),
                                  ties.eq(need), reading.eq(1), read_word.eq(0),
-                                 picked_valid.eq(0)]
+                                 picked_valid.eq(0), read_valid.eq(0)]
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
 
