@@ -25,7 +25,11 @@ stage, so no stage holds more than one adder)::
     sparse in -> zero fill -> line buffer (ring of input rows, one memory word per column)
       -> column loader -> window register (double-buffered) -> sub-window of the pool
          position -> lanes x K*K products -> per-kernel adder trees (+ bias)
-      -> VectorRequantiser -> VectorPool -> dense vector out
+      -> FIFO -> VectorRequantiser -> VectorPool -> dense vector out
+
+The data path never stalls: a pass enters it only with a credit, a FIFO slot
+no pass in flight has claimed, so a stalled output stops the sequencer alone
+(its ready is not an enable of every pipeline register).
 
 The walk is :class:`~.drain.PositionDrain`'s: per pooled output (raster
 order), each position of its pool window, each pass innermost, so the
@@ -53,6 +57,7 @@ one-position-per-cycle writer (the default GSC network at fewer winners:
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -389,9 +394,7 @@ class WindowConvEngine(wiring.Component):
                 m.d.sync += [full.eq(1), issued.eq(0)]
 
         # ---- compute sequencer: pool position and pass of the window being computed -------
-        out_valid = Signal()  # the last pipeline stage holds a slice for requantisation
-        requant_ready = Signal()
-        advance = ~out_valid | requant_ready
+        advance = Signal()  # a pass may enter the data path: a FIFO slot is free for it
         window = [[Signal(signed(8), name=f"window_{r}_{c}") for c in range(cols)]
                   for r in range(rows)]
         cvalid, c_final = Signal(), Signal()
@@ -420,7 +423,8 @@ class WindowConvEngine(wiring.Component):
                     m.d.sync += [lpy.eq(0), rbase.eq(rbase + h)]
         m.d.sync += [held.eq(held + (write & begin) - freed), lead.eq(lead + written - finished)]
 
-        # ---- data path: pipeline registers that all advance together ----------------------
+        # ---- data path: pipeline registers that advance every cycle (no enable: a stall of
+        # requantisation reaches only the sequencer, through the FIFO's credits below) -------
         regs = []
 
         def reg(value, shape, name):
@@ -436,9 +440,9 @@ class WindowConvEngine(wiring.Component):
                            for a in range(pool * pool)]
                 xs.append(reg(Array(options)[wpos] if pool > 1 else options[0], signed(8),
                               f"x_{ky}_{kx}"))
-        v1 = reg(cvalid, 1, "valid1")
+        v1 = reg(cvalid & advance, 1, "valid1")
         q1 = reg(q, range(passes), "pass1")
-        last1 = reg(cvalid & c_end & c_final, 1, "last1")
+        last1 = reg(cvalid & advance & c_end & c_final, 1, "last1")
 
         lanes, n = self._lanes, layer.n
         q2 = reg(q1, range(passes), "pass2")
@@ -454,9 +458,7 @@ class WindowConvEngine(wiring.Component):
             valid = reg(valid, 1, f"valid{level + 3}")
             qd = reg(qd, range(passes), f"pass{level + 3}")
             lastd = reg(lastd, 1, f"last{level + 3}")
-        with m.If(advance):
-            m.d.sync += regs
-        m.d.comb += out_valid.eq(valid)
+        m.d.sync += regs
 
         # ---- requantisation and pool, as PositionDrain feeds them -------------------------
         rq = layer.requant
@@ -467,15 +469,30 @@ class WindowConvEngine(wiring.Component):
             frac_bits=rq.frac_bits)
         m.submodules.pool = vpool = VectorPool(layer.out_channels, width, passes, pool * pool,
                                                frac_bits=rq.frac_bits)
+        # The sums enter a FIFO before requantisation. A pass enters the data path only with a
+        # credit, a FIFO slot no pass in flight has claimed: the data path then never stalls,
+        # and requantisation's ready drives only the credit count, not every pipeline register.
+        # Deep enough for the passes in flight from credit to pop (stages + 4), so a
+        # requantiser that never stalls never runs out of credits.
+        result = Signal.like(requant.i.payload)
         for e, total in sums:
-            m.d.comb += requant.i.payload.a[e].eq(total)
-        m.d.comb += [requant.i.valid.eq(valid), requant.i.payload.slice.eq(qd),
-                     requant.i.payload.last.eq(lastd), requant_ready.eq(requant.i.ready)]
+            m.d.comb += result.a[e].eq(total)
+        m.d.comb += [result.slice.eq(qd), result.last.eq(lastd)]
+        depth = levels + 6
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()), depth=depth)
+        credit = Signal(range(depth + 1), init=depth)
+        popped = fifo.r_stream.valid & fifo.r_stream.ready
+        m.d.sync += credit.eq(credit - (cvalid & advance) + popped)
+        m.d.comb += [advance.eq(credit != 0),
+                     fifo.w_stream.valid.eq(valid), fifo.w_stream.payload.eq(result),
+                     requant.i.valid.eq(fifo.r_stream.valid),
+                     requant.i.payload.eq(fifo.r_stream.payload),
+                     fifo.r_stream.ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, vpool.i)
         wiring.connect(m, vpool.o, wiring.flipped(self.o))
 
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
                                  | (lpx != 0) | (at != 0) | full | issued | r_valid | cvalid
-                                 | v1 | valid)
+                                 | (credit != depth))
         m.d.comb += self.work.eq(advance & cvalid)
         return m
