@@ -9,8 +9,15 @@ into ``OUT/RUN-seedS``. Runs already done (an ``eval.json`` in their
 folder) are not redone.
 
     python bench/ift.py --data DATA --out runs/ift --epochs 30 [--runs gmp-wide,...] [--seed 1]
+
+``--table DIR...`` trains nothing: it prints docs/sparsity.md's summary row
+of each finished run folder (this bench's, bench/patterns.py's or
+bench/masks.py's), with the initiation interval and multipliers of
+``cosparse.hw.generate.summary`` (what ``cosparse generate`` prints) for its
+NetSpec.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,15 +26,57 @@ from masks import row, train_and_evaluate
 RUNS = {f"{mask}-{ift}": (mask, ift) for mask in ("gmp", "static") for ift in ("wide", "parallel")}
 
 
+HIGH_SNR = ("25-30", "30-35", "35-40", "40-45", "clean")
+
+
+def _band(report, bands):
+    """Golden accuracy (float in brackets) over the ``by_snr`` bands ``bands``, clip-weighted."""
+    rows = [report["by_snr"][b] for b in bands]
+    total = sum(r["inputs"] for r in rows)
+    mean = lambda key: sum(r[key] * r["inputs"] for r in rows) / total  # noqa: E731
+    return f"{100 * mean('golden_accuracy'):.1f}% ({100 * mean('float_accuracy'):.1f}%)"
+
+
+def summary_row(folder):
+    """One row of docs/sparsity.md's summary table for a finished run ``folder``."""
+    from cosparse.hw.generate import summary
+    from cosparse.sw import netspec
+    report = json.loads((folder / "eval.json").read_text())
+    meta = netspec.load_metadata(folder / "netspec")
+    hw = summary(netspec.load(folder / "netspec"))
+    held = [e for e in report["by_engine"].values() if e["held_out"]][0]["all"]
+    cell = lambda e: f"{100 * e['golden_accuracy']:.1f}% ({100 * e['float_accuracy']:.1f}%)"  # noqa: E731
+    epochs = len((folder / "metrics.jsonl").read_text().splitlines())
+    ift = meta.get("ift", {"variant": "none", "branches": 1})
+    return (f"| {epochs} | `{meta['mask']['method']}` | {meta['pattern']} | {ift['variant']} | "
+            f"{cell(held)} | {cell(report['by_engine']['espeak-ng']['20-45+clean'])} | "
+            f"{_band(report, ('0-5',))} | {cell(report['by_snr_range']['5-25'])} | "
+            f"{_band(report, HIGH_SNR)} | {100 * report['golden_agrees_with_float_sparse']:.1f}% | "
+            f"{report['mean_useful_macs']:,.0f} | {hw['initiation_interval']:,.0f} "
+            f"({hw['bottleneck']}) | {hw['multipliers']} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seed", type=int, default=0,
                         help="--seed and --mask-seed of every run (0: the recipe's)")
+    parser.add_argument("--table", nargs="+", type=Path, metavar="DIR",
+                        help="print the summary rows of these finished runs, train nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print("| epochs | `--mask` | `--pattern` | `--ift` | held-out engine | in distribution "
+              "| 0-5 dB | 5-25 dB | 25-45 dB + clean | golden vs float | useful MACs / input "
+              "| interval, cycles (bottleneck) | multipliers |")
+        print("|---" * 13 + "|")
+        for folder in args.table:
+            print(summary_row(folder), flush=True)
+        return 0
+    if args.data is None or args.out is None:
+        parser.error("--data and --out are needed to train (or give --table)")
     names = args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
