@@ -23,7 +23,11 @@ from pathlib import Path
 
 from masks import row, train_and_evaluate
 
-RUNS = {f"{mask}-{ift}": (mask, ift) for mask in ("gmp", "static") for ift in ("wide", "parallel")}
+RUNS = {f"{mask}-{ift}": (mask, ["--ift", ift]) for mask in ("gmp", "static")
+        for ift in ("wide", "parallel")}
+RUNS.update({f"{mask}-wide-density": (mask, ["--ift", "wide", "--ift-keep", "density"])
+             for mask in ("gmp", "static")})
+"""``wide``: the k-WTAs keep their winners; ``wide-density``: their density."""
 
 
 HIGH_SNR = ("25-30", "30-35", "35-40", "40-45", "clean")
@@ -86,7 +90,7 @@ def main(argv=None):
         mask, ift = RUNS[name]
         extra = ["--seed", str(args.seed), "--mask-seed", str(args.seed)] if args.seed else []
         folder = args.out / (name if not args.seed else f"{name}-seed{args.seed}")
-        report = train_and_evaluate(folder.name, ["--mask", mask, "--ift", ift, *extra],
+        report = train_and_evaluate(folder.name, ["--mask", mask, *ift, *extra],
                                     args.data, folder, args.epochs)
         rows.append(row(folder.name, report, folder))
         print(rows[-1], flush=True)

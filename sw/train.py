@@ -48,6 +48,7 @@ from .model.masks import METHODS as MASK_METHODS
 from .model.masks import MaskSettings
 from .model.gsc_net import IFT_VARIANTS
 from .model.ift import DEFAULT_SPARSITY as IFT_SPARSITY
+from .model.ift import KEEP as IFT_KEEP
 from .model.ift import transform as ift_transform
 from .model.masks import make_scheduler as make_mask_scheduler
 
@@ -674,6 +675,9 @@ def add_arguments(parser):
                              "batch-normalised branches, folded for export; docs/model.md)")
     parser.add_argument("--ift-sparsity", type=float, default=IFT_SPARSITY,
                         help=f"the s of --ift (default {IFT_SPARSITY}: width x2, 4 branches)")
+    parser.add_argument("--ift-keep", choices=IFT_KEEP, default="winners",
+                        help="--ift wide: the k-WTAs keep the number of winners (default: about "
+                             "the same interval) or the density (the same useful MACs)")
     parser.add_argument("--dense", action="store_true",
                         help="dense baseline: n=1 everywhere, ReLU instead of k-WTA")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -704,7 +708,7 @@ def config_from_args(args):
     overrides = {field: getattr(args, field) for field, _ in _OVERRIDES.values()
                  if getattr(args, field) is not None}
     config = NetConfig.dense_baseline(**overrides) if args.dense else NetConfig(**overrides)
-    return ift_transform(config, args.ift, args.ift_sparsity)
+    return ift_transform(config, args.ift, args.ift_sparsity, args.ift_keep)
 
 
 def run_cli(args):

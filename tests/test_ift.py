@@ -26,14 +26,21 @@ def _slots(config):
     return {k: v["packed"] for k, v in GSCNet(config).count_parameters().items()}
 
 
-def test_wide_keeps_the_packed_slots_and_the_useful_density():
+def _winners(config):
+    model = GSCNet(config)
+    return [m.k for m in model.kwinners().values()]
+
+
+def test_wide_keeps_the_packed_slots_and_the_winners_or_the_density():
     base, wide = _slots(SMALL), _slots(sparse_wide(SMALL))  # k = 2: every group whole
     assert wide == base
     config = sparse_wide(NetConfig())
     assert (config.conv1_channels, config.n1, config.conv2_channels, config.n2, config.hidden,
             config.n3, config.n4) == (128, 8, 128, 32, 3000, 80, 8)
-    assert (config.conv1_density, config.conv2_density, config.hidden_density) == \
-        (NetConfig().conv1_density, NetConfig().conv2_density, NetConfig().hidden_density)
+    assert _winners(config) == _winners(NetConfig()) == [8, 8, 150]
+    dense = sparse_wide(NetConfig(), keep="density")
+    assert _winners(dense) == [16, 16, 300]
+    assert dense.replace(conv1_density=0.0625, conv2_density=0.0625, hidden_density=0.05) == config
     base, wide = _slots(NetConfig()), _slots(config)
     assert wide["conv1"] == base["conv1"] and wide["conv2"] == base["conv2"]
     # 3000 / 80 = 37.5 groups: the partial last group costs 1.3% more fc1 slots; fc2's fan-in
@@ -42,7 +49,7 @@ def test_wide_keeps_the_packed_slots_and_the_useful_density():
     assert wide["total"] / base["total"] < 1.03
 
 
-def test_wide_keeps_the_useful_macs_of_the_complementary_layers():
+def test_wide_keeping_the_density_keeps_the_useful_macs():
     """groups x active inputs: conv2 and fc1 do the same useful MACs, checked on a random net."""
     def macs(config):
         torch.manual_seed(0)
@@ -51,7 +58,7 @@ def test_wide_keeps_the_useful_macs_of_the_complementary_layers():
         stats = golden.run(spec, x, keep_activations=False).stats
         return {layer.name: float(s.useful_macs.mean())
                 for layer, s in zip(spec.packed_layers, stats)}
-    base, wide = macs(SMALL), macs(sparse_wide(SMALL))
+    base, wide = macs(SMALL), macs(sparse_wide(SMALL, keep="density"))
     assert wide["conv1"] == base["conv1"]
     for name in ("conv2", "fc1"):  # winners are k-WTA ties away from exact
         assert wide[name] == pytest.approx(base[name], rel=0.02)
@@ -171,6 +178,8 @@ def test_bad_ift_settings_are_named():
         sparse_parallel(SMALL, 0.3)
     with pytest.raises(ValueError, match="ift sparsity must be in"):
         sparse_wide(SMALL, 1.0)
+    with pytest.raises(ValueError, match="ift keep must be one of winners, density"):
+        sparse_wide(SMALL, keep="macs")
     with pytest.raises(ValueError, match="untransformed"):
         sparse_wide(sparse_wide(SMALL))
     with pytest.raises(ValueError, match="ift must be one of"):

@@ -12,10 +12,15 @@ fan_in``, which set its multipliers and weight memory.
   channels, fc1's hidden units) times ``k``; a layer whose output and fan-in
   both grow by ``k`` packs ``n * k^2`` kernels per group, conv1 (its fan-in,
   one input channel, does not grow) and fc2 (its outputs, the classes, do
-  not) ``n * k``. k-WTA densities stay: a complementary layer's useful MACs
-  are ``groups * active inputs``, and with ``groups / k`` groups and ``k``
-  times the winners (the same density of a ``k`` times wider layer) they
-  stay equal.
+  not) ``n * k``. ``keep`` says what the k-WTAs keep: ``winners`` (the
+  default) the number of winners per position and in the hidden layer (the
+  density divided by ``k``), so every engine sees as many non-zero inputs
+  as before and the initiation interval stays about the same; ``density``
+  the density (``k`` times the winners), which keeps the useful MACs
+  (``groups * active inputs``: ``groups / k`` groups, ``k`` times the
+  inputs) but doubles the scatter engine's cycles, one active input a
+  cycle. Neither keeps the multipliers: an engine multiplies at most one
+  lane per packed group, and ``k`` times fewer groups (docs/model.md).
 - ``parallel`` (:func:`sparse_parallel`): conv1, conv2 and fc1 train as
   ``1 / (1 - s)`` branches, each kernel's weights dealt to them, each branch
   batch-normalised, summed; each branch is a complementary layer of packing
@@ -39,8 +44,15 @@ def _factor(sparsity):
     return 1.0 / (1.0 - sparsity)
 
 
-def sparse_wide(config, sparsity=DEFAULT_SPARSITY):
+KEEP = ("winners", "density")
+"""What Sparse Wide's k-WTAs keep: the number of winners, or the density."""
+
+
+def sparse_wide(config, sparsity=DEFAULT_SPARSITY, keep="winners"):
     """``config`` widened by ``k = sqrt(1 / (1 - sparsity))`` at equal packed slots.
+
+    ``keep``: ``winners`` divides the k-WTA densities by ``k`` (the same
+    winners per position and in the hidden layer), ``density`` keeps them.
 
     Widths are rounded to whole channels and ``n`` to whole kernels; where
     ``C_out / n`` is then not whole the last group is partial and the slots
@@ -48,8 +60,13 @@ def sparse_wide(config, sparsity=DEFAULT_SPARSITY):
     """
     if config.ift != "none":
         raise ValueError(f"sparse_wide needs an untransformed config, got ift={config.ift!r}")
+    if keep not in KEEP:
+        raise ValueError(f"ift keep must be one of {', '.join(KEEP)}, got {keep!r}")
     k = math.sqrt(_factor(sparsity))
+    scale = 1.0 / k if keep == "winners" else 1.0
     return config.replace(
+        conv1_density=config.conv1_density * scale, conv2_density=config.conv2_density * scale,
+        hidden_density=config.hidden_density * scale,
         conv1_channels=round(config.conv1_channels * k), n1=round(config.n1 * k),
         conv2_channels=round(config.conv2_channels * k), n2=round(config.n2 * k * k),
         hidden=round(config.hidden * k), n3=round(config.n3 * k * k),
@@ -67,12 +84,12 @@ def sparse_parallel(config, sparsity=DEFAULT_SPARSITY):
     return config.replace(branches=branches, ift="parallel")
 
 
-def transform(config, variant, sparsity=DEFAULT_SPARSITY):
-    """``config`` under ``variant`` (``none``, ``wide`` or ``parallel``)."""
+def transform(config, variant, sparsity=DEFAULT_SPARSITY, keep="winners"):
+    """``config`` under ``variant`` (``none``, ``wide`` or ``parallel``; ``keep``: wide's k-WTAs)."""
     if variant == "none":
         return config
     if variant == "wide":
-        return sparse_wide(config, sparsity)
+        return sparse_wide(config, sparsity, keep)
     if variant == "parallel":
         return sparse_parallel(config, sparsity)
     raise ValueError(f"ift must be one of none, wide, parallel, got {variant!r}")
