@@ -10,11 +10,12 @@ folder) are not redone.
 
     python bench/ift.py --data DATA --out runs/ift --epochs 30 [--runs gmp-wide,...] [--seed 1]
 
-``--table DIR...`` trains nothing: it prints docs/sparsity.md's summary row
-of each finished run folder (this bench's, bench/patterns.py's or
-bench/masks.py's), with the initiation interval and multipliers of
+``--table DIR[:HW.json]...`` trains nothing: it prints docs/sparsity.md's
+summary row of each finished run folder (this bench's, bench/patterns.py's
+or bench/masks.py's), with the initiation interval and multipliers of
 ``cosparse.hw.generate.summary`` (what ``cosparse generate`` prints) for its
-NetSpec.
+NetSpec, under the default hardware config or the one given after the
+folder (``cosparse generate --hw-config``'s JSON).
 """
 import argparse
 import json
@@ -41,13 +42,17 @@ def _band(report, bands):
     return f"{100 * mean('golden_accuracy'):.1f}% ({100 * mean('float_accuracy'):.1f}%)"
 
 
-def summary_row(folder):
+def summary_row(folder, hw_config=None):
     """One row of docs/sparsity.md's summary table for a finished run ``folder``."""
+    from cosparse.hw.config import HwConfig
     from cosparse.hw.generate import summary
     from cosparse.sw import netspec
     report = json.loads((folder / "eval.json").read_text())
     meta = netspec.load_metadata(folder / "netspec")
-    hw = summary(netspec.load(folder / "netspec"))
+    spec = netspec.load(folder / "netspec")
+    config = None if hw_config is None else HwConfig.from_dict(
+        json.loads(Path(hw_config).read_text()), spec)
+    hw = summary(spec, config)
     held = [e for e in report["by_engine"].values() if e["held_out"]][0]["all"]
     cell = lambda e: f"{100 * e['golden_accuracy']:.1f}% ({100 * e['float_accuracy']:.1f}%)"  # noqa: E731
     epochs = len((folder / "metrics.jsonl").read_text().splitlines())
@@ -57,7 +62,8 @@ def summary_row(folder):
             f"{_band(report, ('0-5',))} | {cell(report['by_snr_range']['5-25'])} | "
             f"{_band(report, HIGH_SNR)} | {100 * report['golden_agrees_with_float_sparse']:.1f}% | "
             f"{report['mean_useful_macs']:,.0f} | {hw['initiation_interval']:,.0f} "
-            f"({hw['bottleneck']}) | {hw['multipliers']} |")
+            f"({hw['bottleneck']}{'' if hw_config is None else ', ' + Path(hw_config).name}) | "
+            f"{hw['multipliers']} |")
 
 
 def main(argv=None):
@@ -68,7 +74,7 @@ def main(argv=None):
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seed", type=int, default=0,
                         help="--seed and --mask-seed of every run (0: the recipe's)")
-    parser.add_argument("--table", nargs="+", type=Path, metavar="DIR",
+    parser.add_argument("--table", nargs="+", metavar="DIR[:HW.json]",
                         help="print the summary rows of these finished runs, train nothing")
     args = parser.parse_args(argv)
     if args.table:
@@ -76,8 +82,9 @@ def main(argv=None):
               "| 0-5 dB | 5-25 dB | 25-45 dB + clean | golden vs float | useful MACs / input "
               "| interval, cycles (bottleneck) | multipliers |")
         print("|---" * 13 + "|")
-        for folder in args.table:
-            print(summary_row(folder), flush=True)
+        for item in args.table:
+            folder, _, hw_config = item.partition(":")
+            print(summary_row(Path(folder), hw_config or None), flush=True)
         return 0
     if args.data is None or args.out is None:
         parser.error("--data and --out are needed to train (or give --table)")
