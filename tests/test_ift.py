@@ -185,3 +185,15 @@ def test_bad_ift_settings_are_named():
     with pytest.raises(ValueError, match="ift must be one of"):
         transform(SMALL, "deep")
     assert transform(SMALL, "none") is SMALL
+
+
+@pytest.mark.parametrize("variant", ("wide", "parallel"))
+def test_a_pattern_holds_through_gmp_and_the_fold(variant):
+    from cosparse.sw.netspec.pattern import parse_pattern
+    model = GSCNet(transform(SMALL.replace(pattern="block:2"), variant))
+    _run(model, "gmp", steps=6)
+    for _, layer in learnable_layers(model.eval().folded()):
+        ids = layer.slot_kernel.long()
+        ids = torch.where(ids < 0, 255, ids).numpy().astype(np.uint8)
+        assert parse_pattern(layer.pattern).violation(ids, layer.pattern_kernel) is None
+        _check_partition(layer)
