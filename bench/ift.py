@@ -25,10 +25,11 @@ from pathlib import Path
 from masks import row, train_and_evaluate
 
 RUNS = {f"{mask}-{ift}": (mask, ["--ift", ift]) for mask in ("gmp", "static")
-        for ift in ("wide", "parallel")}
+        for ift in ("none", "wide", "parallel")}
 RUNS.update({f"{mask}-wide-density": (mask, ["--ift", "wide", "--ift-keep", "density"])
              for mask in ("gmp", "static")})
-"""``wide``: the k-WTAs keep their winners; ``wide-density``: their density."""
+"""``none``: the baseline (for other seeds); ``wide``: the k-WTAs keep their winners;
+``wide-density``: their density."""
 
 
 HIGH_SNR = ("25-30", "30-35", "35-40", "40-45", "clean")
@@ -57,7 +58,9 @@ def summary_row(folder, hw_config=None):
     cell = lambda e: f"{100 * e['golden_accuracy']:.1f}% ({100 * e['float_accuracy']:.1f}%)"  # noqa: E731
     epochs = len((folder / "metrics.jsonl").read_text().splitlines())
     ift = meta.get("ift", {"variant": "none", "branches": 1})
+    winners = "/".join(str(layer.k) for layer in spec.layers if layer.kind == "kwta")
     return (f"| {epochs} | `{meta['mask']['method']}` | {meta['pattern']} | {ift['variant']} | "
+            f"{winners} | "
             f"{cell(held)} | {cell(report['by_engine']['espeak-ng']['20-45+clean'])} | "
             f"{_band(report, ('0-5',))} | {cell(report['by_snr_range']['5-25'])} | "
             f"{_band(report, HIGH_SNR)} | {100 * report['golden_agrees_with_float_sparse']:.1f}% | "
@@ -78,10 +81,11 @@ def main(argv=None):
                         help="print the summary rows of these finished runs, train nothing")
     args = parser.parse_args(argv)
     if args.table:
-        print("| epochs | `--mask` | `--pattern` | `--ift` | held-out engine | in distribution "
+        print("| epochs | `--mask` | `--pattern` | `--ift` | k-WTA k | held-out engine "
+              "| in distribution "
               "| 0-5 dB | 5-25 dB | 25-45 dB + clean | golden vs float | useful MACs / input "
               "| interval, cycles (bottleneck) | multipliers |")
-        print("|---" * 13 + "|")
+        print("|---" * 14 + "|")
         for item in args.table:
             folder, _, hw_config = item.partition(":")
             print(summary_row(Path(folder), hw_config or None), flush=True)
