@@ -55,7 +55,8 @@ def summary_row(folder, hw_config=None):
         json.loads(Path(hw_config).read_text()), spec)
     hw = summary(spec, config)
     held = [e for e in report["by_engine"].values() if e["held_out"]][0]["all"]
-    cell = lambda e: f"{100 * e['golden_accuracy']:.1f}% ({100 * e['float_accuracy']:.1f}%)"  # noqa: E731
+    cell = lambda e: (f"{100 * e['golden_accuracy']:.1f}% "  # noqa: E731
+                      f"({100 * e['float_accuracy']:.1f}%)")
     epochs = len((folder / "metrics.jsonl").read_text().splitlines())
     ift = meta.get("ift", {"variant": "none", "branches": 1})
     winners = "/".join(str(layer.k) for layer in spec.layers if layer.kind == "kwta")

@@ -166,7 +166,8 @@ def test_train_and_export_record_the_variant(tmp_path, monkeypatch):
     assert [l.n for l in spec.packed_layers] == [SMALL.n1, SMALL.n2, SMALL.n3, SMALL.n4]
     with pytest.raises(ValueError, match="Sparse Parallel network with 2 branches"):
         tr.train(None, out_dir=tmp_path / "qat", epochs=1, progress=False,
-                 data={"train": (X, y), "validation": (X[:16], y[:16])}, qat_from=tmp_path / "run" / "best.pt")
+                 data={"train": (X, y), "validation": (X[:16], y[:16])},
+                 qat_from=tmp_path / "run" / "best.pt")
 
 
 def test_bad_ift_settings_are_named():

@@ -315,7 +315,7 @@ class _CompSparseBase(nn.Module):
         return (weight[None] * split).reshape(self.branches * self.out_features, self.fan_in)
 
     def _sum_branches(self, y):
-        """Normalise each branch's outputs (``[B, branches * out, ...]``), sum them, add the bias."""
+        """Normalise each branch's outputs (``[B, branches * out, ...]``), sum, add the bias."""
         y = self.branch_norm(y)
         y = y.view(y.shape[0], self.branches, self.out_features, *y.shape[2:]).sum(1)
         if self.bias is None:

@@ -85,7 +85,8 @@ def sparse_parallel(config, sparsity=DEFAULT_SPARSITY):
 
 
 def transform(config, variant, sparsity=DEFAULT_SPARSITY, keep="winners"):
-    """``config`` under ``variant`` (``none``, ``wide`` or ``parallel``; ``keep``: wide's k-WTAs)."""
+    """``config`` under ``variant``: ``none``, ``wide`` (``keep``: what its k-WTAs keep) or
+    ``parallel``."""
     if variant == "none":
         return config
     if variant == "wide":
