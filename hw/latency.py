@@ -155,17 +155,24 @@ def stage_timing(prof, index: int, cfg, input_width: int = 1, cycles=None) -> di
         by_kernel = cfg.accumulators == "kernel"
         words = per_position * (layer.n if by_kernel else 1)
         rows = np.count_nonzero(x_in, axis=1).sum(axis=2)  # [B, H] beats per input row
-        pending, lazy, head = np.zeros(n), np.zeros(n), np.zeros(n)
-        ready = [y for y in range(len(final)) if final[y] >= 1]
+        row_work = _work_per_position(x_in, layer, cfg, stage, index).sum(axis=2)  # [B, H]
+        pending, lazy = np.zeros(n), np.zeros(n)
+        # Per group, the share of the input's work done before a beat makes it final (1: at
+        # the input's last item).
+        share = np.ones((n, groups))
         for b in range(n):
             seen = np.nonzero(rows[b])[0]
             last_row = int(seen[-1]) if len(seen) else 0
             pending[b] = groups - final[last_row]
             lazy[b] = groups - need[last_row]
-            before = rows[b, :ready[0]].sum() if ready else rows[b].sum()
-            head[b] = before / max(1, rows[b].sum())
+            total = max(1.0, float(row_work[b].sum()))
+            for g in range(groups):
+                later = [y for y in seen if final[y] >= g + 1]
+                if later:
+                    share[b, g] = row_work[b, :later[0]].sum() / total
         t.update(kind="kernel_ring" if by_kernel else "ring", words=words,
-                 pending=pending, lazy=lazy, head=head, group_positions=stage.out_shape[2])
+                 pending=pending, lazy=lazy, share=share,
+                 group_words=words * stage.out_shape[2], group_positions=stage.out_shape[2])
     elif isinstance(layer, Conv2d):
         read = READ_LATENCY if cfg.accumulators == "kernel" else 1
         t.update(kind="buffered", pipe=float(SWAP_CYCLES + read + REQUANT_LATENCY),
@@ -273,13 +280,17 @@ def latency(prof, timings, input_width: int = 1, fifo_depth: int = 4) -> float:
                 pending = np.where(lazy, t["lazy"], t["pending"])
                 end = np.maximum(done + t["pending"] * words, busy)
             else:
-                end = done + tail
+                # Its own read port drains each group, in order, once it is final.
+                groups = t["share"].shape[1]
+                final = np.where(t["share"] < 1, first[:, None] + acc[:, None] * t["share"],
+                                 done[:, None])
+                end = (final + t["group_words"] * (groups - np.arange(groups))).max(axis=1)
                 pending = t["pending"]
             out_last = end + SETTLE + RING_DRAIN_LATENCY
             burst_start = out_last - tail + words
             burst = (pending * t["group_positions"]).astype(int)
-            out_first = np.minimum(burst_start, first + acc * t["head"] + SETTLE + words
-                                   + RING_DRAIN_LATENCY)
+            out_first = np.minimum(burst_start, first + acc * t["share"][:, 0] + SETTLE
+                                   + words + RING_DRAIN_LATENCY)
         else:  # window
             out_last = np.maximum(first + t["fill"] + t["walk"], last + 1 + t["row"]) + t["pipe"]
             out_first = np.minimum(out_last, first + t["fill"] + t["first_row"] + t["pipe"])
