@@ -147,16 +147,11 @@ def stage_timing(prof, index: int, cfg, input_width: int = 1, cycles=None) -> di
         tiling = conv_tiling(layer, cfg, stage.pool, True)
         final = final_groups(stage.in_shape, tiling, stage.pool)
         groups = tiling.out_hw[0] // stage.pool
-        ho = tiling.out_hw[0]
-        st, pad = tiling.stride, tiling.padding
-        # Groups the ring forces the drain to read before a beat of row y enters (RowWindow).
-        need = [min(groups, max(0, (min((y + pad) // st, ho - 1) - tiling.ring_rows)
-                                // stage.pool + 1)) for y in range(stage.in_shape[1])]
         by_kernel = cfg.accumulators == "kernel"
         words = per_position * (layer.n if by_kernel else 1)
         rows = np.count_nonzero(x_in, axis=1).sum(axis=2)  # [B, H] beats per input row
         row_work = _work_per_position(x_in, layer, cfg, stage, index).sum(axis=2)  # [B, H]
-        pending, lazy = np.zeros(n), np.zeros(n)
+        pending = np.zeros(n)
         # Per group, the share of the input's work done before a beat makes it final (1: at
         # the input's last item).
         share = np.ones((n, groups))
@@ -164,14 +159,13 @@ def stage_timing(prof, index: int, cfg, input_width: int = 1, cycles=None) -> di
             seen = np.nonzero(rows[b])[0]
             last_row = int(seen[-1]) if len(seen) else 0
             pending[b] = groups - final[last_row]
-            lazy[b] = groups - need[last_row]
             total = max(1.0, float(row_work[b].sum()))
             for g in range(groups):
                 later = [y for y in seen if final[y] >= g + 1]
                 if later:
                     share[b, g] = row_work[b, :later[0]].sum() / total
         t.update(kind="kernel_ring" if by_kernel else "ring", words=words,
-                 pending=pending, lazy=lazy, share=share,
+                 pending=pending, share=share,
                  group_words=words * stage.out_shape[2], group_positions=stage.out_shape[2])
     elif isinstance(layer, Conv2d):
         read = READ_LATENCY if cfg.accumulators == "kernel" else 1
@@ -273,22 +267,17 @@ def latency(prof, timings, input_width: int = 1, fifo_depth: int = 4) -> float:
             done = np.maximum.reduce([last + 1, first + acc, work])
             if kind == "ring":
                 # The drain reads only in cycles the scatter leaves a bank free: fed without
-                # a gap, the engine takes its accumulate plus its drain, and drains lazily.
-                busy = first + acc + t["drain"]
-                lazy = busy > done + tail
-                tail = np.where(lazy, t["lazy"] * words, tail)
-                pending = np.where(lazy, t["lazy"], t["pending"])
-                end = np.maximum(done + t["pending"] * words, busy)
+                # a gap, the engine takes its accumulate plus its drain.
+                end = np.maximum(done + tail, first + acc + t["drain"])
             else:
                 # Its own read port drains each group, in order, once it is final.
                 groups = t["share"].shape[1]
                 final = np.where(t["share"] < 1, first[:, None] + acc[:, None] * t["share"],
                                  done[:, None])
                 end = (final + t["group_words"] * (groups - np.arange(groups))).max(axis=1)
-                pending = t["pending"]
             out_last = end + SETTLE + RING_DRAIN_LATENCY
             burst_start = out_last - tail + words
-            burst = (pending * t["group_positions"]).astype(int)
+            burst = (t["pending"] * t["group_positions"]).astype(int)
             out_first = np.minimum(burst_start, first + acc * t["share"][:, 0] + SETTLE
                                    + words + RING_DRAIN_LATENCY)
         else:  # window
