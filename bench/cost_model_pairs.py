@@ -26,7 +26,6 @@ import time
 from cosparse.hw import cost
 from cosparse.hw.config import HwConfig
 from cosparse.hw.explore import input_widths, layer_options
-from cosparse.hw.generate import generate
 from cosparse.sw.netspec import random_inputs, random_netspec
 
 #: Inputs per pair: the latency input, then a stream whose second half sets the interval.
@@ -49,7 +48,7 @@ def random_config(spec, seed: int) -> HwConfig:
             layers.append(rng.choice(options))
         config = dataclasses.replace(default, layers=tuple(layers), input_width=width)
         try:
-            generate(spec, config)  # validates, and its units check their own parameters
+            config.validate(spec)
             return config
         except ValueError:
             continue

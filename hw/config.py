@@ -498,6 +498,11 @@ class HwConfig:
             raise ValueError(f"layer {layer.name!r}: width = {width} must divide n = {layer.n} "
                              f"(a beat is one accumulator word of one kernel group); use one of "
                              f"{divisors}")
+        if width > layer.out_features:
+            divisors = [d for d in range(1, layer.out_features + 1) if layer.n % d == 0]
+            raise ValueError(f"layer {layer.name!r}: width = {width} exceeds its "
+                             f"{layer.out_features} outputs (the wide k-WTA takes at most the "
+                             f"whole tensor a beat); use one of {divisors}")
 
 
 def load_hw_config(path, spec: NetSpec, *, dense: bool = False) -> HwConfig:
