@@ -16,9 +16,12 @@ one) and its own work:
   (a linear engine: ``last + passes``), the buffers swap ``SWAP_CYCLES``
   (``LINEAR_SWAP_CYCLES``) later, the drain reads (one cycle, two from
   kernel-addressed sums) and requantises (``requant.LATENCY``), one word a cycle;
-* a ring conv engine: the groups of ``pool`` output rows that the input's last
-  row leaves unfinished are drained after its last item settles
-  (``ring.SETTLE``): ``tail`` words, then the requantiser;
+* a ring conv engine (position-major input): the groups of ``pool`` output rows
+  that the input's last row leaves unfinished are drained after its last item
+  settles (``ring.SETTLE``), then requantised; with word-addressed sums the
+  drain reads only in cycles the scatter leaves a bank free, so an engine fed
+  without a gap ends no earlier than ``first + accumulate + drain``; with
+  kernel-addressed sums its own read port drains each group once it is final;
 * a window engine: it walks the pooled rows as the line buffer fills, so its
   last output follows the later of the whole walk after the first rows
   (``first + fill + walk``) and the last row's walk after the input's end, then
@@ -34,7 +37,10 @@ one) and its own work:
   its histograms (``2**(8 + f)`` cycles), which the first input waits for;
 * the argmax: ``ARGMAX_LATENCY`` after the last logit.
 
-A unit never runs faster than its own work (``first + work`` bounds its last
+Each stream is followed by its first beat, its last beat and its final burst
+(the beats of its last positions, which the unit before sends as fast as it
+can: a ring's last groups, a drain). A unit never runs faster than its own
+work (``first + work`` and ``burst start + the burst's work`` bound its last
 beat), so a slow unit downstream sets the pace as backpressure does. The
 formulas and their check against simulation are in docs/hardware.md, "Cost
 model".
@@ -57,7 +63,7 @@ from .top import position_major_input
 
 __all__ = ["stage_timing", "latency", "AXI_LATENCY", "SPARSIFIER_LATENCY", "FIFO_LATENCY",
            "ARGMAX_LATENCY", "LOCAL_KWTA_LATENCY", "VECTOR_SPARSIFIER_LATENCY",
-           "GLOBAL_KWTA_LATENCY", "WIDE_KWTA_LATENCY", "WINDOW_LATENCY"]
+           "GLOBAL_KWTA_LATENCY", "WIDE_KWTA_LATENCY", "WINDOW_LATENCY", "RING_DRAIN_LATENCY"]
 
 #: AxisNetwork's input beat register: a feature reaches the network a cycle after its beat.
 AXI_LATENCY = 1

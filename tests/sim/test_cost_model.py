@@ -21,8 +21,11 @@ from cost_model_pairs import measure, model, pair, simulate  # noqa: E402
 
 from cosparse.hw.top import plan  # noqa: E402
 
-#: Pairs simulated in CI (Amaranth), PAIRS_PLACEHOLDER
-PAIRS = ()
+#: Pairs simulated in CI (Amaranth): of seeds 0-59 those quickest to simulate (fewer than
+#: 4,000 cycles, no wide k-WTA of many lanes), and 51, 86, 164, 186 and 241, bound by a
+#: local k-WTA.
+PAIRS = (1, 2, 3, 6, 7, 8, 9, 12, 16, 17, 18, 19, 20, 21, 23, 24, 25, 29, 31, 32, 33, 34, 35,
+         36, 37, 38, 51, 86, 164, 186, 241)
 
 #: Pairs also simulated through Verilator (a build each, ~30-60 s).
 VERILATOR_PAIRS = (1, 6)
@@ -74,3 +77,12 @@ def test_verilator_gives_the_same_cycles(seed, cache):
     amaranth = simulate(seed, "amaranth")
     assert (amaranth["latency"], amaranth["interval"]) == (row["latency_sim"],
                                                            row["interval_sim"])
+
+
+def test_amaranth_measure_names_bad_arguments():
+    from cosparse.sim.pysim import measure as pysim_measure
+    spec, config, x = pair(PAIRS[0])
+    with pytest.raises(TypeError, match="spec must be a NetSpec"):
+        pysim_measure("net", x, config)
+    with pytest.raises(ValueError, match="no inputs to simulate"):
+        pysim_measure(spec, x[:0], config)
