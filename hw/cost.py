@@ -35,8 +35,8 @@ import numpy as np
 from ..boards.devices import RESOURCES, XCU250, XCZU3EG
 from ..sw import golden
 from ..sw.netspec import Conv2d, NetSpec, random_inputs
-from .config import HwConfig, LayerConfig
 from . import latency as latency_model
+from .config import HwConfig, LayerConfig
 from .generate import _emit_cycles, stage_cycles, weight_memory_bits
 from .kwta.local import search_cycles
 from .top import plan, position_major_input
