@@ -24,6 +24,7 @@ from .kwta.global_ import scan_cycles
 from .kwta.global_wide import wide_scan_cycles
 from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
+from .engine.multiply import LATENCY as MULTIPLY_LATENCY
 from .engine.router import LANE_LATENCY
 from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
@@ -33,7 +34,7 @@ __all__ = ["unpack_dense", "generate", "write_verilog", "summary", "stage_cycles
 #: Cycles an engine spends per input besides its work items: the multiply and
 #: read-modify-write pipeline empties before the buffers swap (a ring: before its
 #: last rows are final, hw/engine/ring.py ``SETTLE``, and the next input starts).
-SWAP_CYCLES = 6
+SWAP_CYCLES = MULTIPLY_LATENCY + 3
 
 #: A linear engine's lane accumulators take one cycle more (hw/engine/router.py
 #: ``LANE_LATENCY``, a read-modify-write pipelined over two cycles), so its buffers swap
@@ -269,11 +270,11 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     ``search_bits``, 2 or 3), ``2**(8 + f) + S + 1``
     for a global k-WTA (:func:`~.kwta.global_.scan_cycles`: ``S + 257`` for
     int8); after a linear engine of drain ``width`` ``w > 1`` the wide global
-    k-WTA's ``max(ceil(S/w), scan + E + 4)``: ``scan`` the coarse and fine
+    k-WTA's ``max(ceil(S/w), scan + E + 5)``: ``scan`` the coarse and fine
     bins from the top down to the threshold's, at most ``2**c + 2**(8+f-c)``
     with ``c = ceil((8+f)/2)`` (32 for int8), ``E`` = sum over its words of
     ``max(1, winners in the word)``
-    (:func:`~.kwta.global_wide.wide_scan_cycles`: at most ``S/w + k + 36``
+    (:func:`~.kwta.global_wide.wide_scan_cycles`: at most ``S/w + k + 37``
     for int8); ``S`` for a scalar Sparsifier; the input Sparsifier takes one
     feature per cycle (``input_width`` features with a window engine first:
     ``C*H*W / input_width``). The network's initiation interval is the largest of

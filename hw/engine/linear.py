@@ -26,6 +26,9 @@ __all__ = ["LinearScatter", "LinearEngine"]
 class LinearScatter(wiring.Component):
     """Sparse activations -> one work item per pass, weight word ``f * passes + q``.
 
+    Items leave through a register (one cycle of latency, one item per cycle), so the
+    address computed here does not share a path with the weight memory read behind.
+
     Parameters
     ----------
     in_shape : (F,) or (C, H, W)
@@ -67,27 +70,40 @@ class LinearScatter(wiring.Component):
         q = Signal(range(self._passes))
         busy = Signal()
         at_end = q == self._passes - 1
-        item = self.o.payload
+        # The item is registered on its way out, and its weight (and id) word counts up from
+        # the one computed when the input is taken, so neither the address arithmetic nor
+        # the weight memory behind share a path with the other.
+        item = Signal.like(self.o.payload)
+        word = Signal.like(item.word)
+        advance = ~self.o.valid | self.o.ready
         m.d.comb += [
-            self.busy.eq(busy),
-            self.o.valid.eq(busy),
+            self.busy.eq(busy | self.o.valid),
             item.value.eq(act.value),
-            item.word.eq(self._flat(act) * self._passes + q),
+            item.word.eq(word),
             item.q.eq(q),
             item.rows[0].ok.eq(1),
             item.cols[0].ok.eq(1),
             item.last.eq(act.last & at_end),
-            self.i.ready.eq(~busy | (self.o.ready & at_end)),
+            self.i.ready.eq(~busy | (advance & at_end)),
         ]
+        taken = self.i.payload
         if self._block > 1:
             shift = self._block.bit_length() - 1
-            m.d.comb += item.ids.eq((self._flat(act) >> shift) * self._passes + q)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += q.eq(q + 1)
+            ids = Signal.like(item.ids)
+            m.d.comb += item.ids.eq(ids)
+            with m.If(busy & advance):
+                m.d.sync += ids.eq(ids + 1)
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += ids.eq((self._flat(taken) >> shift) * self._passes)
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(busy), self.o.payload.eq(item)]
+        with m.If(busy & advance):
+            m.d.sync += [q.eq(q + 1), word.eq(word + 1)]
             with m.If(at_end):
                 m.d.sync += [q.eq(0), busy.eq(0)]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [act.eq(self.i.payload), busy.eq(1), q.eq(0)]
+            m.d.sync += [act.eq(taken), busy.eq(1), q.eq(0),
+                         word.eq(self._flat(taken) * self._passes)]
         return m
 
 

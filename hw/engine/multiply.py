@@ -29,7 +29,7 @@ from .weights import (check_weight_bits, id_block, id_words, kernel_id_bits, lan
 __all__ = ["LATENCY", "bits", "item_layout", "product_bits", "product_layout", "PackedMultiply"]
 
 #: Cycles from an item at :class:`PackedMultiply`'s input to its products at the output.
-LATENCY = 3
+LATENCY = 4
 
 
 def bits(extent: int) -> int:
@@ -84,7 +84,11 @@ class PackedMultiply(wiring.Component):
 
     Both streams are ``always_ready``: the pipeline behind never stalls
     (accumulator writes always succeed), so items flow one per cycle with a
-    fixed latency of three cycles (weight read, rotation to banks, multiply).
+    fixed latency of four cycles (item registered, weight read, rotation to
+    banks, multiply). The first register keeps the scatter's index arithmetic
+    (the word address is a sum of products of the item's coordinates) off the
+    weight memory's address path: on a part without an address register in
+    its block RAM (ECP5) that chain was the engine's critical path.
 
     Parameters
     ----------
@@ -117,19 +121,23 @@ class PackedMultiply(wiring.Component):
         m = Module()
         t, lanes = self._tiling, self._lanes
         layout = word_layout(self._layer.n, lanes, t.offsets, self._bits)
+        # Stage 0: the item registered, its word address included.
+        v0 = Signal()
+        s0 = Signal(self.i.payload.shape())
+        m.d.sync += [v0.eq(self.i.valid), s0.eq(self.i.payload)]
         if self._ids is None:
             m.submodules.weights = rom = Memory(shape=unsigned(layout.size),
                                                 depth=len(self._words), init=self._words)
             read = rom.read_port()
-            m.d.comb += read.addr.eq(self.i.payload.word)
+            m.d.comb += read.addr.eq(s0.word)
             word = read.data
         else:
-            word = self._split_memories(m, layout)
+            word = self._split_memories(m, layout, s0)
 
         # Stage 1: the word is read; the item's routing fields wait beside it.
         v1 = Signal()
         s1 = Signal(self.i.payload.shape())
-        m.d.sync += [v1.eq(self.i.valid), s1.eq(self.i.payload)]
+        m.d.sync += [v1.eq(v0), s1.eq(s0)]
 
         # Stage 2: each bank's weights (rotation: row, then column), entry and write enable.
         group_bits = lanes * lane_layout(self._layer.n, self._bits).size
@@ -164,10 +172,10 @@ class PackedMultiply(wiring.Component):
                              self.o.payload.kernel[b][lane].eq(weights2[b][lane].kernel)]
         return m
 
-    def _split_memories(self, m, layout):
-        """A block pattern's two memories, read together: the weights at ``word``, one
-        kernel id per block and lane at ``ids``; returns the word of ``layout`` they make
-        (wiring only), so the rotation and the products are those of one memory."""
+    def _split_memories(self, m, layout, item):
+        """A block pattern's two memories, read together: the weights at ``item.word``, one
+        kernel id per block and lane at ``item.ids``; returns the word of ``layout`` they
+        make (wiring only), so the rotation and the products are those of one memory."""
         entries = self._tiling.offsets * self._lanes
         kb = kernel_id_bits(self._layer.n)
         m.submodules.weights = weights = Memory(shape=unsigned(entries * self._bits),
@@ -175,8 +183,7 @@ class PackedMultiply(wiring.Component):
         m.submodules.kernel_ids = ids = Memory(shape=unsigned(entries * kb),
                                                depth=len(self._ids), init=self._ids)
         weight_read, id_read = weights.read_port(), ids.read_port()
-        m.d.comb += [weight_read.addr.eq(self.i.payload.word),
-                     id_read.addr.eq(self.i.payload.ids)]
+        m.d.comb += [weight_read.addr.eq(item.word), id_read.addr.eq(item.ids)]
         word = Signal(layout)
         lanes = self._lanes
         for index in range(entries):

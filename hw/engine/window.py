@@ -25,7 +25,11 @@ stage, so no stage holds more than one adder)::
     sparse in -> zero fill -> line buffer (ring of input rows, one memory word per column)
       -> column loader -> window register (double-buffered) -> sub-window of the pool
          position -> lanes x K*K products -> per-kernel adder trees (+ bias)
-      -> VectorRequantiser -> VectorPool -> dense vector out
+      -> FIFO -> VectorRequantiser -> VectorPool -> dense vector out
+
+The data path never stalls: a pass enters it only with a credit, a FIFO slot
+no pass in flight has claimed, so a stalled output stops the sequencer alone
+(its ready is not an enable of every pipeline register).
 
 The walk is :class:`~.drain.PositionDrain`'s: per pooled output (raster
 order), each position of its pool window, each pass innermost, so the
@@ -53,6 +57,7 @@ one-position-per-cycle writer (the default GSC network at fewer winners:
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -330,36 +335,49 @@ class WindowConvEngine(wiring.Component):
         need = [max(min(h, v + rows), clipped[py + 1]) for py, v in enumerate(starts[:-1])] + [h]
         release = [clipped[py + 1] - clipped[py] for py in range(ph)]
         row_ok = [sum(1 << r for r in range(rows) if 0 <= v + r < h) for v in starts]
+        # The columns a pooled row reads, in the order the loader issues them: for each pooled
+        # output px its new columns (all ``cols`` for the first); ``at`` walks this list.
         col_first = [px * pool * s - p + (0 if px == 0 else cols - step) for px in range(pw)]
         count = [cols if px == 0 else step for px in range(pw)]
-        col_addr = [min(max(col_first[px] + c, 0), w - 1) for px in range(pw) for c in range(cols)]
-        col_ok = [int(c < count[px] and 0 <= col_first[px] + c < w)
-                  for px in range(pw) for c in range(cols)]
+        col_addr = [min(max(col_first[px] + c, 0), w - 1) for px in range(pw)
+                    for c in range(count[px])]
+        col_ok = [int(0 <= col_first[px] + c < w) for px in range(pw) for c in range(count[px])]
+        col_last = [int(c == count[px] - 1) for px in range(pw) for c in range(count[px])]
+        n_cols = len(col_addr)
 
         lpy, lpx = Signal(range(ph)), Signal(range(pw))
-        lk = Signal(range(cols))
         rbase = Signal(range(ring))      # ring row of input row 0 of the loader's input
         full = Signal()                  # the shift register holds the next window
         issued = Signal()                # every column of it has been read
         band_ready = (lead != 0) | (wy >= _lut(need, lpy))
         issue = ~full & ~issued & band_ready
-        last_col = lk == _lut(count, lpx) - 1
         r_valid, r_last, r_ok = Signal(), Signal(), Signal()
         r_rows = Signal(rows)
         r_ring = Signal(range(ring))
         r_column = Signal(range(b))  # column of the word read
-        lut_index = Signal(range(pw * cols))
-        m.d.comb += [lut_index.eq(lpx * cols + lk),
-                     rport.addr.eq(_lut([a // b for a in col_addr], lut_index))]
-        if b > 1:
-            m.d.sync += r_column.eq(_lut([a % b for a in col_addr], lut_index))
-        m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
-                     r_ok.eq(_lut(col_ok, lut_index)), r_rows.eq(_lut(row_ok, lpy)),
-                     r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
+        # The next column to issue: its index ``at`` in the row's list and, in registers, what
+        # the tables hold for it (word address, column in the word, in range, last of its
+        # window), looked up a cycle ahead from ``at`` so no table lies on the read address.
+        at = Signal(range(n_cols))
+        nxt = [(i + 1) % n_cols for i in range(n_cols)]
+        addr = Signal(range(w // b), init=col_addr[0] // b)
+        column_at = Signal(range(b), init=col_addr[0] % b)
+        ok, last_col = Signal(init=col_ok[0]), Signal(init=col_last[0])
+        m.d.comb += rport.addr.eq(addr)
         with m.If(issue):
-            m.d.sync += lk.eq(lk + 1)
+            m.d.sync += [at.eq(Mux(at == n_cols - 1, 0, at + 1)),
+                         addr.eq(_lut([col_addr[j] // b for j in nxt], at)),
+                         ok.eq(_lut([col_ok[j] for j in nxt], at)),
+                         last_col.eq(_lut([col_last[j] for j in nxt], at))]
+            if b > 1:
+                m.d.sync += column_at.eq(_lut([col_addr[j] % b for j in nxt], at))
             with m.If(last_col):
-                m.d.sync += [lk.eq(0), issued.eq(1)]
+                m.d.sync += issued.eq(1)
+        if b > 1:
+            m.d.sync += r_column.eq(column_at)
+        m.d.sync += [r_valid.eq(issue), r_last.eq(issue & last_col),
+                     r_ok.eq(ok), r_rows.eq(_lut(row_ok, lpy)),
+                     r_ring.eq(rbase + _lut([v % ring for v in starts], lpy))]
 
         shift = [[Signal(signed(8), name=f"shift_{r}_{c}") for c in range(cols)]
                  for r in range(rows)]
@@ -376,9 +394,7 @@ class WindowConvEngine(wiring.Component):
                 m.d.sync += [full.eq(1), issued.eq(0)]
 
         # ---- compute sequencer: pool position and pass of the window being computed -------
-        out_valid = Signal()  # the last pipeline stage holds a slice for requantisation
-        requant_ready = Signal()
-        advance = ~out_valid | requant_ready
+        advance = Signal()  # a pass may enter the data path: a FIFO slot is free for it
         window = [[Signal(signed(8), name=f"window_{r}_{c}") for c in range(cols)]
                   for r in range(rows)]
         cvalid, c_final = Signal(), Signal()
@@ -407,7 +423,8 @@ class WindowConvEngine(wiring.Component):
                     m.d.sync += [lpy.eq(0), rbase.eq(rbase + h)]
         m.d.sync += [held.eq(held + (write & begin) - freed), lead.eq(lead + written - finished)]
 
-        # ---- data path: pipeline registers that all advance together ----------------------
+        # ---- data path: pipeline registers that advance every cycle (no enable: a stall of
+        # requantisation reaches only the sequencer, through the FIFO's credits below) -------
         regs = []
 
         def reg(value, shape, name):
@@ -423,9 +440,9 @@ class WindowConvEngine(wiring.Component):
                            for a in range(pool * pool)]
                 xs.append(reg(Array(options)[wpos] if pool > 1 else options[0], signed(8),
                               f"x_{ky}_{kx}"))
-        v1 = reg(cvalid, 1, "valid1")
+        v1 = reg(cvalid & advance, 1, "valid1")
         q1 = reg(q, range(passes), "pass1")
-        last1 = reg(cvalid & c_end & c_final, 1, "last1")
+        last1 = reg(cvalid & advance & c_end & c_final, 1, "last1")
 
         lanes, n = self._lanes, layer.n
         q2 = reg(q1, range(passes), "pass2")
@@ -441,9 +458,7 @@ class WindowConvEngine(wiring.Component):
             valid = reg(valid, 1, f"valid{level + 3}")
             qd = reg(qd, range(passes), f"pass{level + 3}")
             lastd = reg(lastd, 1, f"last{level + 3}")
-        with m.If(advance):
-            m.d.sync += regs
-        m.d.comb += out_valid.eq(valid)
+        m.d.sync += regs
 
         # ---- requantisation and pool, as PositionDrain feeds them -------------------------
         rq = layer.requant
@@ -454,15 +469,30 @@ class WindowConvEngine(wiring.Component):
             frac_bits=rq.frac_bits)
         m.submodules.pool = vpool = VectorPool(layer.out_channels, width, passes, pool * pool,
                                                frac_bits=rq.frac_bits)
+        # The sums enter a FIFO before requantisation. A pass enters the data path only with a
+        # credit, a FIFO slot no pass in flight has claimed: the data path then never stalls,
+        # and requantisation's ready drives only the credit count, not every pipeline register.
+        # Deep enough for the passes in flight from credit to pop (stages + 4), so a
+        # requantiser that never stalls never runs out of credits.
+        result = Signal.like(requant.i.payload)
         for e, total in sums:
-            m.d.comb += requant.i.payload.a[e].eq(total)
-        m.d.comb += [requant.i.valid.eq(valid), requant.i.payload.slice.eq(qd),
-                     requant.i.payload.last.eq(lastd), requant_ready.eq(requant.i.ready)]
+            m.d.comb += result.a[e].eq(total)
+        m.d.comb += [result.slice.eq(qd), result.last.eq(lastd)]
+        depth = levels + 6
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()), depth=depth)
+        credit = Signal(range(depth + 1), init=depth)
+        popped = fifo.r_stream.valid & fifo.r_stream.ready
+        m.d.sync += credit.eq(credit - (cvalid & advance) + popped)
+        m.d.comb += [advance.eq(credit != 0),
+                     fifo.w_stream.valid.eq(valid), fifo.w_stream.payload.eq(result),
+                     requant.i.valid.eq(fifo.r_stream.valid),
+                     requant.i.payload.eq(fifo.r_stream.payload),
+                     fifo.r_stream.ready.eq(requant.i.ready)]
         wiring.connect(m, requant.o, vpool.i)
         wiring.connect(m, vpool.o, wiring.flipped(self.o))
 
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
-                                 | (lpx != 0) | (lk != 0) | full | issued | r_valid | cvalid
-                                 | v1 | valid)
+                                 | (lpx != 0) | (at != 0) | full | issued | r_valid | cvalid
+                                 | (credit != depth))
         m.d.comb += self.work.eq(advance & cvalid)
         return m

@@ -49,8 +49,8 @@ from .local import _check_kwta, count_ones, round_fraction
 __all__ = ["GlobalWideKWTA", "levels", "wide_scan_cycles", "PIPELINE_CYCLES"]
 
 #: Cycles per input besides the bins and words: the start of the scan, one per level for
-#: its registered count, and the first buffer read.
-PIPELINE_CYCLES = 4
+#: its registered count, one for the fine level's registered read, and the first buffer read.
+PIPELINE_CYCLES = 5
 
 
 def levels(frac_bits: int = 0) -> tuple:
@@ -113,8 +113,10 @@ class GlobalWideKWTA(wiring.Component):
 
     Cycles: :func:`wide_scan_cycles` per input in a stream.
     Memory: two ``ceil(S / width) x width*(8 + f)`` buffers, ``2 x width``
-    lane histograms of ``2**(8 + f) x ceil_log2(S+1)`` bits (read
-    asynchronously) and ``2 x 2**c`` coarse counters in registers.
+    lane histograms of ``2**(8 + f) x ceil_log2(S+1)`` bits (each with an
+    asynchronous read port for the fine scan and a synchronous one for the
+    two-stage count: distributed RAM, held twice) and ``2 x 2**c`` coarse
+    counters in registers.
     """
 
     def __init__(self, shape: tuple, k: int, width: int, skip_zeros: bool = True,
@@ -201,6 +203,25 @@ class GlobalWideKWTA(wiring.Component):
             with m.Elif(delta_valid & (delta_bank == bank)):
                 m.d.sync += [c.eq(c + d) for c, d in zip(counters[bank], deltas)]
 
+        # Count, two stages per lane: a value taken reads its bin through a synchronous port; a
+        # cycle later the bin is written with its count + 1, so no memory read lies on the path
+        # into the count written. A lane's value equal to the one it took in the cycle before
+        # read its bin while that count was being written, so it takes the count written
+        # instead (``repeat``). The last beat's counts are written in the cycle its bank
+        # passes to the drain side, whose scan reads no fine bin before two cycles later.
+        counting = [Signal(name=f"counting{lane}") for lane in range(width)]
+        counting_key = [Signal(bits, name=f"counting_key{lane}") for lane in range(width)]
+        repeat = [Signal(name=f"repeat{lane}") for lane in range(width)]
+        written = [Signal(count_shape, name=f"written{lane}") for lane in range(width)]
+        counting_bank = Signal()
+        m.d.sync += counting_bank.eq(fill_bank)
+        for lane in range(width):
+            value_key = key(beat.values[lane])
+            m.d.sync += [counting[lane].eq(fill & fill_valid[lane]),
+                         counting_key[lane].eq(value_key),
+                         repeat[lane].eq(counting[lane] & (counting_bank == fill_bank)
+                                         & (counting_key[lane] == value_key))]
+
         # Emit pass state: the buffer word on the read port waits for the emitter.
         reading = Signal()
         read_word = Signal(range(words))
@@ -210,7 +231,7 @@ class GlobalWideKWTA(wiring.Component):
 
         fine_addr = Signal(bits)
         m.d.comb += fine_addr.eq(Cat(fine_at, found_coarse))
-        lane_reads, buffers_read = [[], []], []
+        lane_reads, buffers_read, count_reads = [[], []], [], [[], []]
         clear_addr = [Signal(bits, name=f"clear{lane}") for lane in range(width)]
         clear_en = Signal()
         for bank in range(2):
@@ -226,27 +247,37 @@ class GlobalWideKWTA(wiring.Component):
             for lane in range(width):
                 hist = Memory(shape=count_shape, depth=1 << bits, init=[])
                 m.submodules[f"hist{bank}_{lane}"] = hist
+                # The fine scan reads asynchronously, the count synchronously (its own port).
                 hist_w, hist_r = hist.write_port(), hist.read_port(domain="comb")
-                with m.If(full[bank]):  # drain side: the fine scan reads, the emit clears
-                    m.d.comb += [hist_r.addr.eq(fine_addr), hist_w.addr.eq(clear_addr[lane]),
-                                 hist_w.data.eq(0),
-                                 hist_w.en.eq(clear_en & (drain_bank == bank))]
-                with m.Else():  # fill side: count
-                    value_key = key(beat.values[lane])
-                    m.d.comb += [hist_r.addr.eq(value_key), hist_w.addr.eq(value_key),
-                                 hist_w.data.eq(hist_r.data + 1),
-                                 hist_w.en.eq(fill & mine & fill_valid[lane])]
+                count_r = hist.read_port()
+                m.d.comb += [hist_r.addr.eq(fine_addr), count_r.addr.eq(key(beat.values[lane]))]
+                lane_reads[bank].append(hist_r.data)
+                count_reads[bank].append((hist_w, count_r.data))
+        for lane in range(width):
+            counted = Mux(repeat[lane], written[lane],
+                          Mux(counting_bank, count_reads[1][lane][1], count_reads[0][lane][1])) + 1
+            m.d.sync += written[lane].eq(counted)
+            for bank in range(2):
+                hist_w = count_reads[bank][lane][0]
                 with m.If(wiping):  # after reset: every bin to 0, whatever was counted
                     m.d.comb += [hist_w.addr.eq(wipe_at), hist_w.data.eq(0), hist_w.en.eq(1)]
-                lane_reads[bank].append(hist_r.data)
+                with m.Elif(counting[lane] & (counting_bank == bank)):  # fill side: count
+                    m.d.comb += [hist_w.addr.eq(counting_key[lane]), hist_w.data.eq(counted),
+                                 hist_w.en.eq(1)]
+                with m.Else():  # drain side: the emit clears
+                    m.d.comb += [hist_w.addr.eq(clear_addr[lane]), hist_w.data.eq(0),
+                                 hist_w.en.eq(clear_en & full[bank] & (drain_bank == bank))]
 
         # The scan: each cycle selects one count into ``picked``; the next compares it.
         coarse_count = Mux(drain_bank, Cat(*counters[1]).word_select(coarse_at, count_shape.width),
                            Cat(*counters[0]).word_select(coarse_at, count_shape.width))
-        fine_lanes = [Mux(drain_bank, lane_reads[1][lane], lane_reads[0][lane])
-                      for lane in range(width)]
-        fine_count = fine_lanes[0]
-        for lane_count in fine_lanes[1:]:
+        # The fine level takes a stage more: the lanes' bins are read into ``fine_read``
+        # (``read_bin``, ``read_valid``), and a cycle later their sum is picked, so the deep
+        # histogram read and the adder are not one path.
+        fine_read = [Signal(count_shape, name=f"fine_read{lane}") for lane in range(width)]
+        read_bin, read_valid = Signal(fine_bits), Signal()
+        fine_count = fine_read[0]
+        for lane_count in fine_read[1:]:
             fine_count = fine_count + lane_count
         found = picked_valid & (picked >= need)
         with m.Switch(state):
@@ -263,13 +294,17 @@ class GlobalWideKWTA(wiring.Component):
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
             with m.Case(2):
-                m.d.sync += [picked.eq(fine_count), picked_bin.eq(fine_at), picked_valid.eq(1),
-                             fine_at.eq(fine_at - 1)]
+                m.d.sync += [fine_read[lane].eq(Mux(drain_bank, lane_reads[1][lane],
+                                                    lane_reads[0][lane]))
+                             for lane in range(width)]
+                m.d.sync += [read_bin.eq(fine_at), read_valid.eq(1), fine_at.eq(fine_at - 1),
+                             picked.eq(fine_count), picked_bin.eq(read_bin),
+                             picked_valid.eq(read_valid)]
                 with m.If(found | (picked_valid & (picked_bin[:fine_bits] == 0))):
                     m.d.sync += [state.eq(3), threshold.eq(Cat(picked_bin[:fine_bits],
                                                                found_coarse)),
                                  ties.eq(need), reading.eq(1), read_word.eq(0),
-                                 picked_valid.eq(0)]
+                                 picked_valid.eq(0), read_valid.eq(0)]
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
 
