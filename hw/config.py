@@ -53,8 +53,8 @@ def _spread(k: int, size: int, width: int) -> list:
 
 
 def drain_width(layer, kwta, pace: int) -> int:
-    """Smallest drain width (a divisor of ``layer.n``, hw/engine/drain.py) at which the
-    linear ``layer``'s drain, ``ceil(out_features / width)`` cycles, and the global
+    """Smallest drain width (a divisor of ``layer.n``, at most the outputs: hw/engine/drain.py)
+    at which the linear ``layer``'s drain, ``ceil(out_features / width)`` cycles, and the global
     ``kwta`` after it (:func:`~.kwta.global_wide.wide_scan_cycles` with ``k`` winners;
     the one-value unit's :func:`~.kwta.global_.scan_cycles` at width 1) take at most
     ``pace`` cycles per input; the fastest divisor when none does."""
@@ -69,7 +69,7 @@ def drain_width(layer, kwta, pace: int) -> int:
         return max(-(-size // width),
                    wide_scan_cycles(size, width, kwta.frac_bits, _spread(kwta.k, size, width)))
 
-    divisors = [d for d in range(1, layer.n + 1) if layer.n % d == 0]
+    divisors = [d for d in range(1, min(layer.n, size) + 1) if layer.n % d == 0]
     fitting = [d for d in divisors if cycles(d) <= pace]
     return fitting[0] if fitting else min(divisors, key=cycles)
 
@@ -498,6 +498,11 @@ class HwConfig:
             raise ValueError(f"layer {layer.name!r}: width = {width} must divide n = {layer.n} "
                              f"(a beat is one accumulator word of one kernel group); use one of "
                              f"{divisors}")
+        if width > layer.out_features:
+            divisors = [d for d in range(1, layer.out_features + 1) if layer.n % d == 0]
+            raise ValueError(f"layer {layer.name!r}: width = {width} exceeds its "
+                             f"{layer.out_features} outputs (the wide k-WTA takes at most the "
+                             f"whole tensor a beat); use one of {divisors}")
 
 
 def load_hw_config(path, spec: NetSpec, *, dense: bool = False) -> HwConfig:

@@ -35,8 +35,9 @@ import numpy as np
 from ..boards.devices import RESOURCES, XCU250, XCZU3EG
 from ..sw import golden
 from ..sw.netspec import Conv2d, NetSpec, random_inputs
+from . import latency as latency_model
 from .config import HwConfig, LayerConfig
-from .generate import SWAP_CYCLES, _emit_cycles, stage_cycles, weight_memory_bits
+from .generate import _emit_cycles, stage_cycles, weight_memory_bits
 from .kwta.local import search_cycles
 from .top import plan, position_major_input
 
@@ -95,8 +96,8 @@ def profile(spec: NetSpec, inputs=None, count: int = 8, seed: int = 0) -> Profil
 
 def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int = 1) -> dict:
     """Per-input cycles of packed layer ``index`` with ``cfg`` (:func:`~.generate.stage_cycles`),
-    with ``after`` always an array (zeros after the last engine) and ``tail``: the cycles
-    the engine and the unit after it take after their last input beat (:func:`latency`).
+    with ``after`` always an array (zeros after the last engine) and ``timing``: what
+    :func:`latency` needs (:func:`.latency.stage_timing`).
     ``input_width`` is the config's, read by the first engine only."""
     stage = prof.stages[index]
     c = stage_cycles(prof.spec, stage, index, cfg, prof.x_in[index], prof.acts,
@@ -106,7 +107,6 @@ def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int =
     last = after is None
     after = np.zeros(n) if last else np.broadcast_to(np.asarray(after, float), (n,)).copy()
     layer = stage.layer
-    ring = position_major_input(stage, index)
     if not last and isinstance(layer, Conv2d) and stage.kwta is not None \
             and stage.kwta.mode == "local":
         # A local k-WTA fed back to back loads a position while it searches the one before
@@ -116,18 +116,9 @@ def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int =
         out = prof.acts[names[names.index(layer.name) + (stage.pool > 1) + 1]]
         steps = search_cycles(stage.kwta.frac_bits, cfg.search_bits) - 1
         after = _emit_cycles(out, False, steps).astype(float)
-    rows = max(1, stage.out_shape[1]) if isinstance(layer, Conv2d) else 1
-    if isinstance(layer, Conv2d) and cfg.engine == "window":
-        kind = "window"
-    elif isinstance(layer, Conv2d) and ring:
-        kind = "ring"
-    elif isinstance(layer, Conv2d):
-        kind = "buffered"
-    else:
-        kind = "linear" if last or stage.kwta is None else "global"
-    return {"cycles": np.asarray(c["cycles"], float), "after": after,
-            "accumulate": np.asarray(c["accumulate"], float), "drain": c["drain"],
-            "kind": kind, "rows": rows, "last": last, "multipliers": cfg.multipliers(layer)}
+    return {"cycles": np.asarray(c["cycles"], float), "after": after, "last": last,
+            "multipliers": cfg.multipliers(layer),
+            "timing": latency_model.stage_timing(prof, index, cfg, input_width, cycles=c)}
 
 
 def interval_estimate(per_stage: np.ndarray) -> float:
@@ -172,51 +163,19 @@ def cycles(prof: Profile, config: HwConfig, per_layer=None) -> dict:
     multipliers = sum(c["multipliers"] for c in per_layer)
     return {"interval": interval, "interval_decoupled": float(means.max()),
             "interval_lockstep": float(table.max(axis=0).mean()),
-            "latency": latency(prof, per_layer, config.input_width),
+            "latency": latency(prof, per_layer, config.input_width, config.fifo_depth),
             "bottleneck": names[int(np.argmax(means))],
             "stages": {n: float(m) for n, m in zip(names, means)},
             "multipliers": multipliers,
             "efficiency": prof.useful_macs / (multipliers * interval) if multipliers else 0.0}
 
 
-#: Cycles each engine stage adds to the latency besides its work: FIFOs, skid buffers, the
-#: multiply and memory pipelines, the unit after it. Least-squares fit of Verilator latency
-#: minus the model without it over random (network, config) pairs (bench/cost_model_pairs.py,
-#: bench/results/cost-model-pairs.json).
-STAGE_LATENCY = 25
-
-
-def latency(prof: Profile, per_layer, input_width: int = 1) -> float:
-    """Cycles from one input's first beat to its result, the pipeline otherwise empty.
-
-    The input Sparsifier streams the features, one a cycle. Each engine works as its
-    input beats arrive (from ``start`` to ``end``): an engine with double-buffered sums
-    (a first-layer scatter conv, a linear engine) finishes accumulating at ``max(end,
-    start + accumulate)``, then drains, the unit after it keeping pace; a row-window ring and a window engine
-    emit rows as they become final, so their output follows their input within their
-    own cycles (``max(end + a row's share, start + cycles)``); a global k-WTA takes the
-    whole drain, then scans and emits (``drain + after``) before the next engine starts.
-    Each engine stage adds :data:`STAGE_LATENCY`. Mean over the calibration inputs.
-    """
-    start = np.zeros(prof.inputs)
-    end = np.full(prof.inputs, float(prof.input_cycles(input_width)))
-    for c in per_layer:
-        kind, after = c["kind"], c["after"]
-        if kind in ("window", "ring"):
-            share = np.maximum(c["cycles"], after) / c["rows"]
-            out_start = start + share
-            out_end = np.maximum(end + share, np.maximum(start + c["cycles"], out_start + after))
-        else:
-            out_start = np.maximum(end, start + c["accumulate"]) + SWAP_CYCLES
-            if kind == "global":
-                # A global k-WTA takes every value before its scan, then emits its winners.
-                out_end = out_start + c["drain"] + after
-                out_start = out_end
-            else:
-                tail = np.maximum(c["drain"], after) if kind == "buffered" else c["drain"]
-                out_end = out_start + tail
-        start, end = out_start + STAGE_LATENCY, out_end + STAGE_LATENCY
-    return float(np.mean(end))
+def latency(prof: Profile, per_layer, input_width: int = 1, fifo_depth: int = 4) -> float:
+    """Cycles from one input's first beat to its result, the pipeline otherwise empty and
+    just out of reset, the mean over the calibration inputs: each unit's own pipeline depth
+    and work (:mod:`.latency`, from the ``timing`` of :func:`layer_cycles`)."""
+    return latency_model.latency(prof, [c["timing"] for c in per_layer], input_width,
+                                 fifo_depth)
 
 
 # ---- resources -------------------------------------------------------------------------------

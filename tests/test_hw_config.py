@@ -132,3 +132,24 @@ def test_a_non_default_config_simulates_bit_exact(tmp_path):
                                stress=3, progress=False)
     assert report["summary"]["all_bit_exact"]
     assert json.loads(Path(report["hw_config"]).read_text())["layers"][conv.name]["lanes"] == 1
+
+
+def test_a_drain_wider_than_the_global_kwta_input_is_rejected():
+    """A width dividing n but above the layer's outputs would build a wide k-WTA that takes
+    more values a beat than the tensor has; validation names the widths that fit."""
+    import dataclasses
+    from cosparse.hw.top import plan
+    for seed in range(200):
+        spec = random_netspec(seed, max_channels=6, max_size=8)
+        for index, stage in enumerate(plan(spec)):
+            layer = stage.layer
+            if (stage.kwta is not None and stage.kwta.mode == "global"
+                    and layer.n > layer.out_features):
+                default = HwConfig.default_for(spec)
+                layers = list(default.layers)
+                layers[index] = dataclasses.replace(layers[index], width=layer.n)
+                with pytest.raises(ValueError, match=rf"width = {layer.n} exceeds its "
+                                                     rf"{layer.out_features} outputs"):
+                    dataclasses.replace(default, layers=tuple(layers)).validate(spec)
+                return
+    pytest.skip("no random network with a packed layer wider than its outputs")
