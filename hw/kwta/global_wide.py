@@ -290,13 +290,15 @@ class GlobalWideKWTA(wiring.Component):
                 m.d.sync += [picked.eq(coarse_count), picked_bin.eq(coarse_at),
                              picked_valid.eq(1), coarse_at.eq(coarse_at - 1)]
                 # The lowest bin holds every remaining value of a well-formed input.
+                # The fine scan's first bin if ``picked_bin`` is the one found (the address is
+                # unused until then, so it does not wait for the compare).
+                for bank in range(2):
+                    with m.If(drain_bank == bank):
+                        m.d.sync += fine_addr[bank].eq(Cat(Const(-1, fine_bits),
+                                                           picked_bin[:coarse_bits]))
                 with m.If(found | (picked_valid & (picked_bin == 0))):
                     m.d.sync += [state.eq(2), found_coarse.eq(picked_bin), fine_at.eq(-1),
                                  picked_valid.eq(0)]
-                    for bank in range(2):
-                        with m.If(drain_bank == bank):
-                            m.d.sync += fine_addr[bank].eq(Cat(Const(-1, fine_bits),
-                                                               picked_bin[:coarse_bits]))
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
             with m.Case(2):
