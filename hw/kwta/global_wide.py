@@ -246,7 +246,10 @@ class GlobalWideKWTA(wiring.Component):
                          buf_r.en.eq(issue & (drain_bank == bank))]
             buffers_read.append(buf_r.data)
             for lane in range(width):
-                hist = Memory(shape=count_shape, depth=1 << bits, init=[])
+                # Distributed RAM: its reads are asynchronous behind the read registers, where
+                # block RAM's slow output would start the paths into the sum and the count + 1.
+                hist = Memory(shape=count_shape, depth=1 << bits, init=[],
+                              attrs={"ram_style": "distributed"})
                 m.submodules[f"hist{bank}_{lane}"] = hist
                 # The fine scan and the count each read through a synchronous port of their own.
                 hist_w, hist_r, count_r = hist.write_port(), hist.read_port(), hist.read_port()
