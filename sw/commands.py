@@ -59,7 +59,10 @@ def _run_export(args):
                 # how the complementary masks were learned (checkpoints before --mask: static)
                 "mask": ckpt.get("mask", {"method": "static"}),
                 # the structure of the assignments (checkpoints before --pattern: random)
-                "pattern": ckpt["config"].get("pattern", "random")}
+                "pattern": ckpt["config"].get("pattern", "random"),
+                # the Sparse-IFT variant (docs/model.md); parallel's branches are folded here
+                "ift": {"variant": ckpt["config"].get("ift", "none"),
+                        "branches": ckpt["config"].get("branches", 1)}}
     if qat is not None:  # the scales it was fine-tuned with: the NetSpec computes that forward
         metadata["qat"] = qat
         calibration, scales = None, qat["output_scales"]

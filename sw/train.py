@@ -46,6 +46,10 @@ from .cache import atomic_path
 from .model import GSCNet, NetConfig
 from .model.masks import METHODS as MASK_METHODS
 from .model.masks import MaskSettings
+from .model.gsc_net import IFT_VARIANTS
+from .model.ift import DEFAULT_SPARSITY as IFT_SPARSITY
+from .model.ift import KEEP as IFT_KEEP
+from .model.ift import transform as ift_transform
 from .model.masks import make_scheduler as make_mask_scheduler
 
 FORMAT = "cosparse-checkpoint"
@@ -212,11 +216,11 @@ def read_checkpoint(path):
 
 
 def load_checkpoint(path):
-    """The trained :class:`GSCNet` of a checkpoint, in eval mode, on CPU."""
+    """The trained :class:`GSCNet` of a checkpoint, in eval mode, on CPU (branches folded)."""
     ckpt = read_checkpoint(path)
     model = GSCNet(NetConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model.eval().folded()  # Sparse Parallel's branches folded: what the exporter packs
 
 
 # ---- training ----------------------------------------------------------------
@@ -362,6 +366,10 @@ def _qat_start(qat_from, config, data_root, X, calibration, progress):
     saved = NetConfig.from_dict(ckpt["config"])
     if config is not None and config != saved:
         raise ValueError(f"qat: config {config} differs from {qat_from}'s {saved}")
+    if saved.branches > 1:
+        raise ValueError(f"qat: {qat_from} is a Sparse Parallel network with {saved.branches} "
+                         f"branches; quantisation-aware fine-tuning of branches is not supported "
+                         f"(export it, or train with --ift none or wide)")
     if calibration < 1:
         raise ValueError(f"calibration must be >= 1 clip, got {calibration}")
     model = GSCNet(saved)
@@ -660,6 +668,16 @@ def add_arguments(parser):
                              "cosine-decayed (default 0.3)")
     parser.add_argument("--mask-every", type=int, default=50,
                         help="batches between mask updates of gmp/set/rigl (default 50)")
+    parser.add_argument("--ift", choices=IFT_VARIANTS, default="none",
+                        help="Sparse Iso-FLOP Transformation at equal packed slots: none "
+                             "(default), wide (widths x sqrt(1/(1-s)), n grown to keep the "
+                             "slots) or parallel (conv1/conv2/fc1 trained as 1/(1-s) "
+                             "batch-normalised branches, folded for export; docs/model.md)")
+    parser.add_argument("--ift-sparsity", type=float, default=IFT_SPARSITY,
+                        help=f"the s of --ift (default {IFT_SPARSITY}: width x2, 4 branches)")
+    parser.add_argument("--ift-keep", choices=IFT_KEEP, default="winners",
+                        help="--ift wide: the k-WTAs keep the number of winners (default: about "
+                             "the same interval) or the density (the same useful MACs)")
     parser.add_argument("--dense", action="store_true",
                         help="dense baseline: n=1 everywhere, ReLU instead of k-WTA")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -689,7 +707,8 @@ def config_from_args(args):
     """NetConfig from parsed ``train`` arguments (``--dense`` then overrides)."""
     overrides = {field: getattr(args, field) for field, _ in _OVERRIDES.values()
                  if getattr(args, field) is not None}
-    return NetConfig.dense_baseline(**overrides) if args.dense else NetConfig(**overrides)
+    config = NetConfig.dense_baseline(**overrides) if args.dense else NetConfig(**overrides)
+    return ift_transform(config, args.ift, args.ift_sparsity, args.ift_keep)
 
 
 def run_cli(args):
@@ -697,8 +716,9 @@ def run_cli(args):
     config = config_from_args(args)
     if args.qat_from is not None or args.init_from is not None:
         # the checkpoint's config, unless something was overridden
-        config = None if not (args.dense or any(getattr(args, f) is not None
-                                                for f, _ in _OVERRIDES.values())) else config
+        overridden = args.dense or args.ift != "none" or any(
+            getattr(args, f) is not None for f, _ in _OVERRIDES.values())
+        config = config if overridden else None
     train(config, args.data, args.out, epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
           lr_schedule=args.lr_schedule, momentum=args.momentum,

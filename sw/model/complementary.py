@@ -146,11 +146,14 @@ class _CompSparseBase(nn.Module):
         every :meth:`set_assignment` and stated in its NetSpec layer.
     kernel : int
         Convolution kernel size (a block runs along input channels), 1 for linear.
+    branches : int
+        Sparse Parallel training branches (:meth:`folded`); 1: none.
     """
 
     def __init__(self, out_features, fan_in, n, bias, seed, slot_kernel, pattern="random",
-                 kernel=1):
+                 kernel=1, branches=1):
         super().__init__()
+        _check_positive_int("branches", branches)
         sizes = group_sizes(out_features, n)
         structure = parse_pattern(pattern)
         structure.check_group(n, "layer")
@@ -174,6 +177,19 @@ class _CompSparseBase(nn.Module):
         self._build_scatter_index()
         self.packed = nn.Parameter(torch.empty(self.groups, fan_in))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.branches = branches
+        if branches > 1:
+            # Each kernel's weights are dealt to the branches once: its owned positions
+            # first, round-robin in a random order, so every branch gets a near-equal share
+            # of the support (then the unowned ones, which a learned mask may still claim).
+            gen = torch.Generator().manual_seed(int(seed) + 104729)
+            owned = torch.zeros(out_features * fan_in)
+            owned[self._scatter_dst] = 1.0
+            key = torch.rand(out_features, fan_in, generator=gen) + 2 * (1 - owned.view(
+                out_features, fan_in))
+            rank = key.argsort(1).argsort(1)
+            self.register_buffer("branch_of", (rank % branches).to(torch.int8))
+            self.branch_norm = self._branch_norm(branches * out_features)
         self.weight_source = None
         """Callable ``layer -> [out_features, fan_in]`` weight that replaces the packed one.
 
@@ -286,10 +302,57 @@ class _CompSparseBase(nn.Module):
         flat = flat.scatter(0, self._scatter_dst, src)
         return flat.view(self.out_features, self.fan_in)
 
+    def branch_weights_2d(self):
+        """``[branches * out_features, fan_in]``: the dense weight split by :attr:`branch_of`.
+
+        Row ``b * out_features + r`` holds kernel ``r``'s weights dealt to
+        branch ``b`` and zeros elsewhere; the branches sum to
+        :meth:`dense_weight_2d`.
+        """
+        weight = self.dense_weight_2d()
+        split = torch.arange(self.branches, device=weight.device)[:, None, None] \
+            == self.branch_of.long()[None]
+        return (weight[None] * split).reshape(self.branches * self.out_features, self.fan_in)
+
+    def _sum_branches(self, y):
+        """Normalise each branch's outputs (``[B, branches * out, ...]``), sum, add the bias."""
+        y = self.branch_norm(y)
+        y = y.view(y.shape[0], self.branches, self.out_features, *y.shape[2:]).sum(1)
+        if self.bias is None:
+            return y
+        return y + self.bias.view(1, -1, *([1] * (y.dim() - 2)))
+
+    @torch.no_grad()
+    def folded(self):
+        """``(packed, bias)`` of the one complementary layer the branches compute in eval mode.
+
+        In eval mode branch ``b`` of kernel ``r`` computes ``(w_b . x - mu_b)
+        / s_b`` with its batch norm's running mean ``mu_b`` and ``s_b =
+        sqrt(var_b + eps)``; their sum is one kernel with weights ``w / s_b``
+        on the positions dealt to branch ``b`` and bias ``bias - sum_b mu_b /
+        s_b``. The supports do not change, so the folded layer has the same
+        assignment, packed slots and NetSpec as a layer trained without
+        branches (:meth:`folded` of an unbranched layer returns its own).
+        """
+        bias = torch.zeros(self.out_features) if self.bias is None else self.bias.detach().clone()
+        if self.branches == 1:
+            return self.packed.detach().clone(), bias
+        norm = self.branch_norm
+        scale = (norm.running_var.double() + norm.eps).sqrt().view(self.branches, -1)
+        mean = norm.running_mean.double().view(self.branches, -1)
+        weight = self.packed_weight_2d().double()
+        divisor = scale.t().gather(1, self.branch_of.long())  # s_b of each position's branch
+        dense = (weight / divisor).float()
+        sk = self.slot_kernel.long()
+        rows = torch.arange(self.groups)[:, None] * self.n + sk.clamp(min=0)
+        packed = dense.gather(0, rows.clamp(max=self.out_features - 1)) * (sk != EMPTY)
+        return packed, (bias.double() - (mean / scale).sum(0)).float()
+
     def extra_repr(self):
         return (f"fan_in={self.fan_in}, out={self.out_features}, n={self.n}, "
                 f"groups={self.groups}, bias={self.bias is not None}"
-                + (f", pattern={self.pattern}" if self.pattern != "random" else ""))
+                + (f", pattern={self.pattern}" if self.pattern != "random" else "")
+                + (f", branches={self.branches}" if self.branches > 1 else ""))
 
 
 class CompSparseLinear(_CompSparseBase):
@@ -310,6 +373,9 @@ class CompSparseLinear(_CompSparseBase):
     pattern : str
         Structure of the assignment (``random``, ``nm:N:M``, ``block:K``:
         blocks of ``K`` consecutive inputs).
+    branches : int
+        Sparse Parallel: train as this many batch-normalised branches,
+        summed (:meth:`folded` gives the one layer they compute).
 
     Attributes
     ----------
@@ -323,16 +389,23 @@ class CompSparseLinear(_CompSparseBase):
     """
 
     def __init__(self, in_features, out_features, n, bias=True, seed=0, slot_kernel=None,
-                 pattern="random"):
+                 pattern="random", branches=1):
         _check_positive_int("in_features", in_features)
-        super().__init__(out_features, in_features, n, bias, seed, slot_kernel, pattern)
+        super().__init__(out_features, in_features, n, bias, seed, slot_kernel, pattern,
+                         branches=branches)
         self.in_features = in_features
+
+    @staticmethod
+    def _branch_norm(features):
+        return nn.BatchNorm1d(features, affine=False)
 
     def dense_weight(self):
         """Full weight ``[out_features, in_features]``."""
         return self.dense_weight_2d()
 
     def forward(self, x):
+        if self.branches > 1:
+            return self._sum_branches(F.linear(x, self.branch_weights_2d()))
         return F.linear(x, self.dense_weight(), self.bias)
 
 
@@ -360,6 +433,8 @@ class CompSparseConv2d(_CompSparseBase):
     pattern : str
         Structure of the assignment (``random``, ``nm:N:M``, ``block:B``:
         blocks of ``B`` consecutive input channels at one kernel offset).
+    branches : int
+        Sparse Parallel training branches, as :class:`CompSparseLinear`.
 
     Attributes
     ----------
@@ -373,7 +448,7 @@ class CompSparseConv2d(_CompSparseBase):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, n, bias=True, seed=0,
-                 slot_kernel=None, stride=1, padding=0, pattern="random"):
+                 slot_kernel=None, stride=1, padding=0, pattern="random", branches=1):
         _check_positive_int("in_channels", in_channels)
         _check_positive_int("kernel_size", kernel_size)
         _check_positive_int("stride", stride)
@@ -382,7 +457,7 @@ class CompSparseConv2d(_CompSparseBase):
             raise ValueError(f"padding must be an int from 0 to kernel_size - 1 = "
                              f"{kernel_size - 1}, got {padding!r}")
         super().__init__(out_channels, in_channels * kernel_size * kernel_size, n, bias, seed,
-                         slot_kernel, pattern, kernel_size)
+                         slot_kernel, pattern, kernel_size, branches)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -394,7 +469,16 @@ class CompSparseConv2d(_CompSparseBase):
         k = self.kernel_size
         return self.dense_weight_2d().view(self.out_channels, self.in_channels, k, k)
 
+    @staticmethod
+    def _branch_norm(features):
+        return nn.BatchNorm2d(features, affine=False)
+
     def forward(self, x):
+        if self.branches > 1:
+            k = self.kernel_size
+            weight = self.branch_weights_2d().view(-1, self.in_channels, k, k)
+            return self._sum_branches(F.conv2d(x, weight, stride=self.stride,
+                                               padding=self.padding))
         return F.conv2d(x, self.dense_weight(), self.bias, stride=self.stride,
                         padding=self.padding)
 

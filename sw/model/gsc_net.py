@@ -23,6 +23,12 @@ from .patterns import layer_patterns
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
 """Names of the complementary-sparse (weighted) layers, in execution order."""
 
+IFT_VARIANTS = ("none", "wide", "parallel")
+"""``--ift`` choices: Sparse Iso-FLOP Transformations (:mod:`.ift`)."""
+
+BRANCHED = ("conv1", "conv2", "fc1")
+"""Layers Sparse Parallel splits into branches (each is followed by a batch norm; fc2 is not)."""
+
 STAGES = ("conv1", "bn1", "pool1", "kwta1", "conv2", "bn2", "pool2", "kwta2",
           "flatten", "fc1", "bn3", "kwta3", "fc2")
 """Stage names, in execution order, of :meth:`GSCNet.forward_with_activations`."""
@@ -69,6 +75,14 @@ class NetConfig:
         Structure of the complementary assignments (:mod:`.patterns`):
         ``random`` (default), one pattern for every layer with ``n > 1``
         (``nm:N:M``, ``block:K``), or ``LAYER=PATTERN,...``.
+    ift : str
+        Sparse Iso-FLOP Transformation the network was built with
+        (:mod:`.ift`): ``none``, ``wide`` (the widths and ``n`` above are
+        the widened ones) or ``parallel`` (conv1, conv2 and fc1 trained as
+        :attr:`branches` batch-normalised branches, folded for export).
+    branches : int
+        Sparse Parallel branches; 1 for ``none`` / ``wide`` and for a
+        folded ``parallel`` network (:meth:`GSCNet.folded`).
     """
 
     in_shape: tuple = (1, 32, 32)
@@ -93,6 +107,8 @@ class NetConfig:
     dense: bool = False
     mask_seed: int = 0
     pattern: str = "random"
+    ift: str = "none"
+    branches: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "in_shape", tuple(self.in_shape))
@@ -103,7 +119,7 @@ class NetConfig:
                 not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in self.in_shape):
             raise ValueError(f"in_shape must be three positive ints (C, H, W), got {self.in_shape}")
         for name in ("conv1_channels", "conv1_kernel", "n1", "conv2_channels", "conv2_kernel",
-                     "n2", "hidden", "n3", "classes", "n4", "duty_cycle_period"):
+                     "n2", "hidden", "n3", "classes", "n4", "duty_cycle_period", "branches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -121,6 +137,11 @@ class NetConfig:
             raise ValueError(f"k_inference_factor must be > 0, got {self.k_inference_factor}")
         if not self.kwta_noise >= 0:
             raise ValueError(f"kwta_noise must be >= 0, got {self.kwta_noise}")
+        if self.ift not in IFT_VARIANTS:
+            raise ValueError(f"ift must be one of {', '.join(IFT_VARIANTS)}, got {self.ift!r}")
+        if self.branches > 1 and self.ift != "parallel":
+            raise ValueError(f"branches = {self.branches} needs ift='parallel' (got "
+                             f"{self.ift!r}); use branches=1")
         self.feature_shapes()
         self.layer_patterns()
 
@@ -208,19 +229,21 @@ class GSCNet(nn.Module):
         self.config = c = config
         shapes = c.feature_shapes()
         patterns = {name: str(p) for name, p in c.layer_patterns().items()}
+        b = c.branches
         self.conv1 = CompSparseConv2d(c.in_shape[0], c.conv1_channels, c.conv1_kernel, c.n1,
-                                      seed=c.mask_seed, pattern=patterns["conv1"])
+                                      seed=c.mask_seed, pattern=patterns["conv1"], branches=b)
         self.bn1 = nn.BatchNorm2d(c.conv1_channels, affine=False)
         self.pool1 = nn.MaxPool2d(2)
         self.kwta1 = self._kwta2d(c.conv1_channels, c.conv1_density)
         self.conv2 = CompSparseConv2d(c.conv1_channels, c.conv2_channels, c.conv2_kernel, c.n2,
-                                      seed=c.mask_seed + 1, pattern=patterns["conv2"])
+                                      seed=c.mask_seed + 1, pattern=patterns["conv2"],
+                                      branches=b)
         self.bn2 = nn.BatchNorm2d(c.conv2_channels, affine=False)
         self.pool2 = nn.MaxPool2d(2)
         self.kwta2 = self._kwta2d(c.conv2_channels, c.conv2_density)
         flat = math.prod(shapes["pool2"])
         self.fc1 = CompSparseLinear(flat, c.hidden, c.n3, seed=c.mask_seed + 2,
-                                    pattern=patterns["fc1"])
+                                    pattern=patterns["fc1"], branches=b)
         self.bn3 = nn.BatchNorm1d(c.hidden, affine=False)
         self.kwta3 = nn.ReLU() if c.dense else KWinners(
             c.hidden, c.hidden_density, **self._boost_kwargs())
@@ -266,6 +289,30 @@ class GSCNet(nn.Module):
             x = stage(x)
             acts[name] = x
         return acts
+
+    @torch.no_grad()
+    def folded(self):
+        """The same network in eval mode with Sparse Parallel's branches folded.
+
+        Each branched layer becomes the one complementary layer its branches
+        compute in eval mode (:meth:`~.complementary._CompSparseBase.folded`):
+        same assignments, same packed slots, ``branches = 1`` (``ift`` stays
+        ``parallel`` as a record). A network without branches is returned as
+        it is. The result is what the exporter packs.
+        """
+        if self.config.branches == 1:
+            return self
+        net = GSCNet(self.config.replace(branches=1))
+        state = {k: v for k, v in self.state_dict().items()
+                 if ".branch_norm." not in k and not k.endswith(".branch_of")}
+        net.load_state_dict(state)
+        for name in BRANCHED:
+            layer = getattr(self, name)
+            packed, bias = layer.folded()
+            target = getattr(net, name)
+            target.set_assignment(layer.slot_kernel.clone(), packed)
+            target.bias.copy_(bias)
+        return net.eval()
 
     def kwinners(self):
         """The k-WTA modules by name (empty for a dense model)."""
