@@ -113,10 +113,9 @@ class GlobalWideKWTA(wiring.Component):
 
     Cycles: :func:`wide_scan_cycles` per input in a stream.
     Memory: two ``ceil(S / width) x width*(8 + f)`` buffers, ``2 x width``
-    lane histograms of ``2**(8 + f) x ceil_log2(S+1)`` bits (each with an
-    asynchronous read port for the fine scan and a synchronous one for the
-    two-stage count: distributed RAM, held twice) and ``2 x 2**c`` coarse
-    counters in registers.
+    lane histograms of ``2**(8 + f) x ceil_log2(S+1)`` bits (each with a
+    synchronous read port for the fine scan and one for the two-stage count:
+    distributed RAM, held twice) and ``2 x 2**c`` coarse counters in registers.
     """
 
     def __init__(self, shape: tuple, k: int, width: int, skip_zeros: bool = True,
@@ -229,8 +228,10 @@ class GlobalWideKWTA(wiring.Component):
         pending_last = Signal()
         issue = Signal()
 
-        fine_addr = Signal(bits)
-        m.d.comb += fine_addr.eq(Cat(fine_at, found_coarse))
+        # The fine scan's bin ``Cat(fine_at, found_coarse)``, held by each bank in a register of
+        # its own (only the draining bank's follows the scan), so one register drives the read
+        # address of half the lane histograms.
+        fine_addr = [Signal(bits, name=f"fine_addr{bank}") for bank in range(2)]
         lane_reads, buffers_read, count_reads = [[], []], [], [[], []]
         clear_addr = [Signal(bits, name=f"clear{lane}") for lane in range(width)]
         clear_en = Signal()
@@ -245,12 +246,15 @@ class GlobalWideKWTA(wiring.Component):
                          buf_r.en.eq(issue & (drain_bank == bank))]
             buffers_read.append(buf_r.data)
             for lane in range(width):
-                hist = Memory(shape=count_shape, depth=1 << bits, init=[])
+                # Distributed RAM: its reads are asynchronous behind the read registers, where
+                # block RAM's slow output would start the paths into the sum and the count + 1.
+                hist = Memory(shape=count_shape, depth=1 << bits, init=[],
+                              attrs={"ram_style": "distributed"})
                 m.submodules[f"hist{bank}_{lane}"] = hist
-                # The fine scan reads asynchronously, the count synchronously (its own port).
-                hist_w, hist_r = hist.write_port(), hist.read_port(domain="comb")
-                count_r = hist.read_port()
-                m.d.comb += [hist_r.addr.eq(fine_addr), count_r.addr.eq(key(beat.values[lane]))]
+                # The fine scan and the count each read through a synchronous port of their own.
+                hist_w, hist_r, count_r = hist.write_port(), hist.read_port(), hist.read_port()
+                m.d.comb += [hist_r.addr.eq(fine_addr[bank]),
+                             count_r.addr.eq(key(beat.values[lane]))]
                 lane_reads[bank].append(hist_r.data)
                 count_reads[bank].append((hist_w, count_r.data))
         for lane in range(width):
@@ -271,10 +275,11 @@ class GlobalWideKWTA(wiring.Component):
         # The scan: each cycle selects one count into ``picked``; the next compares it.
         coarse_count = Mux(drain_bank, Cat(*counters[1]).word_select(coarse_at, count_shape.width),
                            Cat(*counters[0]).word_select(coarse_at, count_shape.width))
-        # The fine level takes a stage more: the lanes' bins are read into ``fine_read``
-        # (``read_bin``, ``read_valid``), and a cycle later their sum is picked, so the deep
-        # histogram read and the adder are not one path.
-        fine_read = [Signal(count_shape, name=f"fine_read{lane}") for lane in range(width)]
+        # The fine level takes a stage more: the lanes' bins are read through the synchronous
+        # ports (``read_bin``, ``read_valid``), and a cycle later their sum is picked, so the
+        # deep histogram read, the bank's choice and the adder are not one path.
+        fine_read = [Mux(drain_bank, lane_reads[1][lane], lane_reads[0][lane])
+                     for lane in range(width)]
         read_bin, read_valid = Signal(fine_bits), Signal()
         fine_count = fine_read[0]
         for lane_count in fine_read[1:]:
@@ -288,15 +293,21 @@ class GlobalWideKWTA(wiring.Component):
                 m.d.sync += [picked.eq(coarse_count), picked_bin.eq(coarse_at),
                              picked_valid.eq(1), coarse_at.eq(coarse_at - 1)]
                 # The lowest bin holds every remaining value of a well-formed input.
+                # The fine scan's first bin if ``picked_bin`` is the one found (the address is
+                # unused until then, so it does not wait for the compare).
+                for bank in range(2):
+                    with m.If(drain_bank == bank):
+                        m.d.sync += fine_addr[bank].eq(Cat(Const(-1, fine_bits),
+                                                           picked_bin[:coarse_bits]))
                 with m.If(found | (picked_valid & (picked_bin == 0))):
                     m.d.sync += [state.eq(2), found_coarse.eq(picked_bin), fine_at.eq(-1),
                                  picked_valid.eq(0)]
                 with m.Elif(picked_valid):
                     m.d.sync += need.eq(need - picked)
             with m.Case(2):
-                m.d.sync += [fine_read[lane].eq(Mux(drain_bank, lane_reads[1][lane],
-                                                    lane_reads[0][lane]))
-                             for lane in range(width)]
+                for bank in range(2):
+                    with m.If(drain_bank == bank):
+                        m.d.sync += fine_addr[bank][:fine_bits].eq(fine_at - 1)
                 m.d.sync += [read_bin.eq(fine_at), read_valid.eq(1), fine_at.eq(fine_at - 1),
                              picked.eq(fine_count), picked_bin.eq(read_bin),
                              picked_valid.eq(read_valid)]
