@@ -39,6 +39,19 @@ from pathlib import Path
 import numpy as np
 
 
+def _engine(stage, index: int, cfg, last: bool) -> str:
+    """The engine's name in the breakdown: window, ring (a conv engine with a row window),
+    buffered (a conv engine holding the whole map), global (a linear engine before a global
+    k-WTA) or linear."""
+    from cosparse.hw.top import position_major_input
+    from cosparse.sw.netspec import Conv2d
+    if isinstance(stage.layer, Conv2d):
+        if cfg.engine == "window":
+            return "window"
+        return "ring" if position_major_input(stage, index) else "buffered"
+    return "linear" if last or stage.kwta is None else "global"
+
+
 def breakdown(prof, config) -> dict:
     """Per packed layer: multipliers, own cycles, useful / issued / idle multiplier-cycles."""
     from cosparse.hw import cost
@@ -62,7 +75,8 @@ def breakdown(prof, config) -> dict:
         else:
             issued = items * cfg.lanes
         total = mults * interval
-        rows.append({"layer": layer.name, "engine": lc["kind"], "multipliers": mults,
+        rows.append({"layer": layer.name, "engine": _engine(stage, index, cfg, lc["last"]),
+                     "multipliers": mults,
                      "cycles": float(np.mean(lc["cycles"])), "useful": stats[layer.name],
                      "issued": issued, "mult_cycles": total, "idle": total - issued,
                      "utilisation": stats[layer.name] / total})

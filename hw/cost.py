@@ -117,7 +117,7 @@ def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int =
         steps = search_cycles(stage.kwta.frac_bits, cfg.search_bits) - 1
         after = _emit_cycles(out, False, steps).astype(float)
     return {"cycles": np.asarray(c["cycles"], float), "after": after, "last": last,
-            "multipliers": cfg.multipliers(layer),
+            "accumulate": np.asarray(c["accumulate"], float), "multipliers": cfg.multipliers(layer),
             "timing": latency_model.stage_timing(prof, index, cfg, input_width, cycles=c)}
 
 
