@@ -276,6 +276,14 @@ BRAM_SHAPES = tuple((32768 >> i, w, 1.0) for i, w in enumerate((1, 2, 4, 9, 18, 
 #: memories to RAMB18/RAMB36 (bench/results/resources-default.json).
 LUTRAM_DEPTH = 64
 
+#: A linear engine's lane accumulators stay in distributed RAM up to this many words a lane
+#: (measured at 140, the default's fc1, and 8, its fc2; deeper ones are assumed block RAM),
+#: at this many LUTs per accumulator bit, RAM32M16 and read multiplexers together (fitted to
+#: the default's fc1: 5,172 LUT over the rest of the model for 64,680 bits,
+#: bench/results/resources-default.json).
+LANE_LUTRAM_DEPTH = 256
+LANE_LUTRAM_LUT_PER_BIT = 0.08
+
 
 def _bram36(depth: int, width: int, copies: int = 1) -> float:
     """RAMB36 of ``copies`` memories of ``depth`` words x ``width`` bits: the cheapest tiling
@@ -333,11 +341,17 @@ def unit_resources(prof_or_spec, index: int, cfg: LayerConfig) -> dict:
     else:
         depth = layer.fan_in * passes
         bits = weight_memory_bits(layer, passes, cfg.lanes, 1, False)
-        # hw/engine/router.py: per lane two buffers of passes x n sums, width to a word;
-        # yosys puts a lane's two buffers in one block RAM (the default's fc1: 11 lanes, 11).
+        # hw/engine/router.py: per lane two buffers of passes x n sums, width to a word. With
+        # the read-modify-write pipelined (two read ports: the add's and the drain's) yosys
+        # puts them in distributed RAM (RAM32M16) up to LANE_LUTRAM_DEPTH words: the default's
+        # fc1, 140 words of 42 bits a lane, 264 RAM32M16 and their read multiplexers.
         sums = passes * layer.n
-        engine["bram36"] = _bram36(depth, bits // max(1, depth)) + \
-            _bram36(2 * sums // cfg.width, cfg.width * cfg.acc_bits, cfg.lanes)
+        words = 2 * sums // cfg.width
+        engine["bram36"] = _bram36(depth, bits // max(1, depth))
+        if words <= LANE_LUTRAM_DEPTH:
+            engine["lut"] += LANE_LUTRAM_LUT_PER_BIT * 2 * sums * cfg.acc_bits * cfg.lanes
+        else:
+            engine["bram36"] += _bram36(words, cfg.width * cfg.acc_bits, cfg.lanes)
     after = {r: 0.0 for r in RESOURCES}
     if stage.kwta is not None and stage.kwta.mode == "local":
         channels_k = stage.out_shape[0]
