@@ -31,20 +31,13 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer, with_timeout
 
+from .result_word import unpack_result
+
 PERIOD_NS = 10
 
 
 def _u(handle) -> int:
     return handle.value.to_unsigned()
-
-
-def _logits(word: int, classes: int):
-    logits = []
-    for k in range(classes):
-        v = (word >> (32 * k)) & 0xFFFFFFFF
-        logits.append(v - (1 << 32) if v >> 31 else v)
-    cls = (word >> (32 * classes)) & ((1 << max(1, (classes - 1).bit_length())) - 1)
-    return logits, cls
 
 
 class _Bench:
@@ -130,7 +123,7 @@ class _Bench:
                 await RisingEdge(dut.m_axis_tvalid)
                 await FallingEdge(dut.clk)
             cycle = self.cycles()
-            logits, cls = _logits(_u(dut.m_axis_tdata), self.classes)
+            logits, cls = unpack_result(_u(dut.m_axis_tdata), self.classes)
             error = int(dut.error.value)
             await RisingEdge(dut.clk)
             await FallingEdge(dut.clk)

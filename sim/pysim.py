@@ -29,6 +29,7 @@ from ..hw.axis_top import AxisNetwork
 from ..sw import golden
 from ..sw.netspec import NetSpec
 from .build import BEAT_BYTES
+from .result_word import unpack_result
 
 __all__ = ["measure"]
 
@@ -39,15 +40,6 @@ def _beats(x: np.ndarray, beat_bytes: int) -> list:
     chunks = [raw[i:i + beat_bytes] for i in range(0, len(raw), beat_bytes)]
     return [(int.from_bytes(c.ljust(beat_bytes, b"\0"), "little"), int(j == len(chunks) - 1))
             for j, c in enumerate(chunks)]
-
-
-def _logits(word: int, classes: int):
-    logits = []
-    for k in range(classes):
-        v = (word >> (32 * k)) & 0xFFFFFFFF
-        logits.append(v - (1 << 32) if v >> 31 else v)
-    cls = (word >> (32 * classes)) & ((1 << max(1, (classes - 1).bit_length())) - 1)
-    return logits, cls
 
 
 def measure(spec: NetSpec, inputs, config=None, *, max_cycles: int = 2_000_000) -> dict:
@@ -105,7 +97,7 @@ def measure(spec: NetSpec, inputs, config=None, *, max_cycles: int = 2_000_000) 
                     dut.cycles, dut.m_axis_tvalid, dut.m_axis_tdata, dut.error)
                 elapsed += 1
                 if valid:
-                    got[phase].append((int(cycle), _logits(int(data), classes)))
+                    got[phase].append((int(cycle), unpack_result(int(data), classes)))
                     got["error"] |= bool(error)
                 elif elapsed > max_cycles:
                     raise RuntimeError(f"the design gave {len(got['latency'])} + "
