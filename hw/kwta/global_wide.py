@@ -202,24 +202,31 @@ class GlobalWideKWTA(wiring.Component):
             with m.Elif(delta_valid & (delta_bank == bank)):
                 m.d.sync += [c.eq(c + d) for c, d in zip(counters[bank], deltas)]
 
-        # Count, two stages per lane: a value taken reads its bin through a synchronous port; a
-        # cycle later the bin is written with its count + 1, so no memory read lies on the path
-        # into the count written. A lane's value equal to the one it took in the cycle before
-        # read its bin while that count was being written, so it takes the count written
-        # instead (``repeat``). The last beat's counts are written in the cycle its bank
-        # passes to the drain side, whose scan reads no fine bin before two cycles later.
+        # Count, three stages per lane. A value taken is registered first (``taken_key``): the
+        # key addresses every bin of both banks' histograms, a fan-out that must start at a
+        # register of its own beside them, not at the drain in front of this unit. The next
+        # cycle it reads its bin through a synchronous port; a cycle later the bin is written
+        # with its count + 1, so no memory read lies on the path into the count written. A
+        # lane's value equal to the one before it read its bin while that count was being
+        # written, so it takes the count written instead (``repeat``). The last beat's counts
+        # are written two cycles after its bank passes to the drain side, whose scan reads no
+        # fine bin before three cycles later.
+        taken = [Signal(name=f"taken{lane}") for lane in range(width)]
+        taken_key = [Signal(bits, name=f"taken_key{lane}") for lane in range(width)]
+        taken_bank = Signal()
         counting = [Signal(name=f"counting{lane}") for lane in range(width)]
         counting_key = [Signal(bits, name=f"counting_key{lane}") for lane in range(width)]
         repeat = [Signal(name=f"repeat{lane}") for lane in range(width)]
         written = [Signal(count_shape, name=f"written{lane}") for lane in range(width)]
         counting_bank = Signal()
-        m.d.sync += counting_bank.eq(fill_bank)
+        m.d.sync += [taken_bank.eq(fill_bank), counting_bank.eq(taken_bank)]
         for lane in range(width):
-            value_key = key(beat.values[lane])
-            m.d.sync += [counting[lane].eq(fill & fill_valid[lane]),
-                         counting_key[lane].eq(value_key),
-                         repeat[lane].eq(counting[lane] & (counting_bank == fill_bank)
-                                         & (counting_key[lane] == value_key))]
+            m.d.sync += [taken[lane].eq(fill & fill_valid[lane]),
+                         taken_key[lane].eq(key(beat.values[lane])),
+                         counting[lane].eq(taken[lane]),
+                         counting_key[lane].eq(taken_key[lane]),
+                         repeat[lane].eq(counting[lane] & (counting_bank == taken_bank)
+                                         & (counting_key[lane] == taken_key[lane]))]
 
         # Emit pass state: the buffer word on the read port waits for the emitter.
         reading = Signal()
@@ -254,7 +261,7 @@ class GlobalWideKWTA(wiring.Component):
                 # The fine scan and the count each read through a synchronous port of their own.
                 hist_w, hist_r, count_r = hist.write_port(), hist.read_port(), hist.read_port()
                 m.d.comb += [hist_r.addr.eq(fine_addr[bank]),
-                             count_r.addr.eq(key(beat.values[lane]))]
+                             count_r.addr.eq(taken_key[lane])]
                 lane_reads[bank].append(hist_r.data)
                 count_reads[bank].append((hist_w, count_r.data))
         for lane in range(width):
