@@ -264,20 +264,31 @@ class GlobalWideKWTA(wiring.Component):
                              count_r.addr.eq(taken_key[lane])]
                 lane_reads[bank].append(hist_r.data)
                 count_reads[bank].append((hist_w, count_r.data))
+        # Each write port's choice comes from registers: whether the lane counts into this bank
+        # (``count_into``, decided a stage ahead) or else writes a zero, the wipe after reset or
+        # the emit's clear, both registered a cycle before they reach the memory
+        # (``zero_addr``, ``zero_en``). The choice drives the address of every bin of the bank,
+        # and its fan-out, not the logic in front of it, is the longest path into the memory.
+        # A delayed clear is harmless: a bank cleared by the emit is counted into again no
+        # earlier than two cycles after its release, and the fill waits for the wipe.
+        count_into = [[Signal(name=f"count_into{bank}_{lane}") for lane in range(width)]
+                      for bank in range(2)]
+        zero_addr = [Signal(bits, name=f"zero_addr{lane}") for lane in range(width)]
+        zero_en = [Signal(name=f"zero_en{bank}") for bank in range(2)]
+        for bank in range(2):
+            m.d.sync += zero_en[bank].eq(wiping | (clear_en & full[bank] & (drain_bank == bank)))
         for lane in range(width):
             counted = Mux(repeat[lane], written[lane],
                           Mux(counting_bank, count_reads[1][lane][1], count_reads[0][lane][1])) + 1
-            m.d.sync += written[lane].eq(counted)
+            m.d.sync += [written[lane].eq(counted),
+                         zero_addr[lane].eq(Mux(wiping, wipe_at, clear_addr[lane]))]
             for bank in range(2):
                 hist_w = count_reads[bank][lane][0]
-                with m.If(wiping):  # after reset: every bin to 0, whatever was counted
-                    m.d.comb += [hist_w.addr.eq(wipe_at), hist_w.data.eq(0), hist_w.en.eq(1)]
-                with m.Elif(counting[lane] & (counting_bank == bank)):  # fill side: count
-                    m.d.comb += [hist_w.addr.eq(counting_key[lane]), hist_w.data.eq(counted),
-                                 hist_w.en.eq(1)]
-                with m.Else():  # drain side: the emit clears
-                    m.d.comb += [hist_w.addr.eq(clear_addr[lane]), hist_w.data.eq(0),
-                                 hist_w.en.eq(clear_en & full[bank] & (drain_bank == bank))]
+                m.d.sync += count_into[bank][lane].eq(taken[lane] & (taken_bank == bank))
+                m.d.comb += [
+                    hist_w.addr.eq(Mux(count_into[bank][lane], counting_key[lane], zero_addr[lane])),
+                    hist_w.data.eq(Mux(count_into[bank][lane], counted, 0)),
+                    hist_w.en.eq(count_into[bank][lane] | zero_en[bank])]
 
         # The scan: each cycle selects one count into ``picked``; the next compares it.
         coarse_count = Mux(drain_bank, Cat(*counters[1]).word_select(coarse_at, count_shape.width),

@@ -83,6 +83,15 @@ def test_harness_errors():
 
     with pytest.raises(ValueError, match="no outputs"):
         RegisteredHarness(NoOutputs())
+    with pytest.raises(ValueError, match="global_buffer must be 'DCCA'"):
+        RegisteredHarness(Adder(), global_buffer="BUFG")
+
+
+def test_harness_puts_the_reset_on_a_global_buffer():
+    from amaranth.back import rtlil
+    text = rtlil.convert(RegisteredHarness(Adder(), global_buffer="DCCA"), name="top")
+    assert "cell \\DCCA" in text
+    assert "DCCA" not in rtlil.convert(RegisteredHarness(Adder()), name="top")
 
 
 def test_scaled_gsc_has_the_gsc_layer_order():
@@ -311,6 +320,7 @@ def test_unit_timing_on_ecp5(tmp_path):
     assert report["fmax_mhz"] > 0 and report["clock_target_mhz"] == 100.0
     assert report["utilisation"]["TRELLIS_COMB"]["used"] > 0
     assert report["utilisation"]["TRELLIS_COMB"]["available"] == 83640
+    assert report["utilisation"]["DCCA"]["used"] == 2  # the clock and the reset
     path = report["critical_path"]
     assert path["delay_ns"] > 0 and 1000 / path["delay_ns"] >= report["fmax_mhz"] * 0.9
     assert json.loads((tmp_path / "timing.json").read_text()) == report
