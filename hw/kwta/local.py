@@ -33,7 +33,7 @@ the threshold grow by ``f`` bits, and ``C`` rounding adders of ``9 + f``
 bits sit before the output register. None of that exists for ``f = 0``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -93,25 +93,16 @@ def _check_kwta(shape, k, skip_zeros, dims):
 
 
 def count_ones(bits):
-    """Number of set bits of ``bits`` (a list of 1-bit values), built from full and half
-    adders as plain logic (no carry chain), for the small groups counted below."""
-    columns = [list(bits)]
-    weight = 0
-    while weight < len(columns):
-        column = columns[weight]
-        while len(column) > 1:
-            if weight + 1 == len(columns):
-                columns.append([])
-            if len(column) >= 3:
-                a, b, c = column.pop(), column.pop(), column.pop()
-                column.insert(0, a ^ b ^ c)
-                columns[weight + 1].append((a & b) | (a & c) | (b & c))
-            else:
-                a, b = column.pop(), column.pop()
-                column.insert(0, a ^ b)
-                columns[weight + 1].append(a & b)
-        weight += 1
-    return Cat(*[column[0] if column else Const(0, 1) for column in columns])
+    """Number of set bits of ``bits`` (a list of 1-bit values), for the small groups counted
+    below: the bits summed pairwise, a balanced tree of small adders.
+
+    Written as adders, not as a network of full- and half-adder gates: the generated Verilog
+    then holds one line per adder instead of one per gate (a local k-WTA of the default
+    network: 0.9 MB instead of 2.7 MB), and synthesis maps the adders onto carry chains
+    at no more logic levels (``python bench/unit_depth.py --only kwta_local``: 7 either way).
+    """
+    values = [Value.cast(bit).as_unsigned() for bit in bits] or [Const(0, 1)]
+    return _sum_tree(values, ceil_log2(len(values)))[0]
 
 
 def _sum_tree(values, rounds):
