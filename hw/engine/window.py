@@ -57,14 +57,12 @@ one-position-per-cycle writer (the default GSC network at fewer winners:
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...sw.netspec.layers import EMPTY_SLOT
 from ..layouts import dense_vector_layout, sparse_layout, value_shape
-from ..requant import VectorRequantiser
-from .pool import VectorPool
+from .position_out import CreditedOutput
 
 __all__ = ["WindowConvEngine", "window_cycles", "window_geometry"]
 
@@ -460,39 +458,19 @@ class WindowConvEngine(wiring.Component):
             lastd = reg(lastd, 1, f"last{level + 3}")
         m.d.sync += regs
 
-        # ---- requantisation and pool, as PositionDrain feeds them -------------------------
-        rq = layer.requant
-        width = lanes * n
-        m.submodules.requant = requant = VectorRequantiser(
-            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
-            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
-            frac_bits=rq.frac_bits)
-        m.submodules.pool = vpool = VectorPool(layer.out_channels, width, passes, pool * pool,
-                                               frac_bits=rq.frac_bits)
-        # The sums enter a FIFO before requantisation. A pass enters the data path only with a
-        # credit, a FIFO slot no pass in flight has claimed: the data path then never stalls,
-        # and requantisation's ready drives only the credit count, not every pipeline register.
-        # Deep enough for the passes in flight from credit to pop (stages + 4), so a
-        # requantiser that never stalls never runs out of credits.
-        result = Signal.like(requant.i.payload)
-        for e, total in sums:
-            m.d.comb += result.a[e].eq(total)
-        m.d.comb += [result.slice.eq(qd), result.last.eq(lastd)]
+        # ---- requantisation and pool, as PositionDrain feeds them, behind a credit FIFO
+        # deep enough for the passes in flight from credit to pop (stages + 4), so a
+        # requantiser that never stalls never runs out of credits --------------------------
         depth = levels + 6
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()), depth=depth)
-        credit = Signal(range(depth + 1), init=depth)
-        popped = fifo.r_stream.valid & fifo.r_stream.ready
-        m.d.sync += credit.eq(credit - (cvalid & advance) + popped)
-        m.d.comb += [advance.eq(credit != 0),
-                     fifo.w_stream.valid.eq(valid), fifo.w_stream.payload.eq(result),
-                     requant.i.valid.eq(fifo.r_stream.valid),
-                     requant.i.payload.eq(fifo.r_stream.payload),
-                     fifo.r_stream.ready.eq(requant.i.ready)]
-        wiring.connect(m, requant.o, vpool.i)
-        wiring.connect(m, vpool.o, wiring.flipped(self.o))
+        out = CreditedOutput(m, layer, lanes, passes, pool, self._acc_bits, depth,
+                             wiring.flipped(self.o))
+        for e, total in sums:
+            m.d.comb += out.result.a[e].eq(total)
+        m.d.comb += [out.result.slice.eq(qd), out.result.last.eq(lastd), out.valid.eq(valid),
+                     out.claim.eq(cvalid & advance), advance.eq(out.ready)]
 
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
                                  | (lpx != 0) | (at != 0) | full | issued | r_valid | cvalid
-                                 | (credit != depth))
+                                 | ~out.idle)
         m.d.comb += self.work.eq(advance & cvalid)
         return m
