@@ -63,7 +63,7 @@ from ..layouts import coordinate_bits, dense_vector_layout, sparse_layout, value
 from .position_out import CreditedOutput
 from .window import WindowConvEngine, _lut, _signed_bits, window_geometry
 
-__all__ = ["GatherConvEngine", "gather_cycles", "gather_writes"]
+__all__ = ["GatherConvEngine", "gather_cycles", "gather_writes", "gather_memories"]
 
 
 def gather_writes(x: np.ndarray) -> np.ndarray:
@@ -80,6 +80,26 @@ def gather_cycles(layer, pool: int, passes: int, offsets: int, writes) -> int:
     _, ho, wo = layer.out_shape
     walk = ho * wo * passes * -(-layer.kernel ** 2 // offsets)
     return np.maximum(writes, walk)
+
+
+def _slot_bits(c: int, k: int) -> int:
+    """Bits of one line-buffer lane: a slot's channel and int8 value, or the count."""
+    return max(coordinate_bits(c) + 8, ceil_log2(k + 1))
+
+
+def gather_memories(layer, config, k: int, pool: int) -> list:
+    """``(depth, width, copies)`` of a gather engine's memories: the line buffer (a ring of
+    input rows, columns rounded up to a power of two; a copy per offset read a cycle) and
+    the weight ROM (``passes x K*K`` rows of the channels rounded up to a power of two,
+    ``lanes`` weights and kernel ids a word; a copy per (offset, winner) pair)."""
+    c, _, w = layer.in_shape
+    ring = window_geometry(layer, pool)["ring"]
+    passes = config.passes(layer.groups)
+    kid_bits = ceil_log2(layer.n)
+    lines = (ring << coordinate_bits(w), _slot_bits(c, k) * (k + 1), config.offsets)
+    rom = (passes * layer.kernel ** 2 << coordinate_bits(c),
+           config.lanes * (int(layer.weight_bits) + kid_bits), config.offsets * k)
+    return [lines, rom]
 
 
 class GatherConvEngine(wiring.Component):
@@ -207,7 +227,7 @@ class GatherConvEngine(wiring.Component):
         # ---- line buffer: word (ring row, column) = k slots (channel, value) and a count,
         # each a lane of ``g`` bits so one beat writes its slot and the count alone -----------
         slot_bits = ch_bits + 8
-        g = max(slot_bits, ceil_log2(k + 1))
+        g = _slot_bits(c, k)
         m.submodules.lines = lines = Memory(shape=unsigned(g * (k + 1)),
                                             depth=ring << col_bits, init=[])
         wport = lines.write_port(granularity=g)

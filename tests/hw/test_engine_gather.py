@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from amaranth import signed
 
-from cosparse.hw.config import LayerConfig, accumulator_bits
+from cosparse.hw.config import HwConfig, LayerConfig, accumulator_bits
 from cosparse.hw.engine.gather import GatherConvEngine, gather_cycles, gather_writes
-from cosparse.hw.top import plan
+from cosparse.hw.generate import generate, summary
+from cosparse.hw.top import Network, plan
 from cosparse.sw import golden
 from cosparse.sw.netspec import Conv2d, random_inputs, random_netspec
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _engine_util import end_cycles, run_stream_bench  # noqa: E402
+from _net_util import run_network  # noqa: E402
 from test_engine import as_vectors, conv_expected, conv_layer, widened  # noqa: E402
 
 
@@ -159,3 +161,63 @@ def test_bad_parameters_name_the_fix():
         GatherConvEngine(dataclasses.replace(layer, requant=None), good, k=2)
     with pytest.raises(TypeError, match="layer must be a Conv2d"):
         GatherConvEngine("conv", good, k=2)
+
+
+def gather_config(spec, rng, index):
+    """The default config of ``spec`` with packed layer ``index`` a gather engine of random
+    lanes and offsets per cycle."""
+    layer = spec.packed_layers[index]
+    config = HwConfig.default_for(spec)
+    gather = dataclasses.replace(config.layers[index], engine="gather",
+                                 lanes=int(rng.integers(1, layer.groups + 1)),
+                                 offsets=int(rng.integers(1, layer.kernel ** 2 + 1)))
+    layers = list(config.layers)
+    layers[index] = gather
+    return dataclasses.replace(config, layers=tuple(layers))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_through_the_top_bit_exact(seed):
+    """A random network with its second conv (after a local k-WTA) as a gather engine, whole
+    through the top in Amaranth's simulator: bit-exact with the golden model; the summary
+    counts its ``lanes x offsets x k`` multipliers and its cycles from gather_cycles, and
+    the config survives its JSON form."""
+    rng = np.random.default_rng(seed)
+    spec, stage, kwta = after_local_kwta(seed)
+    config = gather_config(spec, rng, 1)
+    xs = random_inputs(spec, 3, seed=seed)
+    logits, classes, busy, _ = run_network(generate(spec, config), xs, seed=seed)
+    expected = golden.run(spec, xs)
+    np.testing.assert_array_equal(logits, expected.logits)
+    np.testing.assert_array_equal(classes, expected.predictions)
+    assert all(b > 0 for b in busy)
+    cfg = config.layers[1]
+    row = summary(spec, config, inputs=xs)["layers"][1]
+    assert (row["engine"], row["accumulators"]) == ("gather", "none")
+    assert row["multipliers"] == cfg.lanes * cfg.offsets * kwta.k
+    walk = int(np.prod(stage.layer.out_shape[1:])) * cfg.passes(stage.layer.groups) \
+        * -(-stage.layer.kernel ** 2 // cfg.offsets)
+    x_in = golden.run(spec, xs).activations[kwta.name]
+    assert row["cycles_per_input"] == np.mean(np.maximum(gather_writes(x_in), walk))
+    assert HwConfig.from_dict(config.to_dict(spec), spec) == config
+
+
+def test_config_errors_name_the_fix():
+    """gather only right after a local k-WTA, offsets 1 to K*K, not in the dense baseline."""
+    rng = np.random.default_rng(1)
+    spec, _, _ = after_local_kwta(1)
+    first = spec.packed_layers[0].name
+    with pytest.raises(ValueError, match=f"layer '{first}': engine 'gather' builds only a "
+                                         f"conv2d right after a local k-WTA"):
+        HwConfig.from_dict({"layers": {first: {"engine": "gather"}}}, spec)
+    second = spec.packed_layers[1]
+    kk = second.kernel ** 2
+    with pytest.raises(ValueError, match=rf"offsets of a gather engine \(kernel offsets per "
+                                         rf"cycle\) must be 1 to K\*K = {kk}, got {kk + 1}"):
+        HwConfig.from_dict({"layers": {second.name: {"engine": "gather", "offsets": kk + 1}}},
+                           spec)
+    config = gather_config(spec, rng, 1)
+    with pytest.raises(ValueError, match="dense baseline"):
+        Network(spec, config, skip_zeros=False)
+    with pytest.raises(ValueError, match="need the k of the local k-WTA"):
+        config.layers[1].multipliers(second)
