@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from amaranth import signed
 
+from cosparse.hw import cost
 from cosparse.hw.config import HwConfig, LayerConfig, accumulator_bits
 from cosparse.hw.engine.gather import GatherConvEngine, gather_cycles, gather_writes
+from cosparse.hw.explore import layer_options
 from cosparse.hw.generate import generate, summary
 from cosparse.hw.top import Network, plan
 from cosparse.sw import golden
@@ -221,3 +223,26 @@ def test_config_errors_name_the_fix():
         Network(spec, config, skip_zeros=False)
     with pytest.raises(ValueError, match="need the k of the local k-WTA"):
         config.layers[1].multipliers(second)
+
+
+def test_explorer_offers_it_and_the_cost_model_counts_it():
+    """The explorer offers a gather engine (every offset count 1 to K*K) for a conv layer
+    right after a local k-WTA and for no other; the cost model counts its ``lanes x offsets
+    x k`` multipliers, gather_cycles and its memories."""
+    spec, stage, kwta = after_local_kwta(0)
+    default = HwConfig.default_for(spec)
+    options = layer_options(spec, 1, default.layers[1], default)
+    gathers = [o for o in options if o.engine == "gather"]
+    kk = stage.layer.kernel ** 2
+    assert {o.offsets for o in gathers} == set(range(1, kk + 1))
+    assert all(o.engine != "gather" for o in layer_options(spec, 0, default.layers[0], default))
+    prof = cost.profile(spec, count=2)
+    option = gathers[-1]
+    c = cost.layer_cycles(prof, 1, option)
+    assert c["multipliers"] == option.lanes * option.offsets * kwta.k
+    writes = gather_writes(prof.x_in[1])
+    assert c["cycles"].tolist() == gather_cycles(stage.layer, stage.pool,
+                                                 option.passes(stage.layer.groups),
+                                                 option.offsets, writes).tolist()
+    res = cost.unit_resources(prof, 1, option)["engine"]
+    assert res["dsp"] == option.lanes * option.offsets * kwta.k + option.lanes * stage.layer.n
