@@ -61,7 +61,8 @@ import numpy as np
 from ...sw.netspec.layers import EMPTY_SLOT
 from ..layouts import coordinate_bits, dense_vector_layout, sparse_layout, value_shape
 from .position_out import CreditedOutput
-from .window import WindowConvEngine, _lut, _signed_bits, window_geometry
+from .window import (WindowConvEngine, _lut, _signed_bits, check_output_stationary,
+                     lane_bias, pipeline_registers, window_geometry)
 
 __all__ = ["GatherConvEngine", "gather_cycles", "gather_writes", "gather_memories"]
 
@@ -133,29 +134,15 @@ class GatherConvEngine(wiring.Component):
         if getattr(layer, "kind", None) != "conv2d":
             raise TypeError(f"layer must be a Conv2d, got {type(layer).__name__}")
         c, h, w = layer.in_shape
-        if layer.requant is None:
-            raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
-                             f"is not built")
+        check_output_stationary(layer, config, pool)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= c:
             raise ValueError(f"layer {layer.name!r}: k (beats per input position) must be an "
                              f"integer in [1, {c}] (the input's channels), got {k!r}")
-        _, ho, wo = layer.out_shape
-        if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1 \
-                or ho % pool or wo % pool:
-            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
-                             f"the output {(ho, wo)}, got {pool!r}")
         lanes, offsets = config.lanes, config.offsets
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
-                             f"got {lanes!r}")
         kk = layer.kernel ** 2
         if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= kk:
             raise ValueError(f"layer {layer.name!r}: offsets (kernel offsets per cycle) must be "
                              f"an integer in [1, {kk}] (K*K), got {offsets!r}")
-        bound = layer.accumulator_bound()
-        if not isinstance(config.acc_bits, int) or _signed_bits(bound) > config.acc_bits:
-            raise ValueError(f"layer {layer.name!r}: acc_bits = {config.acc_bits!r} cannot hold "
-                             f"the accumulator bound {bound}")
         self._layer, self._lanes, self._offsets, self._k, self._pool = \
             layer, lanes, offsets, k, pool
         self._acc_bits = config.acc_bits
@@ -199,15 +186,6 @@ class GatherConvEngine(wiring.Component):
                         word |= field << (lane * (wbits + kbits))
                     words[(q * kk + f) * cpad + ch] = word
         return words
-
-    def _bias(self, lane, j):
-        """Bias of sum ``j`` of ``lane`` in each pass (0 past the last channel)."""
-        layer = self._layer
-        values = []
-        for q in range(self._passes):
-            channel = (q * self._lanes + lane) * layer.n + j
-            values.append(int(layer.bias[channel]) if channel < layer.out_channels else 0)
-        return values
 
     # -- elaboration -----------------------------------------------------------------------
 
@@ -327,12 +305,7 @@ class GatherConvEngine(wiring.Component):
         m.d.sync += [held.eq(held + (opening & begin) - freed), lead.eq(lead + written - finished)]
 
         # ---- data path: registers that advance every cycle (no enable) ---------------------
-        regs = []
-
-        def reg(value, shape, name):
-            r = Signal(shape, name=name)
-            regs.append(r.eq(value))
-            return r
+        reg, regs = pipeline_registers()
 
         def delay(value, shape, name, cycles):
             for d in range(cycles):
@@ -433,7 +406,7 @@ class GatherConvEngine(wiring.Component):
         acc_shape = signed(self._acc_bits)
         for lane in range(lanes):
             for j in range(n):
-                bias = self._bias(lane, j)
+                bias = lane_bias(self._layer, self._lanes, self._passes, lane, j)
                 shape = signed(_signed_bits(max(1, max(map(abs, bias)))))
                 start = Const(bias[0], shape) if len(set(bias)) == 1 else \
                     Array(Const(v, shape) for v in bias)[qe]

@@ -20,7 +20,7 @@ from cosparse.sw.netspec import Conv2d, random_inputs, random_netspec
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _engine_util import end_cycles, run_stream_bench  # noqa: E402
+from _engine_util import check_vector_stream, end_cycles  # noqa: E402
 from _net_util import run_network  # noqa: E402
 from test_engine import as_vectors, conv_expected, conv_layer, widened  # noqa: E402
 
@@ -66,11 +66,7 @@ def check(engine, layer, pool, xs, seed, stall=0.3):
     for x in xs:
         beats += winner_beats(x, rng)
         expected += as_vectors(conv_expected(layer, x, pool), layer.out_channels)
-    got, _ = run_stream_bench(engine, beats, len(expected), stall=stall, seed=seed)
-    assert [[int(v) for v in o.values] for o in got] == expected
-    per_input = len(expected) // len(xs)
-    assert [i for i, o in enumerate(got) if o.last] == [per_input * (i + 1) - 1
-                                                         for i in range(len(xs))]
+    check_vector_stream(engine, beats, expected, len(xs), stall=stall, seed=seed)
 
 
 def after_local_kwta(seed):
