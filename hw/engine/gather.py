@@ -23,8 +23,8 @@ stage)::
 
     sparse in (<= k beats a position, raster order) -> line buffer (ring of input rows,
       one word per position: k (channel, value) slots and a count)
-      -> offsets reads (one port each) -> offsets x k pairs, masked outside the map and
-         past the count -> weight ROM, one read port per pair (lanes x (weight, kernel id))
+      -> offsets reads (a line-buffer copy each) -> offsets x k pairs, masked outside the
+         map and past the count -> weight ROM, a copy per pair (lanes x (weight, kernel id))
       -> lanes x offsets x k products -> per-kernel masked adder trees
       -> accumulators (+ bias at a position's first cycle)
       -> FIFO -> VectorRequantiser -> VectorPool -> dense vector out
@@ -203,13 +203,16 @@ class GatherConvEngine(wiring.Component):
         ring_bits, col_bits, ch_bits = ceil_log2(ring), coordinate_bits(w), coordinate_bits(c)
 
         # ---- line buffer: word (ring row, column) = k slots (channel, value) and a count,
-        # each a lane of ``g`` bits so one beat writes its slot and the count alone -----------
+        # each a lane of ``g`` bits so one beat writes its slot and the count alone; one
+        # copy per offset read a cycle, each a simple dual-port memory, all written alike --
         slot_bits = ch_bits + 8
         g = _slot_bits(c, k)
-        m.submodules.lines = lines = Memory(shape=unsigned(g * (k + 1)),
-                                            depth=ring << col_bits, init=[])
-        wport = lines.write_port(granularity=g)
-        rports = [lines.read_port() for _ in range(offsets)]
+        wports, rports = [], []
+        for i in range(offsets):
+            lines = Memory(shape=unsigned(g * (k + 1)), depth=ring << col_bits, init=[])
+            m.submodules[f"lines_{i}"] = lines
+            wports.append(lines.write_port(granularity=g))
+            rports.append(lines.read_port())
 
         # ---- writer: one beat a cycle into its slot; a position without one: count 0 ------
         wy, wx = Signal(range(h)), Signal(range(w))  # P: the position last opened
@@ -237,11 +240,12 @@ class GatherConvEngine(wiring.Component):
         m.d.comb += enable.eq(Mux(take, Const(1, k + 1) << write_slot, 0) | (1 << k))
         row = Mux(opening & begin, prow + 1, prow)[:ring_bits]
         lane_data = Cat(beat.c, beat.value, Const(0, g - slot_bits))
-        m.d.comb += [
-            wport.addr.eq(Cat(Mux(same, wx, tx)[:col_bits], row)),
-            wport.data.eq(Cat(*[lane_data] * k, count)),
-            wport.en.eq(Mux(same | opening, enable, 0)),
-        ]
+        for wport in wports:
+            m.d.comb += [
+                wport.addr.eq(Cat(Mux(same, wx, tx)[:col_bits], row)),
+                wport.data.eq(Cat(*[lane_data] * k, count)),
+                wport.en.eq(Mux(same | opening, enable, 0)),
+            ]
         at_end = Mux(same, wy == h - 1, ty == h - 1) & Mux(same, wx == w - 1, tx == w - 1)
         written = Signal()  # this input's final position is written
         m.d.comb += written.eq((same | opening) & at_end & (tail | (take & beat.last)))
@@ -363,14 +367,16 @@ class GatherConvEngine(wiring.Component):
                               reg(Mux(keep, lane[ch_bits:ch_bits + 8].as_signed(), 0), signed(8),
                                   f"v_{i}_{j}")))
                 rom_rows.append(f3i)
-        # Weight ROM: one read port per pair, address (pass*K*K + f, channel).
+        # Weight ROM: one copy (a single-port ROM) per pair, address (pass*K*K + f, channel).
         wbits, kbits = int(layer.weight_bits), self._kid_bits()
-        m.submodules.weights = rom = Memory(shape=unsigned(lanes * (wbits + kbits)),
-                                            depth=passes * kk << ch_bits, init=self._rom())
+        words = self._rom()
         f4 = reg(f3, 4, "flags4")
         q4 = reg(q3, range(passes), "pass4")
         values = []
         for e, ((ch, value), f_row) in enumerate(zip(pairs, rom_rows)):
+            rom = Memory(shape=unsigned(lanes * (wbits + kbits)), depth=passes * kk << ch_bits,
+                         init=words)
+            m.submodules[f"weights_{e}"] = rom
             port = rom.read_port()
             m.d.comb += port.addr.eq(Cat(ch, reg(f_row, range(passes * kk), f"row4_{e}")))
             values.append((reg(value, signed(8), f"x4_{e}"), port.data))
