@@ -256,8 +256,8 @@ def parse_budget(text: str) -> Budget:
 #: lanes and offsets (bench/results/cost-model-engines.json); docs/hardware.md lists them.
 COEFFICIENTS = {
     "window": {"lut": (62.0, 60.0, 400.0), "ff": (100.0, 100.0, 400.0)},
-    # Not fitted (no synthesis yet): the window's, plus per multiplier and kernel of its
-    # group beyond the first a masked leaf of that kernel's adder tree (GATHER_LEAF).
+    # The window's, plus per multiplier and kernel of its group beyond the first a masked
+    # leaf of that kernel's adder tree (GATHER_LEAF).
     "gather": {"lut": (62.0, 60.0, 400.0), "ff": (100.0, 100.0, 400.0)},
     "scatter": {"lut": (105.0, 60.0, 1500.0), "ff": (125.0, 60.0, 1500.0)},
     "linear": {"lut": (60.0, 40.0, 1500.0), "ff": (40.0, 40.0, 700.0)},
@@ -271,9 +271,10 @@ COEFFICIENTS = {
 
 
 #: A gather engine's product enters the adder tree of each of the ``n`` kernels of its group,
-#: masked: per multiplier and kernel beyond the first, about one adder and one register of the
-#: tree's width (LUT, FF), an estimate from the window engine's per-multiplier terms.
-GATHER_LEAF = {"lut": 22.0, "ff": 22.0}
+#: masked: per multiplier and kernel beyond the first, about an adder and a register of the
+#: tree's width, fitted to the synthesis of the default's conv2 as a gather engine (8 lanes x
+#: 2 offsets x 8 winners: 34,425 LUT, 35,687 FF; bench/results/engine-gather-conv2.json).
+GATHER_LEAF = {"lut": 25.0, "ff": 18.0}
 
 
 #: (depth, width, RAMB36 units) of every RAMB36E2 / RAMB18E2 aspect ratio (parity bits used
