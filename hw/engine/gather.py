@@ -34,7 +34,8 @@ position's word (a byte-enabled write of that slot and of the count, so
 stale slots of an earlier input need no clearing); a position without a
 beat costs a cycle of its own, writing count 0. It therefore takes
 ``sum over positions of max(1, beats)`` cycles per input (:func:`gather_writes`),
-at most ``H*W*k``, as many as the local k-WTA before it spends emitting.
+at most ``H*W*k`` and no more than the local k-WTA before it spends emitting (a
+cycle per winner, at least its search per position).
 
 The walk is :class:`~.drain.PositionDrain`'s: per pooled output (raster
 order), each position of its pool window, each pass, and per pass the
@@ -55,7 +56,6 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
-
 import numpy as np
 
 from ...sw.netspec.layers import EMPTY_SLOT
