@@ -1,7 +1,7 @@
 """Cost model against cycle-accurate simulation on (random network, random config) pairs.
 
     python bench/cost_model_pairs.py --pairs 30 [--start 0] [--seeds 0,4,9]
-                                     [--simulator amaranth|verilator] [--json FILE]
+                                     [--simulator amaranth|verilator] [--json FILE] [--gather]
 
 Each pair: ``random_netspec(seed, max_channels=6, max_size=8)`` and a config drawn
 from the explorer's options (hw/explore.py ``layer_options``, ``input_widths``); the
@@ -11,7 +11,9 @@ pair) or through Verilator (sim/run.py: ~30-60 s a pair, the build most of it); 
 measure the same RTL the same way and give the same cycle counts. The modelled
 interval (hw/cost.py ``cycles`` on the same inputs) and latency (on input 0, the
 one whose latency is measured) are compared with the measured ones.
-tests/sim/test_cost_model.py runs the pairs.
+``--gather`` draws a gather engine (hw/engine/gather.py) wherever the explorer offers
+one (a conv layer after a local k-WTA); without it the configs are drawn as before
+the gather engine existed. tests/sim/test_cost_model.py runs the pairs.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ INPUTS = 8
 SIMULATORS = ("amaranth", "verilator")
 
 
-def random_config(spec, seed: int) -> HwConfig:
-    """A valid config of ``spec`` with every layer's knobs drawn from the explorer's options."""
+def random_config(spec, seed: int, gather: bool = False) -> HwConfig:
+    """A valid config of ``spec`` with every layer's knobs drawn from the explorer's options:
+    without gather engines (the pairs drawn before the gather engine existed, unchanged), or
+    with ``gather`` a gather engine wherever the explorer offers one."""
     rng = random.Random(seed)
     default = HwConfig.default_for(spec)
     width = rng.choice(input_widths(spec, default.layers[0]))
@@ -43,6 +47,8 @@ def random_config(spec, seed: int) -> HwConfig:
         layers = []
         for i, base in enumerate(default.layers):
             options = layer_options(spec, i, base, default)
+            wanted = [o for o in options if (o.engine == "gather") == gather]
+            options = wanted or [o for o in options if o.engine != "gather"]
             if i == 0 and width > 1:
                 options = [o for o in options if o.engine == "window"]
             layers.append(rng.choice(options))
@@ -55,17 +61,17 @@ def random_config(spec, seed: int) -> HwConfig:
     return default
 
 
-def pair(seed: int):
-    """The pair ``seed``: (spec, config, inputs)."""
+def pair(seed: int, gather: bool = False):
+    """The pair ``seed``: (spec, config, inputs); ``gather``: :func:`random_config`'s."""
     spec = random_netspec(seed, max_channels=6, max_size=8)
-    return spec, random_config(spec, seed), random_inputs(spec, INPUTS, seed=seed)
+    return spec, random_config(spec, seed, gather), random_inputs(spec, INPUTS, seed=seed)
 
 
-def simulate(seed: int, simulator: str = "amaranth", cache=None) -> dict:
+def simulate(seed: int, simulator: str = "amaranth", cache=None, gather: bool = False) -> dict:
     """Measured ``latency`` (input 0 alone), ``interval`` and ``bit_exact`` of pair ``seed``."""
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
-    spec, config, x = pair(seed)
+    spec, config, x = pair(seed, gather)
     if simulator == "amaranth":
         from cosparse.sim.pysim import measure as pysim_measure
         r = pysim_measure(spec, x, config)
@@ -77,21 +83,21 @@ def simulate(seed: int, simulator: str = "amaranth", cache=None) -> dict:
             "bit_exact": s["all_bit_exact"]}
 
 
-def model(seed: int) -> dict:
+def model(seed: int, gather: bool = False) -> dict:
     """Modelled interval (all inputs), latency (input 0) and bottleneck of pair ``seed``."""
-    spec, config, x = pair(seed)
+    spec, config, x = pair(seed, gather)
     stream = cost.cycles(cost.profile(spec, x), config)
     alone = cost.cycles(cost.profile(spec, x[:1]), config)
     return {"interval": stream["interval"], "latency": alone["latency"],
             "bottleneck": stream["bottleneck"]}
 
 
-def measure(seed: int, simulator: str = "amaranth", cache=None) -> dict:
+def measure(seed: int, simulator: str = "amaranth", cache=None, gather: bool = False) -> dict:
     """Model and simulation of pair ``seed``: intervals, latencies and their relative errors."""
-    spec, config, _ = pair(seed)
-    m = model(seed)
+    spec, config, _ = pair(seed, gather)
+    m = model(seed, gather)
     start = time.monotonic()
-    s = simulate(seed, simulator, cache)
+    s = simulate(seed, simulator, cache, gather)
     ii, lat = s["interval"], s["latency"]
     return {"seed": seed, "simulator": simulator, "bit_exact": s["bit_exact"],
             "config": config.to_dict(spec),
@@ -109,12 +115,14 @@ def main(argv=None):
     parser.add_argument("--seeds", help="comma-separated seeds (instead of --pairs/--start)")
     parser.add_argument("--simulator", choices=SIMULATORS, default="amaranth")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--gather", action="store_true",
+                        help="a gather engine wherever the explorer offers one")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else \
         list(range(args.start, args.start + args.pairs))
     rows = []
     for seed in seeds:
-        row = measure(seed, args.simulator)
+        row = measure(seed, args.simulator, gather=args.gather)
         rows.append(row)
         print(f"{seed:3d} ii sim {row['interval_sim']:8.2f} model {row['interval_model']:8.1f} "
               f"({row['interval_error']:+.1%})  latency sim {row['latency_sim']:6d} model "

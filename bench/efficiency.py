@@ -46,8 +46,8 @@ def _engine(stage, index: int, cfg, last: bool) -> str:
     from cosparse.hw.top import position_major_input
     from cosparse.sw.netspec import Conv2d
     if isinstance(stage.layer, Conv2d):
-        if cfg.engine == "window":
-            return "window"
+        if cfg.engine in ("window", "gather"):
+            return cfg.engine
         return "ring" if position_major_input(stage, index) else "buffered"
     return "linear" if last or stage.kwta is None else "global"
 
@@ -66,10 +66,15 @@ def breakdown(prof, config) -> dict:
     for index, (stage, cfg) in enumerate(zip(prof.stages, config.layers)):
         layer = stage.layer
         lc = cost.layer_cycles(prof, index, cfg, config.input_width)
-        mults = cfg.multipliers(layer)
+        mults = cfg.multipliers(layer, stage.winners)
         items = float(np.mean(lc["accumulate"]))
         if isinstance(layer, Conv2d) and cfg.engine == "window":
             issued = float(mults * items)  # the walk multiplies every window position
+        elif isinstance(layer, Conv2d) and cfg.engine == "gather":
+            # The walk multiplies every (offset, winner slot) of every output position.
+            chunks = -(-layer.kernel ** 2 // cfg.offsets)
+            issued = float(mults * np.prod(layer.out_shape[1:]) * cfg.passes(layer.groups)
+                           * chunks)
         elif isinstance(layer, Conv2d):
             issued = items * cfg.lanes * cfg.offsets
         else:

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", type=int, default=0, help="packed layer index (default 0)")
     parser.add_argument("--lanes", type=int, help="override the engine's lanes")
     parser.add_argument("--offsets", type=int, help="override the engine's offsets")
-    parser.add_argument("--kind", choices=("scatter", "window"),
+    parser.add_argument("--kind", choices=("scatter", "window", "gather"),
                         help="override a conv engine's kind (LayerConfig.engine)")
     parser.add_argument("--no-pattern", action="store_true",
                         help="store one kernel id per slot whatever the NetSpec's pattern (the "

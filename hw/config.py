@@ -17,19 +17,29 @@ from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .engine.tiling import Tiling
 from .kwta.local import STEP_BITS
 
-__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "drain_width", "search_bits", "load_hw_config", "save_hw_config",
+__all__ = ["LayerConfig", "HwConfig", "accumulator_bits", "winners_before", "drain_width", "search_bits", "load_hw_config", "save_hw_config",
            "LAYER_FIELDS", "GLOBAL_FIELDS", "ENGINES", "ACCUMULATORS"]
 
 #: Per-layer knobs a hardware-config file may set (docs/hardware.md).
 LAYER_FIELDS = ("lanes", "offsets", "acc_bits", "fifo_depth", "engine", "accumulators", "width",
                 "search_bits")
-#: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py) or window
-#: (hw/engine/window.py).
-ENGINES = ("scatter", "window")
+#: Conv engine kinds (LayerConfig ``engine``): scatter (hw/engine/conv.py), window
+#: (hw/engine/window.py) or gather (hw/engine/gather.py).
+ENGINES = ("scatter", "window", "gather")
 #: Accumulator organisations of a scatter conv engine (:class:`LayerConfig`).
 ACCUMULATORS = ("word", "kernel")
 #: Whole-design knobs a hardware-config file may set.
 GLOBAL_FIELDS = ("fifo_depth", "ports", "input_width")
+
+
+def winners_before(spec: NetSpec, layer) -> int | None:
+    """``k`` of the local k-WTA right before conv ``layer`` in ``spec`` (the most beats a
+    position of its input carries: what a gather engine needs), None when there is none."""
+    at = spec.layers.index(layer)
+    before = spec.layers[at - 1] if at > 0 else None
+    if isinstance(layer, Conv2d) and isinstance(before, KWTA) and before.mode == "local":
+        return before.k
+    return None
 
 
 def accumulator_bits(layer) -> int:
@@ -108,7 +118,11 @@ class LayerConfig:
     into the outputs it reaches, hw/engine/conv.py) or ``"window"`` (one
     output position per cycle from a line buffer, no accumulator memory,
     hw/engine/window.py: one-channel inputs only; it does the whole kernel
-    each cycle, ``lanes x K*K`` multipliers, and ignores ``offsets``).
+    each cycle, ``lanes x K*K`` multipliers, and ignores ``offsets``) or
+    ``"gather"`` (one output position per ``ceil(K*K / offsets)`` cycles, the
+    ``k`` winners of ``offsets`` input positions a cycle, hw/engine/gather.py:
+    only for a conv layer right after a local k-WTA; ``lanes x offsets x k``
+    multipliers, ``offsets`` any of 1 to ``K*K``).
     ``accumulators`` organises a scatter conv engine's sums: ``"word"``, one
     memory word per output position and pass holding its ``lanes x n`` sums
     (hw/engine/router.py), drained one position and pass per cycle;
@@ -141,10 +155,17 @@ class LayerConfig:
     width: int = 1
     search_bits: int = 2
 
-    def multipliers(self, layer) -> int:
-        """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window)."""
+    def multipliers(self, layer, winners: int | None = None) -> int:
+        """Multipliers of this layer's engine: ``lanes x offsets``, ``lanes x K*K`` (window),
+        ``lanes x offsets x winners`` (gather: ``winners``, the ``k`` of the local k-WTA before
+        the layer, :func:`winners_before`)."""
         if self.engine == "window":
             return self.lanes * layer.kernel ** 2
+        if self.engine == "gather":
+            if winners is None:
+                raise ValueError(f"layer {layer.name!r}: a gather engine's multipliers need the "
+                                 f"k of the local k-WTA before it (winners_before)")
+            return self.lanes * self.offsets * winners
         return self.lanes * self.offsets
 
     def passes(self, groups: int) -> int:
@@ -430,7 +451,9 @@ class HwConfig:
                 raise ValueError(f"layer {layer.name!r}: engine 'window' builds only a conv2d "
                                  f"with one input channel (this {layer.kind} has input "
                                  f"{tuple(layer.in_shape)}); use engine 'scatter'")
-            if isinstance(layer, Conv2d):
+            if cfg.engine == "gather":
+                self._validate_gather(spec, layer, cfg.offsets)
+            elif isinstance(layer, Conv2d):
                 try:
                     Tiling(layer.kernel, cfg.offsets, tuple(layer.out_shape[1:]), 1)
                 except ValueError as error:
@@ -461,6 +484,18 @@ class HwConfig:
                                  f"the accumulator bound {layer.accumulator_bound()} "
                                  f"(needs {need} bits)")
 
+
+    @staticmethod
+    def _validate_gather(spec: NetSpec, layer, offsets):
+        """A gather engine needs a conv2d right after a local k-WTA, 1 to K*K offsets."""
+        if winners_before(spec, layer) is None:
+            raise ValueError(f"layer {layer.name!r}: engine 'gather' builds only a conv2d right "
+                             f"after a local k-WTA (its input must carry at most k winners a "
+                             f"position); use engine 'scatter'")
+        kk = layer.kernel ** 2
+        if isinstance(offsets, bool) or not isinstance(offsets, int) or not 1 <= offsets <= kk:
+            raise ValueError(f"layer {layer.name!r}: offsets of a gather engine (kernel offsets "
+                             f"per cycle) must be 1 to K*K = {kk}, got {offsets!r}")
 
     def _validate_input_width(self, spec: NetSpec):
         """``input_width`` above 1 needs a window engine first: ValueError naming the fix."""

@@ -117,7 +117,8 @@ def layer_cycles(prof: Profile, index: int, cfg: LayerConfig, input_width: int =
         steps = search_cycles(stage.kwta.frac_bits, cfg.search_bits) - 1
         after = _emit_cycles(out, False, steps).astype(float)
     return {"cycles": np.asarray(c["cycles"], float), "after": after, "last": last,
-            "accumulate": np.asarray(c["accumulate"], float), "multipliers": cfg.multipliers(layer),
+            "accumulate": np.asarray(c["accumulate"], float),
+            "multipliers": cfg.multipliers(layer, stage.winners),
             "timing": latency_model.stage_timing(prof, index, cfg, input_width, cycles=c)}
 
 
@@ -255,6 +256,9 @@ def parse_budget(text: str) -> Budget:
 #: lanes and offsets (bench/results/cost-model-engines.json); docs/hardware.md lists them.
 COEFFICIENTS = {
     "window": {"lut": (62.0, 60.0, 400.0), "ff": (100.0, 100.0, 400.0)},
+    # The window's, plus per multiplier and kernel of its group beyond the first a masked
+    # leaf of that kernel's adder tree (GATHER_LEAF).
+    "gather": {"lut": (62.0, 60.0, 400.0), "ff": (100.0, 100.0, 400.0)},
     "scatter": {"lut": (105.0, 60.0, 1500.0), "ff": (125.0, 60.0, 1500.0)},
     "linear": {"lut": (60.0, 40.0, 1500.0), "ff": (40.0, 40.0, 700.0)},
     # local k-WTA: per channel and threshold bit decided per step, comparators and counters
@@ -264,6 +268,13 @@ COEFFICIENTS = {
     "fifo": {"lut": 26.0, "ff": 28.0},
     "small": {"lut": 140.0, "ff": 600.0},  # input Sparsifier + argmax
 }
+
+
+#: A gather engine's product enters the adder tree of each of the ``n`` kernels of its group,
+#: masked: per multiplier and kernel beyond the first, about an adder and a register of the
+#: tree's width, fitted to the synthesis of the default's conv2 as a gather engine (8 lanes x
+#: 2 offsets x 8 winners: 34,425 LUT, 35,687 FF; bench/results/engine-gather-conv2.json).
+GATHER_LEAF = {"lut": 25.0, "ff": 18.0}
 
 
 #: (depth, width, RAMB36 units) of every RAMB36E2 / RAMB18E2 aspect ratio (parity bits used
@@ -297,7 +308,7 @@ def _bram36(depth: int, width: int, copies: int = 1) -> float:
 def _requant_channels(layer, cfg) -> int:
     """Sums a layer's drain requantises per beat (each a DSP multiply)."""
     if isinstance(layer, Conv2d):
-        return cfg.lanes * layer.n if cfg.engine == "window" else layer.n
+        return cfg.lanes * layer.n if cfg.engine in ("window", "gather") else layer.n
     return cfg.width
 
 
@@ -309,7 +320,7 @@ def unit_resources(prof_or_spec, index: int, cfg: LayerConfig) -> dict:
         else prof_or_spec.stages[index]
     layer = stage.layer
     kind = "linear" if not isinstance(layer, Conv2d) else cfg.engine
-    mults = cfg.multipliers(layer)
+    mults = cfg.multipliers(layer, stage.winners)
     channels = _requant_channels(layer, cfg)
     coeff = COEFFICIENTS[kind]
     passes = cfg.passes(layer.groups)
@@ -319,6 +330,15 @@ def unit_resources(prof_or_spec, index: int, cfg: LayerConfig) -> dict:
         engine[r] = a * mults + b * channels + c
     if kind == "window":
         engine["bram36"] = 0.0  # weights are constants of the adder trees, lines shallow
+    elif kind == "gather":
+        from .engine.gather import gather_memories
+        for r in ("lut", "ff"):
+            engine[r] += GATHER_LEAF[r] * mults * (layer.n - 1)
+        # hw/engine/gather.py: a line-buffer copy per offset read a cycle, a weight-ROM copy
+        # per (offset, winner) pair.
+        engine["bram36"] = sum(_bram36(depth, width, copies)
+                               for depth, width, copies in gather_memories(
+                                   layer, cfg, stage.winners, stage.pool))
     elif isinstance(layer, Conv2d):
         from .engine.conv import conv_tiling
         ring = position_major_input(stage, index)

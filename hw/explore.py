@@ -27,7 +27,7 @@ import numpy as np
 from ..boards.devices import RESOURCES
 from ..sw.netspec import KWTA, Conv2d, NetSpec
 from . import cost
-from .config import HwConfig
+from .config import HwConfig, winners_before
 from .engine.tiling import Tiling
 
 __all__ = ["layer_options", "explore", "Candidate"]
@@ -88,7 +88,9 @@ def layer_options(spec: NetSpec, index: int, base, default: HwConfig | None = No
     options = []
     lanes = _lane_options(layer.groups)
     if isinstance(layer, Conv2d):
-        engines = ["scatter"] + (["window"] if base.engine == "window" else [])
+        gather = winners_before(spec, layer) is not None
+        engines = ["scatter"] + (["window"] if base.engine == "window" else []) \
+            + (["gather"] if gather else [])
         offsets = []
         for o in range(1, layer.kernel ** 2 + 1):
             try:
@@ -100,7 +102,9 @@ def layer_options(spec: NetSpec, index: int, base, default: HwConfig | None = No
         accs = ("word", "kernel") if base.accumulators == "kernel" else ("word",)
         for engine in engines:
             for lane in lanes:
-                for o in (offsets if engine == "scatter" else [layer.kernel ** 2]):
+                choices = {"scatter": offsets, "window": [layer.kernel ** 2],
+                           "gather": range(1, layer.kernel ** 2 + 1)}[engine]
+                for o in choices:
                     for b in bits:
                         for acc in (accs if engine == "scatter" else (base.accumulators,)):
                             options.append(dataclasses.replace(
@@ -149,7 +153,7 @@ def _layer_table(prof: cost.Profile, index: int, options: list, budget: cost.Bud
                      if limits[r] not in (0, float("inf")))
         rows.append({"config": option, "time": time, "cycles": cyc, "resources": res,
                      "used": used, "cost": weight, "multipliers": option.multipliers(
-                         prof.stages[index].layer)})
+                         prof.stages[index].layer, prof.stages[index].winners)})
     return rows
 
 

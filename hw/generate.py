@@ -26,6 +26,7 @@ from .kwta.local import search_cycles
 from .engine.conv import conv_tiling
 from .engine.multiply import LATENCY as MULTIPLY_LATENCY
 from .engine.router import LANE_LATENCY
+from .engine.gather import gather_cycles, gather_writes
 from .engine.window import window_cycles
 from .top import Network, plan, position_major_input
 
@@ -203,6 +204,14 @@ def stage_cycles(built: NetSpec, stage, index: int, cfg, x_in: np.ndarray, acts:
         accumulate = np.full(batch, float(window_cycles(layer, stage.pool, passes, beat)))
         drain, banks, depth = 0, 0, 0
         cycles = accumulate
+    elif isinstance(layer, Conv2d) and cfg.engine == "gather":
+        # Output-stationary too: the walk or the writer, whichever is slower
+        # (hw/engine/gather.py); weights in a ROM copied per (offset, winner) pair.
+        accumulate = gather_cycles(layer, stage.pool, passes, cfg.offsets,
+                                   gather_writes(x_in)).astype(float)
+        drain, banks, depth = 0, 0, 0
+        copies = cfg.offsets * stage.winners
+        cycles = accumulate
     elif isinstance(layer, Conv2d):
         tiling = conv_tiling(layer, cfg, stage.pool, ring)
         items = _conv_items(x_in, tiling, dense)
@@ -284,8 +293,11 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
     Wc + 2) + (pooled columns - 1) x max(P, step + 2)))`` with ``P =
     pool*pool*passes`` cycles per pooled output, ``Wc = (pool - 1)*S + K``
     columns loaded at the start of a row and ``step = min(pool*S, Wc)`` for
-    each next pooled output, whatever the activations. ``inputs`` (int8 batch) defaults to a few random inputs of the
-    NetSpec's input range.
+    each next pooled output, whatever the activations. A gather engine
+    (hw/engine/gather.py, ``engine = "gather"``) has none either: ``accumulate``
+    is :func:`~.engine.gather.gather_cycles`, ``max(writes, H_out*W_out x passes x
+    ceil(K*K / offsets))``, ``writes`` being per input position ``max(1, beats)``.
+    ``inputs`` (int8 batch) defaults to a few random inputs of the NetSpec's input range.
     """
 
     built, config = _prepare(spec, config, dense)
@@ -302,7 +314,7 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
         at = names.index(layer.name)
         x_in = validate_inputs(built, x) if at == 0 else acts[names[at - 1]]
         passes = cfg.passes(layer.groups)
-        window = isinstance(layer, Conv2d) and cfg.engine == "window"
+        window = isinstance(layer, Conv2d) and cfg.engine in ("window", "gather")
         per_input = stage_cycles(built, stage, index, cfg, x_in, acts, dense,
                                  config.input_width if index == 0 else 1)
         accumulate, drain = float(np.mean(per_input["accumulate"])), per_input["drain"]
@@ -320,7 +332,8 @@ def summary(spec: NetSpec, config: HwConfig | None = None, dense: bool = False,
             "engine": cfg.engine if isinstance(layer, Conv2d) else "linear",
             "groups": layer.groups, "n": layer.n, "lanes": cfg.lanes, "offsets": cfg.offsets,
             "width": cfg.width, "search_bits": cfg.search_bits,
-            "passes": passes, "multipliers": cfg.multipliers(layer), "acc_bits": cfg.acc_bits,
+            "passes": passes, "multipliers": cfg.multipliers(layer, stage.winners),
+            "acc_bits": cfg.acc_bits,
             "nonzero_inputs": float(np.mean(stats[layer.name].nonzero_inputs)),
             "weight_copies": copies,
             "weight_memory_bits": weight_memory_bits(layer, passes, cfg.lanes, copies, window),

@@ -26,6 +26,8 @@ one) and its own work:
   last output follows the later of the whole walk after the first rows
   (``first + fill + walk``) and the last row's walk after the input's end, then
   its products, adder tree (``levels``), requantiser and pool;
+* a gather engine: as a window engine, its fill the writes (a cycle per beat,
+  one per empty position) of the first pooled row's input rows;
 * a local k-WTA: per position a load, ``steps`` search steps of ``_RING``
   stages, the ranking pipeline and the emitter (``LOCAL_KWTA_LATENCY``
   besides the steps), then one beat per winner;
@@ -87,6 +89,10 @@ WIDE_KWTA_LATENCY = 4
 #: A window engine besides its walk and its adder tree: the line-buffer write, the column
 #: loader, the window and product registers, the requantiser (hw/engine/window.py).
 WINDOW_LATENCY = 3 + REQUANT_LATENCY
+#: A gather engine besides its walk and its adder tree: the address, line-buffer read, pair,
+#: weight-ROM read and product registers, the accumulator, the credit FIFO and the
+#: requantiser (hw/engine/gather.py).
+GATHER_LATENCY = 9 + REQUANT_LATENCY
 #: The drain of a conv engine's ring after its last words are read: the read, the
 #: requantiser and the output register.
 RING_DRAIN_LATENCY = 2 + REQUANT_LATENCY
@@ -109,6 +115,8 @@ def _work_per_position(x_in: np.ndarray, layer, cfg, stage, index: int) -> np.nd
     sent = np.count_nonzero(x_in, axis=1)  # [B, H, W]
     if cfg.engine == "window":
         return np.ones_like(sent)
+    if cfg.engine == "gather":
+        return np.maximum(sent, 1)  # a cycle per beat written, one per empty position
     tiling = conv_tiling(layer, cfg, stage.pool, position_major_input(stage, index))
     ty = np.array([len(t) for t in tiling.rows_axis(x_in.shape[2]).tiles])
     tx = np.array([len(t) for t in tiling.cols_axis(x_in.shape[3]).tiles])
@@ -149,6 +157,17 @@ def stage_timing(prof, index: int, cfg, input_width: int = 1, cycles=None) -> di
                  walk=float((ho // stage.pool) * row), row=float(row),
                  first_row=float(first_row), row_positions=stage.out_shape[2],
                  pipe=float(WINDOW_LATENCY + levels + (2 if stage.pool > 1 else 0)))
+    elif isinstance(layer, Conv2d) and cfg.engine == "gather":
+        # The window engine's timing: the walk follows the line buffer's rows.
+        rows = window_geometry(layer, stage.pool)["rows"]
+        per = stage.pool * stage.pool * passes * -(-layer.kernel ** 2 // cfg.offsets)
+        row = stage.out_shape[2] * per
+        writes = np.maximum(np.count_nonzero(x_in, axis=1), 1)  # [B, H, W]
+        levels = (cfg.offsets * stage.winners - 1).bit_length()
+        t.update(kind="window", fill=writes[:, :rows].sum(axis=(1, 2)).astype(float),
+                 walk=float(stage.out_shape[1] * row), row=float(row), first_row=float(per),
+                 row_positions=stage.out_shape[2],
+                 pipe=float(GATHER_LATENCY + levels + (2 if stage.pool > 1 else 0)))
     elif isinstance(layer, Conv2d) and position_major_input(stage, index):
         tiling = conv_tiling(layer, cfg, stage.pool, True)
         final = final_groups(stage.in_shape, tiling, stage.pool)

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.netspec import KWTA, Conv2d, Linear, MaxPool2d, NetSpec
 from .argmax import Argmax, result_layout
 from .config import HwConfig
-from .engine import ConvEngine, LinearEngine, WindowConvEngine
+from .engine import ConvEngine, GatherConvEngine, LinearEngine, WindowConvEngine
 from .kwta.global_ import GlobalKWTA
 from .kwta.global_wide import GlobalWideKWTA
 from .kwta.local import LocalKWTA
@@ -42,11 +42,14 @@ class Stage:
 
     ``kwta`` is the NetSpec k-WTA layer after the engine (or None);
     ``in_shape`` is the shape of the activations the engine receives and
-    ``out_shape`` the shape it emits (after the pool).
+    ``out_shape`` the shape it emits (after the pool); ``winners`` is the ``k`` of a
+    local k-WTA right before the engine (the most beats a position of its input
+    carries), None when there is none.
     """
 
-    def __init__(self, layer, pool, kwta, in_shape):
+    def __init__(self, layer, pool, kwta, in_shape, winners=None):
         self.layer, self.pool, self.kwta, self.in_shape = layer, pool, kwta, in_shape
+        self.winners = winners
         if isinstance(layer, Conv2d):
             c, h, w = layer.out_shape
             self.out_shape = (c, h // pool, w // pool)
@@ -78,7 +81,10 @@ def plan(spec: NetSpec) -> list:
             kwta = layers[i]
             i += 1
         # NetSpec validation guarantees that fraction bits reach only this stage's k-WTA.
-        stage = Stage(layer, pool, kwta, shape)
+        before = stages[-1].kwta if stages else None
+        winners = before.k if isinstance(layer, Conv2d) and before is not None \
+            and before.mode == "local" else None
+        stage = Stage(layer, pool, kwta, shape, winners)
         if kwta is not None and kwta.mode == "global" and len(stage.out_shape) == 3:
             raise NotBuiltInHardware(f"layer {kwta.name!r}: a global k-WTA on a (C, H, W) "
                                      f"tensor is not built (convolutions drain position-major, "
@@ -114,8 +120,15 @@ def engine_for(stage, config, index: int, input_width: int = 1):
     :class:`~.engine.window.WindowConvEngine` (one-channel input, raster order);
     the first one reads the network's features directly, ``input_width`` a
     beat, when that is above 1 (:class:`~.config.HwConfig` ``input_width``).
+    ``"gather"`` builds a :class:`~.engine.gather.GatherConvEngine` on the
+    ``stage.winners`` beats a position of the local k-WTA before it.
     """
     layer = stage.layer
+    if isinstance(layer, Conv2d) and config.engine == "gather":
+        if stage.winners is None:
+            raise ValueError(f"layer {layer.name!r}: engine 'gather' needs a local k-WTA "
+                             f"right before the layer; use engine 'scatter'")
+        return GatherConvEngine(layer, config, k=stage.winners, pool=stage.pool)
     if isinstance(layer, Conv2d) and config.engine == "window":
         beat = input_width if index == 0 and input_width > 1 else None
         return WindowConvEngine(layer, config, pool=stage.pool, beat=beat)
@@ -185,6 +198,10 @@ class Network(wiring.Component):
         if not isinstance(config, HwConfig):
             raise TypeError(f"config must be an HwConfig, got {type(config).__name__}")
         config.validate(spec)
+        if not skip_zeros and any(cfg.engine == "gather" for cfg in config.layers):
+            raise ValueError("engine 'gather' reads at most k winners a position, but the "
+                             "dense baseline (skip_zeros=False) sends every channel; use "
+                             "engine 'scatter' there")
         self._spec, self._config, self._skip = spec, config, bool(skip_zeros)
         self.input_width = config.input_width
         source = dense_layout() if self.input_width == 1 else \

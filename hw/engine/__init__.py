@@ -9,11 +9,15 @@ non-zero activations, so its cycles follow the activation density:
 
 :class:`~.pipeline.PackedEngine` assembles these parts. A conv layer on a
 dense one-channel input may instead be a :class:`~.window.WindowConvEngine`
-(window.py): output-stationary, adder trees, no accumulator memory.
+(window.py): output-stationary, adder trees, no accumulator memory; a conv
+layer after a local k-WTA a :class:`~.gather.GatherConvEngine` (gather.py),
+output-stationary over the k winners of each input position.
 """
 
 from .conv import ConvEngine, ConvScatter
+from .gather import GatherConvEngine
 from .linear import LinearEngine, LinearScatter
 from .window import WindowConvEngine
 
-__all__ = ["ConvEngine", "ConvScatter", "LinearEngine", "LinearScatter", "WindowConvEngine"]
+__all__ = ["ConvEngine", "ConvScatter", "GatherConvEngine", "LinearEngine", "LinearScatter",
+           "WindowConvEngine"]

@@ -57,14 +57,12 @@ one-position-per-cycle writer (the default GSC network at fewer winners:
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...sw.netspec.layers import EMPTY_SLOT
 from ..layouts import dense_vector_layout, sparse_layout, value_shape
-from ..requant import VectorRequantiser
-from .pool import VectorPool
+from .position_out import CreditedOutput
 
 __all__ = ["WindowConvEngine", "window_cycles", "window_geometry"]
 
@@ -77,6 +75,52 @@ def _lut(values, index):
 def _signed_bits(bound: int) -> int:
     """Width of a signed value with ``|value| <= bound``."""
     return bound.bit_length() + 1
+
+
+def pipeline_registers():
+    """``(reg, statements)``: ``reg(value, shape, name)`` returns a new register loaded with
+    ``value`` every cycle, its assignment appended to ``statements`` (add them to the sync
+    domain once the data path is built): registers without an enable, for a data path that
+    never stalls."""
+    statements = []
+
+    def reg(value, shape, name):
+        r = Signal(shape, name=name)
+        statements.append(r.eq(value))
+        return r
+
+    return reg, statements
+
+
+def check_output_stationary(layer, config, pool) -> None:
+    """The checks an output-stationary conv engine (window, gather) makes of ``layer`` (a
+    Conv2d), ``config`` and ``pool``: ValueError naming the bad value."""
+    if layer.requant is None:
+        raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
+                         f"is not built")
+    _, ho, wo = layer.out_shape
+    if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1 \
+            or ho % pool or wo % pool:
+        raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
+                         f"the output {(ho, wo)}, got {pool!r}")
+    lanes = config.lanes
+    if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
+                         f"got {lanes!r}")
+    bound = layer.accumulator_bound()
+    if not isinstance(config.acc_bits, int) or _signed_bits(bound) > config.acc_bits:
+        raise ValueError(f"layer {layer.name!r}: acc_bits = {config.acc_bits!r} cannot hold "
+                         f"the accumulator bound {bound}")
+
+
+def lane_bias(layer, lanes: int, passes: int, lane: int, j: int) -> list:
+    """Bias of sum ``j`` (kernel ``j`` of the lane's group) of ``lane`` in each of ``passes``
+    passes of ``lanes`` groups (0 past the last channel)."""
+    values = []
+    for q in range(passes):
+        channel = (q * lanes + lane) * layer.n + j
+        values.append(int(layer.bias[channel]) if channel < layer.out_channels else 0)
+    return values
 
 
 def window_geometry(layer, pool: int) -> dict:
@@ -145,22 +189,8 @@ class WindowConvEngine(wiring.Component):
             raise ValueError(f"layer {layer.name!r}: the window engine reads a one-channel input "
                              f"(its flat order is raster order), but the input has {c} channels; "
                              f"build it with engine 'scatter'")
-        if layer.requant is None:
-            raise ValueError(f"layer {layer.name!r}: a conv2d without requant (int32 outputs) "
-                             f"is not built")
-        _, ho, wo = layer.out_shape
-        if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1 \
-                or ho % pool or wo % pool:
-            raise ValueError(f"layer {layer.name!r}: pool must be a positive integer dividing "
-                             f"the output {(ho, wo)}, got {pool!r}")
+        check_output_stationary(layer, config, pool)
         lanes = config.lanes
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            raise ValueError(f"layer {layer.name!r}: lanes must be a positive integer, "
-                             f"got {lanes!r}")
-        bound = layer.accumulator_bound()
-        if not isinstance(config.acc_bits, int) or _signed_bits(bound) > config.acc_bits:
-            raise ValueError(f"layer {layer.name!r}: acc_bits = {config.acc_bits!r} cannot hold "
-                             f"the accumulator bound {bound}")
         if beat is not None and (not isinstance(beat, int) or isinstance(beat, bool)
                                  or beat < 1 or w % beat):
             divisors = [d for d in range(1, w + 1) if w % d == 0]
@@ -198,15 +228,6 @@ class WindowConvEngine(wiring.Component):
                     weights[f][q], kernels[f][q] = int(layer.weights[g, f]), kid
         return weights, kernels
 
-    def _bias(self, lane, j):
-        """Bias of sum ``j`` of ``lane`` in each pass (0 past the last channel)."""
-        layer = self._layer
-        values = []
-        for q in range(self._passes):
-            channel = (q * self._lanes + lane) * layer.n + j
-            values.append(int(layer.bias[channel]) if channel < layer.out_channels else 0)
-        return values
-
     def _leaves(self, lane, reg, xs, q, q2):
         """Stage 2 of ``lane``: its products, and per kernel ``j`` the leaves of its tree
         (products, masked by the pass ``q2`` where they belong elsewhere, and the bias)
@@ -226,7 +247,7 @@ class WindowConvEngine(wiring.Component):
                            128 * max(abs(v) for v in options))
         result = []
         for j in range(layer.n):
-            bias = self._bias(lane, j)
+            bias = lane_bias(self._layer, self._lanes, self._passes, lane, j)
             limit = max(abs(bias[qq]) + sum(128 * abs(weights[f][qq])
                                             for f in products if kernels[f][qq] == j)
                         for qq in range(passes))
@@ -425,12 +446,7 @@ class WindowConvEngine(wiring.Component):
 
         # ---- data path: pipeline registers that advance every cycle (no enable: a stall of
         # requantisation reaches only the sequencer, through the FIFO's credits below) -------
-        regs = []
-
-        def reg(value, shape, name):
-            r = Signal(shape, name=name)
-            regs.append(r.eq(value))
-            return r
+        reg, regs = pipeline_registers()
 
         # Stage 1: the sub-window of the pool position (and the pass's weights, below).
         xs = []
@@ -460,39 +476,19 @@ class WindowConvEngine(wiring.Component):
             lastd = reg(lastd, 1, f"last{level + 3}")
         m.d.sync += regs
 
-        # ---- requantisation and pool, as PositionDrain feeds them -------------------------
-        rq = layer.requant
-        width = lanes * n
-        m.submodules.requant = requant = VectorRequantiser(
-            layer.out_channels, width, self._acc_bits, [int(v) for v in rq.multiplier],
-            [int(v) for v in rq.shift], out_min=rq.out_min, out_max=rq.out_max,
-            frac_bits=rq.frac_bits)
-        m.submodules.pool = vpool = VectorPool(layer.out_channels, width, passes, pool * pool,
-                                               frac_bits=rq.frac_bits)
-        # The sums enter a FIFO before requantisation. A pass enters the data path only with a
-        # credit, a FIFO slot no pass in flight has claimed: the data path then never stalls,
-        # and requantisation's ready drives only the credit count, not every pipeline register.
-        # Deep enough for the passes in flight from credit to pop (stages + 4), so a
-        # requantiser that never stalls never runs out of credits.
-        result = Signal.like(requant.i.payload)
-        for e, total in sums:
-            m.d.comb += result.a[e].eq(total)
-        m.d.comb += [result.slice.eq(qd), result.last.eq(lastd)]
+        # ---- requantisation and pool, as PositionDrain feeds them, behind a credit FIFO
+        # deep enough for the passes in flight from credit to pop (stages + 4), so a
+        # requantiser that never stalls never runs out of credits --------------------------
         depth = levels + 6
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(result.as_value()), depth=depth)
-        credit = Signal(range(depth + 1), init=depth)
-        popped = fifo.r_stream.valid & fifo.r_stream.ready
-        m.d.sync += credit.eq(credit - (cvalid & advance) + popped)
-        m.d.comb += [advance.eq(credit != 0),
-                     fifo.w_stream.valid.eq(valid), fifo.w_stream.payload.eq(result),
-                     requant.i.valid.eq(fifo.r_stream.valid),
-                     requant.i.payload.eq(fifo.r_stream.payload),
-                     fifo.r_stream.ready.eq(requant.i.ready)]
-        wiring.connect(m, requant.o, vpool.i)
-        wiring.connect(m, vpool.o, wiring.flipped(self.o))
+        out = CreditedOutput(m, layer, lanes, passes, pool, self._acc_bits, depth,
+                             wiring.flipped(self.o))
+        for e, total in sums:
+            m.d.comb += out.result.a[e].eq(total)
+        m.d.comb += [out.result.slice.eq(qd), out.result.last.eq(lastd), out.valid.eq(valid),
+                     out.claim.eq(cvalid & advance), advance.eq(out.ready)]
 
         m.d.comb += self.busy.eq((wy != 0) | (wx != 0) | tail | (lead != 0) | (lpy != 0)
                                  | (lpx != 0) | (at != 0) | full | issued | r_valid | cvalid
-                                 | (credit != depth))
+                                 | ~out.idle)
         m.d.comb += self.work.eq(advance & cvalid)
         return m

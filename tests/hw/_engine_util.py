@@ -82,3 +82,13 @@ def end_cycles(engine, beats: list, count: int) -> list:
     sim.add_testbench(consumer)
     sim.run()
     return lasts
+
+
+def check_vector_stream(engine, beats: list, expected: list, inputs: int, *, stall=0.3, seed=0):
+    """Run ``engine`` on ``beats`` with random stalls on both streams: its vector beats must
+    be ``expected`` (lists of values), ``last`` on the final beat of each of ``inputs``."""
+    got, _ = run_stream_bench(engine, beats, len(expected), stall=stall, seed=seed)
+    assert [[int(v) for v in o.values] for o in got] == expected
+    per_input = len(expected) // inputs
+    assert [i for i, o in enumerate(got) if o.last] == [per_input * (i + 1) - 1
+                                                         for i in range(inputs)]

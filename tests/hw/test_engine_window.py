@@ -217,5 +217,6 @@ def test_config_default_and_errors():
     with pytest.raises(ValueError, match="input has 2 channels; build it with engine 'scatter'"):
         WindowConvEngine(layer, LayerConfig(lanes=1, acc_bits=accumulator_bits(layer)))
     spec, _ = first_layer(0)
-    with pytest.raises(ValueError, match=r"engine must be one of \['scatter', 'window'\]"):
+    with pytest.raises(ValueError,
+                       match=r"engine must be one of \['scatter', 'window', 'gather'\]"):
         HwConfig.from_dict({"layers": {spec.packed_layers[0].name: {"engine": "fast"}}}, spec)

@@ -27,6 +27,9 @@ from cosparse.hw.top import plan  # noqa: E402
 PAIRS = (1, 2, 3, 6, 7, 8, 9, 12, 16, 17, 18, 19, 20, 21, 23, 24, 25, 29, 31, 32, 33, 34, 35,
          36, 37, 38, 51, 86, 164, 186, 241)
 
+#: Pairs drawn with a gather engine wherever one is offered (``--gather``), simulated in CI.
+GATHER_PAIRS = (7, 37)
+
 #: Pairs also simulated through Verilator (a build each, ~30-60 s).
 VERILATOR_PAIRS = (1, 6)
 
@@ -43,6 +46,13 @@ def _check(row):
 @pytest.mark.parametrize("seed", PAIRS)
 def test_model_matches_simulation(seed):
     _check(measure(seed))
+
+
+@pytest.mark.parametrize("seed", GATHER_PAIRS)
+def test_model_matches_simulation_with_a_gather_engine(seed):
+    spec, config, _ = pair(seed, gather=True)
+    assert "gather" in [cfg.engine for cfg in config.layers]
+    _check(measure(seed, gather=True))
 
 
 def _data_dependent(seed) -> bool:
