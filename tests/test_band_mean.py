@@ -178,3 +178,67 @@ def test_training_records_band_mean_and_refuses_none_augmentation(tmp_path):
     with pytest.raises(ValueError, match=r"eq_prob.*features='band-mean'"):
         tr.train(config, out_dir=tmp_path / "eq", epochs=1, batch_size=16, data=data,
                  progress=False, threads=1, eq_prob=0.5)
+
+
+@pytest.fixture
+def tiny_gsc(tmp_path):
+    """yes/no/up/bed, 3 speakers each (the synthetic clips above), two noise files."""
+    root = tmp_path / "gsc"
+    for i, word in enumerate(["yes", "no", "up", "bed"]):
+        for j, speaker in enumerate(["aaaa0000", "bbbb1111", "cccc2222"]):
+            path = root / word / f"{speaker}_nohash_0.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _clip(10 * i + j), 16000, subtype="PCM_16")
+    rng = np.random.default_rng(0)
+    for name in ("white_noise", "pink_noise"):
+        path = root / "_background_noise_" / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, (0.1 * rng.standard_normal(16000 * 12)).astype(np.float32), 16000,
+                 subtype="PCM_16")
+    (root / "validation_list.txt").write_text("yes/bbbb1111_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("".join(f"{w}/cccc2222_nohash_0.wav\n"
+                                                   for w in ("yes", "no", "up", "bed")))
+    return root
+
+
+def test_cli_train_export_evaluate_golden_carry_band_mean(tiny_gsc, tmp_path, capsys):
+    import json
+
+    from cosparse.sw.cli import main
+    from cosparse.sw.data.dataset import load_features
+    run, spec_dir = tmp_path / "run", tmp_path / "spec"
+    assert main(["train", "--data", str(tiny_gsc), "--out", str(run), "--epochs", "1",
+                 "--features", "band-mean", "--hidden", "200", "--threads", "1", "--quiet"]) == 0
+    assert main(["export", "--checkpoint", str(run / "best.pt"), "--data", str(tiny_gsc),
+                 "--out", str(spec_dir)]) == 0
+    spec = netspec.load(spec_dir)
+    assert F.normalisation_of(spec.input.quant) == "band-mean"
+    capsys.readouterr()
+    assert main(["evaluate", "--dataset", str(tiny_gsc), "--netspec", str(spec_dir),
+                 "--checkpoint", str(run / "best.pt"), "--json", "--no-breakdown"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # it computed (and cached) the testing split's band-mean features, and no others
+    from cosparse.sw.data.dataset import CACHE_DIR, _cache_key
+    from cosparse.sw.data.gsc import list_split
+    key = _cache_key(list_split(tiny_gsc, "testing"), "band-mean")
+    assert sorted(p.name for p in (tiny_gsc / CACHE_DIR).glob("testing-*.npz")) == \
+        [f"testing-{key}.npz"]
+    x, y, _ = load_features(tiny_gsc, "testing", progress=False, normalisation="band-mean")
+    # the golden model ran on band-mean features: its accuracy is theirs, not the "none" ones'
+    assert report["golden_int8_accuracy"] == pytest.approx(
+        float((golden.run(spec, x).predictions == y).mean()))
+    assert report["golden_agrees_with_float_int8_rounded"] == 1.0
+    wavs = sorted(str(p) for p in tiny_gsc.glob("yes/*.wav"))
+    assert main(["golden", "--netspec", str(spec_dir), "--wav", *wavs, "--json"]) == 0
+    logits = [r["logits"] for r in json.loads(capsys.readouterr().out)["inputs"]]
+    expected = golden.run(spec, np.stack([F.wav_to_features(p, normalisation="band-mean")
+                                          for p in wavs]))
+    assert logits == expected.logits.tolist()
+    # a checkpoint and a NetSpec of different normalisations are refused by name
+    assert main(["evaluate", "--dataset", str(tiny_gsc), "--checkpoint",
+                 str(run / "best.pt")]) == 2
+    assert "trained on features='band-mean' but the NetSpec records 'none'" in \
+        capsys.readouterr().err
+    assert main(["train", "--data", str(tiny_gsc), "--out", str(tmp_path / "bad"), "--epochs",
+                 "1", "--features", "cmn", "--quiet"]) == 2
+    assert "unknown feature normalisation 'cmn'" in capsys.readouterr().err
