@@ -124,9 +124,10 @@ def normalisation_of(quant: dict) -> str:
     """
     value = quant.get("normalisation", "none") if isinstance(quant, dict) else "none"
     if value not in NORMALISATIONS:
+        known = ", ".join(map(repr, NORMALISATIONS))
         raise ValueError(f"the NetSpec's input.quant.normalisation is {value!r}, which this "
-                         f"cosparse does not know (it knows {', '.join(map(repr, NORMALISATIONS))}); "
-                         f"use a cosparse that wrote it, or export the model again")
+                         f"cosparse does not know (it knows {known}); use a cosparse that "
+                         f"wrote it, or export the model again")
     return value
 
 

@@ -24,7 +24,8 @@ def _clip(seed):
     t = np.arange(F.CLIP_SAMPLES) / F.SAMPLE_RATE
     audio = 0.01 * rng.standard_normal(F.CLIP_SAMPLES)
     for freq in rng.uniform(150, 6000, 4):
-        envelope = np.clip(np.sin(np.pi * (t - rng.uniform(0, 0.5)) / rng.uniform(0.2, 0.5)), 0, None)
+        phase = np.pi * (t - rng.uniform(0, 0.5)) / rng.uniform(0.2, 0.5)
+        envelope = np.clip(np.sin(phase), 0, None)
         audio += 0.2 * envelope * np.sin(2 * np.pi * freq * t)
     return (audio / np.abs(audio).max() * 0.5).astype(np.float32)
 
