@@ -8,7 +8,7 @@ row per run, as bench/masks.py. Runs already done (an ``eval.json`` in their
 folder) are not redone.
 
     python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs gmp-block,...] \
-        [--seed S] [--features band-mean]
+        [--seed S] [--features band-mean|band-floor]
 
 ``--seed S`` trains with ``--seed S --mask-seed S``; ``--features`` the feature
 normalisation (docs/data.md), recorded in each run's NetSpec.
@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--features", default="none", help="none or band-mean")
+    parser.add_argument("--features", default="none", help="none, band-mean or band-floor")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))

@@ -521,7 +521,8 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     if normalisation != "none" and max(eq_prob, warp_prob, mask_prob) > 0:
         raise ValueError(f"eq_prob, warp_prob and mask_prob transform features='none' images "
                          f"(dB relative to the clip's maximum); with features={normalisation!r} "
-                         f"leave them at 0 (band-mean removes fixed per-band gains itself)")
+                         f"leave them at 0 (a per-band normalisation removes fixed per-band "
+                         f"gains itself)")
     splits = ({s: _as_tensors(*data[s]) for s in ("train", "validation")} if data is not None
               else load_splits(data_root, ("train", "validation"), progress, normalisation))
     (X, y), (Xv, yv) = splits["train"], splits["validation"]
@@ -648,8 +649,9 @@ _OVERRIDE_HELP = {
                  "block of K inputs, or of K input channels at one kernel offset), for every "
                  "layer with n > 1, or LAYER=PATTERN,... (with --mask static, magnitude or gmp; "
                  "docs/model.md)",
-    "--features": "per-band feature normalisation the network is trained on: none (default) or "
-                  "band-mean (each mel band minus its mean over the clip's frames, in dB; "
+    "--features": "per-band feature normalisation the network is trained on: none (default), "
+                  "band-mean (each mel band minus its mean over the clip's frames, in dB) or "
+                  "band-floor (minus its 10th percentile over the frames; "
                   "docs/data.md); the NetSpec records it and every command applies it",
 }
 

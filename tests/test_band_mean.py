@@ -55,7 +55,8 @@ def test_none_is_todays_features_bit_for_bit():
     assert F.normalisation_of({}) == "none"  # NetSpecs from before the option
 
 
-def test_band_mean_cancels_a_per_band_gain():
+@pytest.mark.parametrize("normalisation", ["band-mean", "band-floor"])
+def test_band_normalisation_cancels_a_per_band_gain(normalisation):
     import librosa
     rng = np.random.default_rng(7)
     audio = _clip(11)
@@ -65,17 +66,17 @@ def test_band_mean_cancels_a_per_band_gain():
     db = F.power_to_logmel(power)
     db_eq = F.power_to_logmel(power * 10 ** (gain_db / 10))
     assert db.min() > F.DB_FLOOR + 12 and db_eq.min() > F.DB_FLOOR  # nothing on the floor
-    np.testing.assert_allclose(F.normalise(db_eq, "band-mean"), F.normalise(db, "band-mean"),
+    np.testing.assert_allclose(F.normalise(db_eq, normalisation), F.normalise(db, normalisation),
                                atol=1e-3)
-    np.testing.assert_array_equal(F.quantise_features(db_eq, "band-mean"),
-                                  F.quantise_features(db, "band-mean"))
+    np.testing.assert_array_equal(F.quantise_features(db_eq, normalisation),
+                                  F.quantise_features(db, normalisation))
     # ... which "none" does not: the gain moves whole bands
     moved = F.quantise_features(db_eq).astype(int) - F.quantise_features(db)
     assert np.abs(moved).max() >= 10
     # in dB, any gain per band (and the clip-maximum reference) cancels to rounding
     shift = rng.integers(-20, 20, (32, 1)).astype(np.float64)
-    np.testing.assert_array_equal(F.quantise_features(db + shift - 3.0, "band-mean"),
-                                  F.quantise_features(db, "band-mean"))
+    np.testing.assert_array_equal(F.quantise_features(db + shift - 3.0, normalisation),
+                                  F.quantise_features(db, normalisation))
 
 
 def test_band_mean_quantisation_range():
@@ -97,6 +98,20 @@ def test_band_mean_quantisation_range():
     assert (spec["db_floor"], spec["db_ceil"]) == (F.BAND_MEAN_FLOOR, F.BAND_MEAN_CEIL)
     assert spec["scale"] == F.SCALE == 127 / (spec["db_ceil"] - spec["db_floor"])
     assert (silence_bank(0, 2, normalisation="band-mean")[0] == 48).all()  # digital silence
+
+
+def test_band_floor_quantisation_range():
+    rows = np.tile(np.arange(32.0), (32, 1))  # frames 0..31 dB: the 10th percentile is 3.1 dB
+    z = F.normalise(rows, "band-floor")
+    np.testing.assert_allclose(z[:, 0], -3.1)
+    q = F.quantise_features(rows, "band-floor")[0]
+    np.testing.assert_array_equal(q[0], np.floor((np.arange(32.0) - 3.1 + 5) * F.SCALE + 0.5))
+    assert (F.quantise_features(np.zeros((32, 32)), "band-floor") == 8).all()  # silence
+    rows[:, 5] = 100.0  # 96.9 dB above the floor: clipped
+    assert (F.quantise_features(rows, "band-floor")[0][:, 5] == 127).all()
+    spec = F.input_quant_spec("band-floor")
+    assert spec["normalisation"] == "band-floor"
+    assert (spec["db_floor"], spec["db_ceil"]) == (-5.0, 75.0) == F.WINDOWS["band-floor"]
 
 
 @pytest.mark.parametrize("call", [
