@@ -337,11 +337,12 @@ def _run_evaluate(args):
     checkpoint = args.checkpoint or assets.require(assets.DEFAULT_CHECKPOINT, "default checkpoint")
     normalisation = inputs.normalisation_for(spec)
     from .train import read_checkpoint
-    trained_on = read_checkpoint(checkpoint)["config"].get("features", "none")
-    if trained_on != normalisation:
-        raise ValueError(f"the checkpoint {checkpoint} was trained on features={trained_on!r} but "
-                         f"the NetSpec records {normalisation!r}; pass the checkpoint the "
-                         f"NetSpec was exported from")
+    for path in filter(None, (checkpoint, args.dense_checkpoint)):
+        trained_on = read_checkpoint(path)["config"].get("features", "none")
+        if trained_on != normalisation:
+            raise ValueError(f"the checkpoint {path} was trained on features={trained_on!r} but "
+                             f"the NetSpec records {normalisation!r}; pass checkpoints trained "
+                             f"on the NetSpec's features (the one it was exported from)")
     data = inputs.from_dataset(args.dataset, args.split, args.limit, normalisation=normalisation)
     scales = netspec.load_metadata(args.netspec or assets.DEFAULT_NETSPEC).get("scales")
     output_scales = ([scales[layer.name]["output"] for layer in spec.packed_layers[:-1]]

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from cosparse.sw import features as F
-from cosparse.sw import golden, inputs, netspec
+from cosparse.sw import assets, golden, inputs, netspec
 from cosparse.sw.augment import silence_bank
 from cosparse.sw.export import export_model
 from cosparse.sw.model import GSCNet, NetConfig
@@ -254,6 +254,11 @@ def test_cli_train_export_evaluate_golden_carry_band_mean(tiny_gsc, tmp_path, ca
     assert main(["evaluate", "--dataset", str(tiny_gsc), "--checkpoint",
                  str(run / "best.pt")]) == 2
     assert "trained on features='band-mean' but the NetSpec records 'none'" in \
+        capsys.readouterr().err
+    assert main(["evaluate", "--dataset", str(tiny_gsc), "--netspec", str(spec_dir),
+                 "--checkpoint", str(run / "best.pt"), "--dense-checkpoint",
+                 str(assets.DEFAULT_CHECKPOINT)]) == 2
+    assert "trained on features='none' but the NetSpec records 'band-mean'" in \
         capsys.readouterr().err
     assert main(["train", "--data", str(tiny_gsc), "--out", str(tmp_path / "bad"), "--epochs",
                  "1", "--features", "cmn", "--quiet"]) == 2
