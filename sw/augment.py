@@ -158,7 +158,8 @@ def silence_bank(seed: int = 0, count: int = 16, normalisation: str = "none"):
     """int8 features ``[count, 1, 32, 32]`` of digital silence and near-silence.
 
     The first is all-zero audio (flat 127, docs/data.md "Digital
-    silence"; flat 48 with ``normalisation="band-mean"``); the rest are int16
+    silence"; flat 48 with ``normalisation="band-mean"``, 8 with
+    ``"band-floor"``); the rest are int16
     recordings of nothing: dither of 1-3 LSBs, some with a mains hum of a few
     LSBs, as an idle 16-bit input delivers. ``normalisation``: the features'
     (:data:`cosparse.sw.features.NORMALISATIONS`).

@@ -26,10 +26,10 @@ bit; ``"band-mean"`` subtracts from every mel band its mean over the clip's
 frames (in dB) and ``"band-floor"`` its 10th percentile (a noise-floor
 estimate); either removes any fixed per-band gain (a microphone's or a
 speech engine's EQ, spectral tilt, channel) exactly, and quantises the
-result on its own fixed range (:data:`WINDOWS`). A model is trained on one normalisation; its NetSpec
-records it in ``input.quant`` (:func:`input_quant_spec`,
-:func:`normalisation_of`), and everything that computes features for a
-NetSpec applies that one.
+result on its own fixed range (:data:`WINDOWS`). A model is trained on one
+normalisation; its NetSpec records it in ``input.quant``
+(:func:`input_quant_spec`, :func:`normalisation_of`), and everything that
+computes features for a NetSpec applies that one.
 """
 from __future__ import annotations
 
@@ -368,10 +368,10 @@ def normalise(db: np.ndarray, normalisation: str = "none") -> np.ndarray:
     each mel band its mean over the frames: ``db[b, t] - mean_t db[b, t]``;
     ``"band-floor"`` its 10th percentile over the frames (numpy's linear
     interpolation), an estimate of the band's noise floor that speech frames
-    hardly move. A fixed gain per band (``db[b, t] + g[b]``, any ``g``: an equaliser, a
-    spectral tilt, the clip-maximum reference of :func:`logmel`) cancels
-    exactly, as in cepstral mean normalisation, as long as no cell sits on
-    the -80 dB floor before or after the gain.
+    hardly move. A fixed gain per band (``db[b, t] + g[b]``, any ``g``: an
+    equaliser, a spectral tilt, the clip-maximum reference of
+    :func:`logmel`) cancels exactly, as in cepstral mean normalisation, as
+    long as no cell sits on the -80 dB floor before or after the gain.
     """
     db = np.asarray(db, dtype=np.float64)
     if check_normalisation(normalisation) == "band-mean":

@@ -87,8 +87,8 @@ class NetConfig:
     features : str
         Per-band normalisation of the input features the network is trained
         on and must be fed (:data:`cosparse.sw.features.NORMALISATIONS`):
-        ``none`` (default; checkpoints from before the field) or
-        ``band-mean``. Export records it in the NetSpec's ``input.quant``.
+        ``none`` (default; checkpoints from before the field), ``band-mean``
+        or ``band-floor``. Export records it in the NetSpec's ``input.quant``.
     """
 
     in_shape: tuple = (1, 32, 32)
