@@ -62,7 +62,8 @@ def useful_macs(netspec_dir, data):
     """Mean useful MACs per input of the golden model on the testing split."""
     from cosparse.sw import golden, inputs, netspec
     spec = netspec.load(netspec_dir)
-    x = inputs.from_dataset(data, "testing", progress=False).x
+    x = inputs.from_dataset(data, "testing", progress=False,
+                            normalisation=inputs.normalisation_for(spec)).x
     result = golden.run(spec, x, keep_activations=False)
     return float(sum(stats.useful_macs.mean() for stats in result.stats))
 

@@ -7,7 +7,11 @@ split and the golden model's mean useful MACs per input; then one markdown
 row per run, as bench/masks.py. Runs already done (an ``eval.json`` in their
 folder) are not redone.
 
-    python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs gmp-block,...]
+    python bench/patterns.py --data DATA --out runs/patterns --epochs 10 [--runs gmp-block,...] \
+        [--seed S] [--features band-mean|band-floor]
+
+``--seed S`` trains with ``--seed S --mask-seed S``; ``--features`` the feature
+normalisation (docs/data.md), recorded in each run's NetSpec.
 """
 import argparse
 import sys
@@ -29,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features", default="none", help="none, band-mean or band-floor")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))
@@ -37,8 +43,11 @@ def main(argv=None):
     rows = []
     for name in names:
         mask, pattern = RUNS[name]
-        report = train_and_evaluate(name, ["--mask", mask, "--pattern", pattern], args.data,
-                                    args.out / name, args.epochs)
+        extra = ["--seed", str(args.seed), "--mask-seed", str(args.seed)] if args.seed else []
+        if args.features != "none":
+            extra += ["--features", args.features]
+        report = train_and_evaluate(name, ["--mask", mask, "--pattern", pattern, *extra],
+                                    args.data, args.out / name, args.epochs)
         rows.append(row(name, report, args.out / name))
         print(rows[-1], flush=True)
     print("\n".join(rows))

@@ -103,7 +103,7 @@ def _calibration(args, spec):
     from ..sw.netspec import random_inputs
     if args.netspec:
         return random_inputs(spec, args.calibration, seed=0)
-    return inputs.default_samples().x[:args.calibration]
+    return inputs.default_samples(inputs.normalisation_for(spec)).x[:args.calibration]
 
 
 def _run(args):

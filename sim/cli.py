@@ -185,5 +185,5 @@ def _run_demo(args):
         print(f"cosparse demo: {spec.name} ({folder}) on {clips} shipped sample clips",
               file=sys.stderr)
     with progress.stage("features of the sample clips"):
-        data = inputs.default_samples()
+        data = inputs.default_samples(inputs.normalisation_for(spec))
     return _simulate(args, spec, data, config)

@@ -154,12 +154,15 @@ def augment_batch(q: torch.Tensor, generator: torch.Generator, *, eq: float = 0.
     return q
 
 
-def silence_bank(seed: int = 0, count: int = 16):
+def silence_bank(seed: int = 0, count: int = 16, normalisation: str = "none"):
     """int8 features ``[count, 1, 32, 32]`` of digital silence and near-silence.
 
     The first is all-zero audio (flat 127, docs/data.md "Digital
-    silence"); the rest are int16 recordings of nothing: dither of 1-3 LSBs,
-    some with a mains hum of a few LSBs, as an idle 16-bit input delivers.
+    silence"; flat 48 with ``normalisation="band-mean"``, 8 with
+    ``"band-floor"``); the rest are int16
+    recordings of nothing: dither of 1-3 LSBs, some with a mains hum of a few
+    LSBs, as an idle 16-bit input delivers. ``normalisation``: the features'
+    (:data:`cosparse.sw.features.NORMALISATIONS`).
     """
     import numpy as np
 
@@ -175,7 +178,7 @@ def silence_bank(seed: int = 0, count: int = 16):
             x += rng.uniform(1, 4) * np.sin(2 * np.pi * rng.choice([50, 60]) * t
                                              + rng.uniform(0, 6.3))
         clips.append((np.round(x) / 32768).astype(np.float32))
-    return torch.from_numpy(np.stack([audio_to_features(c) for c in clips]))
+    return torch.from_numpy(np.stack([audio_to_features(c, normalisation) for c in clips]))
 
 
 def add_silence(q: torch.Tensor, y: torch.Tensor, bank: torch.Tensor, label: int,

@@ -67,7 +67,8 @@ def _run_export(args):
         metadata["qat"] = qat
         calibration, scales = None, qat["output_scales"]
     else:
-        calibration, scales = inputs.from_dataset(args.data, "train", args.calibration).x, None
+        calibration, scales = inputs.from_dataset(args.data, "train", args.calibration,
+                                                  normalisation=model.config.features).x, None
     spec = cosparse.export(model, calibration, out=args.out, name=args.name, metadata=metadata,
                            output_scales=scales, precision=precision)
     print(f"wrote NetSpec {spec.name!r} to {args.out}: "
@@ -334,7 +335,15 @@ def register_evaluate(subparsers):
 def _run_evaluate(args):
     spec = inputs.load_netspec(args)
     checkpoint = args.checkpoint or assets.require(assets.DEFAULT_CHECKPOINT, "default checkpoint")
-    data = inputs.from_dataset(args.dataset, args.split, args.limit)
+    normalisation = inputs.normalisation_for(spec)
+    from .train import read_checkpoint
+    for path in filter(None, (checkpoint, args.dense_checkpoint)):
+        trained_on = read_checkpoint(path)["config"].get("features", "none")
+        if trained_on != normalisation:
+            raise ValueError(f"the checkpoint {path} was trained on features={trained_on!r} but "
+                             f"the NetSpec records {normalisation!r}; pass checkpoints trained "
+                             f"on the NetSpec's features (the one it was exported from)")
+    data = inputs.from_dataset(args.dataset, args.split, args.limit, normalisation=normalisation)
     scales = netspec.load_metadata(args.netspec or assets.DEFAULT_NETSPEC).get("scales")
     output_scales = ([scales[layer.name]["output"] for layer in spec.packed_layers[:-1]]
                      if scales else None)

@@ -18,6 +18,18 @@ keeps the centred second and clips samples to full scale instead.  Clips
 shorter than 1 s are zero-padded at the end, because GSC clips are "at most
 1 s" by construction.  Digital silence has a defined, flat log-mel (see
 :func:`logmel`), which the shipped model classifies as "silence".
+
+An optional per-band normalisation (:data:`NORMALISATIONS`) is applied
+between the log-mel and the quantisation: ``"none"`` (the default, and what
+the shipped model was trained on) leaves today's features untouched, bit for
+bit; ``"band-mean"`` subtracts from every mel band its mean over the clip's
+frames (in dB) and ``"band-floor"`` its 10th percentile (a noise-floor
+estimate); either removes any fixed per-band gain (a microphone's or a
+speech engine's EQ, spectral tilt, channel) exactly, and quantises the
+result on its own fixed range (:data:`WINDOWS`). A model is trained on one
+normalisation; its NetSpec records it in ``input.quant``
+(:func:`input_quant_spec`, :func:`normalisation_of`), and everything that
+computes features for a NetSpec applies that one.
 """
 from __future__ import annotations
 
@@ -46,22 +58,92 @@ POWER_AMIN = 1e-10
 #: Largest sample magnitude: PCM files cannot exceed it, float files must not (unless converted).
 FULL_SCALE = 1.0
 FEATURE_SHAPE = (1, N_MELS, N_FRAMES)
+#: Per-band feature normalisations: "none" (today's features), "band-mean"
+#: (every mel band minus its mean over the frames, in dB) and "band-floor" (minus
+#: its 10th percentile over the frames). See :func:`normalise`.
+NORMALISATIONS = ("none", "band-mean", "band-floor")
+#: dB relative to the band's mean that "band-mean" maps to code 0 and to code
+#: 127 (the same 127/80 codes per dB as "none", so the same 0.63 dB step). On the
+#: training split of docs/sparsity.md's small voices set (3,450 clips) 0.8% of
+#: the cells lie below the floor (quiet cells far under their band's mean) and
+#: 0.4% above the ceiling (speech peaks); both are clipped.
+BAND_MEAN_FLOOR = -30.0
+BAND_MEAN_CEIL = 50.0
+#: Percentile over the frames that "band-floor" takes as each band's noise floor.
+BAND_FLOOR_PERCENTILE = 10
+#: "band-floor"'s window, dB relative to the band's floor: on the same training
+#: split 0.45% of the cells lie below it and 0.36% above it (clipped).
+BAND_FLOOR_FLOOR = -5.0
+BAND_FLOOR_CEIL = 75.0
+#: ``(db_floor, db_ceil)`` each normalisation maps to codes 0 and 127.
+WINDOWS = {"none": (DB_FLOOR, DB_CEIL), "band-mean": (BAND_MEAN_FLOOR, BAND_MEAN_CEIL),
+           "band-floor": (BAND_FLOOR_FLOOR, BAND_FLOOR_CEIL)}
 
 
 class AudioError(ValueError):
     """An audio file that cannot be turned into features, with the fix."""
 
 
-def input_quant_spec() -> dict:
+def check_normalisation(normalisation: str) -> str:
+    """Return ``normalisation`` if it is one of :data:`NORMALISATIONS`, else raise.
+
+    Raises
+    ------
+    ValueError
+        Naming the value and the known ones.
+    """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown feature normalisation {normalisation!r}; choose one of "
+                         f"{', '.join(map(repr, NORMALISATIONS))}")
+    return normalisation
+
+
+def input_quant_spec(normalisation: str = "none") -> dict:
     """Describe the input features and their quantisation for the NetSpec.
+
+    Parameters
+    ----------
+    normalisation : str
+        One of :data:`NORMALISATIONS`. ``"none"`` gives exactly the
+        description NetSpecs have always held (no ``normalisation`` key), so
+        the shipped NetSpec and every features cache key stay as they were.
 
     Returns
     -------
     dict
         JSON-serialisable description: how the float log-mel (dB) is computed
         and how it maps to int8 ``q = clip(floor((db - db_floor) * scale +
-        0.5), qmin, qmax)``; the float model's input is ``q / qmax``.
+        0.5), qmin, qmax)``; the float model's input is ``q / qmax``. With
+        another normalisation, ``normalisation`` names it and ``db_floor`` /
+        ``db_ceil`` are its window (:data:`WINDOWS`, dB relative to each
+        band's mean or floor).
     """
+    if check_normalisation(normalisation) == "none":
+        return _logmel_quant_spec()
+    floor, ceil = WINDOWS[normalisation]
+    return {**_logmel_quant_spec(), "normalisation": normalisation,
+            "db_floor": floor, "db_ceil": ceil}
+
+
+def normalisation_of(quant: dict) -> str:
+    """The feature normalisation a NetSpec's ``input.quant`` records ("none" when absent).
+
+    Raises
+    ------
+    ValueError
+        When the recorded value is not one of :data:`NORMALISATIONS` (a NetSpec
+        written by a newer cosparse, or edited by hand).
+    """
+    value = quant.get("normalisation", "none") if isinstance(quant, dict) else "none"
+    if value not in NORMALISATIONS:
+        known = ", ".join(map(repr, NORMALISATIONS))
+        raise ValueError(f"the NetSpec's input.quant.normalisation is {value!r}, which this "
+                         f"cosparse does not know (it knows {known}); use a cosparse that "
+                         f"wrote it, or export the model again")
+    return value
+
+
+def _logmel_quant_spec() -> dict:
     return {
         "kind": "logmel_db",
         "sample_rate": SAMPLE_RATE,
@@ -264,6 +346,14 @@ def logmel(audio: np.ndarray) -> np.ndarray:
         raise ValueError("audio holds NaN or infinite samples")
     power = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE,
                                            n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP)
+    return power_to_logmel(power)
+
+
+def power_to_logmel(power: np.ndarray) -> np.ndarray:
+    """dB relative to the maximum of a mel power spectrogram ``[32, 32]``: :func:`logmel`'s
+    second half (digital silence flat at 0 dB, the 80 dB ``top_db`` floor)."""
+    import librosa
+
     if power.max() <= POWER_AMIN:
         return np.full((N_MELS, N_FRAMES), DB_CEIL, dtype=np.float32)
     db = librosa.power_to_db(power, ref=np.max, amin=POWER_AMIN,
@@ -271,18 +361,45 @@ def logmel(audio: np.ndarray) -> np.ndarray:
     return db.astype(np.float32)
 
 
-def quantise_features(db: np.ndarray) -> np.ndarray:
+def normalise(db: np.ndarray, normalisation: str = "none") -> np.ndarray:
+    """Apply a per-band normalisation to a dB log-mel ``[32 mels, 32 frames]`` (float64).
+
+    ``"none"`` returns the log-mel unchanged; ``"band-mean"`` subtracts from
+    each mel band its mean over the frames: ``db[b, t] - mean_t db[b, t]``;
+    ``"band-floor"`` its 10th percentile over the frames (numpy's linear
+    interpolation), an estimate of the band's noise floor that speech frames
+    hardly move. A fixed gain per band (``db[b, t] + g[b]``, any ``g``: an
+    equaliser, a spectral tilt, the clip-maximum reference of
+    :func:`logmel`) cancels exactly, as in cepstral mean normalisation, as
+    long as no cell sits on the -80 dB floor before or after the gain.
+    """
+    db = np.asarray(db, dtype=np.float64)
+    if check_normalisation(normalisation) == "band-mean":
+        return db - db.mean(axis=1, keepdims=True)
+    if normalisation == "band-floor":
+        return db - np.percentile(db, BAND_FLOOR_PERCENTILE, axis=1, keepdims=True)
+    return db
+
+
+def quantise_features(db: np.ndarray, normalisation: str = "none") -> np.ndarray:
     """Quantise a dB log-mel to int8 [1, 32, 32] in [0, 127].
 
-    ``q = clip(floor((db + 80) * 127 / 80 + 0.5), 0, 127)``: round half up,
-    computed in float64 so -80 dB is exactly 0 and 0 dB exactly 127.
+    ``"none"``: ``q = clip(floor((db + 80) * 127 / 80 + 0.5), 0, 127)``:
+    round half up, computed in float64 so -80 dB is exactly 0 and 0 dB
+    exactly 127. ``"band-mean"``: ``z = normalise(db, "band-mean")``, ``q =
+    clip(floor((z + 30) * 127 / 80 + 0.5), 0, 127)``: -30 dB below the band's
+    mean is 0, the mean 48, +50 dB above it 127; beyond is clipped
+    (:data:`BAND_MEAN_FLOOR`). Digital silence (flat 0 dB) becomes 48
+    everywhere. ``"band-floor"``: the same with its window, -5 dB below the
+    band's floor is 0, +75 dB above it 127 (digital silence: 8).
     """
+    floor = WINDOWS[check_normalisation(normalisation)][0]
     db = np.asarray(db, dtype=np.float64)
     if db.shape != (N_MELS, N_FRAMES):
         raise ValueError(f"log-mel has shape {db.shape}, expected ({N_MELS}, {N_FRAMES})")
     if np.isnan(db).any():
         raise ValueError("log-mel holds NaN; cannot quantise")
-    q = np.floor((db - DB_FLOOR) * SCALE + 0.5)
+    q = np.floor((normalise(db, normalisation) - floor) * SCALE + 0.5)
     return np.clip(q, QMIN, QMAX).astype(np.int8).reshape(FEATURE_SHAPE)
 
 
@@ -295,25 +412,28 @@ def dequantise_features(q: np.ndarray) -> np.ndarray:
     return (np.asarray(q, dtype=np.float32) / np.float32(QMAX)).astype(np.float32)
 
 
-def audio_to_features(audio: np.ndarray) -> np.ndarray:
-    """int8 [1, 32, 32] features of 1 s of float audio."""
-    return quantise_features(logmel(audio))
+def audio_to_features(audio: np.ndarray, normalisation: str = "none") -> np.ndarray:
+    """int8 [1, 32, 32] features of 1 s of float audio (:data:`NORMALISATIONS`)."""
+    return quantise_features(logmel(audio), normalisation)
 
 
-def wav_to_features(path: str | os.PathLike, *, convert: bool = False) -> np.ndarray:
+def wav_to_features(path: str | os.PathLike, *, convert: bool = False,
+                    normalisation: str = "none") -> np.ndarray:
     """int8 [1, 32, 32] features of one audio file (policies of :func:`load_wav`).
 
     Any error is an :class:`AudioError` naming the file.
     """
+    check_normalisation(normalisation)
     audio = load_wav(path, convert=convert)
     try:
-        return audio_to_features(audio)
+        return audio_to_features(audio, normalisation)
     except ValueError as error:
         raise AudioError(f"{path}: {error}") from None
 
 
 def features_batch(paths: Sequence[str | os.PathLike] | Iterable, *,
-                   convert: bool = False, progress: bool = True) -> np.ndarray:
+                   convert: bool = False, progress: bool = True,
+                   normalisation: str = "none") -> np.ndarray:
     """int8 [n, 1, 32, 32] features of several files, with a progress bar.
 
     BLAS is held to one thread meanwhile: the mel matmul is tiny and a
@@ -327,7 +447,7 @@ def features_batch(paths: Sequence[str | os.PathLike] | Iterable, *,
     with threadpool_limits(1):
         for i, path in enumerate(tqdm(paths, desc="features", unit="clip",
                                       disable=not progress)):
-            out[i] = wav_to_features(path, convert=convert)
+            out[i] = wav_to_features(path, convert=convert, normalisation=normalisation)
     return out
 
 

@@ -18,6 +18,7 @@ from . import assets, features
 from .data.gsc import CLASSES, NOISE_DIR, label_of
 
 __all__ = ["positive", "Inputs", "from_wavs", "from_features", "from_dataset", "default_samples",
+           "normalisation_for",
            "resolve", "add_input_arguments", "add_netspec_argument", "add_hw_config_argument",
            "load_hw_config", "load_netspec"]
 
@@ -49,12 +50,18 @@ def _label_from_path(path: Path) -> int:
     return CLASSES.index(stem) if stem in CLASSES else -1
 
 
-def from_wavs(paths, *, convert: bool = False, progress: bool = False) -> Inputs:
-    """Features of wav files; labels read from their folder or name where possible."""
+def from_wavs(paths, *, convert: bool = False, progress: bool = False,
+              normalisation: str = "none") -> Inputs:
+    """Features of wav files; labels read from their folder or name where possible.
+
+    ``normalisation``: the feature normalisation of the network that will run
+    them (:func:`normalisation_for`).
+    """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no wav files given")
-    x = features.features_batch(paths, convert=convert, progress=progress)
+    x = features.features_batch(paths, convert=convert, progress=progress,
+                                normalisation=normalisation)
     return Inputs(x, np.array([_label_from_path(p) for p in paths]), [str(p) for p in paths])
 
 
@@ -133,14 +140,15 @@ def from_features(path, labels=None, input_shape=None) -> Inputs:
 
 
 def from_dataset(root, split: str = "testing", limit: int | None = None,
-                 progress: bool = True) -> Inputs:
+                 progress: bool = True, normalisation: str = "none") -> Inputs:
     """The first ``limit`` clips of a split of a GSC-layout data set, in a fixed shuffled order.
 
     The order is shuffled with a fixed seed so a small ``limit`` still
-    covers every class.
+    covers every class. ``normalisation``: the feature normalisation of the
+    network that will run them (:func:`normalisation_for`).
     """
     from .data.dataset import load_features
-    x, y, names = load_features(root, split, progress=progress)
+    x, y, names = load_features(root, split, progress=progress, normalisation=normalisation)
     order = np.random.default_rng(0).permutation(len(x))
     if limit is not None:
         if limit < 1:
@@ -149,10 +157,22 @@ def from_dataset(root, split: str = "testing", limit: int | None = None,
     return Inputs(x[order], y[order], [names[i] for i in order])
 
 
-def default_samples() -> Inputs:
+def default_samples(normalisation: str = "none") -> Inputs:
     """The shipped sample clips, a few per class."""
     folder = assets.require(assets.SAMPLES, "sample clips")
-    return from_wavs(sorted(folder.glob("*.wav")))
+    return from_wavs(sorted(folder.glob("*.wav")), normalisation=normalisation)
+
+
+def normalisation_for(spec) -> str:
+    """The feature normalisation features computed for ``spec`` must have (its
+    ``input.quant``; "none" for ``spec`` None and for NetSpecs that record none).
+
+    Raises
+    ------
+    ValueError
+        When the NetSpec records one this cosparse does not know.
+    """
+    return "none" if spec is None else features.normalisation_of(spec.input.quant)
 
 
 def add_input_arguments(parser):
@@ -210,14 +230,15 @@ def resolve(args, spec=None) -> Inputs:
 
 
 def _resolve(args, spec) -> Inputs:
+    normalisation = normalisation_for(spec)
     if args.wav:
-        return from_wavs(args.wav, convert=args.convert)
+        return from_wavs(args.wav, convert=args.convert, normalisation=normalisation)
     if args.features:
         return from_features(args.features,
                              input_shape=None if spec is None else spec.input.shape)
     if args.dataset:
-        return from_dataset(args.dataset, args.split, args.limit)
-    return default_samples()
+        return from_dataset(args.dataset, args.split, args.limit, normalisation=normalisation)
+    return default_samples(normalisation)
 
 
 def add_netspec_argument(parser):

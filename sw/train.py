@@ -79,8 +79,9 @@ def _as_tensors(X, y):
     return X.to(torch.int8), y.long()
 
 
-def load_splits(data_root, splits, progress=True):
-    """Features of ``splits`` from a GSC root via ``cosparse.sw.data``.
+def load_splits(data_root, splits, progress=True, normalisation="none"):
+    """Features of ``splits`` from a GSC root via ``cosparse.sw.data``, with the
+    feature ``normalisation`` (:data:`cosparse.sw.features.NORMALISATIONS`).
 
     Returns
     -------
@@ -91,7 +92,7 @@ def load_splits(data_root, splits, progress=True):
 
     out = {}
     for split in splits:
-        X, y, _ = load_features(data_root, split, progress=progress)
+        X, y, _ = load_features(data_root, split, progress=progress, normalisation=normalisation)
         out[split] = _as_tensors(X, y)
     return out
 
@@ -376,7 +377,8 @@ def _qat_start(qat_from, config, data_root, X, calibration, progress):
     model.load_state_dict(ckpt["state_dict"])
     if data_root is not None:
         from .inputs import from_dataset
-        clips = from_dataset(data_root, "train", calibration, progress=progress).x
+        clips = from_dataset(data_root, "train", calibration, progress=progress,
+                             normalisation=saved.features).x
     else:
         clips = X[:calibration].numpy()
     scales = [q.output_scale for q in quantise_model(model.eval(), clips)[:-1]]
@@ -515,8 +517,14 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
         raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {epochs} and {batch_size}")
     torch.set_num_threads(threads or os.cpu_count() or 1)
     device = resolve_device(device)
+    normalisation = _run_features(config, out_dir, resume, qat_from, init_from)
+    if normalisation != "none" and max(eq_prob, warp_prob, mask_prob) > 0:
+        raise ValueError(f"eq_prob, warp_prob and mask_prob transform features='none' images "
+                         f"(dB relative to the clip's maximum); with features={normalisation!r} "
+                         f"leave them at 0 (a per-band normalisation removes fixed per-band "
+                         f"gains itself)")
     splits = ({s: _as_tensors(*data[s]) for s in ("train", "validation")} if data is not None
-              else load_splits(data_root, ("train", "validation"), progress))
+              else load_splits(data_root, ("train", "validation"), progress, normalisation))
     (X, y), (Xv, yv) = splits["train"], splits["validation"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -579,7 +587,7 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     silence = None
     if silence_extra > 0:
         from .augment import silence_bank
-        silence = silence_bank(seed)
+        silence = silence_bank(seed, normalisation=model.config.features)
     metrics = {}
     for epoch in range(start + 1, epochs + 1):
         tic = time.perf_counter()
@@ -614,6 +622,17 @@ def train(config=None, data_root=None, out_dir="runs/gsc", *, epochs=30, batch_s
     return metrics
 
 
+def _run_features(config, out_dir, resume, qat_from, init_from):
+    """The feature normalisation a run trains on: its config's, else (config None) that of the
+    checkpoint it resumes or starts from, else "none"."""
+    if config is not None:
+        return config.features
+    for path in (Path(out_dir) / "last.pt" if resume else None, qat_from, init_from):
+        if path is not None and Path(path).is_file():
+            return NetConfig.from_dict(read_checkpoint(path)["config"]).features
+    return "none"
+
+
 # ---- command line ------------------------------------------------------------
 
 _OVERRIDES = {  # flag -> (NetConfig field, type)
@@ -622,6 +641,7 @@ _OVERRIDES = {  # flag -> (NetConfig field, type)
     "--hidden-density": ("hidden_density", float), "--hidden": ("hidden", int),
     "--boost-strength": ("boost_strength", float), "--mask-seed": ("mask_seed", int),
     "--kwta-noise": ("kwta_noise", float), "--pattern": ("pattern", str),
+    "--features": ("features", str),
 }
 _OVERRIDE_HELP = {
     "--pattern": "structure of the complementary assignments: random (default), nm:N:M (each "
@@ -629,6 +649,10 @@ _OVERRIDE_HELP = {
                  "block of K inputs, or of K input channels at one kernel offset), for every "
                  "layer with n > 1, or LAYER=PATTERN,... (with --mask static, magnitude or gmp; "
                  "docs/model.md)",
+    "--features": "per-band feature normalisation the network is trained on: none (default), "
+                  "band-mean (each mel band minus its mean over the clip's frames, in dB) or "
+                  "band-floor (minus its 10th percentile over the frames; "
+                  "docs/data.md); the NetSpec records it and every command applies it",
 }
 
 

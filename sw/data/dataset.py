@@ -5,7 +5,8 @@ seconds; training runs many times, so the result is cached in
 ``ROOT/.cosparse-cache/<split>-<hash>.npz``.  The hash covers everything the
 features depend on: each example's name (clip path, or noise window and
 gain), the content (a BLAKE2 digest of the bytes) of each source file, and
-the feature parameters (:func:`cosparse.sw.features.input_quant_spec`).
+the feature parameters (:func:`cosparse.sw.features.input_quant_spec`, which
+includes the feature normalisation; "none" keeps the keys it always had).
 Change any of them and a new cache file is written; stale ones are left for
 the user to delete.  The cache file also holds a digest of its own arrays:
 one that is truncated, edited or otherwise does not match is recomputed,
@@ -18,6 +19,7 @@ recomputation, with a warning.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -48,10 +50,10 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-def _features_of(example: Example) -> np.ndarray:
+def _features_of(example: Example, normalisation: str = "none") -> np.ndarray:
     from .gsc import load_example
 
-    return features.audio_to_features(load_example(example))
+    return features.audio_to_features(load_example(example), normalisation)
 
 
 def _file_digest(path: Path) -> str:
@@ -62,8 +64,9 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cache_key(examples: list[Example]) -> str:
-    digest = hashlib.sha256(json.dumps(features.input_quant_spec(), sort_keys=True).encode())
+def _cache_key(examples: list[Example], normalisation: str = "none") -> str:
+    digest = hashlib.sha256(json.dumps(features.input_quant_spec(normalisation),
+                                       sort_keys=True).encode())
     contents: dict[Path, str] = {}
     for example in examples:
         if example.path not in contents:
@@ -121,14 +124,16 @@ def _cache_lock(path: Path):
 
 
 def compute_features(examples: list[Example], *, progress: bool = True,
-                     jobs: int | None = None) -> np.ndarray:
+                     jobs: int | None = None, normalisation: str = "none") -> np.ndarray:
     """int8 [n, 1, 32, 32] features of ``examples``, over ``jobs`` processes.
 
     ``jobs`` defaults to the CPU count, at most 2 (the machines this targets);
-    small lists are done in this process.
+    small lists are done in this process. ``normalisation``: one of
+    :data:`cosparse.sw.features.NORMALISATIONS`.
     """
     from tqdm import tqdm
 
+    one = functools.partial(_features_of, normalisation=features.check_normalisation(normalisation))
     jobs = jobs or min(2, os.cpu_count() or 1)
     bar = dict(total=len(examples), desc="features", unit="clip", disable=not progress)
     out = np.zeros((len(examples),) + features.FEATURE_SHAPE, dtype=np.int8)
@@ -136,18 +141,18 @@ def compute_features(examples: list[Example], *, progress: bool = True,
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
-            for i, row in enumerate(tqdm(map(_features_of, examples), **bar)):
+            for i, row in enumerate(tqdm(map(one, examples), **bar)):
                 out[i] = row
         return out
     with get_context(_START).Pool(jobs, _one_blas_thread) as pool:
-        rows = pool.imap(_features_of, examples, chunksize=64)
+        rows = pool.imap(one, examples, chunksize=64)
         for i, row in enumerate(tqdm(rows, **bar)):
             out[i] = row
     return out
 
 
 def load_features(root: str | os.PathLike, split: str, *, cache: bool = True,
-                  progress: bool = True, jobs: int | None = None,
+                  progress: bool = True, jobs: int | None = None, normalisation: str = "none",
                   **split_options) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features, labels and names of one split of a GSC root.
 
@@ -162,6 +167,9 @@ def load_features(root: str | os.PathLike, split: str, *, cache: bool = True,
         Show a tqdm bar while computing.
     jobs : int, optional
         Worker processes (default: up to 2).
+    normalisation : str
+        Feature normalisation, one of :data:`cosparse.sw.features.NORMALISATIONS`
+        (the model's: a NetSpec's :func:`cosparse.sw.features.normalisation_of`).
     **split_options
         ``silence_fraction``, ``unknown_fraction``, ``seed`` of
         :func:`cosparse.sw.data.gsc.list_split`.
@@ -175,15 +183,18 @@ def load_features(root: str | os.PathLike, split: str, *, cache: bool = True,
     names : list of str
         Example names (see :attr:`Example.name`), for error analysis.
     """
+    features.check_normalisation(normalisation)
     examples = list_split(root, split, **split_options)
     names = [e.name for e in examples]
     y = np.array([e.label for e in examples], dtype=np.int64)
     if not cache:
-        return compute_features(examples, progress=progress, jobs=jobs), y, names
-    path = Path(root) / CACHE_DIR / f"{split}-{_cache_key(examples)}.npz"
+        return compute_features(examples, progress=progress, jobs=jobs,
+                                normalisation=normalisation), y, names
+    path = Path(root) / CACHE_DIR / f"{split}-{_cache_key(examples, normalisation)}.npz"
     with _cache_lock(path):
         X = _read_cache(path, y)
         if X is None:
-            X = compute_features(examples, progress=progress, jobs=jobs)
+            X = compute_features(examples, progress=progress, jobs=jobs,
+                                 normalisation=normalisation)
             _write_cache(path, X, y)
     return X, y, names

@@ -148,8 +148,9 @@ class Driver:
             paths = [Path(c) for c in pending if isinstance(c, (str, Path))]
             computed = iter([])
             if paths:
-                from ..features import features_batch
-                computed = iter(features_batch(paths))
+                from ..features import features_batch, normalisation_of
+                computed = iter(features_batch(
+                    paths, normalisation=normalisation_of(self.spec.input.quant)))
             x = np.stack([next(computed) if isinstance(c, (str, Path)) else np.asarray(c)
                           for c in pending])
             result = self.infer(x)

@@ -348,10 +348,12 @@ def export_model(model, calibration: np.ndarray | None, out_dir=None, *, name="g
                  precision: Precision | None = None) -> tuple[NetSpec, list[QuantisedLayer]]:
     """The GSC net with its features' input quantisation and class names
     (:func:`export_network` with ``calibration`` int8 features or the given
-    ``output_scales``, see :func:`quantise_model`)."""
+    ``output_scales``, see :func:`quantise_model`). ``input.quant`` records the
+    feature normalisation of ``model.config.features``; the calibration
+    features must have been computed with it."""
     return export_network(model, calibration, out_dir, input_scale=1.0 / features.QMAX,
                           classes=CLASSES[:model.config.classes],
                           input_range=(features.QMIN, features.QMAX),
-                          input_quant=features.input_quant_spec(),
+                          input_quant=features.input_quant_spec(model.config.features),
                           input_shape=tuple(model.config.in_shape), name=name, metadata=metadata,
                           output_scales=output_scales, precision=precision)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import nn
 
+from ..features import check_normalisation
 from .complementary import CompSparseConv2d, CompSparseLinear
 from .kwta import KWinners, KWinners2d
 from .patterns import layer_patterns
@@ -83,6 +84,11 @@ class NetConfig:
     branches : int
         Sparse Parallel branches; 1 for ``none`` / ``wide`` and for a
         folded ``parallel`` network (:meth:`GSCNet.folded`).
+    features : str
+        Per-band normalisation of the input features the network is trained
+        on and must be fed (:data:`cosparse.sw.features.NORMALISATIONS`):
+        ``none`` (default; checkpoints from before the field), ``band-mean``
+        or ``band-floor``. Export records it in the NetSpec's ``input.quant``.
     """
 
     in_shape: tuple = (1, 32, 32)
@@ -109,6 +115,7 @@ class NetConfig:
     pattern: str = "random"
     ift: str = "none"
     branches: int = 1
+    features: str = "none"
 
     def __post_init__(self):
         object.__setattr__(self, "in_shape", tuple(self.in_shape))
@@ -139,6 +146,7 @@ class NetConfig:
             raise ValueError(f"kwta_noise must be >= 0, got {self.kwta_noise}")
         if self.ift not in IFT_VARIANTS:
             raise ValueError(f"ift must be one of {', '.join(IFT_VARIANTS)}, got {self.ift!r}")
+        check_normalisation(self.features)
         if self.branches > 1 and self.ift != "parallel":
             raise ValueError(f"branches = {self.branches} needs ift='parallel' (got "
                              f"{self.ift!r}); use branches=1")
