@@ -35,12 +35,16 @@ from cosparse.boards.yosys import find_tool, run_logged
 WIDTH = 18
 
 
-class InferredProduct(wiring.Component):
-    """``p <= a_r * b_r`` with ``a_r``, ``b_r`` registered: Yosys picks the multiplier."""
+class _Product(wiring.Component):
+    """A signed ``WIDTH x WIDTH`` product, two cycles from ``a``, ``b`` to ``p``."""
 
     a: In(signed(WIDTH))
     b: In(signed(WIDTH))
     p: Out(signed(2 * WIDTH))
+
+
+class InferredProduct(_Product):
+    """``p <= a_r * b_r`` with ``a_r``, ``b_r`` registered: Yosys picks the multiplier."""
 
     def elaborate(self, platform):
         m = Module()
@@ -49,12 +53,8 @@ class InferredProduct(wiring.Component):
         return m
 
 
-class RegisteredMult18(wiring.Component):
+class RegisteredMult18(_Product):
     """The same pipeline as :class:`InferredProduct` inside an ECP5 MULT18X18D."""
-
-    a: In(signed(WIDTH))
-    b: In(signed(WIDTH))
-    p: Out(signed(2 * WIDTH))
 
     def elaborate(self, platform):
         m = Module()

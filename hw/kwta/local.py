@@ -98,7 +98,7 @@ def count_ones(bits):
 
     Written as adders, not as a network of full- and half-adder gates: the generated Verilog
     then holds one line per adder instead of one per gate (a local k-WTA of the default
-    network: 0.9 MB instead of 2.7 MB), and synthesis maps the adders onto carry chains
+    network: about a third of the text), and synthesis maps the adders onto carry chains
     at no more logic levels (``python bench/unit_depth.py --only kwta_local``: 7 either way).
     """
     values = [Value.cast(bit).as_unsigned() for bit in bits] or [Const(0, 1)]
