@@ -170,14 +170,19 @@ def _stretch():
 
 
 #: Holds the GIL in one C call (``sum`` over a range) for about 8 s inside a stage: a thread
-#: of the process cannot print then, as during Amaranth's in-process Yosys.
+#: of the process cannot print then, as during Amaranth's in-process Yosys. The speed is the
+#: fastest of five short calibrations, so a calibration slowed by a loaded machine does not
+#: shorten the hold.
 _HOLD_THE_GIL = """
 import time
 from cosparse.sw import progress
 progress.configure(None)
-start = time.perf_counter()
-sum(range(10 ** 7))
-n = int(10 ** 7 * 8 / max(time.perf_counter() - start, 1e-3))
+fastest = float("inf")
+for _ in range(5):
+    start = time.perf_counter()
+    sum(range(2 * 10 ** 6))
+    fastest = min(fastest, time.perf_counter() - start)
+n = int(2 * 10 ** 6 * 8 / max(fastest, 1e-4))
 with progress.stage("holding the GIL"):
     sum(range(n))
 """
@@ -193,7 +198,7 @@ def test_status_lines_keep_coming_while_the_gil_is_held(tmp_path):
     statuses = re.findall(r"holding the GIL: (\d+) s", text)
     # A waiting process is woken promptly even on a loaded machine: little stretch allowed
     # (a thread of the holder would show one status line in all and a gap of the whole hold).
-    assert held >= 4 and len(statuses) >= held / 3, (held, statuses)
+    assert held >= 3 and len(statuses) >= max(2, held / 3), (held, statuses)
     gaps = [b - a for (a, _), (b, _) in zip(chunks, chunks[1:])]
     assert max(gaps) <= 3 * min(_stretch(), 1.5), (max(gaps), _stretch())
 
