@@ -62,8 +62,8 @@ from ..sw.netspec.random import random_packing, random_requant
 from .nextpnr_log import parse_log
 from .yosys import ToolFailed, find_tool, run_logged
 
-__all__ = ["Part", "PARTS", "PLACERS", "ROUTERS", "DoesNotFit", "Stopped", "RegisteredHarness",
-           "scaled_gsc", "network_units", "parse_report", "parse_utilisation_log",
+__all__ = ["Part", "PARTS", "part_platform", "PLACERS", "ROUTERS", "DoesNotFit", "Stopped",
+           "RegisteredHarness", "scaled_gsc", "network_units", "parse_report", "parse_utilisation_log",
            "module_paths", "module_of", "timing_run", "TOP_NAME"]
 
 #: Module name of the harness top in the netlist and the build products.
@@ -77,6 +77,11 @@ class Part:
     ``global_buffer`` is the primitive that puts a fabric net on the part's
     global network (ECP5: ``DCCA``); the harness drives the reset through
     it, as a board design does, because nextpnr promotes only clocks itself.
+    ``platform`` is the part as Amaranth's vendor platform names it
+    (device, package, speed grade): the design is elaborated for it
+    (:func:`part_platform`), so that units with a primitive of the part,
+    such as :class:`~cosparse.hw.multiplier.RegisteredMultiplier`'s
+    MULT18X18D, use it as on a board.
     """
 
     key: str
@@ -85,14 +90,35 @@ class Part:
     nextpnr: str
     args: tuple
     global_buffer: str | None = None
+    platform: tuple = ()
 
 
 #: Parts ``cosparse timing --part`` accepts.
 PARTS = {
     "ecp5-85f": Part("ecp5-85f", "LFE5U-85F-6BG381C", "synth_ecp5", "nextpnr-ecp5",
                      ("--85k", "--package", "CABGA381", "--speed", "6",
-                      "--lpf-allow-unconstrained"), global_buffer="DCCA"),
+                      "--lpf-allow-unconstrained"), global_buffer="DCCA",
+                     platform=("LFE5U-85F", "BG381", "6")),
 }
+
+
+def part_platform(part: str = "ecp5-85f"):
+    """Amaranth's platform of ``part`` (:data:`PARTS`) without pins: what its designs elaborate for.
+
+    An ``amaranth.vendor.LatticePlatform`` of the part's device, package
+    and speed grade, with no resources or connectors (the harness takes its
+    pins as ports); its ``family`` ("ecp5") is what the design's units
+    read. The build itself stays :func:`timing_run`'s (Yosys, nextpnr).
+    """
+    from amaranth.vendor import LatticePlatform
+
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    device, package, speed = PARTS[part].platform
+    platform = type("PartPlatform", (LatticePlatform,),
+                    {"device": device, "package": package, "speed": speed, "resources": [],
+                     "connectors": []})
+    return platform()
 
 
 #: nextpnr's placers and routers (``--placer``, ``--router``).
@@ -458,7 +484,7 @@ def timing_run(spec: NetSpec, out, *, part: str = "ecp5-85f", unit: str | None =
     start = time.perf_counter()
     dut, design = _harness_design(spec, unit, config)
     harness = RegisteredHarness(dut, global_buffer=target.global_buffer)
-    text = rtlil.convert(harness, name=TOP_NAME)
+    text = rtlil.convert(harness, name=TOP_NAME, platform=part_platform(part))
     (out / f"{TOP_NAME}.il").write_text(text)
     modules = module_paths(text)
     result = {"part": target.device, "netspec": spec.name, **design,

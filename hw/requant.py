@@ -14,8 +14,10 @@ the saturation bounds and the output register grow by ``f`` bits.
 with ``m`` (unsigned, 16 bits) and ``s`` (0..62) chosen per output channel.
 The unit is a seven-stage pipeline (:data:`LATENCY`) so that each stage
 holds one operation a DSP block or a few LUT levels do comfortably in one
-cycle: the coefficient ROM read, the DSP48E2's operand, product and output
-registers, the variable shift, the rounding on the few bits that matter,
+cycle: the coefficient ROM read, the multiplier's operand, product and output
+registers (a DSP48E2's A/B, M and P; on an ECP5 a MULT18X18D's input, pipeline
+and output registers, :class:`~cosparse.hw.multiplier.RegisteredMultiplier`),
+the variable shift, the rounding on the few bits that matter,
 then the saturation (:class:`_RequantPipeline`).
 """
 
@@ -26,6 +28,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .multiplier import RegisteredMultiplier
 from .skid import SkidBuffer
 from .layouts import check_frac_bits, coordinate_bits, dense_layout, dense_vector_layout, \
     value_shape
@@ -83,7 +86,10 @@ class _RequantPipeline(wiring.Component):
     1. the accumulators and the ROM row of their ``(m, s)`` (a synchronous
        read: block RAM or LUT ROM, its output register the stage's);
     2. the multiplier operands (a DSP48E2's A/B registers);
-    3. ``a * m`` (its M register); 4. the product (its P register);
+    3. ``a * m`` (its M register); 4. the product (its P register); stages
+       2 to 4 are one :class:`~cosparse.hw.multiplier.RegisteredMultiplier`
+       with ``stages=3`` (on an ECP5: MULT18X18Ds with their registers; an
+       accumulator wider than 18 bits takes two, summed in stage 4);
     5. ``q = (2 * a * m) >> s``, an arithmetic shift (shift first, round after);
     6. ``r = (q + [s > 0]) >> 1`` on the few low bits of ``q`` that an
        unsaturated result can have (``8 + f + 2``), and whether ``q`` fits
@@ -128,10 +134,12 @@ class _RequantPipeline(wiring.Component):
 
         for e in range(width):
             a1 = Signal(signed(self._acc_bits), name=f"a1_{e}")
-            a2 = Signal.like(a1, name=f"a2_{e}")
-            m2 = Signal(unsigned(MULTIPLIER_BITS), name=f"m2_{e}")
-            p3 = Signal(signed(product_bits), name=f"p3_{e}")
+            m.submodules[f"multiplier{e}"] = multiplier = RegisteredMultiplier(
+                signed(self._acc_bits), unsigned(MULTIPLIER_BITS), stages=3)
+            m.d.comb += [multiplier.a.eq(a1), multiplier.b.eq(lookup.data[e].m),
+                         multiplier.en.eq(advance)]
             p4 = Signal(signed(product_bits), name=f"p4_{e}")
+            m.d.comb += p4.eq(multiplier.p)  # |a * m| < 2**(acc_bits + 15): it fits
             s2, s3, s4 = (Signal.like(lookup.data[e].s, name=f"s{j}_{e}") for j in (2, 3, 4))
             q5 = Signal(signed(product_bits + 1), name=f"q5_{e}")
             round5 = Signal(name=f"round5_{e}")
@@ -141,9 +149,7 @@ class _RequantPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += [
                     a1.eq(values_in[e]),
-                    a2.eq(a1), m2.eq(lookup.data[e].m), s2.eq(lookup.data[e].s),
-                    p3.eq(a2 * m2), s3.eq(s2),
-                    p4.eq(p3), s4.eq(s3),
+                    s2.eq(lookup.data[e].s), s3.eq(s2), s4.eq(s3),
                     q5.eq((p4 << 1) >> s4), round5.eq(s4 != 0),
                     r6.eq((q5[:window].as_signed() + round5) >> 1),
                     fits6.eq((upper == 0) | (upper == (1 << len(upper)) - 1)),

@@ -1,0 +1,179 @@
+"""RegisteredMultiplier: the ECP5 netlist (MULT18X18D instances) against the generic one, cycle by
+cycle, under Icarus Verilog; the generic one against Python's products.
+
+Amaranth's simulator cannot run an Instance, so both elaborations are written as Verilog and
+run side by side in one test bench with a model of the MULT18X18D (mult18x18d.v beside this
+file: Yosys's ECP5 library has only a black box), on random operands with the extremes of each
+shape, the clock enable toggling and a reset in the middle.
+"""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth import Shape, signed, unsigned
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from cosparse.boards.timing import part_platform
+from cosparse.hw.multiplier import RegisteredMultiplier, is_ecp5
+
+# A constructor that rejects its parameters leaves an object Amaranth reports as unused.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+MODEL = Path(__file__).with_name("mult18x18d.v")
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
+                                  reason="apt-get install iverilog")
+
+CASES = [
+    (signed(18), signed(18), 2),      # one full DSP, both signed
+    (unsigned(18), unsigned(18), 2),  # one full DSP, both unsigned
+    (signed(8), signed(8), 2),        # the engines' value x weight
+    (unsigned(5), signed(3), 3),      # mixed signs, narrow, three stages in the block
+    (signed(18), unsigned(16), 3),    # the requantiser, 18-bit accumulators
+    (signed(19), unsigned(16), 3),    # two DSPs: an unsigned 18-bit piece and a 1-bit top
+    (signed(32), unsigned(16), 3),    # the widest accumulator
+    (unsigned(16), signed(26), 3),    # the wide operand on b
+    (unsigned(36), signed(9), 3),     # two full pieces, the top one unsigned
+]
+
+
+def _ids(case):
+    a, b, stages = case
+    return f"{'s' if a.signed else 'u'}{a.width}x{'s' if b.signed else 'u'}{b.width}-{stages}"
+
+
+def _draw(rng, shape: Shape, n: int) -> list:
+    low, high = (-(1 << shape.width - 1), (1 << shape.width - 1) - 1) if shape.signed \
+        else (0, (1 << shape.width) - 1)
+    values = [int(v) for v in rng.integers(low, high, n, endpoint=True, dtype=np.int64)]
+    extremes = [low, high, 0, low + 1, high - 1, -1 if shape.signed else 1]
+    values[:len(extremes) * 3:3] = extremes
+    return values
+
+
+def _stimulus(case, n=400, seed=0):
+    """Per cycle (rst, en, a, b): random operands with the extremes, en high 70% of the time,
+    a reset in cycles 200 and 201."""
+    a_shape, b_shape, _ = case
+    rng = np.random.default_rng(seed)
+    a, b = _draw(rng, a_shape, n), _draw(rng, b_shape, n)
+    en = (rng.random(n) < 0.7).astype(int)
+    rst = [int(i in (200, 201)) for i in range(n)]
+    return list(zip(rst, en.tolist(), a, b))
+
+
+def _expected(case, stimulus):
+    """p after each cycle of a pipeline of ``stages`` enabled registers, cleared by reset."""
+    stages = case[2]
+    regs = [0] * stages  # operand product (taken together), then products
+    out = []
+    for rst, en, a, b in stimulus:
+        if rst:
+            regs = [0] * stages
+        elif en:
+            regs = [a * b] + regs[:-1]
+        out.append(regs[-1])
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_generic_is_the_registered_product(case):
+    """The default elaboration: Amaranth's simulator, against Python's products."""
+    a_shape, b_shape, stages = case
+    dut = RegisteredMultiplier(a_shape, b_shape, stages=stages)
+    stimulus = [s for s in _stimulus(case) if not s[0]]  # no reset: the simulator drives none
+    got = []
+
+    async def bench(ctx):
+        for _, en, a, b in stimulus:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.en, en)
+            await ctx.tick()
+            got.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == _expected(case, stimulus)
+
+
+def _bench(width_a, width_b, width_p, n):
+    return f"""`timescale 1ns/1ps
+module bench;
+    reg clk = 0, rst = 0, en = 0;
+    reg [{width_a - 1}:0] a = 0;
+    reg [{width_b - 1}:0] b = 0;
+    wire [{width_p - 1}:0] p_generic, p_ecp5;
+    reg [{2 + width_a + width_b - 1}:0] vectors [0:{n - 1}];
+    integer i;
+    generic g (.clk(clk), .rst(rst), .en(en), .a(a), .b(b), .p(p_generic));
+    ecp5 e (.clk(clk), .rst(rst), .en(en), .a(a), .b(b), .p(p_ecp5));
+    initial begin
+        $readmemh("vectors.hex", vectors);
+        for (i = 0; i < {n}; i = i + 1) begin
+            {{rst, en, a, b}} = vectors[i];
+            #1 clk = 1;
+            #1 clk = 0;
+            $display("%h %h", p_generic, p_ecp5);
+        end
+        $finish;
+    end
+endmodule
+"""
+
+
+@needs_icarus
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_ecp5_netlist_matches_the_generic_one(case, tmp_path):
+    """Both elaborations in one Icarus bench, every cycle equal, and equal to the products."""
+    a_shape, b_shape, stages = case
+    platform = part_platform()
+    assert is_ecp5(platform) and not is_ecp5(None)
+    generic = RegisteredMultiplier(a_shape, b_shape, stages=stages)
+    ecp5 = RegisteredMultiplier(a_shape, b_shape, stages=stages)
+    (tmp_path / "generic.v").write_text(verilog.convert(generic, name="generic"))
+    text = verilog.convert(ecp5, name="ecp5", platform=platform)
+    pieces = -(-max(a_shape.width, b_shape.width) // 18)
+    assert text.count("MULT18X18D #(") == pieces
+    assert "MULT18X18D" not in (tmp_path / "generic.v").read_text()
+    (tmp_path / "ecp5.v").write_text(text)
+    stimulus = _stimulus(case)
+    wp = len(generic.p)
+    fields = []
+    for rst, en, a, b in stimulus:
+        word = (((rst << 1 | en) << a_shape.width | a & ((1 << a_shape.width) - 1))
+                << b_shape.width) | b & ((1 << b_shape.width) - 1)
+        fields.append(f"{word:x}")
+    (tmp_path / "vectors.hex").write_text("\n".join(fields) + "\n")
+    (tmp_path / "bench.v").write_text(_bench(a_shape.width, b_shape.width, wp, len(stimulus)))
+    subprocess.run(["iverilog", "-g2012", "-o", "bench.vvp", "bench.v", "generic.v", "ecp5.v",
+                    str(MODEL)], cwd=tmp_path, check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", "bench.vvp"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True)
+    lines = [line.split() for line in run.stdout.splitlines() if line and "$finish" not in line
+             and not line.startswith("VCD")]
+    assert len(lines) == len(stimulus), run.stdout[-2000:]
+    mask = (1 << wp) - 1
+    expected = [v & mask for v in _expected(case, stimulus)]
+    generic_p = [int(g, 16) for g, _ in lines]
+    ecp5_p = [int(e, 16) for _, e in lines]
+    assert ecp5_p == generic_p
+    assert generic_p == expected
+
+
+def test_parameters_are_checked():
+    with pytest.raises(TypeError, match="a_shape"):
+        RegisteredMultiplier("wide", signed(8))
+    with pytest.raises(ValueError, match="stages"):
+        RegisteredMultiplier(signed(8), signed(8), stages=4)
+    with pytest.raises(ValueError, match="at most one operand"):
+        RegisteredMultiplier(signed(19), signed(19), stages=3)
+    with pytest.raises(ValueError, match="needs stages=3"):
+        RegisteredMultiplier(signed(24), unsigned(16), stages=2)
+    with pytest.raises(ValueError, match="one bit"):
+        RegisteredMultiplier(unsigned(0), signed(8))
