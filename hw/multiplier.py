@@ -21,8 +21,15 @@ they belong:
   ``"ecp5"``: amaranth's ``LatticePlatform`` for any LFE5 device, e.g.
   the ULX3S's, or :func:`cosparse.boards.timing.part_platform`), it is
   MULT18X18D instances with their input, pipeline and output registers
-  clocked by the ``sync`` clock, enabled by ``en`` and reset with the
-  ``sync`` reset (``RESETMODE`` "SYNC"), as the fabric registers are.
+  clocked by the ``sync`` clock and enabled by ``en``. Their reset pins
+  are tied off: with the ``sync`` reset on them (the harness's ``DCCA``
+  global net reaching the DSPs' ``RST0``) nextpnr failed to route the
+  reset into its global buffer on the scaled network (``Failed to route
+  arc 0.0 of net 'reset' ... G_CLKI_TDCC0``), and a product needs no
+  reset: every unit that multiplies qualifies its products with a valid
+  bit that the reset clears, and the pipeline refills the DSP's registers
+  in its first ``stages`` enabled cycles. Only those cycles after a reset
+  differ from the generic elaboration (whose registers the reset clears).
 
 A MULT18X18D multiplies two 18-bit operands, each signed or unsigned by
 its ``SIGNEDA`` / ``SIGNEDB`` pin (tied to the operand's signedness). An
@@ -33,8 +40,7 @@ the fabric then holds: its adder is a carry chain of the product's width
 between two registers, no multiplier delay in front of it.
 """
 
-from amaranth import ClockSignal, Const, Instance, Module, ResetSignal, Shape, Signal, signed, \
-    unsigned
+from amaranth import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,6 +60,19 @@ def _fits(shape: Shape) -> bool:
     return shape.width <= DSP_WIDTH
 
 
+def _piece(value, low: int):
+    """Bits ``low ..`` of ``value``, at most 18 of them: unsigned, but the top piece of a signed
+    value; a constant's piece is a constant."""
+    width = min(DSP_WIDTH, len(value) - low)
+    top_signed = low + width == len(value) and value.shape().signed
+    if isinstance(value, Const):
+        bits = value.value >> low
+        return Const(bits, signed(width)) if top_signed \
+            else Const(bits & ((1 << width) - 1), unsigned(width))
+    piece = value[low:low + width]
+    return piece.as_signed() if top_signed else piece
+
+
 class RegisteredMultiplier(wiring.Component):
     """``p = a * b`` of the operands taken ``stages`` enabled cycles before.
 
@@ -62,8 +81,14 @@ class RegisteredMultiplier(wiring.Component):
     DSP48E2 M and P registers; on an ECP5 the stage that sums the partial
     products of an operand wider than 18 bits). Every register advances
     only in a cycle with ``en`` high (tie it to 1 for a free-running
-    pipeline) and is cleared by the ``sync`` reset. ``p`` is the full
-    product, ``(a * b).shape()`` of Amaranth's arithmetic.
+    pipeline); the reset clears them in the generic elaboration only (on an
+    ECP5 ``p`` is undefined until ``stages`` enabled cycles after a reset:
+    see the module's notes). ``p`` is the full
+    product, ``(a * b).shape()`` of Amaranth's arithmetic. A ``constant``
+    ``b`` (a weight fixed in the design) has no port and no register: a
+    register loaded with a constant would differ from it only in the
+    cycle after reset, and cost flip-flops where the product was written
+    as ``a_r * Const(...)``.
 
     Parameters
     ----------
@@ -73,17 +98,20 @@ class RegisteredMultiplier(wiring.Component):
     stages : int
         2 or 3 register stages from operand to ``p``. An operand wider than
         18 bits needs 3: its partial products are summed in the third.
+    constant : int or None
+        ``b``'s value, fixed (an integer of ``b_shape``), or None: ``b`` is a port.
 
     Ports
     -----
     a : ``In(a_shape)``
     b : ``In(b_shape)``
+        Absent with a ``constant``.
     en : ``In(1)``
         Clock enable of every stage.
     p : ``Out((a * b).shape())``
     """
 
-    def __init__(self, a_shape, b_shape, *, stages: int = 2):
+    def __init__(self, a_shape, b_shape, *, stages: int = 2, constant: int | None = None):
         shapes = []
         for name, shape in (("a_shape", a_shape), ("b_shape", b_shape)):
             try:
@@ -103,10 +131,23 @@ class RegisteredMultiplier(wiring.Component):
             raise ValueError(f"an operand wider than {DSP_WIDTH} bits needs stages=3 (its partial "
                              f"products are summed in the third stage), got {self.a_shape!r} "
                              f"and {self.b_shape!r} with stages=2")
-        self.stages = stages
+        if constant is not None:
+            low, high = ((-1 << self.b_shape.width - 1, (1 << self.b_shape.width - 1) - 1)
+                         if self.b_shape.signed else (0, (1 << self.b_shape.width) - 1))
+            if not isinstance(constant, int) or isinstance(constant, bool) \
+                    or not low <= constant <= high:
+                raise ValueError(f"constant must be an integer of b_shape {self.b_shape!r} "
+                                 f"([{low}, {high}]), got {constant!r}")
+        self.stages, self.constant = stages, constant
         product = (Signal(self.a_shape) * Signal(self.b_shape)).shape()
-        super().__init__({"a": In(self.a_shape), "b": In(self.b_shape), "en": In(1),
-                          "p": Out(product)})
+        members = {"a": In(self.a_shape), "en": In(1), "p": Out(product)}
+        if constant is None:
+            members["b"] = In(self.b_shape)
+        super().__init__(members)
+
+    def _b(self):
+        """The ``b`` operand as the block sees it: the port, or the constant."""
+        return self.b if self.constant is None else Const(self.constant, self.b_shape)
 
     def elaborate(self, platform):
         m = Module()
@@ -114,10 +155,15 @@ class RegisteredMultiplier(wiring.Component):
             self._ecp5(m)
             return m
         a = Signal(self.a_shape)
-        b = Signal(self.b_shape)
+        if self.constant is None:
+            b = Signal(self.b_shape)
+            with m.If(self.en):
+                m.d.sync += b.eq(self.b)
+        else:
+            b = self._b()
         product = Signal.like(self.p)
         with m.If(self.en):
-            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b)]
+            m.d.sync += [a.eq(self.a), product.eq(a * b)]
             if self.stages == 3:
                 m.d.sync += self.p.eq(product)
         if self.stages == 2:
@@ -126,12 +172,10 @@ class RegisteredMultiplier(wiring.Component):
 
     def _ecp5(self, m):
         """MULT18X18Ds with their registers on; an operand over 18 bits split across them."""
-        wide, narrow = (self.a, self.b) if _fits(self.b_shape) else (self.b, self.a)
+        wide, narrow = (self.a, self._b()) if _fits(self.b_shape) else (self._b(), self.a)
         partials = []
         for index, low in enumerate(range(0, len(wide), DSP_WIDTH)):
-            piece = wide[low:low + DSP_WIDTH]  # unsigned, but the top piece of a signed operand
-            if low + DSP_WIDTH >= len(wide) and wide.shape().signed:
-                piece = piece.as_signed()
+            piece = _piece(wide, low)
             signed_product = piece.shape().signed or narrow.shape().signed
             product = Signal(signed(2 * DSP_WIDTH) if signed_product
                              else unsigned(2 * DSP_WIDTH), name=f"partial{index}")
@@ -149,8 +193,9 @@ class RegisteredMultiplier(wiring.Component):
         signedness, which its SIGNEDx pin tells the block), clocked by ``sync``, enabled by
         ``en``: input A/B and output registers on, the pipeline register too if
         ``pipeline`` (three stages in the block)."""
-        ports = {}
+        ports, clocks = {}, {}
         for port, value in (("A", a), ("B", b)):
+            clocks[port] = "NONE" if isinstance(value, Const) else "CLK0"  # no register
             extended = Signal(signed(DSP_WIDTH) if value.shape().signed else unsigned(DSP_WIDTH),
                               name=f"{port.lower()}_{p.name}")
             m.d.comb += extended.eq(value)
@@ -159,8 +204,8 @@ class RegisteredMultiplier(wiring.Component):
         ports.update({f"o_P{bit}": p[bit] for bit in range(2 * DSP_WIDTH)})
         return Instance(
             "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0",
+            p_REG_INPUTA_CLK=clocks["A"], p_REG_INPUTB_CLK=clocks["B"],
             p_REG_PIPELINE_CLK="CLK0" if pipeline else "NONE", p_REG_OUTPUT_CLK="CLK0",
             p_GSR="DISABLED", p_RESETMODE="SYNC",
-            i_CLK0=ClockSignal("sync"), i_CE0=self.en, i_RST0=ResetSignal("sync"),
+            i_CLK0=ClockSignal("sync"), i_CE0=self.en, i_RST0=0,
             i_SOURCEA=0, i_SOURCEB=0, **ports)
