@@ -10,11 +10,15 @@ what the primitive's own registers give, on one signed 18 x 18 product in
 the registered harness of ``cosparse timing`` (boards/timing.py: a shift
 register drives the operands, the product is folded to one pin):
 
-- ``inferred``: operand registers and a product register in the design,
-  ``p <= a_r * b_r``, as the engines and requantisers write it;
-- ``primitive``: a MULT18X18D instance with its input A/B and output
+- ``inferred``: :class:`~cosparse.hw.multiplier.RegisteredMultiplier`
+  elaborated for no platform: operand registers and a product register
+  in the design, ``p <= a_r * b_r``, as the units wrote it before the
+  component;
+- ``primitive``: the same component elaborated for the part's Amaranth
+  platform (:func:`~cosparse.boards.timing.part_platform`, as ``cosparse
+  timing`` does): a MULT18X18D instance with its input A/B and output
   registers on (``REG_INPUTA_CLK``, ``REG_INPUTB_CLK``, ``REG_OUTPUT_CLK``
-  = ``CLK0``): the same two-cycle pipeline inside the DSP block.
+  = ``CLK0``), the same two-cycle pipeline inside the DSP block.
 
     python bench/ecp5_multiplier.py [--out DIR] [--json]
 """
@@ -24,54 +28,17 @@ import json
 import sys
 from pathlib import Path
 
-from amaranth import ClockSignal, Instance, Module, Signal, signed
+from amaranth import signed
 from amaranth.back import rtlil
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
-from cosparse.boards.timing import PARTS, RegisteredHarness, parse_report
+from cosparse.boards.timing import PARTS, RegisteredHarness, parse_report, part_platform
 from cosparse.boards.yosys import find_tool, run_logged
+from cosparse.hw.multiplier import RegisteredMultiplier
 
 WIDTH = 18
 
-
-class _Product(wiring.Component):
-    """A signed ``WIDTH x WIDTH`` product, two cycles from ``a``, ``b`` to ``p``."""
-
-    a: In(signed(WIDTH))
-    b: In(signed(WIDTH))
-    p: Out(signed(2 * WIDTH))
-
-
-class InferredProduct(_Product):
-    """``p <= a_r * b_r`` with ``a_r``, ``b_r`` registered: Yosys picks the multiplier."""
-
-    def elaborate(self, platform):
-        m = Module()
-        a_r, b_r = Signal(signed(WIDTH)), Signal(signed(WIDTH))
-        m.d.sync += [a_r.eq(self.a), b_r.eq(self.b), self.p.eq(a_r * b_r)]
-        return m
-
-
-class RegisteredMult18(_Product):
-    """The same pipeline as :class:`InferredProduct` inside an ECP5 MULT18X18D."""
-
-    def elaborate(self, platform):
-        m = Module()
-        ports = {f"i_A{i}": self.a[i] for i in range(WIDTH)}
-        ports.update({f"i_B{i}": self.b[i] for i in range(WIDTH)})
-        ports.update({f"o_P{i}": self.p[i] for i in range(2 * WIDTH)})
-        m.submodules.mult = Instance(
-            "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
-            p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED", p_RESETMODE="SYNC",
-            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-            i_CLK0=ClockSignal(),
-            i_CE0=1, i_RST0=0, **ports)
-        return m
-
-
-VARIANTS = {"inferred": InferredProduct, "primitive": RegisteredMult18}
+#: Variant: whether it is elaborated for the part's platform (the MULT18X18D's registers).
+VARIANTS = {"inferred": False, "primitive": True}
 
 
 def place_and_route(name: str, out: Path, clock_mhz: float = 300.0) -> dict:
@@ -79,8 +46,10 @@ def place_and_route(name: str, out: Path, clock_mhz: float = 300.0) -> dict:
     part = PARTS["ecp5-85f"]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    harness = RegisteredHarness(VARIANTS[name](), global_buffer=part.global_buffer)
-    (folder / "top.il").write_text(rtlil.convert(harness, name="top"))
+    product = RegisteredMultiplier(signed(WIDTH), signed(WIDTH), stages=2)
+    harness = RegisteredHarness(product, global_buffer=part.global_buffer)
+    platform = part_platform(part.key) if VARIANTS[name] else None
+    (folder / "top.il").write_text(rtlil.convert(harness, name="top", platform=platform))
     run_logged([find_tool("yosys"), "-q", "-l", "yosys.log", "-p",
                 f"read_rtlil top.il; {part.synth} -top top; write_json top.json"],
                folder / "yosys.out", cwd=folder)

@@ -192,10 +192,12 @@ class RegisteredMultiplier(wiring.Component):
         """One MULT18X18D, ``p = a * b`` (each operand extended to 18 bits by its
         signedness, which its SIGNEDx pin tells the block), clocked by ``sync``, enabled by
         ``en``: input A/B and output registers on, the pipeline register too if
-        ``pipeline`` (three stages in the block)."""
-        ports, clocks = {}, {}
+        ``pipeline`` (three stages in the block). A constant operand goes through its input
+        register as well: nextpnr (0.11) does not support one input registered and the
+        other not ("unsupported mixed input register modes") and times such a block as if
+        neither were."""
+        ports = {}
         for port, value in (("A", a), ("B", b)):
-            clocks[port] = "NONE" if isinstance(value, Const) else "CLK0"  # no register
             extended = Signal(signed(DSP_WIDTH) if value.shape().signed else unsigned(DSP_WIDTH),
                               name=f"{port.lower()}_{p.name}")
             m.d.comb += extended.eq(value)
@@ -204,7 +206,7 @@ class RegisteredMultiplier(wiring.Component):
         ports.update({f"o_P{bit}": p[bit] for bit in range(2 * DSP_WIDTH)})
         return Instance(
             "MULT18X18D",
-            p_REG_INPUTA_CLK=clocks["A"], p_REG_INPUTB_CLK=clocks["B"],
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0",
             p_REG_PIPELINE_CLK="CLK0" if pipeline else "NONE", p_REG_OUTPUT_CLK="CLK0",
             p_GSR="DISABLED", p_RESETMODE="SYNC",
             i_CLK0=ClockSignal("sync"), i_CE0=self.en, i_RST0=0,
