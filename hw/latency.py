@@ -87,12 +87,13 @@ GLOBAL_KWTA_LATENCY = 6
 #: its Compactor.
 WIDE_KWTA_LATENCY = 4
 #: A window engine besides its walk and its adder tree: the line-buffer write, the column
-#: loader, the window and product registers, the requantiser (hw/engine/window.py).
-WINDOW_LATENCY = 3 + REQUANT_LATENCY
+#: loader, the window and product registers, the requantiser, the output slice
+#: (hw/engine/window.py, position_out.py).
+WINDOW_LATENCY = 4 + REQUANT_LATENCY
 #: A gather engine besides its walk and its adder tree: the address, line-buffer read, pair,
-#: weight-ROM read and product registers, the accumulator, the credit FIFO and the
-#: requantiser (hw/engine/gather.py).
-GATHER_LATENCY = 9 + REQUANT_LATENCY
+#: weight-ROM read and product registers, the accumulator, the credit FIFO, the
+#: requantiser and the output slice (hw/engine/gather.py, position_out.py).
+GATHER_LATENCY = 10 + REQUANT_LATENCY
 #: The drain of a conv engine's ring after its last words are read: the read, the
 #: requantiser and the output register.
 RING_DRAIN_LATENCY = 2 + REQUANT_LATENCY
