@@ -28,7 +28,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, is_ecp5
 from .skid import SkidBuffer
 from .layouts import check_frac_bits, coordinate_bits, dense_layout, dense_vector_layout, \
     value_shape
@@ -104,7 +104,7 @@ class _RequantPipeline(wiring.Component):
     flip-flop. Subclasses name the ports' fields.
     """
 
-    def _build(self, m, values_in, index, last_in):
+    def _build(self, m, platform, values_in, index, last_in):
         width = len(values_in)
         max_shift = max(s for row in self._rows for _, s in row)
         product_bits = self._acc_bits + MULTIPLIER_BITS
@@ -134,22 +134,20 @@ class _RequantPipeline(wiring.Component):
 
         for e in range(width):
             a1 = Signal(signed(self._acc_bits), name=f"a1_{e}")
-            m.submodules[f"multiplier{e}"] = multiplier = RegisteredMultiplier(
-                signed(self._acc_bits), unsigned(MULTIPLIER_BITS), stages=3)
-            m.d.comb += [multiplier.a.eq(a1), multiplier.b.eq(lookup.data[e].m),
-                         multiplier.en.eq(advance)]
             p4 = Signal(signed(product_bits), name=f"p4_{e}")
-            m.d.comb += p4.eq(multiplier.p)  # |a * m| < 2**(acc_bits + 15): it fits
             s2, s3, s4 = (Signal.like(lookup.data[e].s, name=f"s{j}_{e}") for j in (2, 3, 4))
             q5 = Signal(signed(product_bits + 1), name=f"q5_{e}")
             round5 = Signal(name=f"round5_{e}")
             r6 = Signal(signed(window), name=f"r6_{e}")
             fits6, negative6 = Signal(name=f"fits6_{e}"), Signal(name=f"negative6_{e}")
             upper = q5[window - 1:]
+            product = self._product(m, platform, e, a1, lookup.data[e].m, p4, advance)
             with m.If(advance):
                 m.d.sync += [
                     a1.eq(values_in[e]),
-                    s2.eq(lookup.data[e].s), s3.eq(s2), s4.eq(s3),
+                    *product[:2], s2.eq(lookup.data[e].s),
+                    *product[2:3], s3.eq(s2),
+                    *product[3:], s4.eq(s3),
                     q5.eq((p4 << 1) >> s4), round5.eq(s4 != 0),
                     r6.eq((q5[:window].as_signed() + round5) >> 1),
                     fits6.eq((upper == 0) | (upper == (1 << len(upper)) - 1)),
@@ -158,6 +156,26 @@ class _RequantPipeline(wiring.Component):
             saturated = Mux(negative6, self._low, self._high)
             clamped = Mux(r6 < self._low, self._low, Mux(r6 > self._high, self._high, r6))
             m.d.comb += self._value_field(result, e).eq(Mux(fits6, clamped, saturated))
+
+
+    def _product(self, m, platform, e, a1, m1, p4, advance):
+        """Stages 2 to 4 of lane ``e``: ``p4 = a * m`` of the values in ``a1``, ``m1`` three
+        advances before. Returns the sync statements to put under ``advance``: the operand,
+        product and output registers written out (``a2``, ``m2``, ``p3``, ``p4``, a DSP48E2's
+        A/B, M and P), or none on an ECP5, where a
+        :class:`~cosparse.hw.multiplier.RegisteredMultiplier` holds them in MULT18X18Ds
+        (:func:`~cosparse.hw.multiplier.is_ecp5`; an accumulator wider than 18 bits takes
+        two, summed in stage 4)."""
+        if is_ecp5(platform):
+            m.submodules[f"multiplier{e}"] = multiplier = RegisteredMultiplier(
+                signed(self._acc_bits), unsigned(MULTIPLIER_BITS), stages=3)
+            m.d.comb += [multiplier.a.eq(a1), multiplier.b.eq(m1), multiplier.en.eq(advance),
+                         p4.eq(multiplier.p)]  # |a * m| < 2**(acc_bits + 15): it fits
+            return []
+        a2 = Signal.like(a1, name=f"a2_{e}")
+        m2 = Signal(unsigned(MULTIPLIER_BITS), name=f"m2_{e}")
+        p3 = Signal.like(p4, name=f"p3_{e}")
+        return [a2.eq(a1), m2.eq(m1), p3.eq(a2 * m2), p4.eq(p3)]
 
 
 class Requantiser(_RequantPipeline):
@@ -217,7 +235,7 @@ class Requantiser(_RequantPipeline):
     def elaborate(self, platform):
         m = Module()
         i = self.i.payload
-        self._build(m, [i.a], i.channel, i.last)
+        self._build(m, platform, [i.a], i.channel, i.last)
         return m
 
     @staticmethod
@@ -274,7 +292,7 @@ class VectorRequantiser(_RequantPipeline):
         m = Module()
         i = self.i.payload
         width = len(self._rows[0])
-        self._build(m, [i.a[e] for e in range(width)], i.slice, i.last)
+        self._build(m, platform, [i.a[e] for e in range(width)], i.slice, i.last)
         return m
 
     @staticmethod

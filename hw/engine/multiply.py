@@ -23,7 +23,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..multiplier import RegisteredMultiplier
+from ..multiplier import RegisteredMultiplier, is_ecp5
 from .weights import (check_weight_bits, id_block, id_words, kernel_id_bits, lane_layout,
                       weight_words, word_layout)
 
@@ -140,18 +140,18 @@ class PackedMultiply(wiring.Component):
         s1 = Signal(self.i.payload.shape())
         m.d.sync += [v1.eq(v0), s1.eq(s0)]
 
-        # Stage 2: each bank's weights (rotation: row, then column), entry and write enable;
-        # the value and the weights are the multipliers' operand registers.
+        # Stage 2: each bank's weights (rotation: row, then column), entry and write enable.
         group_bits = lanes * lane_layout(self._layer.n, self._bits).size
         row_bits = t.cols * group_bits
         tile_rows = [word[i * row_bits:(i + 1) * row_bits] for i in range(t.rows)]
-        v2, last2 = Signal(), Signal()
-        kernels2 = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(kernel_id_bits(self._layer.n)),
+        v2, value2, last2 = Signal(), Signal(signed(8)), Signal()
+        weights2 = Signal(data.ArrayLayout(data.ArrayLayout(lane_layout(self._layer.n, self._bits),
                                                             lanes),
                                            t.banks))
+        weights1 = []  # per bank, its weights before their register (stage 1)
         addr2 = Signal.like(self.o.payload.addr)
         write2 = Signal(t.banks)
-        m.d.sync += [v2.eq(v1), last2.eq(s1.last)]
+        m.d.sync += [v2.eq(v1), value2.eq(s1.value), last2.eq(s1.last)]
         for by in range(t.rows):
             row = Array(tile_rows)[s1.rows[by].src]
             columns = [row[j * group_bits:(j + 1) * group_bits] for j in range(t.cols)]
@@ -162,22 +162,28 @@ class PackedMultiply(wiring.Component):
                 # A missing output gets entry 0, so no bank is ever addressed out of range.
                 # Column-rotated weights are stored in bank order already (Tiling.col_patterns).
                 column = columns[bx] if t.col_patterns else Array(columns)[s1.cols[bx].src]
-                weights = data.ArrayLayout(lane_layout(self._layer.n, self._bits),
-                                           lanes)(column)
-                m.d.sync += [addr2[b].eq(Mux(ok, entry, 0)), write2[b].eq(ok)]
-                for lane in range(lanes):
-                    # Stage 3: the registered product.
-                    m.submodules[f"multiplier_{b}_{lane}"] = multiplier = RegisteredMultiplier(
-                        signed(8), signed(self._bits), stages=2)
-                    m.d.comb += [multiplier.a.eq(s1.value), multiplier.b.eq(weights[lane].weight),
-                                 multiplier.en.eq(1),
-                                 self.o.payload.product[b][lane].eq(multiplier.p)]
-                    m.d.sync += [kernels2[b][lane].eq(weights[lane].kernel),
-                                 self.o.payload.kernel[b][lane].eq(kernels2[b][lane])]
+                weights1.append(weights2.shape().elem_shape(column))
+                m.d.sync += [weights2[b].eq(column),
+                             addr2[b].eq(Mux(ok, entry, 0)), write2[b].eq(ok)]
 
-        # Stage 3: the item's routing fields beside the products.
+        # Stage 3: registered products.
         m.d.sync += [self.o.valid.eq(v2), self.o.payload.addr.eq(addr2),
                      self.o.payload.write.eq(write2), self.o.payload.last.eq(last2)]
+        for b in range(t.banks):
+            for lane in range(lanes):
+                kernel = self.o.payload.kernel[b][lane].eq(weights2[b][lane].kernel)
+                if not is_ecp5(platform):
+                    m.d.sync += [self.o.payload.product[b][lane].eq(
+                                     value2 * weights2[b][lane].weight), kernel]
+                    continue
+                # On an ECP5 the operand and product registers are a MULT18X18D's: the
+                # multiplier takes stage 1's value and bank weight and registers them itself
+                # (value2 and the weights of weights2 are then left unused).
+                m.submodules[f"multiplier_{b}_{lane}"] = multiplier = RegisteredMultiplier(
+                    signed(8), signed(self._bits))
+                m.d.comb += [multiplier.a.eq(s1.value), multiplier.b.eq(weights1[b][lane].weight),
+                             multiplier.en.eq(1), self.o.payload.product[b][lane].eq(multiplier.p)]
+                m.d.sync += kernel
         return m
 
     def _split_memories(self, m, layout, item):

@@ -62,7 +62,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...sw.netspec.layers import EMPTY_SLOT
 from ..layouts import dense_vector_layout, sparse_layout, value_shape
-from ..multiplier import RegisteredMultiplier
+from ..multiplier import RegisteredMultiplier, is_ecp5
 from .position_out import CreditedOutput
 
 __all__ = ["WindowConvEngine", "window_cycles", "window_geometry"]
@@ -229,27 +229,37 @@ class WindowConvEngine(wiring.Component):
                     weights[f][q], kernels[f][q] = int(layer.weights[g, f]), kid
         return weights, kernels
 
-    def _leaves(self, m, lane, xs, q, q2):
-        """Stage 2 of ``lane``: its products (:class:`~cosparse.hw.multiplier.RegisteredMultiplier`
-        of the stage-0 sub-window values ``xs`` and the pass's weights), and per kernel ``j``
-        the leaves of its tree (products, masked by the pass ``q2`` where they belong
-        elsewhere, and the bias) with the bound of the kernel's sum. ``q`` is the pass at
-        stage 0 (weight ROM)."""
+    def _leaves(self, m, platform, lane, reg, xs, q, q2):
+        """Stage 2 of ``lane``: its products, and per kernel ``j`` the leaves of its tree
+        (products, masked by the pass ``q2`` where they belong elsewhere, and the bias)
+        with the bound of the kernel's sum. ``q`` is the pass at stage 0 (weight ROM);
+        ``xs`` the sub-window, stage 1's registers, or on an ECP5 (where a
+        :class:`~cosparse.hw.multiplier.RegisteredMultiplier` registers its operands in
+        the MULT18X18D) the values they would load."""
         layer, passes, bits = self._layer, self._passes, int(self._layer.weight_bits)
         weights, kernels = self._slots(lane)
         products = {}
         for f, options in enumerate(weights):
             if not any(options):
                 continue  # an empty slot in every pass: no multiplier
-            # Stage 1 registers the operands (a weight fixed in every pass is a constant),
-            # stage 2 the product.
-            fixed = len(set(options)) == 1
-            m.submodules[f"multiplier_{lane}_{f}"] = multiplier = RegisteredMultiplier(
-                signed(8), signed(bits), constant=options[0] if fixed else None)
-            m.d.comb += [multiplier.a.eq(xs[f]), multiplier.en.eq(1)]
-            if not fixed:
-                m.d.comb += multiplier.b.eq(Array(Const(v, signed(bits)) for v in options)[q])
-            products[f] = (multiplier.p, 128 * max(abs(v) for v in options))
+            bound = 128 * max(abs(v) for v in options)
+            if is_ecp5(platform):
+                # The operand and product registers in a MULT18X18D; a weight fixed in every
+                # pass is a constant operand.
+                fixed = len(set(options)) == 1
+                m.submodules[f"multiplier_{lane}_{f}"] = multiplier = RegisteredMultiplier(
+                    signed(8), signed(bits), constant=options[0] if fixed else None)
+                m.d.comb += [multiplier.a.eq(xs[f]), multiplier.en.eq(1)]
+                if not fixed:
+                    m.d.comb += multiplier.b.eq(Array(Const(v, signed(bits)) for v in options)[q])
+                products[f] = (multiplier.p, bound)
+                continue
+            if len(set(options)) == 1:
+                operand = Const(options[0], signed(bits))
+            else:
+                rom = Array(Const(v, signed(bits)) for v in options)
+                operand = reg(rom[q], signed(bits), f"w_{lane}_{f}")
+            products[f] = (reg(xs[f] * operand, signed(8 + bits), f"p_{lane}_{f}"), bound)
         result = []
         for j in range(layer.n):
             bias = lane_bias(self._layer, self._lanes, self._passes, lane, j)
@@ -453,14 +463,14 @@ class WindowConvEngine(wiring.Component):
         # requantisation reaches only the sequencer, through the FIFO's credits below) -------
         reg, regs = pipeline_registers()
 
-        # Stage 1: the sub-window of the pool position and the pass's weights, registered by
-        # the multipliers (below).
+        # Stage 1: the sub-window of the pool position (and the pass's weights, below).
         xs = []
         for ky in range(k):
             for kx in range(k):
                 options = [window[(a // pool) * s + ky][(a % pool) * s + kx]
                            for a in range(pool * pool)]
-                xs.append(Array(options)[wpos] if pool > 1 else options[0])
+                value = Array(options)[wpos] if pool > 1 else options[0]
+                xs.append(value if is_ecp5(platform) else reg(value, signed(8), f"x_{ky}_{kx}"))
         v1 = reg(cvalid & advance, 1, "valid1")
         q1 = reg(q, range(passes), "pass1")
         last1 = reg(cvalid & advance & c_end & c_final, 1, "last1")
@@ -469,7 +479,8 @@ class WindowConvEngine(wiring.Component):
         q2 = reg(q1, range(passes), "pass2")
         trees = [(lane, j, leaves, limit)
                  for lane in range(lanes)
-                 for j, (leaves, limit) in enumerate(self._leaves(m, lane, xs, q, q2))]
+                 for j, (leaves, limit) in enumerate(self._leaves(m, platform, lane, reg, xs,
+                                                                        q, q2))]
         # Stage 3 on: one adder level per stage; shorter trees are delayed to the longest.
         levels = max((max(1, len(leaves)) - 1).bit_length() for _, _, leaves, _ in trees)
         sums = [(lane * n + j, self._adder_tree(reg, leaves, limit, levels, f"sum_{lane}_{j}"))
