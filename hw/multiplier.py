@@ -14,22 +14,35 @@ bench/ecp5_multiplier.py). :class:`RegisteredMultiplier` is that
 pipeline as one component, so the ECP5 build can put the registers where
 they belong:
 
-- elaborated for no platform, or any platform but an ECP5, it is the
-  plain ``*`` with its registers, exactly what the units wrote before
-  (simulation and every other synthesis see the same netlist);
-- elaborated for an ECP5 (an Amaranth platform whose ``family`` is
-  ``"ecp5"``: amaranth's ``LatticePlatform`` for any LFE5 device, e.g.
-  the ULX3S's, or :func:`cosparse.boards.timing.part_platform`), it is
-  MULT18X18D instances with their input, pipeline and output registers
-  clocked by the ``sync`` clock and enabled by ``en``. Their reset pins
-  are tied off: with the ``sync`` reset on them (the harness's ``DCCA``
-  global net reaching the DSPs' ``RST0``) nextpnr failed to route the
-  reset into its global buffer on the scaled network (``Failed to route
-  arc 0.0 of net 'reset' ... G_CLKI_TDCC0``), and a product needs no
-  reset: every unit that multiplies qualifies its products with a valid
-  bit that the reset clears, and the pipeline refills the DSP's registers
-  in its first ``stages`` enabled cycles. Only those cycles after a reset
-  differ from the generic elaboration (whose registers the reset clears).
+- elaborated for an ECP5 (:func:`is_ecp5`: an Amaranth platform whose
+  ``family`` is ``"ecp5"``: amaranth's ``LatticePlatform`` for any LFE5
+  device, e.g. the ULX3S's, or :func:`cosparse.boards.timing.part_platform`,
+  what ``cosparse timing`` elaborates for), it is MULT18X18D instances with
+  their input, pipeline and output registers clocked by the ``sync`` clock
+  and enabled by ``en``;
+- elaborated for no platform, or another one, it is the plain ``*`` with
+  its registers: the reference the ECP5 netlist is checked against, cycle
+  by cycle (tests/hw/test_multiplier.py, under Icarus Verilog with a
+  model of the MULT18X18D), and the bench's inferred variant.
+
+The units that multiply (the requantisers, :class:`~.engine.multiply.PackedMultiply`,
+the window engine) instantiate it when :func:`is_ecp5` says so, and
+otherwise write their registered products out as they always did: the
+UltraScale+ resource flow (cosparse.boards.xilinx_synth) synthesises each
+submodule on its own, so a multiplier submodule would change what it
+counts (conv2's engine: +282 FDRE, registers no longer shared or packed
+across the boundary), and every other build's netlist stays byte for byte
+what it was.
+
+The DSPs' reset pins are tied off: with the ``sync`` reset on them (the
+harness's ``DCCA`` global net reaching the DSPs' ``RST0``) nextpnr failed
+to route the reset into its global buffer on the scaled network
+(``Failed to route arc 0.0 of net 'reset' ... G_CLKI_TDCC0``), and a
+product needs no reset: every unit that multiplies qualifies its products
+with a valid bit that the reset clears, and the pipeline refills the
+DSP's registers in its first ``stages`` enabled cycles. Only those cycles
+after a reset differ from the generic elaboration (whose registers the
+reset clears).
 
 A MULT18X18D multiplies two 18-bit operands, each signed or unsigned by
 its ``SIGNEDA`` / ``SIGNEDB`` pin (tied to the operand's signedness). An
@@ -83,12 +96,11 @@ class RegisteredMultiplier(wiring.Component):
     only in a cycle with ``en`` high (tie it to 1 for a free-running
     pipeline); the reset clears them in the generic elaboration only (on an
     ECP5 ``p`` is undefined until ``stages`` enabled cycles after a reset:
-    see the module's notes). ``p`` is the full
-    product, ``(a * b).shape()`` of Amaranth's arithmetic. A ``constant``
-    ``b`` (a weight fixed in the design) has no port and no register: a
-    register loaded with a constant would differ from it only in the
-    cycle after reset, and cost flip-flops where the product was written
-    as ``a_r * Const(...)``.
+    see the module's notes). ``p`` is the full product, ``(a * b).shape()``
+    of Amaranth's arithmetic. A ``constant`` ``b`` (a weight fixed in the
+    design) has no port: the generic elaboration multiplies by it directly,
+    as ``a_r * Const(...)`` (a register of it would only cost flip-flops),
+    the ECP5 one loads it into B's input register, free in the block.
 
     Parameters
     ----------
