@@ -283,11 +283,15 @@ class GlobalWideKWTA(wiring.Component):
             m.d.sync += [written[lane].eq(counted),
                          zero_addr[lane].eq(Mux(wiping, wipe_at, clear_addr[lane]))]
             for bank in range(2):
-                hist_w = count_reads[bank][lane][0]
+                hist_w, count_read = count_reads[bank][lane]
                 m.d.sync += count_into[bank][lane].eq(taken[lane] & (taken_bank == bank))
+                # A bank is written a count only while it is the counting bank, so its own
+                # read (or the repeat's) + 1 is ``counted``: no choice of bank on the path
+                # into the memory (the scaled network's critical path on the ECP5 with it).
+                into_bank = Mux(repeat[lane], written[lane], count_read) + 1
                 m.d.comb += [
                     hist_w.addr.eq(Mux(count_into[bank][lane], counting_key[lane], zero_addr[lane])),
-                    hist_w.data.eq(Mux(count_into[bank][lane], counted, 0)),
+                    hist_w.data.eq(Mux(count_into[bank][lane], into_bank, 0)),
                     hist_w.en.eq(count_into[bank][lane] | zero_en[bank])]
 
         # The scan: each cycle selects one count into ``picked``; the next compares it.
