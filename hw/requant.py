@@ -86,10 +86,11 @@ class _RequantPipeline(wiring.Component):
     1. the accumulators and the ROM row of their ``(m, s)`` (a synchronous
        read: block RAM or LUT ROM, its output register the stage's);
     2. the multiplier operands (a DSP48E2's A/B registers);
-    3. ``a * m`` (its M register); 4. the product (its P register); stages
-       2 to 4 are one :class:`~cosparse.hw.multiplier.RegisteredMultiplier`
-       with ``stages=3`` (on an ECP5: MULT18X18Ds with their registers; an
-       accumulator wider than 18 bits takes two, summed in stage 4);
+    3. ``a * m`` (its M register); 4. the product (its P register); on an
+       ECP5, stages 2 to 4 are a
+       :class:`~cosparse.hw.multiplier.RegisteredMultiplier` with
+       ``stages=3``, MULT18X18Ds with their registers (an accumulator wider
+       than 18 bits takes two, summed in stage 4);
     5. ``q = (2 * a * m) >> s``, an arithmetic shift (shift first, round after);
     6. ``r = (q + [s > 0]) >> 1`` on the few low bits of ``q`` that an
        unsaturated result can have (``8 + f + 2``), and whether ``q`` fits
