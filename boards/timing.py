@@ -63,8 +63,8 @@ from .nextpnr_log import parse_log
 from .yosys import ToolFailed, find_tool, run_logged
 
 __all__ = ["Part", "PARTS", "part_platform", "PLACERS", "ROUTERS", "DoesNotFit", "Stopped",
-           "RegisteredHarness", "scaled_gsc", "network_units", "parse_report", "parse_utilisation_log",
-           "module_paths", "module_of", "timing_run", "TOP_NAME"]
+           "RegisteredHarness", "scaled_gsc", "network_units", "parse_report",
+           "parse_utilisation_log", "module_paths", "module_of", "timing_run", "TOP_NAME"]
 
 #: Module name of the harness top in the netlist and the build products.
 TOP_NAME = "cosparse_timing"
